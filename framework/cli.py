@@ -1,0 +1,158 @@
+"""Command lines of the nox sessions: parse, call the pipeline, print. User mistakes → one line, exit 2.
+
+    python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workload=NAME|tag:TAG] ...
+    python -m framework.cli sql ["SELECT ..."]
+    python -m framework.cli schema [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from framework.config import ROOT
+from framework.errors import FrameworkError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line, with the near miss, and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = ""
+        if "unrecognized arguments:" in message:
+            bad = message.split(":", 1)[1].split()[0].split("=")[0]
+            options = [o for action in self._actions for o in action.option_strings]
+            close = difflib.get_close_matches(bad, options, n=1)
+            hint = f" — did you mean {close[0]}?" if close else f" — known options: {', '.join(sorted(options))}"
+        print(f"{self.prog}: {message}{hint}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _split(values: Sequence[str] | None) -> list[str] | None:
+    """``--runtime=a,b --runtime=c`` → [a, b, c]."""
+    if not values:
+        return None
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number — use e.g. --repeat=5") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1 — use e.g. --repeat=5")
+    return value
+
+
+def matrix_parser() -> _Parser:
+    parser = _Parser(prog="nox -s matrix --", description="Run workloads for runtimes × hardware profiles.")
+    parser.add_argument("--matrix", default="default", help="matrix in matrices/matrix.yaml (default: default)")
+    parser.add_argument("--runtime", action="append", help="runtime name(s), comma separated or repeated")
+    parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
+    parser.add_argument("--workload", action="append", help="workload name(s) or tag:TAG")
+    parser.add_argument("--size", help="data size (e.g. tiny, small, large)")
+    parser.add_argument("--repeat", type=_positive, help="measured repeats per case (overrides the workloads')")
+    parser.add_argument("--address", help="scheduler address for the 'address' backend, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild environments even if a build exists")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    return parser
+
+
+def cmd_matrix(argv: Sequence[str]) -> int:
+    from framework.matrix import Selection, build_plan
+    from framework.pipeline import MatrixOptions, run_matrix
+    from framework.query import Results
+    from framework.summary import run_summary
+
+    args = matrix_parser().parse_args(argv)
+    selection = Selection(
+        matrix=args.matrix, runtimes=_split(args.runtime), hardware=_split(args.hardware),
+        workloads=_split(args.workload), size=args.size, repeat=args.repeat,
+    )
+    if args.dry_run:
+        from framework.config import load_catalog
+
+        plan = build_plan(load_catalog(), selection)
+        for planned in plan.cases:
+            print(f"{planned.runtime.name:<12} {planned.hardware.name:<16} {planned.case.case_id}"
+                  f"  size={planned.case.size}  repeats={planned.case.workload.repeats}")
+        for skipped in plan.skipped:
+            print(f"skip {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
+        return 0
+    report = run_matrix(MatrixOptions(selection, args.results, address=args.address, rebuild=args.rebuild))
+    for skipped in report.plan.skipped:
+        print(f"skipped {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
+    with Results(args.results) as results:
+        print()
+        print(f"run {report.run_id} — results in {args.results}")
+        print(run_summary(results, report.run_id))
+        _, [(not_passed,)] = results.sql("SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'",
+                                        [report.run_id])
+    # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
+    return 1 if not_passed else 0
+
+
+def cmd_sql(argv: Sequence[str]) -> int:
+    from framework.query import Results
+    from framework.summary import format_table
+
+    parser = _Parser(prog="nox -s sql --", description="Read-only SQL over all results.")
+    parser.add_argument("query", nargs="?", help="one SELECT statement; omit to list the views and their columns")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
+    parser.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    args = parser.parse_args(argv)
+    with Results(args.results) as results:
+        if not args.query:
+            for view, columns in results.views().items():
+                print(f"{view}: " + ", ".join(f"{name} {kind}" for name, kind in columns))
+            return 0
+        columns, rows = results.sql(args.query)
+    if args.json:
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row)), default=str))
+    else:
+        print(format_table(columns, rows))
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return 0
+
+
+def cmd_schema(argv: Sequence[str]) -> int:
+    from framework.schema import export_schemas
+
+    parser = _Parser(prog="nox -s schema --", description="Write JSON Schemas for the YAML files.")
+    parser.add_argument("--check", action="store_true", help="fail if the committed schemas are out of date")
+    args = parser.parse_args(argv)
+    stale = export_schemas(ROOT / "matrices" / "schemas", check=args.check)
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)} — run `nox -s schema`", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {"matrix": cmd_matrix, "sql": cmd_sql, "schema": cmd_schema}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        print(f"usage: python -m framework.cli {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args[0]](args[1:])
+    except FrameworkError as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted — results of finished cases are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

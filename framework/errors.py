@@ -1,0 +1,49 @@
+"""The errors a user can cause, and how they are printed: one line each, never a traceback.
+
+Every message says where (file and field), what (the offending value) and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FrameworkError(Exception):
+    """Base of every error caused by input (config, command line, results on disk)."""
+
+    exit_code = 2
+
+
+class ConfigError(FrameworkError):
+    """A YAML file under ``matrices/`` or ``workloads/`` does not describe a valid model."""
+
+
+class SelectionError(FrameworkError):
+    """The command line names a runtime, hardware profile or workload that does not exist."""
+
+
+class EnvironmentBuildError(FrameworkError):
+    """A runtime's environment could not be built (no such Python, unresolvable pins...)."""
+
+
+class ClusterError(FrameworkError):
+    """The cluster a hardware profile describes could not be started or reached."""
+
+
+class ResultsError(FrameworkError):
+    """The results store was asked to do something that would lose or corrupt data."""
+
+
+class QueryError(FrameworkError):
+    """An SQL query over the results could not run."""
+
+
+def near_miss(name: str, known: Iterable[str], what: str) -> str:
+    """``unknown hardware 'lokal' — did you mean 'local'? known: local, local-4x2GiB``."""
+    known = sorted(known)
+    message = f"unknown {what} {name!r}"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        message += f" — did you mean {close[0]!r}?"
+    return message + f" known: {', '.join(known) if known else '(none declared)'}"

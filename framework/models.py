@@ -1,0 +1,416 @@
+"""What a user declares: workloads, hardware profiles, runtimes and matrices. Schema only — no I/O.
+
+Every model is strict (unknown keys are errors, with the near miss) and frozen. YAML files map names to
+specs (``runtimes: {latest: {...}}``); the file models copy each key into the spec's ``name``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import re
+from typing import Annotated, Any, Literal, Union
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=80)]
+Tag = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
+# ``module.sub:function`` inside the project's ``workloads`` package.
+FunctionPath = Annotated[str, Field(pattern=r"^workloads(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*$")]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def _parse_duration(value: object) -> object:
+    if isinstance(value, bool):
+        return value  # let pydantic reject it
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise PydanticCustomError(
+                "duration",
+                "{value!r} is not a duration — use e.g. '90s', '5m', '1h' or a number of seconds",
+                {"value": value},
+            )
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
+
+
+def _check_json_value(value: Any, where: str) -> None:
+    """Parameters travel to the runner as JSON: refuse what would not survive the trip."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise PydanticCustomError(
+            "not_json",
+            "{where} holds a value that is not plain data ({error}) — use strings, numbers, booleans,"
+            " lists and mappings",
+            {"where": where, "error": str(error)},
+        ) from None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_keys(cls, data: Any) -> Any:
+        # Done here rather than by extra="forbid" alone so the message names the near miss.
+        if isinstance(data, dict):
+            allowed = set(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    visible = sorted(allowed - {"name"})
+                    close = difflib.get_close_matches(str(key), visible, n=1, cutoff=0.6)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise PydanticCustomError(
+                        "unknown_field",
+                        "unknown field {key!r} — {hint}allowed: {allowed}",
+                        {"key": key, "hint": hint, "allowed": ", ".join(visible)},
+                    )
+        return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Workloads
+
+
+class HardwareRequirements(_Model):
+    """The smallest cluster a workload makes sense on; smaller profiles skip it with a reason."""
+
+    min_workers: PositiveInt = 1
+    min_threads_per_worker: PositiveInt = 1
+    min_memory_per_worker: ByteSize | None = None
+    backends: list[Literal["local", "address", "coiled"]] | None = Field(
+        default=None, description="Only these backends (e.g. a workload that scales a LocalCluster)."
+    )
+
+
+class Workload(_Model):
+    """One workload: a function in ``workloads/`` and the cases it runs."""
+
+    name: SkipJsonSchema[Name] = "unnamed"
+    description: str = Field(min_length=1, description="One line: what it exercises and checks.")
+    function: FunctionPath = Field(description="'workloads.module:function' — a plain function.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for every case.")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Each key's values multiply the cases (a parameter grid)."
+    )
+    sizes: dict[Name, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named data sizes (e.g. tiny / small / large): parameters merged into each case.",
+    )
+    tags: list[Tag] = Field(default_factory=list)
+    repeats: PositiveInt = 3
+    warmup: NonNegativeInt = 0
+    timeout: Seconds = Field(default=300.0, description="Per repeat: '90s', '5m' or seconds.")
+    requires: HardwareRequirements = Field(default_factory=HardwareRequirements)
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value.strip():
+            raise PydanticCustomError("one_line", "must be one line — move details into a YAML comment", {})
+        return value.strip()
+
+    @field_validator("params", "sizes")
+    @classmethod
+    def _plain_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json_value(value, "this mapping")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise PydanticCustomError(
+                    "empty_grid", "grid.{key} is empty — give at least one value", {"key": key}
+                )
+        _check_json_value(value, "grid")
+        return value
+
+    @model_validator(mode="after")
+    def _no_parameter_twice(self) -> Workload:
+        both = sorted(set(self.params) & set(self.grid))
+        if both:
+            raise PydanticCustomError(
+                "param_twice",
+                "parameter {names} is both in params and grid — keep it in one of them",
+                {"names": ", ".join(both)},
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Hardware
+
+
+class _Hardware(_Model):
+    name: SkipJsonSchema[Name] = "unnamed"
+    description: str = ""
+
+
+class LocalHardware(_Hardware):
+    """A ``distributed.LocalCluster`` on this machine."""
+
+    backend: Literal["local"]
+    n_workers: PositiveInt
+    threads_per_worker: PositiveInt = 1
+    memory_limit_per_worker: ByteSize
+    processes: bool = Field(default=True, description="Worker processes (with nannies) or in-process.")
+
+
+class TLSSecurity(_Model):
+    """Files for ``distributed.security.Security``; relative paths are relative to the project root."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    require_encryption: bool = True
+
+
+class AddressHardware(_Hardware):
+    """An existing scheduler, reached by address (``tcp://`` or ``tls://``)."""
+
+    backend: Literal["address"]
+    address: str | None = Field(
+        default=None, description="Scheduler address; may instead be given with --address on the command line."
+    )
+    n_workers: PositiveInt | None = Field(default=None, description="Wait for this many workers before running.")
+    threads_per_worker: PositiveInt | None = None
+    memory_limit_per_worker: ByteSize | None = None
+    security: TLSSecurity | None = None
+    connect_timeout: Seconds = 30.0
+
+    @field_validator("address")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(tcp|tls|ws|wss|ucx)://[^/\s]+$", value):
+            raise PydanticCustomError(
+                "address", "{value!r} is not a scheduler address — use e.g. 'tcp://10.0.0.5:8786'", {"value": value}
+            )
+        return value
+
+
+class CoiledHardware(_Hardware):
+    """A Coiled cluster; fields map one to one onto ``coiled.Cluster`` keyword arguments."""
+
+    backend: Literal["coiled"]
+    n_workers: PositiveInt
+    worker_vm_types: list[str] = Field(min_length=1)
+    scheduler_vm_types: list[str] = Field(min_length=1)
+    region: str | None = None
+    worker_disk_size: ByteSize | None = None
+    spot_policy: Literal["on-demand", "spot", "spot_with_fallback"] = "on-demand"
+    threads_per_worker: PositiveInt | None = None
+    memory_limit_per_worker: ByteSize | None = None
+    idle_timeout: str = "1 hour"
+    workspace: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+HardwareProfile = Annotated[Union[LocalHardware, AddressHardware, CoiledHardware], Field(discriminator="backend")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Runtimes
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Runtime(_Model):
+    """A set of package versions, a Python, environment variables and Dask config."""
+
+    name: SkipJsonSchema[Name] = "unnamed"
+    description: str = ""
+    python: str = Field(pattern=r"^3\.\d{1,2}$", description="e.g. '3.11'; found on PATH as python3.11.")
+    packages: dict[str, str] = Field(
+        min_length=1, description="Package → version specifier: '==2024.12.1', '>=2024.12,<2025', or '' for any."
+    )
+    as_of: dt.date | None = Field(
+        default=None, description="Resolve every package as it was released before this date (uv --exclude-newer)."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables for cluster processes.")
+    dask_config: dict[str, Any] = Field(
+        default_factory=dict, description="Dotted Dask config keys, e.g. distributed.scheduler.worker-saturation."
+    )
+
+    @field_validator("packages")
+    @classmethod
+    def _requirements(cls, value: dict[str, str]) -> dict[str, str]:
+        for package, specifier in value.items():
+            try:
+                requirement = Requirement(package)
+            except InvalidRequirement:
+                raise PydanticCustomError(
+                    "package", "{package!r} is not a package name — use the name as on PyPI, e.g. 'dask'",
+                    {"package": package},
+                ) from None
+            if requirement.specifier or requirement.marker or requirement.url:
+                raise PydanticCustomError(
+                    "package", "{package!r}: put the version in the value — e.g. dask: '==2024.12.1'",
+                    {"package": package},
+                )
+            try:
+                SpecifierSet(specifier)
+            except InvalidSpecifier:
+                raise PydanticCustomError(
+                    "specifier",
+                    "{package}: {specifier!r} is not a valid version specifier — use e.g. '==2024.12.1' or"
+                    " '>=2024.12', or '' for any version",
+                    {"package": package, "specifier": specifier},
+                ) from None
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_NAME.match(key):
+                raise PydanticCustomError(
+                    "env_name", "{key!r} is not an environment variable name — use letters, digits and '_'",
+                    {"key": key},
+                )
+        return value
+
+    @field_validator("dask_config")
+    @classmethod
+    def _config_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not re.match(r"^[A-Za-z][\w-]*(\.[A-Za-z][\w-]*)+$", key):
+                raise PydanticCustomError(
+                    "config_key",
+                    "{key!r} is not a dotted Dask config key — use e.g. 'distributed.scheduler.worker-saturation'",
+                    {"key": key},
+                )
+        _check_json_value(value, "dask_config")
+        return value
+
+    @property
+    def requirements(self) -> list[str]:
+        """PEP 508 lines for the installer, e.g. ``dask==2024.12.1``."""
+        return [f"{package}{specifier}" for package, specifier in sorted(self.packages.items())]
+
+    @property
+    def fully_pinned(self) -> bool:
+        """True when re-resolving can never pick other versions of the declared packages."""
+        if self.as_of is not None:
+            return True
+        return all(specifier.startswith("==") and "*" not in specifier for specifier in self.packages.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Matrices
+
+Selector = Annotated[str, Field(pattern=r"^(\*|tag:[a-z0-9][a-z0-9_-]*|[A-Za-z0-9][A-Za-z0-9_.+-]*)$")]
+
+
+class MatrixRule(_Model):
+    """Matches combinations; an omitted field matches everything. Workloads by name or 'tag:TAG'."""
+
+    runtime: Name | None = None
+    hardware: Name | None = None
+    workload: Selector | None = None
+
+
+class Matrix(_Model):
+    """Runtimes × hardware × workloads, minus ``exclude`` rules, plus ``include`` combinations."""
+
+    name: SkipJsonSchema[Name] = "unnamed"
+    description: str = ""
+    runtimes: list[Name] = Field(min_length=1)
+    hardware: list[Name] = Field(min_length=1)
+    workloads: list[Selector] = Field(min_length=1, description="Names, 'tag:TAG' or '*'.")
+    size: Name | None = Field(default=None, description="Data size to run where a workload declares sizes.")
+    exclude: list[MatrixRule] = Field(default_factory=list)
+    include: list[MatrixRule] = Field(default_factory=list)
+
+    @field_validator("include")
+    @classmethod
+    def _include_complete(cls, value: list[MatrixRule]) -> list[MatrixRule]:
+        for rule in value:
+            if rule.runtime is None or rule.hardware is None or rule.workload is None:
+                raise PydanticCustomError(
+                    "include", "each include names a runtime, a hardware profile and a workload — add the missing one", {}
+                )
+        return value
+
+
+# --------------------------------------------------------------------------------------------------
+# File models: what one YAML file holds. Keys are names.
+
+
+def _name_from_key(value: Any) -> Any:
+    if isinstance(value, dict):
+        named = {}
+        for key, spec in value.items():
+            if isinstance(spec, dict):
+                if "name" in spec and spec["name"] != key:
+                    raise PydanticCustomError(
+                        "name", "{key!r} has name {name!r} — drop 'name', the key is the name",
+                        {"key": key, "name": spec["name"]},
+                    )
+                spec = {**spec, "name": key}
+            named[key] = spec
+        return named
+    return value
+
+
+def _check_names(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if not re.match(NAME_PATTERN, str(key)):
+            raise PydanticCustomError(
+                "name", "{key!r} is not a valid name — use letters, digits, '_', '.', '+' and '-'", {"key": key}
+            )
+    return value
+
+
+class WorkloadFile(_Model):
+    workloads: Annotated[dict[str, Workload], BeforeValidator(_name_from_key)]
+    _names = field_validator("workloads")(_check_names)
+
+
+class HardwareFile(_Model):
+    hardware: Annotated[dict[str, HardwareProfile], BeforeValidator(_name_from_key)]
+    _names = field_validator("hardware")(_check_names)
+
+
+class RuntimesFile(_Model):
+    runtimes: Annotated[dict[str, Runtime], BeforeValidator(_name_from_key)]
+    _names = field_validator("runtimes")(_check_names)
+
+
+class MatricesFile(_Model):
+    matrices: Annotated[dict[str, Matrix], BeforeValidator(_name_from_key)]
+    _names = field_validator("matrices")(_check_names)
+
+
+FILE_MODELS: dict[str, type[_Model]] = {
+    "workloads": WorkloadFile,
+    "hardware": HardwareFile,
+    "runtimes": RuntimesFile,
+    "matrices": MatricesFile,
+}

@@ -1,0 +1,238 @@
+"""The matrix run, as a pipeline of small steps:
+
+    load config → expand matrix → build environment → run on a cluster → write results → summarise
+
+This is the controller: it runs in the nox session's own environment. The measuring happens in a child
+process (``framework.runner``) inside each runtime's environment; this side writes its rows to Parquet.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from framework import provenance
+from framework.config import ROOT, Catalog, load_catalog
+from framework.errors import SelectionError
+from framework.environments import BuiltEnvironment, build_environment
+from framework.matrix import Case, Plan, Selection, build_plan
+from framework.models import HardwareProfile
+from framework.results import SCHEMA_VERSION, ResultsStore
+from framework.runner import PROTOCOL, RowWriter
+
+# Time allowed beyond the sum of case timeouts: imports, cluster start-up and teardown.
+RUNNER_SLACK_S = 180.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixOptions:
+    selection: Selection
+    results_dir: Path
+    root: Path = ROOT
+    address: str | None = None
+    rebuild: bool = False
+
+
+@dataclasses.dataclass
+class MatrixReport:
+    run_id: str
+    plan: Plan
+    published: list[Path] = dataclasses.field(default_factory=list)
+    environments: list[BuiltEnvironment] = dataclasses.field(default_factory=list)
+    not_passed: int = 0
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    """Sortable and unique: ``20261126T103211Z-3f9a1c``."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def case_payload(case: Case) -> dict[str, Any]:
+    workload = case.workload
+    return {
+        "workload": workload.name,
+        "case_id": case.case_id,
+        "function": workload.function,
+        "params": case.params,
+        "size": case.size,
+        "tags": list(workload.tags),
+        "repeats": workload.repeats,
+        "warmup": workload.warmup,
+        "timeout_s": workload.timeout,
+    }
+
+
+def runner_plan(
+    run_id: str,
+    run_started_at: str,
+    environment: BuiltEnvironment,
+    hardware: HardwareProfile,
+    cases: list[Case],
+    store: ResultsStore,
+    rows_path: Path,
+    address: str | None,
+    git: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON a runner reads: plain data only, so the runner needs no pydantic."""
+    runtime = environment.runtime
+    return {
+        "protocol": PROTOCOL,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "run_started_at": run_started_at,
+        "runtime": {
+            "name": runtime.name,
+            "hash": environment.runtime_hash,
+            "env_hash": environment.env_hash,
+            "spec": runtime.model_dump(mode="json", exclude={"name"}),
+            "env": dict(runtime.env),
+            "dask_config": dict(runtime.dask_config),
+        },
+        "hardware": hardware.model_dump(mode="json"),
+        "address": address,
+        "cases": [case_payload(case) for case in cases],
+        "rows_path": str(rows_path),
+        "dumps_dir": str(store.dumps_dir(run_id)),
+        "provenance": git,
+    }
+
+
+def run_runner(environment: BuiltEnvironment, plan_path: Path, budget_s: float, root: Path) -> tuple[int, str]:
+    """Start the runner in the runtime's environment; echo its progress; kill it past ``budget_s``.
+
+    Returns (exit code, the last lines it printed).
+    """
+    env = {**os.environ, **environment.runtime.env, "PYTHONPATH": str(root)}
+    # Let the first import write .pyc files: with bytecode writes off, every worker re-compiles dask (5–9 s).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("VIRTUAL_ENV", None)
+    process = subprocess.Popen(
+        [str(environment.python), "-m", "framework.runner", str(plan_path)],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+
+    def echo() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            tail.append(line.rstrip())
+            print(line, end="", file=sys.stderr, flush=True)
+
+    reader = threading.Thread(target=echo, daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout=budget_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        code = process.wait()
+        tail.append(f"runner killed after {budget_s:.0f} s (the sum of its cases' timeouts plus slack)")
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    reader.join(timeout=5)
+    return code, "\n".join(tail)
+
+
+def _budget(cases: list[Case]) -> float:
+    return RUNNER_SLACK_S + sum((c.workload.warmup + c.workload.repeats) * c.workload.timeout for c in cases)
+
+
+def unfinished_rows(plan: dict[str, Any], rows_path: Path, reason: str, environment: BuiltEnvironment) -> list[dict[str, Any]]:
+    """Rows for the cases a dead runner never reported, so no case silently disappears."""
+    from framework.results import read_rows
+
+    reported = {row["case_id"] for row in read_rows(rows_path)} if rows_path.exists() else set()
+    packages = environment.packages
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    rows = []
+    for case in plan["cases"]:
+        if case["case_id"] in reported:
+            continue
+        rows.append({
+            "schema_version": SCHEMA_VERSION, "run_id": plan["run_id"], "run_started_at": plan["run_started_at"],
+            "workload": case["workload"], "case_id": case["case_id"], "function": case["function"],
+            "size": case["size"], "params": case["params"], "tags": case["tags"], "timeout_s": case["timeout_s"],
+            "phase": "setup", "repeat": 0, "outcome": "error", "error": reason, "started_at": now, "ended_at": now,
+            "missing": {}, "runtime": plan["runtime"]["name"], "runtime_hash": plan["runtime"]["hash"],
+            "env_hash": plan["runtime"]["env_hash"], "runtime_spec": plan["runtime"]["spec"],
+            "dask_config": plan["runtime"]["dask_config"], "hardware": plan["hardware"]["name"],
+            "hardware_backend": plan["hardware"]["backend"], "hardware_spec": plan["hardware"],
+            "packages": packages, "dask_version": packages.get("dask"),
+            "distributed_version": packages.get("distributed"), "python_version": None,
+            **{k: v for k, v in provenance.machine().items() if k not in ("python_version", "executable",
+                                                                           "python_implementation")},
+            **plan["provenance"],
+        })
+    return rows
+
+
+def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> MatrixReport:
+    """Plan, build, run and publish. Raises FrameworkError for bad input before anything runs."""
+    catalog = catalog or load_catalog(options.root)
+    plan = build_plan(catalog, options.selection)
+    if not plan.cases:
+        reasons = "; ".join(f"{s.case_id} on {s.hardware}: {s.reason}" for s in plan.skipped[:3])
+        raise SelectionError(f"the selection matches no case to run{' (' + reasons + ')' if reasons else ''}"
+                             " — widen --workload/--hardware/--size, or check with --dry-run")
+    store = ResultsStore(options.results_dir)
+    salvaged = store.salvage()
+    if salvaged:
+        _say(f"recovered {len(salvaged)} result file(s) left by an interrupted run")
+    run_started = dt.datetime.now(dt.timezone.utc)
+    report = MatrixReport(new_run_id(run_started), plan)
+    git = provenance.git_commit(options.root)
+
+    built: dict[str, BuiltEnvironment] = {}
+    for runtime, hardware, cases in plan.groups():
+        if runtime.name not in built:
+            _say(f"environment for runtime {runtime.name!r} (Python {runtime.python}) …")
+            environment = build_environment(runtime, options.root, rebuild=options.rebuild)
+            built[runtime.name] = environment
+            report.environments.append(environment)
+            how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
+            _say(f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
+                 f" distributed {environment.packages.get('distributed', '?')})")
+            store.record_environment({
+                "env_hash": environment.env_hash, "runtime": runtime.name, "runtime_hash": environment.runtime_hash,
+                "python": runtime.python, "built_at": run_started, "requirements": runtime.requirements,
+                "lock": environment.lock,
+            })
+        environment = built[runtime.name]
+        name = f"{report.run_id}__{runtime.name}__{hardware.name}"
+        rows_path = store.staging_file(name)
+        plan_payload = runner_plan(report.run_id, run_started.isoformat(), environment, hardware, cases, store,
+                                   rows_path, options.address, git)
+        plan_path = rows_path.with_suffix(".plan.json")
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        plan_path.write_text(json.dumps(plan_payload, indent=1))
+        _say(f"running {len(cases)} case(s) of runtime {runtime.name!r} on hardware {hardware.name!r} …")
+        code, tail = run_runner(environment, plan_path, _budget(cases), options.root)
+        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+        reason = f"runner exited with code {code} before reporting this case: {last}"
+        extra = unfinished_rows(plan_payload, rows_path, reason, environment)
+        if extra:
+            writer = RowWriter(rows_path)
+            for row in extra:
+                writer.write(row)
+            writer.close()
+        published = store.publish(rows_path)
+        plan_path.unlink(missing_ok=True)
+        if published is not None:
+            report.published.append(published)
+    return report
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,144 @@
+"""DuckDB views over the results store, opened read-only. The only module that opens DuckDB.
+
+Views:
+    rows          every execution (warm-ups, measured repeats, setup failures), all schema versions
+    cases         measured repeats only (phase = 'measure') — what statistics use
+    runs          one line per run × runtime × hardware: when, where, which versions, how many passed
+    case_summary  one line per run × runtime × hardware × case: outcomes and medians
+    latest        the measured repeats of the newest run of each runtime × hardware × case
+    environments  each built environment's lock (exact package list)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from framework.errors import QueryError
+from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA
+
+_ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+VIEWS: dict[str, str] = {
+    "cases": "SELECT * FROM rows WHERE phase = 'measure'",
+    "runs": """
+        SELECT run_id, runtime, hardware,
+               min(run_started_at) AS run_started_at, min(started_at) AS started_at, max(ended_at) AS ended_at,
+               any_value(runtime_hash) AS runtime_hash, any_value(dask_version) AS dask_version,
+               any_value(distributed_version) AS distributed_version, any_value(python_version) AS python_version,
+               any_value(hostname) AS hostname, any_value(git_commit) AS git_commit, any_value(git_dirty) AS git_dirty,
+               count(DISTINCT case_id) AS n_cases,
+               count(*) FILTER (WHERE phase = 'measure') AS n_measured,
+               count(*) FILTER (WHERE outcome = 'passed') AS n_passed,
+               count(*) FILTER (WHERE outcome = 'failed') AS n_failed,
+               count(*) FILTER (WHERE outcome = 'error') AS n_error,
+               count(*) FILTER (WHERE outcome = 'timeout') AS n_timeout
+        FROM rows GROUP BY run_id, runtime, hardware""",
+    "case_summary": """
+        SELECT run_id, runtime, hardware, workload, case_id, size,
+               any_value(dask_version) AS dask_version, min(started_at) AS started_at,
+               count(*) FILTER (WHERE phase = 'measure') AS repeats,
+               count(*) FILTER (WHERE outcome = 'passed' AND phase = 'measure') AS passed,
+               count(*) FILTER (WHERE outcome <> 'passed') AS not_passed,
+               CASE WHEN bool_or(outcome = 'timeout') THEN 'timeout'
+                    WHEN bool_or(outcome = 'error') THEN 'error'
+                    WHEN bool_or(outcome = 'failed') THEN 'failed'
+                    ELSE 'passed' END AS outcome,
+               median(wall_s) FILTER (WHERE phase = 'measure') AS median_wall_s,
+               median(peak_memory_bytes) FILTER (WHERE phase = 'measure') AS median_peak_memory_bytes,
+               median(mean_memory_bytes) FILTER (WHERE phase = 'measure') AS median_mean_memory_bytes,
+               median(spilled_bytes) FILTER (WHERE phase = 'measure') AS median_spilled_bytes,
+               median(tasks) FILTER (WHERE phase = 'measure') AS median_tasks,
+               any_value(error) FILTER (WHERE outcome <> 'passed') AS first_error
+        FROM rows GROUP BY run_id, runtime, hardware, workload, case_id, size""",
+    "latest": """
+        SELECT * FROM cases
+        QUALIFY run_started_at = max(run_started_at) OVER (PARTITION BY runtime, hardware, case_id, size)""",
+}
+
+
+class Results:
+    """Read-only SQL over a results directory. ``Results(path).sql("SELECT ...")`` → (columns, rows)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.connection = duckdb.connect(":memory:")
+        self._create_views()
+        # From here on, no statement may touch a file outside results/, write anything, or change that.
+        self.connection.execute(f"SET allowed_directories=['{_quote(str(self.root))}/']")
+        self.connection.execute("SET enable_external_access=false")
+        self.connection.execute("SET lock_configuration=true")
+
+    def _create_views(self) -> None:
+        con = self.connection
+        con.register("_empty_rows", pa.Table.from_pylist([], schema=CASE_SCHEMA))
+        con.register("_empty_environments", pa.Table.from_pylist([], schema=ENVIRONMENT_SCHEMA))
+        # Files of older schema versions lack newer columns: union_by_name fills them with NULL, and the empty
+        # current-schema table guarantees every current column exists even when no file has it yet.
+        for view, directory, empty in (("rows", "cases", "_empty_rows"),
+                                       ("environments", "environments", "_empty_environments")):
+            files = sorted((self.root / directory).glob("*.parquet"))
+            if files:
+                listing = ", ".join(f"'{_quote(str(path))}'" for path in files)
+                source = (f"SELECT * FROM read_parquet([{listing}], union_by_name = true) "
+                          f"UNION ALL BY NAME SELECT * FROM {empty}")
+            else:
+                source = f"SELECT * FROM {empty}"
+            con.execute(f"CREATE VIEW {view} AS {source}")
+        for view, body in VIEWS.items():
+            con.execute(f"CREATE VIEW {view} AS {body}")
+
+    def sql(self, query: str, parameters: list[Any] | dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read-only statement; return column names and rows."""
+        try:
+            statements = duckdb.extract_statements(query)
+        except duckdb.Error as error:
+            raise QueryError(f"SQL: {_first_line(error)} — check the query's syntax") from None
+        if len(statements) != 1:
+            raise QueryError(f"SQL: expected one statement, got {len(statements)} — run them one at a time")
+        kind = statements[0].type.name
+        if kind not in _ALLOWED_STATEMENTS:
+            raise QueryError(f"SQL: {kind} statements are not allowed — the results are read-only; use SELECT")
+        try:
+            cursor = self.connection.execute(query, parameters or [])
+            columns = [column[0] for column in cursor.description or []]
+            return columns, cursor.fetchall()
+        except duckdb.Error as error:
+            raise QueryError(f"SQL: {_first_line(error)}") from None
+
+    def arrow(self, query: str, parameters: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+        """Like :meth:`sql`, as an Arrow table (for pandas: ``.to_pandas()``)."""
+        self.sql("EXPLAIN " + query, parameters)  # same checks, without running it twice
+        relation = self.connection.sql(query, params=parameters or None)
+        # DuckDB 2.0 renamed fetch_arrow_table() to to_arrow_table().
+        fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+        table: pa.Table = fetch()
+        return table
+
+    def views(self) -> dict[str, list[tuple[str, str]]]:
+        """View → [(column, type)], for ``nox -s sql`` with no query."""
+        described = {}
+        for view in ("rows", *VIEWS, "environments"):
+            cursor = self.connection.execute(f"DESCRIBE {view}")
+            described[view] = [(row[0], row[1]) for row in cursor.fetchall()]
+        return described
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Results:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

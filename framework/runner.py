@@ -1,0 +1,301 @@
+"""Run a plan's cases on a cluster, N times each, and write one JSON line per execution.
+
+Runs inside a runtime's environment as ``python -m framework.runner PLAN.json``: the standard library, the
+runtime's own packages and the light framework modules only (any Python ≥ 3.9), so old runtimes can run it.
+Each row is written and fsync'd as soon as it is measured; the controller turns the lines into Parquet.
+
+A case is stopped at its timeout: the cluster state is dumped beside the results, the cluster is made usable
+again (a fresh LocalCluster, or ``Client.restart`` elsewhere) and the run goes on with the next case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from framework import metrics, provenance
+from framework.checks import WorkloadCheckFailed
+from framework.clusters import ClusterSession
+from framework.errors import ClusterError
+
+PROTOCOL = 1
+ERROR_TEXT_LIMIT = 4000
+
+
+class RowWriter:
+    """Appends rows as JSON lines, each flushed to disk before the next case starts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._file.write(json.dumps(row, default=str, allow_nan=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def load_function(path: str) -> Callable[..., Any]:
+    module_name, _, function_name = path.partition(":")
+    module = importlib.import_module(module_name)
+    function: Callable[..., Any] = getattr(module, function_name)
+    return function
+
+
+def classify(error: BaseException) -> str:
+    """``failed``: the workload's own check (or an assert) said the answer is wrong; ``error``: anything else."""
+    return "failed" if isinstance(error, (WorkloadCheckFailed, AssertionError)) else "error"
+
+
+def _one_line(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")
+    return text[:ERROR_TEXT_LIMIT]
+
+
+def call_with_timeout(function: Callable[..., Any], params: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run ``function(**params)`` in a daemon thread; wait at most ``timeout`` seconds.
+
+    Returns ``{"timed_out", "wall_s", "value" | "error" + "traceback"}``. A thread still running at the timeout
+    is left behind: the caller makes the cluster drop its work, which usually ends the thread too.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        start = time.perf_counter()
+        try:
+            outcome["value"] = function(**params)
+        except BaseException as error:  # noqa: BLE001 - every failure of a workload is recorded
+            outcome["error"] = error
+            outcome["traceback"] = traceback.format_exc()[-ERROR_TEXT_LIMIT:]
+        outcome["wall_s"] = time.perf_counter() - start
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=target, name="blessing-case", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return {"timed_out": True, "wall_s": time.perf_counter() - started}
+    outcome["timed_out"] = False
+    return outcome
+
+
+def _extra_metrics(value: Any) -> tuple[Optional[dict[str, float]], Optional[str]]:
+    if value is None:
+        return None, None
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in value.items()):
+        return {k: float(v) for k, v in value.items()}, None
+    return None, f"workload returned {type(value).__name__}, not a mapping of names to numbers; ignored"
+
+
+def dump_cluster_state(session: ClusterSession, directory: Path, stem: str) -> tuple[Optional[str], Optional[str]]:
+    """Write ``Client.dump_cluster_state`` next to the results; (path, None) or (None, why not)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / stem
+    try:
+        session.client.dump_cluster_state(str(target), format="msgpack")
+    except Exception as error:
+        return None, f"cluster dump failed: {_one_line(error)}"
+    written = sorted(directory.glob(stem + ".*"))
+    return (str(written[0]) if written else str(target)), None
+
+
+def run_case(
+    session: ClusterSession,
+    case: dict[str, Any],
+    phase: str,
+    repeat: int,
+    dumps_dir: Path,
+) -> dict[str, Any]:
+    """One execution of one case, measured. Never raises for a workload's failure: it is the row's outcome."""
+    function = load_function(case["function"])
+    row: dict[str, Any] = {"phase": phase, "repeat": repeat, "started_at": now()}
+    missing: dict[str, str] = {}
+    measurement = metrics.CaseMeasurement(session.client)
+    missing.update(measurement.missing)
+    memory: dict[str, Any] = {}
+    with metrics.sample_memory(session.client, memory, missing):
+        outcome = call_with_timeout(function, case["params"], case["timeout_s"])
+    row["ended_at"] = now()
+    row["wall_s"] = outcome["wall_s"]
+    if outcome["timed_out"]:
+        row["outcome"] = "timeout"
+        row["error"] = f"exceeded the case timeout of {case['timeout_s']:g} s"
+        stem = f"{case['case_id']}-{phase}{repeat}".replace("/", "_")
+        row["cluster_dump"], dump_problem = dump_cluster_state(session, dumps_dir, stem)
+        if dump_problem:
+            row["error"] += f"; {dump_problem}"
+        for name in ("tasks", "compute_time_s", "transfer_time_s", "spilled_bytes", "spill_time_s"):
+            missing[name] = "case timed out before its counters could be read"
+        row.update(memory)
+        row["missing"] = missing
+        return row
+    if "error" in outcome:
+        row["outcome"] = classify(outcome["error"])
+        row["error"] = _one_line(outcome["error"])
+        row["traceback"] = outcome["traceback"]
+    else:
+        row["outcome"] = "passed"
+        row["extra_metrics"], problem = _extra_metrics(outcome.get("value"))
+        if problem:
+            missing["extra_metrics"] = problem
+    row.update(memory)
+    row.update(measurement.finish())
+    missing.update(measurement.missing)
+    row["missing"] = missing
+    return row
+
+
+def _case_fields(case: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "workload": case["workload"],
+        "case_id": case["case_id"],
+        "function": case["function"],
+        "size": case.get("size"),
+        "params": case["params"],
+        "tags": case.get("tags", []),
+        "timeout_s": case["timeout_s"],
+    }
+
+
+def apply_runtime_settings(runtime: dict[str, Any]) -> None:
+    """Environment variables and Dask config of the runtime, for this process and the workers it starts."""
+    os.environ.update(runtime.get("env", {}))
+    import dask
+
+    dask.config.set(runtime.get("dask_config", {}))
+
+
+def base_row(plan: dict[str, Any]) -> dict[str, Any]:
+    """The provenance every row of this plan carries."""
+    runtime, hardware = plan["runtime"], plan["hardware"]
+    packages = provenance.installed_packages()
+    backend = hardware["backend"]
+    scope = {"local": "cluster", "coiled": "cluster", "address": "client only"}[backend]
+    return {
+        "schema_version": plan["schema_version"],
+        "run_id": plan["run_id"],
+        "run_started_at": plan["run_started_at"],
+        "runtime": runtime["name"],
+        "runtime_hash": runtime["hash"],
+        "env_hash": runtime.get("env_hash"),
+        "runtime_spec": runtime["spec"],
+        "dask_config": runtime.get("dask_config", {}),
+        "env_vars": provenance.environment_variables(runtime.get("env", {})),
+        "settings_scope": scope,
+        "hardware": hardware["name"],
+        "hardware_backend": backend,
+        "hardware_spec": hardware,
+        "packages": packages,
+        "dask_version": packages.get("dask"),
+        "distributed_version": packages.get("distributed"),
+        **provenance.machine(),
+        **plan.get("provenance", {}),
+    }
+
+
+def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession] = ClusterSession) -> int:
+    """Run every case of the plan; return how many executions did not pass."""
+    apply_runtime_settings(plan["runtime"])
+    writer = RowWriter(Path(plan["rows_path"]))
+    dumps_dir = Path(plan["dumps_dir"])
+    base = base_row(plan)
+    not_passed = 0
+    try:
+        session = session_factory(plan["hardware"], plan.get("address"), _cluster_environ(plan["runtime"]))
+        cases = list(plan["cases"])
+        try:
+            session.start()
+            while cases:
+                not_passed += _run_case_repeats(session, cases[0], base, writer, dumps_dir, plan)
+                cases.pop(0)
+        except ClusterError as error:
+            # The cluster is gone (never started, or unusable after a timeout): record every case not run,
+            # so the failure is in the results rather than only in a log.
+            _log(f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {error}")
+            for case in cases:
+                writer.write({**base, **_case_fields(case), "phase": "setup", "repeat": 0, "started_at": now(),
+                              "ended_at": now(), "outcome": "error", "error": str(error), "missing": {}})
+            not_passed += len(cases)
+        finally:
+            session.close()
+    finally:
+        writer.close()
+    return not_passed
+
+
+def _run_case_repeats(
+    session: ClusterSession,
+    case: dict[str, Any],
+    base: dict[str, Any],
+    writer: RowWriter,
+    dumps_dir: Path,
+    plan: dict[str, Any],
+) -> int:
+    not_passed = 0
+    label = f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {case['case_id']}"
+    executions = [("warmup", i) for i in range(case["warmup"])] + [("measure", i) for i in range(case["repeats"])]
+    for phase, repeat in executions:
+        try:
+            shape = session.shape()
+        except Exception:
+            shape = {}
+        row = {**base, **_case_fields(case), **shape, **run_case(session, case, phase, repeat, dumps_dir)}
+        writer.write(row)
+        _log(f"{label} {phase} {repeat + 1}: {row['outcome']} in {row['wall_s']:.2f} s")
+        if row["outcome"] != "passed":
+            not_passed += 1
+        if row["outcome"] == "timeout":
+            try:
+                session.recover()
+            except Exception as error:
+                raise ClusterError(f"{label}: cluster unusable after a timeout: {_one_line(error)}") from error
+            break  # the next repeat would most likely hang again; go on with the next case
+        if phase == "warmup" and row["outcome"] != "passed":
+            break  # measuring a case whose warm-up fails measures nothing useful
+    return not_passed
+
+
+def _cluster_environ(runtime: dict[str, Any]) -> dict[str, str]:
+    """What a remote (Coiled) cluster gets: the runtime's variables plus its Dask config as DASK_* variables."""
+    environ = dict(runtime.get("env", {}))
+    for key, value in runtime.get("dask_config", {}).items():
+        name = "DASK_" + "__".join(part.upper().replace("-", "_") for part in key.split("."))
+        environ[name] = value if isinstance(value, str) else json.dumps(value)
+    return environ
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # noqa: T201 - progress for the person running the matrix
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        _log("usage: python -m framework.runner PLAN.json")
+        return 2
+    plan = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    if plan.get("protocol") != PROTOCOL:
+        _log(f"{args[0]}: protocol {plan.get('protocol')!r}, this runner speaks {PROTOCOL} — rebuild the plan")
+        return 2
+    run_plan(plan)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""JSON Schemas of the YAML files, so editors validate them as they are typed (``nox -s schema``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from framework.models import FILE_MODELS
+
+
+def schema_texts() -> dict[str, str]:
+    """File name → schema text, for each kind of YAML file."""
+    texts = {}
+    for kind, model in FILE_MODELS.items():
+        schema = model.model_json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["title"] = f"dask-blessing {kind} file"
+        texts[f"{kind}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return texts
+
+
+def export_schemas(directory: Path, check: bool = False) -> list[str]:
+    """Write the schemas (or, with ``check``, only report which committed ones differ). Returns the stale ones."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stale = []
+    for name, text in schema_texts().items():
+        path = directory / name
+        if not path.exists() or path.read_text() != text:
+            stale.append(name)
+            if not check:
+                path.write_text(text)
+    return stale

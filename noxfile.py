@@ -1,0 +1,73 @@
+"""dask-blessing's sessions: one per user verb. Thin: each installs what it needs and calls ``framework``.
+
+    nox -s matrix -- --runtime=latest      run workloads for runtimes × hardware, write results, print a summary
+    nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
+    nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
+    nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
+    nox -s lint                            ruff and mypy
+    nox -s bench -- overhead               benchmarks that print figures
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests", "lint"]
+
+# Let first imports write .pyc files: with bytecode writes off, every worker process re-compiles dask.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def _controller(session: nox.Session) -> None:
+    """The controller: plans runs, builds runtime environments, writes and queries results."""
+    session.install("-e", ".")
+
+
+@nox.session(venv_backend="uv")
+def matrix(session: nox.Session) -> None:
+    """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--repeat=N]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "matrix", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def sql(session: nox.Session) -> None:
+    """Read-only SQL over all results: nox -s sql -- "SELECT workload, median(wall_s) FROM cases GROUP BY 1"."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "sql", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def schema(session: nox.Session) -> None:
+    """Write JSON Schemas for runtimes.yaml, hardware.yaml, matrix.yaml and workloads/*.yaml."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "schema", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def tests(session: nox.Session) -> None:
+    """The test suite: unit tests, cluster tests and end-to-end nox runs (markers: cluster, environment)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def lint(session: nox.Session) -> None:
+    """ruff over everything, mypy (strict) over framework/."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "--diff", ".")
+    session.run("mypy")
+
+
+@nox.session(venv_backend="uv")
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead."""
+    session.install("-e", ".[test]")
+    which = session.posargs or ["overhead"]
+    for name in which:
+        session.run("python", f"tests/benchmarks/bench_{name}.py")
