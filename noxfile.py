@@ -1,11 +1,11 @@
 """dask-blessing's sessions: one per user verb. Thin: each installs what it needs and calls ``framework``.
 
-    nox -s matrix -- --runtime=latest      run workloads for runtimes × hardware, write results, print a summary
-    nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
-    nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
-    nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
-    nox -s lint                            ruff and mypy
-    nox -s bench -- overhead               benchmarks that print figures
+nox -s matrix -- --runtime=latest      run workloads for runtimes × hardware, write results, print a summary
+nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
+nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
+nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
+nox -s lint                            ruff and mypy
+nox -s bench -- overhead               benchmarks that print figures
 """
 
 from __future__ import annotations

@@ -30,7 +30,23 @@ _EXPORTS = {
     "FrameworkError": "framework.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AddressHardware",
+    "Catalog",
+    "CoiledHardware",
+    "FrameworkError",
+    "LocalHardware",
+    "Matrix",
+    "Results",
+    "Runtime",
+    "Selection",
+    "Workload",
+    "WorkloadCheckFailed",
+    "build_plan",
+    "check",
+    "check_close",
+    "load_catalog",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 
-class WorkloadCheckFailed(AssertionError):
+class WorkloadCheckFailed(AssertionError):  # noqa: N818 - reads as what happened: the check failed
     """The workload ran but its answer is wrong."""
 
 

@@ -1,8 +1,8 @@
 """Command lines of the nox sessions: parse, call the pipeline, print. User mistakes → one line, exit 2.
 
-    python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workload=NAME|tag:TAG] ...
-    python -m framework.cli sql ["SELECT ..."]
-    python -m framework.cli schema [--check]
+python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workload=NAME|tag:TAG] ...
+python -m framework.cli sql ["SELECT ..."]
+python -m framework.cli schema [--check]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         hint = ""
         if "unrecognized arguments:" in message:
-            bad = message.split(":", 1)[1].split()[0].split("=")[0]
+            bad = message.split(":", 1)[1].split(maxsplit=1)[0].split("=", maxsplit=1)[0]
             options = [o for action in self._actions for o in action.option_strings]
             close = difflib.get_close_matches(bad, options, n=1)
             hint = f" — did you mean {close[0]}?" if close else f" — known options: {', '.join(sorted(options))}"
@@ -73,16 +73,22 @@ def cmd_matrix(argv: Sequence[str]) -> int:
 
     args = matrix_parser().parse_args(argv)
     selection = Selection(
-        matrix=args.matrix, runtimes=_split(args.runtime), hardware=_split(args.hardware),
-        workloads=_split(args.workload), size=args.size, repeat=args.repeat,
+        matrix=args.matrix,
+        runtimes=_split(args.runtime),
+        hardware=_split(args.hardware),
+        workloads=_split(args.workload),
+        size=args.size,
+        repeat=args.repeat,
     )
     if args.dry_run:
         from framework.config import load_catalog
 
         plan = build_plan(load_catalog(), selection)
         for planned in plan.cases:
-            print(f"{planned.runtime.name:<12} {planned.hardware.name:<16} {planned.case.case_id}"
-                  f"  size={planned.case.size}  repeats={planned.case.workload.repeats}")
+            print(
+                f"{planned.runtime.name:<12} {planned.hardware.name:<16} {planned.case.case_id}"
+                f"  size={planned.case.size}  repeats={planned.case.workload.repeats}"
+            )
         for skipped in plan.skipped:
             print(f"skip {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
         return 0
@@ -93,8 +99,9 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         print()
         print(f"run {report.run_id} — results in {args.results}")
         print(run_summary(results, report.run_id))
-        _, [(not_passed,)] = results.sql("SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'",
-                                        [report.run_id])
+        _, [(not_passed,)] = results.sql(
+            "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
+        )
     # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
     return 1 if not_passed else 0
 
@@ -110,8 +117,8 @@ def cmd_sql(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     with Results(args.results) as results:
         if not args.query:
-            for view, columns in results.views().items():
-                print(f"{view}: " + ", ".join(f"{name} {kind}" for name, kind in columns))
+            for view, described in results.views().items():
+                print(f"{view}: " + ", ".join(f"{name} {kind}" for name, kind in described))
             return 0
         columns, rows = results.sql(args.query)
     if args.json:

@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 class ClusterSession:
     """A client on the profile's cluster, able to start afresh after a case hangs."""
 
-    def __init__(self, hardware: dict[str, Any], address: Optional[str] = None, environ: Optional[dict[str, str]] = None):
+    def __init__(
+        self,
+        hardware: dict[str, Any],
+        address: Optional[str] = None,
+        environ: Optional[dict[str, str]] = None,
+    ):
         self.hardware = hardware
         self.address = address or hardware.get("address")
         self.environ = environ or {}
@@ -51,12 +56,12 @@ class ClusterSession:
         if client is not None:
             try:
                 client.close(timeout=10)
-            except Exception:  # noqa: S110 - closing a broken cluster must not hide the case's own error
+            except Exception:
                 pass
         if cluster is not None:
             try:
                 cluster.close(timeout=20)
-            except Exception:  # noqa: S110
+            except Exception:
                 pass
 
     def recover(self) -> None:

@@ -13,8 +13,8 @@ from framework.errors import ConfigError, near_miss
 from framework.models import (
     HardwareFile,
     HardwareProfile,
-    Matrix,
     MatricesFile,
+    Matrix,
     Runtime,
     RuntimesFile,
     Workload,
@@ -55,7 +55,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
@@ -74,7 +74,7 @@ def read_yaml(path: Path) -> Any:
     except OSError as error:
         raise ConfigError(f"{_show(path)}: cannot read ({error.strerror}) — check the path") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "?"
@@ -188,9 +188,7 @@ def _check_references(catalog: Catalog, matrices_path: Path) -> None:
                 problems.append(f"{where}.runtimes.{index}: {near_miss(name, catalog.runtimes, 'runtime')}")
         for index, name in enumerate(matrix.hardware):
             if name not in catalog.hardware:
-                problems.append(
-                    f"{where}.hardware.{index}: {near_miss(name, catalog.hardware, 'hardware profile')}"
-                )
+                problems.append(f"{where}.hardware.{index}: {near_miss(name, catalog.hardware, 'hardware profile')}")
         for index, selector in enumerate(matrix.workloads):
             problem = selector_problem(selector, catalog)
             if problem:

@@ -90,7 +90,10 @@ def find_python(version: str, runtime_name: str) -> Path:
         try:
             reported = subprocess.run(
                 [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, timeout=30, check=True,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             reported = ""
@@ -148,9 +151,7 @@ def build_environment(
     partial.write_text(lock)
     partial.replace(marker)  # the marker appears only once the build is complete
     _prune(envs, runtime.name, keep=path)
-    return BuiltEnvironment(
-        runtime, path, env_hash, runtime_hash(runtime), lock, False, time.perf_counter() - started
-    )
+    return BuiltEnvironment(runtime, path, env_hash, runtime_hash(runtime), lock, False, time.perf_counter() - started)
 
 
 def _prune(envs: Path, runtime_name: str, keep: Path) -> None:

@@ -160,32 +160,9 @@ def build_plan(catalog: Catalog, selection: Selection) -> Plan:
         sizes = {s for w in catalog.workloads.values() for s in w.sizes}
         raise SelectionError(near_miss(size, sizes, "size"))
 
-    workloads = [w for w in catalog.workloads.values() if any(selector_matches(s, w) for s in selectors)]
-    combinations: list[tuple[str, str, Workload]] = []
-    skipped: list[Skipped] = []
-    for runtime, profile, workload in itertools.product(runtimes, hardware, workloads):
-        excluded_by = next((r for r in matrix.exclude if rule_matches(r, runtime, profile, workload)), None)
-        if excluded_by is None:
-            combinations.append((runtime, profile, workload))
-        else:
-            rule = excluded_by.model_dump(exclude_none=True)
-            skipped.append(Skipped(runtime, profile, workload.name, f"excluded by matrix rule {rule}"))
-    for rule in matrix.include:
-        if (selection.runtimes and rule.runtime not in runtimes) or (
-            selection.hardware and rule.hardware not in hardware
-        ):
-            continue
-        for workload in catalog.workloads.values():
-            assert rule.runtime is not None and rule.hardware is not None  # checked by the model
-            combination = (rule.runtime, rule.hardware, workload)
-            if rule_matches(rule, rule.runtime, rule.hardware, workload) and combination not in combinations:
-                if selection.workloads and not any(selector_matches(s, workload) for s in selectors):
-                    continue
-                combinations.append(combination)
-
+    combinations, skipped = _combinations(catalog, matrix, selection, runtimes, hardware, selectors)
     planned: list[PlannedCase] = []
     for runtime_name, profile_name, workload in combinations:
-        runtime = catalog.runtimes[runtime_name]
         profile = catalog.hardware[profile_name]
         if selection.repeat is not None:
             workload = workload.model_copy(update={"repeats": selection.repeat})
@@ -196,5 +173,40 @@ def build_plan(catalog: Catalog, selection: Selection) -> Plan:
         cases, reason = expand_workload(workload, size)
         if reason:
             skipped.append(Skipped(runtime_name, profile_name, workload.name, reason))
-        planned.extend(PlannedCase(runtime, profile, case) for case in cases)
+        planned.extend(PlannedCase(catalog.runtimes[runtime_name], profile, case) for case in cases)
     return Plan(planned, skipped)
+
+
+def _combinations(
+    catalog: Catalog,
+    matrix: Matrix,
+    selection: Selection,
+    runtimes: list[str],
+    hardware: list[str],
+    selectors: list[str],
+) -> tuple[list[tuple[str, str, Workload]], list[Skipped]]:
+    """(runtime, hardware, workload) triples: the product minus exclude rules, plus include rules."""
+    workloads = [w for w in catalog.workloads.values() if any(selector_matches(s, w) for s in selectors)]
+    combinations: list[tuple[str, str, Workload]] = []
+    skipped: list[Skipped] = []
+    for runtime, profile, workload in itertools.product(runtimes, hardware, workloads):
+        excluded_by = next((r for r in matrix.exclude if rule_matches(r, runtime, profile, workload)), None)
+        if excluded_by is None:
+            combinations.append((runtime, profile, workload))
+        else:
+            shown = excluded_by.model_dump(exclude_none=True)
+            skipped.append(Skipped(runtime, profile, workload.name, f"excluded by matrix rule {shown}"))
+    for include in matrix.include:
+        assert include.runtime is not None and include.hardware is not None  # required by the model
+        # A narrower command line keeps only the includes inside what it asked for.
+        if (selection.runtimes and include.runtime not in runtimes) or (
+            selection.hardware and include.hardware not in hardware
+        ):
+            continue
+        for workload in catalog.workloads.values():
+            if selection.workloads and not any(selector_matches(s, workload) for s in selectors):
+                continue
+            combination = (include.runtime, include.hardware, workload)
+            if rule_matches(include, include.runtime, include.hardware, workload) and combination not in combinations:
+                combinations.append(combination)
+    return combinations, skipped

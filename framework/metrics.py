@@ -28,8 +28,10 @@ def _install_task_counter(dask_scheduler: Any) -> bool:
     from distributed.diagnostics.plugin import SchedulerPlugin
 
     plugins = dask_scheduler.plugins
-    if (PLUGIN_NAME in plugins) if isinstance(plugins, dict) else any(
-        getattr(p, "name", None) == PLUGIN_NAME for p in plugins
+    if (
+        (PLUGIN_NAME in plugins)
+        if isinstance(plugins, dict)
+        else any(getattr(p, "name", None) == PLUGIN_NAME for p in plugins)
     ):
         return False
 
@@ -85,8 +87,14 @@ def _read_spill_counters(dask_worker: Any) -> dict[str, Any]:
         }
     if isinstance(data, dict) or type(data).__name__ == "dict":
         # No memory limit: this worker cannot spill, so zero is a measurement, not a guess.
-        return {"id": str(dask_worker.id), "written_bytes": 0.0, "written_count": 0.0, "written_seconds": 0.0,
-                "read_bytes": 0.0, "read_seconds": 0.0}
+        return {
+            "id": str(dask_worker.id),
+            "written_bytes": 0.0,
+            "written_count": 0.0,
+            "written_seconds": 0.0,
+            "read_bytes": 0.0,
+            "read_seconds": 0.0,
+        }
     return {"id": str(dask_worker.id), "missing": f"{type(data).__name__} keeps no cumulative spill counters"}
 
 
@@ -147,8 +155,13 @@ class CaseMeasurement:
             self.missing.setdefault("spilled_bytes", "spill counters unavailable")
             self.missing.setdefault("spill_time_s", self.missing["spilled_bytes"])
             return {}
-        totals = {"written_bytes": 0.0, "written_count": 0.0, "written_seconds": 0.0, "read_bytes": 0.0,
-                  "read_seconds": 0.0}
+        totals = {
+            "written_bytes": 0.0,
+            "written_count": 0.0,
+            "written_seconds": 0.0,
+            "read_bytes": 0.0,
+            "read_seconds": 0.0,
+        }
         for address, counters in after.items():
             if "missing" in counters:
                 self.missing["spilled_bytes"] = f"worker {address}: {counters['missing']}"

@@ -146,9 +146,7 @@ class Workload(_Model):
     def _grid_values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in value.items():
             if not values:
-                raise PydanticCustomError(
-                    "empty_grid", "grid.{key} is empty — give at least one value", {"key": key}
-                )
+                raise PydanticCustomError("empty_grid", "grid.{key} is empty — give at least one value", {"key": key})
         _check_json_value(value, "grid")
         return value
 
@@ -197,7 +195,8 @@ class AddressHardware(_Hardware):
 
     backend: Literal["address"]
     address: str | None = Field(
-        default=None, description="Scheduler address; may instead be given with --address on the command line."
+        default=None,
+        description="Scheduler address; may instead be given with --address on the command line.",
     )
     n_workers: PositiveInt | None = Field(default=None, description="Wait for this many workers before running.")
     threads_per_worker: PositiveInt | None = None
@@ -210,7 +209,9 @@ class AddressHardware(_Hardware):
     def _scheme(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^(tcp|tls|ws|wss|ucx)://[^/\s]+$", value):
             raise PydanticCustomError(
-                "address", "{value!r} is not a scheduler address — use e.g. 'tcp://10.0.0.5:8786'", {"value": value}
+                "address",
+                "{value!r} is not a scheduler address — use e.g. 'tcp://10.0.0.5:8786'",
+                {"value": value},
             )
         return value
 
@@ -248,14 +249,17 @@ class Runtime(_Model):
     description: str = ""
     python: str = Field(pattern=r"^3\.\d{1,2}$", description="e.g. '3.11'; found on PATH as python3.11.")
     packages: dict[str, str] = Field(
-        min_length=1, description="Package → version specifier: '==2024.12.1', '>=2024.12,<2025', or '' for any."
+        min_length=1,
+        description="Package → version specifier: '==2024.12.1', '>=2024.12,<2025', or '' for any.",
     )
     as_of: dt.date | None = Field(
-        default=None, description="Resolve every package as it was released before this date (uv --exclude-newer)."
+        default=None,
+        description="Resolve every package as it was released before this date (uv --exclude-newer).",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables for cluster processes.")
     dask_config: dict[str, Any] = Field(
-        default_factory=dict, description="Dotted Dask config keys, e.g. distributed.scheduler.worker-saturation."
+        default_factory=dict,
+        description="Dotted Dask config keys, e.g. distributed.scheduler.worker-saturation.",
     )
 
     @field_validator("packages")
@@ -266,12 +270,14 @@ class Runtime(_Model):
                 requirement = Requirement(package)
             except InvalidRequirement:
                 raise PydanticCustomError(
-                    "package", "{package!r} is not a package name — use the name as on PyPI, e.g. 'dask'",
+                    "package",
+                    "{package!r} is not a package name — use the name as on PyPI, e.g. 'dask'",
                     {"package": package},
                 ) from None
             if requirement.specifier or requirement.marker or requirement.url:
                 raise PydanticCustomError(
-                    "package", "{package!r}: put the version in the value — e.g. dask: '==2024.12.1'",
+                    "package",
+                    "{package!r}: put the version in the value — e.g. dask: '==2024.12.1'",
                     {"package": package},
                 )
             try:
@@ -291,7 +297,8 @@ class Runtime(_Model):
         for key in value:
             if not _ENV_NAME.match(key):
                 raise PydanticCustomError(
-                    "env_name", "{key!r} is not an environment variable name — use letters, digits and '_'",
+                    "env_name",
+                    "{key!r} is not an environment variable name — use letters, digits and '_'",
                     {"key": key},
                 )
         return value
@@ -354,7 +361,9 @@ class Matrix(_Model):
         for rule in value:
             if rule.runtime is None or rule.hardware is None or rule.workload is None:
                 raise PydanticCustomError(
-                    "include", "each include names a runtime, a hardware profile and a workload — add the missing one", {}
+                    "include",
+                    "each include names a runtime, a hardware profile and a workload — add the missing one",
+                    {},
                 )
         return value
 
@@ -370,7 +379,8 @@ def _name_from_key(value: Any) -> Any:
             if isinstance(spec, dict):
                 if "name" in spec and spec["name"] != key:
                     raise PydanticCustomError(
-                        "name", "{key!r} has name {name!r} — drop 'name', the key is the name",
+                        "name",
+                        "{key!r} has name {name!r} — drop 'name', the key is the name",
                         {"key": key, "name": spec["name"]},
                     )
                 spec = {**spec, "name": key}
@@ -383,7 +393,9 @@ def _check_names(value: dict[str, Any]) -> dict[str, Any]:
     for key in value:
         if not re.match(NAME_PATTERN, str(key)):
             raise PydanticCustomError(
-                "name", "{key!r} is not a valid name — use letters, digits, '_', '.', '+' and '-'", {"key": key}
+                "name",
+                "{key!r} is not a valid name — use letters, digits, '_', '.', '+' and '-'",
+                {"key": key},
             )
     return value
 

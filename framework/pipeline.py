@@ -23,8 +23,8 @@ from typing import Any
 
 from framework import provenance
 from framework.config import ROOT, Catalog, load_catalog
-from framework.errors import SelectionError
 from framework.environments import BuiltEnvironment, build_environment
+from framework.errors import SelectionError
 from framework.matrix import Case, Plan, Selection, build_plan
 from framework.models import HardwareProfile
 from framework.results import SCHEMA_VERSION, ResultsStore
@@ -119,7 +119,12 @@ def run_runner(environment: BuiltEnvironment, plan_path: Path, budget_s: float, 
     env.pop("VIRTUAL_ENV", None)
     process = subprocess.Popen(
         [str(environment.python), "-m", "framework.runner", str(plan_path)],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     tail: collections.deque[str] = collections.deque(maxlen=20)
 
@@ -149,7 +154,9 @@ def _budget(cases: list[Case]) -> float:
     return RUNNER_SLACK_S + sum((c.workload.warmup + c.workload.repeats) * c.workload.timeout for c in cases)
 
 
-def unfinished_rows(plan: dict[str, Any], rows_path: Path, reason: str, environment: BuiltEnvironment) -> list[dict[str, Any]]:
+def unfinished_rows(
+    plan: dict[str, Any], rows_path: Path, reason: str, environment: BuiltEnvironment
+) -> list[dict[str, Any]]:
     """Rows for the cases a dead runner never reported, so no case silently disappears."""
     from framework.results import read_rows
 
@@ -160,21 +167,45 @@ def unfinished_rows(plan: dict[str, Any], rows_path: Path, reason: str, environm
     for case in plan["cases"]:
         if case["case_id"] in reported:
             continue
-        rows.append({
-            "schema_version": SCHEMA_VERSION, "run_id": plan["run_id"], "run_started_at": plan["run_started_at"],
-            "workload": case["workload"], "case_id": case["case_id"], "function": case["function"],
-            "size": case["size"], "params": case["params"], "tags": case["tags"], "timeout_s": case["timeout_s"],
-            "phase": "setup", "repeat": 0, "outcome": "error", "error": reason, "started_at": now, "ended_at": now,
-            "missing": {}, "runtime": plan["runtime"]["name"], "runtime_hash": plan["runtime"]["hash"],
-            "env_hash": plan["runtime"]["env_hash"], "runtime_spec": plan["runtime"]["spec"],
-            "dask_config": plan["runtime"]["dask_config"], "hardware": plan["hardware"]["name"],
-            "hardware_backend": plan["hardware"]["backend"], "hardware_spec": plan["hardware"],
-            "packages": packages, "dask_version": packages.get("dask"),
-            "distributed_version": packages.get("distributed"), "python_version": None,
-            **{k: v for k, v in provenance.machine().items() if k not in ("python_version", "executable",
-                                                                           "python_implementation")},
-            **plan["provenance"],
-        })
+        rows.append(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "run_id": plan["run_id"],
+                "run_started_at": plan["run_started_at"],
+                "workload": case["workload"],
+                "case_id": case["case_id"],
+                "function": case["function"],
+                "size": case["size"],
+                "params": case["params"],
+                "tags": case["tags"],
+                "timeout_s": case["timeout_s"],
+                "phase": "setup",
+                "repeat": 0,
+                "outcome": "error",
+                "error": reason,
+                "started_at": now,
+                "ended_at": now,
+                "missing": {},
+                "runtime": plan["runtime"]["name"],
+                "runtime_hash": plan["runtime"]["hash"],
+                "env_hash": plan["runtime"]["env_hash"],
+                "runtime_spec": plan["runtime"]["spec"],
+                "dask_config": plan["runtime"]["dask_config"],
+                "hardware": plan["hardware"]["name"],
+                "hardware_backend": plan["hardware"]["backend"],
+                "hardware_spec": plan["hardware"],
+                "packages": packages,
+                "dask_version": packages.get("dask"),
+                "distributed_version": packages.get("distributed"),
+                "python_version": None,
+                **{
+                    k: v
+                    for k, v in provenance.machine().items()
+                    if k not in ("python_version", "executable", "python_implementation")
+                },
+                **plan["provenance"],
+            }
+        )
     return rows
 
 
@@ -184,8 +215,10 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
     plan = build_plan(catalog, options.selection)
     if not plan.cases:
         reasons = "; ".join(f"{s.case_id} on {s.hardware}: {s.reason}" for s in plan.skipped[:3])
-        raise SelectionError(f"the selection matches no case to run{' (' + reasons + ')' if reasons else ''}"
-                             " — widen --workload/--hardware/--size, or check with --dry-run")
+        raise SelectionError(
+            f"the selection matches no case to run{' (' + reasons + ')' if reasons else ''}"
+            " — widen --workload/--hardware/--size, or check with --dry-run"
+        )
     store = ResultsStore(options.results_dir)
     salvaged = store.salvage()
     if salvaged:
@@ -202,18 +235,35 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
             built[runtime.name] = environment
             report.environments.append(environment)
             how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
-            _say(f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
-                 f" distributed {environment.packages.get('distributed', '?')})")
-            store.record_environment({
-                "env_hash": environment.env_hash, "runtime": runtime.name, "runtime_hash": environment.runtime_hash,
-                "python": runtime.python, "built_at": run_started, "requirements": runtime.requirements,
-                "lock": environment.lock,
-            })
+            _say(
+                f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
+                f" distributed {environment.packages.get('distributed', '?')})"
+            )
+            store.record_environment(
+                {
+                    "env_hash": environment.env_hash,
+                    "runtime": runtime.name,
+                    "runtime_hash": environment.runtime_hash,
+                    "python": runtime.python,
+                    "built_at": run_started,
+                    "requirements": runtime.requirements,
+                    "lock": environment.lock,
+                }
+            )
         environment = built[runtime.name]
         name = f"{report.run_id}__{runtime.name}__{hardware.name}"
         rows_path = store.staging_file(name)
-        plan_payload = runner_plan(report.run_id, run_started.isoformat(), environment, hardware, cases, store,
-                                   rows_path, options.address, git)
+        plan_payload = runner_plan(
+            report.run_id,
+            run_started.isoformat(),
+            environment,
+            hardware,
+            cases,
+            store,
+            rows_path,
+            options.address,
+            git,
+        )
         plan_path = rows_path.with_suffix(".plan.json")
         rows_path.parent.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(plan_payload, indent=1))

@@ -16,17 +16,40 @@ from pathlib import Path
 from typing import Any, Optional
 
 # Environment variables whose *names* are recorded when set: they change how Dask behaves or performs.
-RECORDED_PREFIXES = ("DASK_", "MALLOC_", "OMP_", "MKL_", "OPENBLAS_", "PYTHON", "UV_", "COILED_", "AWS_", "ARROW_")
+RECORDED_PREFIXES = (
+    "DASK_",
+    "MALLOC_",
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "PYTHON",
+    "UV_",
+    "COILED_",
+    "AWS_",
+    "ARROW_",
+)
 # Values are recorded only for these names (exact) — tuning knobs, never credentials.
-VALUE_ALLOW_LIST = frozenset({
-    "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
-    "ARROW_DEFAULT_MEMORY_POOL",
-})
+VALUE_ALLOW_LIST = frozenset(
+    {
+        "MALLOC_TRIM_THRESHOLD_",
+        "MALLOC_ARENA_MAX",
+        "MALLOC_MMAP_THRESHOLD_",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "OPENBLAS_CORETYPE",
+        "OPENBLAS_L2_SIZE",
+        "PYTHONHASHSEED",
+        "PYTHONDONTWRITEBYTECODE",
+        "ARROW_DEFAULT_MEMORY_POOL",
+    }
+)
 _SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|_KEY|AUTH", re.IGNORECASE)
 
 
-def environment_variables(declared: dict[str, str], environ: Optional[dict[str, str]] = None) -> dict[str, Optional[str]]:
+def environment_variables(
+    declared: dict[str, str], environ: Optional[dict[str, str]] = None
+) -> dict[str, Optional[str]]:
     """Names of the relevant variables set, each with its value only when allow-listed (else None)."""
     environ = dict(os.environ if environ is None else environ)
     names = {name for name in environ if name.startswith(RECORDED_PREFIXES)} | set(declared)
@@ -87,7 +110,11 @@ def git_commit(root: Path) -> dict[str, Any]:
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}

@@ -78,20 +78,26 @@ class Results:
         con.register("_empty_environments", pa.Table.from_pylist([], schema=ENVIRONMENT_SCHEMA))
         # Files of older schema versions lack newer columns: union_by_name fills them with NULL, and the empty
         # current-schema table guarantees every current column exists even when no file has it yet.
-        for view, directory, empty in (("rows", "cases", "_empty_rows"),
-                                       ("environments", "environments", "_empty_environments")):
+        for view, directory, empty in (
+            ("rows", "cases", "_empty_rows"),
+            ("environments", "environments", "_empty_environments"),
+        ):
             files = sorted((self.root / directory).glob("*.parquet"))
             if files:
                 listing = ", ".join(f"'{_quote(str(path))}'" for path in files)
-                source = (f"SELECT * FROM read_parquet([{listing}], union_by_name = true) "
-                          f"UNION ALL BY NAME SELECT * FROM {empty}")
+                source = (
+                    f"SELECT * FROM read_parquet([{listing}], union_by_name = true) "
+                    f"UNION ALL BY NAME SELECT * FROM {empty}"
+                )
             else:
                 source = f"SELECT * FROM {empty}"
             con.execute(f"CREATE VIEW {view} AS {source}")
         for view, body in VIEWS.items():
             con.execute(f"CREATE VIEW {view} AS {body}")
 
-    def sql(self, query: str, parameters: list[Any] | dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def sql(
+        self, query: str, parameters: list[Any] | dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement; return column names and rows."""
         try:
             statements = duckdb.extract_statements(query)

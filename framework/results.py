@@ -100,21 +100,32 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
 }
 CASE_SCHEMA = pa.schema(list(CASE_COLUMNS.items()))
 
-ENVIRONMENT_SCHEMA = pa.schema([
-    ("schema_version", pa.int32()),
-    ("env_hash", pa.string()),
-    ("runtime", pa.string()),
-    ("runtime_hash", pa.string()),
-    ("python", pa.string()),
-    ("built_at", _TS),
-    ("requirements", pa.list_(pa.string())),
-    ("lock", pa.string()),  # `uv pip freeze` of the environment: one `name==version` a line
-])
+ENVIRONMENT_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("env_hash", pa.string()),
+        ("runtime", pa.string()),
+        ("runtime_hash", pa.string()),
+        ("python", pa.string()),
+        ("built_at", _TS),
+        ("requirements", pa.list_(pa.string())),
+        ("lock", pa.string()),  # `uv pip freeze` of the environment: one `name==version` a line
+    ]
+)
 
-_JSON_COLUMNS = frozenset({
-    "params", "tasks_by_worker", "extra_metrics", "missing", "runtime_spec", "dask_config", "env_vars", "packages",
-    "hardware_spec",
-})
+_JSON_COLUMNS = frozenset(
+    {
+        "params",
+        "tasks_by_worker",
+        "extra_metrics",
+        "missing",
+        "runtime_spec",
+        "dask_config",
+        "env_vars",
+        "packages",
+        "hardware_spec",
+    }
+)
 _TIMESTAMPS = {name for name, kind in CASE_COLUMNS.items() if kind == _TS}
 
 

@@ -80,7 +80,7 @@ def call_with_timeout(function: Callable[..., Any], params: dict[str, Any], time
         start = time.perf_counter()
         try:
             outcome["value"] = function(**params)
-        except BaseException as error:  # noqa: BLE001 - every failure of a workload is recorded
+        except BaseException as error:
             outcome["error"] = error
             outcome["traceback"] = traceback.format_exc()[-ERROR_TEXT_LIMIT:]
         outcome["wall_s"] = time.perf_counter() - start
@@ -229,8 +229,19 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
             # so the failure is in the results rather than only in a log.
             _log(f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {error}")
             for case in cases:
-                writer.write({**base, **_case_fields(case), "phase": "setup", "repeat": 0, "started_at": now(),
-                              "ended_at": now(), "outcome": "error", "error": str(error), "missing": {}})
+                writer.write(
+                    {
+                        **base,
+                        **_case_fields(case),
+                        "phase": "setup",
+                        "repeat": 0,
+                        "started_at": now(),
+                        "ended_at": now(),
+                        "outcome": "error",
+                        "error": str(error),
+                        "missing": {},
+                    }
+                )
             not_passed += len(cases)
         finally:
             session.close()

@@ -64,27 +64,66 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_widt
     lines = ["  ".join(name.ljust(widths[i]) for i, name in enumerate(columns)).rstrip()]
     lines.append("  ".join("-" * width for width in widths))
     for row in cells:
-        lines.append("  ".join(
-            (text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])) for i, text in enumerate(row)
-        ).rstrip())
+        lines.append(
+            "  ".join(
+                (text.rjust(widths[i]) if numeric[i] else text.ljust(widths[i])) for i, text in enumerate(row)
+            ).rstrip()
+        )
     return "\n".join(lines)
 
 
 def run_summary(results: Results, run_id: str) -> str:
     """Workload, outcome, median wall, peak memory, spill, and change vs the previous run of the same case."""
     _, rows = results.sql(SUMMARY_SQL, {"run_id": run_id})
-    columns = ["runtime", "hardware", "case", "size", "outcome", "passed", "wall (median)", "Δ wall",
-               "peak memory", "Δ peak", "spilled", "tasks"]
+    columns = [
+        "runtime",
+        "hardware",
+        "case",
+        "size",
+        "outcome",
+        "passed",
+        "wall (median)",
+        "Δ wall",
+        "peak memory",
+        "Δ peak",
+        "spilled",
+        "tasks",
+    ]
     table = []
     errors = []
-    for (runtime, hardware, case_id, size, outcome, passed, repeats, wall, previous_wall, peak, previous_peak,
-         spilled, tasks, first_error, _dask) in rows:
-        table.append([
-            runtime, hardware, case_id, size or "", outcome.upper() if outcome != "passed" else outcome,
-            f"{passed}/{repeats}", f"{wall:.2f} s" if wall is not None else "–", change(wall, previous_wall),
-            human_bytes(peak), change(peak, previous_peak), human_bytes(spilled),
-            str(int(tasks)) if tasks is not None else "–",
-        ])
+    for (
+        runtime,
+        hardware,
+        case_id,
+        size,
+        outcome,
+        passed,
+        repeats,
+        wall,
+        previous_wall,
+        peak,
+        previous_peak,
+        spilled,
+        tasks,
+        first_error,
+        _dask,
+    ) in rows:
+        table.append(
+            [
+                runtime,
+                hardware,
+                case_id,
+                size or "",
+                outcome.upper() if outcome != "passed" else outcome,
+                f"{passed}/{repeats}",
+                f"{wall:.2f} s" if wall is not None else "–",
+                change(wall, previous_wall),
+                human_bytes(peak),
+                change(peak, previous_peak),
+                human_bytes(spilled),
+                str(int(tasks)) if tasks is not None else "–",
+            ]
+        )
         if outcome != "passed" and first_error:
             errors.append(f"  {runtime} × {hardware} × {case_id}: {first_error}")
     text = format_table(columns, table)

@@ -21,7 +21,9 @@ def mean_var_reduction(
 
     a = da.fromfunction(lambda i, j: i + j, shape=(rows, cols), chunks=(chunk_rows, chunk_cols), dtype="float64")
     mean, var, total = dask.compute(
-        a.mean(axis=0, split_every=split_every), a.var(axis=0, split_every=split_every), a.sum(split_every=split_every)
+        a.mean(axis=0, split_every=split_every),
+        a.var(axis=0, split_every=split_every),
+        a.sum(split_every=split_every),
     )
     check_close(mean, np.arange(cols) + (rows - 1) / 2, "column means", rtol=1e-12)
     check_close(var, np.full(cols, (rows**2 - 1) / 12), "column variances", rtol=1e-9)

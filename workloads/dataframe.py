@@ -12,13 +12,16 @@ def _timeseries(days: int, freq: str, partition_freq: str, seed: int) -> Any:
     import pandas as pd
 
     end = str((pd.Timestamp("2000-01-01") + pd.Timedelta(days=days)).date())
-    return dask.datasets.timeseries(
-        start="2000-01-01", end=end, freq=freq, partition_freq=partition_freq, seed=seed
-    )
+    return dask.datasets.timeseries(start="2000-01-01", end=end, freq=freq, partition_freq=partition_freq, seed=seed)
 
 
 def groupby_agg(
-    days: int, freq: str = "1s", partition_freq: str = "1D", by: str = "name", split_out: int = 1, seed: int = 42
+    days: int,
+    freq: str = "1s",
+    partition_freq: str = "1D",
+    by: str = "name",
+    split_out: int = 1,
+    seed: int = 42,
 ) -> dict[str, float]:
     """Group generated time series by a key and aggregate sum / mean / count.
 
@@ -36,7 +39,11 @@ def groupby_agg(
         return pd.DataFrame({"x_sum": grouped.x.sum(), "y_sum": grouped.y.sum(), "n": grouped.id.count()})
 
     meta = pd.DataFrame(
-        {"x_sum": pd.Series(dtype="float64"), "y_sum": pd.Series(dtype="float64"), "n": pd.Series(dtype="int64")}
+        {
+            "x_sum": pd.Series(dtype="float64"),
+            "y_sum": pd.Series(dtype="float64"),
+            "n": pd.Series(dtype="int64"),
+        }
     )
     by_partition = ddf.map_partitions(partials, meta=meta)
     got, parts, rows = dask.compute(result, by_partition, ddf.map_partitions(len).sum())
@@ -48,7 +55,5 @@ def groupby_agg(
     check(int(got["id"].sum()) == int(rows), f"counts sum to {int(got['id'].sum())}, expected {int(rows)} rows")
     check_close(got["id"].to_numpy(), expected["n"].to_numpy(), "count per group", rtol=0)
     check_close(got["x"].to_numpy(), expected["x_sum"].to_numpy(), "sum of x per group", rtol=1e-9, atol=1e-6)
-    check_close(
-        got["y"].to_numpy(), (expected["y_sum"] / expected["n"]).to_numpy(), "mean of y per group", rtol=1e-9
-    )
+    check_close(got["y"].to_numpy(), (expected["y_sum"] / expected["n"]).to_numpy(), "mean of y per group", rtol=1e-9)
     return {"rows": float(rows), "groups": float(len(got))}
