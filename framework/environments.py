@@ -83,25 +83,50 @@ def parse_lock(lock: str) -> dict[str, str]:
     return packages
 
 
+def _python_candidates(version: str) -> list[Path]:
+    """Where a ``3.X`` interpreter may be: on PATH, then pyenv's and uv's own installations (newest patch first)."""
+    candidates = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(Path(on_path))
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    uv_root = Path(os.environ.get("UV_PYTHON_INSTALL_DIR", Path.home() / ".local/share/uv/python"))
+    installed = [
+        *pyenv_root.glob(f"versions/{version}.*/bin/python{version}"),
+        *uv_root.glob(f"cpython-{version}.*/bin/python{version}"),
+    ]
+    patch = re.compile(rf"{re.escape(version)}\.(\d+)")
+
+    def patch_level(path: Path) -> int:
+        found = patch.search(str(path))
+        return int(found.group(1)) if found else -1
+
+    candidates.extend(sorted(installed, key=patch_level, reverse=True))
+    return candidates
+
+
 def find_python(version: str, runtime_name: str) -> Path:
-    """The interpreter for ``3.X``, found on PATH as ``python3.X`` (pyenv shims included) and checked."""
-    candidate = shutil.which(f"python{version}")
-    if candidate:
+    """The interpreter for ``3.X``: the first candidate that really runs and reports that version.
+
+    (A pyenv shim for a version that is installed but not activated is on PATH yet fails to run.)
+    """
+    for candidate in _python_candidates(version):
         try:
             reported = subprocess.run(
-                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                [str(candidate), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                 capture_output=True,
                 text=True,
                 timeout=30,
                 check=True,
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
-            reported = ""
+            continue
         if reported == version:
-            return Path(candidate)
+            return candidate
     raise EnvironmentBuildError(
         f"matrices/runtimes.yaml: runtimes.{runtime_name}.python: no Python {version} on this machine"
-        f" (looked for python{version} on PATH) — install it (e.g. `pyenv install {version}`) or declare another"
+        f" (looked for python{version} on PATH and in pyenv) — install it (e.g. `pyenv install {version}`)"
+        " or declare another"
     )
 
 
