@@ -13,14 +13,20 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from framework.config import ROOT
 from framework.errors import FrameworkError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a mistake in one line, with the near miss, and exits 2."""
+    """argparse that reports a mistake in one line, with the near miss, and exits 2.
+
+    Abbreviations are refused: ``--runtim=latest`` must not silently start a run.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         hint = ""

@@ -11,6 +11,7 @@ Views:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ VIEWS: dict[str, str] = {
                any_value(hostname) AS hostname, any_value(git_commit) AS git_commit, any_value(git_dirty) AS git_dirty,
                count(DISTINCT case_id) AS n_cases,
                count(*) FILTER (WHERE phase = 'measure') AS n_measured,
-               count(*) FILTER (WHERE outcome = 'passed') AS n_passed,
+               count(*) FILTER (WHERE outcome = 'passed' AND phase = 'measure') AS n_passed,
                count(*) FILTER (WHERE outcome = 'failed') AS n_failed,
                count(*) FILTER (WHERE outcome = 'error') AS n_error,
                count(*) FILTER (WHERE outcome = 'timeout') AS n_timeout
@@ -99,15 +100,7 @@ class Results:
         self, query: str, parameters: list[Any] | dict[str, Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement; return column names and rows."""
-        try:
-            statements = duckdb.extract_statements(query)
-        except duckdb.Error as error:
-            raise QueryError(f"SQL: {_first_line(error)} — check the query's syntax") from None
-        if len(statements) != 1:
-            raise QueryError(f"SQL: expected one statement, got {len(statements)} — run them one at a time")
-        kind = statements[0].type.name
-        if kind not in _ALLOWED_STATEMENTS:
-            raise QueryError(f"SQL: {kind} statements are not allowed — the results are read-only; use SELECT")
+        _check(query)
         try:
             cursor = self.connection.execute(query, parameters or [])
             columns = [column[0] for column in cursor.description or []]
@@ -117,11 +110,14 @@ class Results:
 
     def arrow(self, query: str, parameters: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         """Like :meth:`sql`, as an Arrow table (for pandas: ``.to_pandas()``)."""
-        self.sql("EXPLAIN " + query, parameters)  # same checks, without running it twice
-        relation = self.connection.sql(query, params=parameters or None)
-        # DuckDB 2.0 renamed fetch_arrow_table() to to_arrow_table().
-        fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-        table: pa.Table = fetch()
+        _check(query)
+        try:
+            relation = self.connection.sql(query, params=parameters or None)
+            # DuckDB 2.0 renamed fetch_arrow_table() to to_arrow_table().
+            fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+            table: pa.Table = fetch()
+        except duckdb.Error as error:
+            raise QueryError(f"SQL: {_first_line(error)}") from None
         return table
 
     def views(self) -> dict[str, list[tuple[str, str]]]:
@@ -140,6 +136,43 @@ class Results:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _check(query: str) -> None:
+    """Refuse anything but one statement that only reads (EXPLAIN ANALYZE runs what it explains)."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as error:
+        raise QueryError(f"SQL: {_first_line(error)} — check the query's syntax") from None
+    if len(statements) != 1:
+        raise QueryError(f"SQL: expected one statement, got {len(statements)} — run them one at a time")
+    kind = statements[0].type.name
+    if kind not in _ALLOWED_STATEMENTS:
+        raise QueryError(f"SQL: {kind} statements are not allowed — the results are read-only; use SELECT")
+    if kind == "EXPLAIN":
+        try:
+            explained = duckdb.extract_statements(_explained(query))
+        except duckdb.Error:
+            explained = []
+        if len(explained) != 1 or explained[0].type.name != "SELECT":
+            raise QueryError("SQL: only SELECT statements can be explained — the results are read-only")
+
+
+def _explained(query: str) -> str:
+    """The statement after ``EXPLAIN [ANALYZE] [(options)]``; empty if there is none."""
+    depth = 0
+    for offset, kind in duckdb.tokenize(query):
+        if kind == duckdb.token_type.comment:
+            continue
+        char = query[offset]
+        if kind == duckdb.token_type.operator and char in "()":
+            depth += 1 if char == "(" else -1
+            continue
+        word = re.match(r"\w*", query[offset:])
+        if depth or (word and word.group().upper() in {"EXPLAIN", "ANALYZE", "ANALYSE"}):
+            continue
+        return query[offset:]
+    return ""
 
 
 def _quote(text: str) -> str:

@@ -163,6 +163,11 @@ def write_atomic(table: pa.Table, target: Path) -> Path:
         os.link(partial, target)
     except FileExistsError:
         raise ResultsError(f"{target}: already exists — results are append-only; choose a new run id") from None
+    except OSError as error:
+        raise ResultsError(
+            f"{target}: could not be written ({error.strerror or error}) — nothing was written; free space or fix"
+            " permissions, then run again (unpublished rows stay in results/.staging and are published next run)"
+        ) from error
     finally:
         partial.unlink(missing_ok=True)
     directory = os.open(target.parent, os.O_RDONLY)
@@ -207,7 +212,7 @@ class ResultsStore:
     def publish(self, staging: Path) -> Path | None:
         """Turn a runner's JSON lines into a Parquet file under ``cases/``; remove the staging file after."""
         rows = read_rows(staging) if staging.exists() else []
-        name = staging.stem.split("__", 1)[1]
+        name = staging.stem.split("__", 1)[-1]
         target = None
         if rows:
             target = write_atomic(case_table(rows), self.cases_dir / f"{name}.parquet")
@@ -217,8 +222,9 @@ class ResultsStore:
     def salvage(self) -> list[Path]:
         """Publish staging files left by a controller that died (its process no longer exists)."""
         published = []
-        for staging in sorted(self.staging_dir.glob("*.jsonl")):
-            pid = int(staging.name.split("__", 1)[0]) if staging.name.split("__", 1)[0].isdigit() else None
+        for staging in sorted(self.staging_dir.glob("*__*.jsonl")):  # <pid>__<name>.jsonl, nothing else
+            prefix = staging.name.split("__", 1)[0]
+            pid = int(prefix) if prefix.isdigit() else None
             if pid is not None and pid != os.getpid() and _alive(pid):
                 continue
             target = self.publish(staging)

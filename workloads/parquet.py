@@ -7,7 +7,7 @@ import tempfile
 from typing import Any, Optional
 
 from framework.checks import check, check_close
-from workloads.dataframe import _timeseries
+from workloads.dataframe import _timeseries, row_count
 
 
 def _row_hash_total(ddf: Any) -> Any:
@@ -43,8 +43,8 @@ def parquet_roundtrip(
         back = dd.read_parquet(target, engine="pyarrow")
         check(list(back.columns) == list(ddf.columns), f"columns {list(back.columns)} != {list(ddf.columns)}")
         (rows_written, rows_read, sums_written, sums_read, hash_written, hash_read) = dask.compute(
-            ddf.map_partitions(len).sum(),
-            back.map_partitions(len).sum(),
+            row_count(ddf),
+            row_count(back),
             ddf[["id", "x", "y"]].sum(),
             back[["id", "x", "y"]].sum(),
             _row_hash_total(ddf),

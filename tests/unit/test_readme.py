@@ -1,0 +1,73 @@
+"""The README stays true: its schema table, its set-up commands, and its "add a workload" example."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from framework.config import load_catalog
+from framework.matrix import Selection, build_plan
+from framework.results import CASE_COLUMNS
+from framework.runner import load_function
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_result_column_is_documented() -> None:
+    schema = README.split("## Results schema", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", schema))
+    undocumented = sorted(set(CASE_COLUMNS) - documented)
+    assert not undocumented, f"README's results schema lacks: {undocumented}"
+
+
+def test_setup_commands_and_ci_agree() -> None:
+    assert 'pip install "nox[uv]" && nox -s matrix -- --runtime=latest' in README
+    assert 'pip install "nox[uv]" && nox -s tests' in README
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "nox -s tests" in ci
+
+
+def _example_yaml() -> str:
+    section = README.split("**Without writing Python**", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert match, "the 'add a workload' example is missing from the README"
+    return match.group(1)
+
+
+@pytest.fixture
+def project_with_example(tmp_path: Path) -> Path:
+    """A copy of the project's config with the README's example added as one more workloads file."""
+    shutil.copytree(ROOT / "matrices", tmp_path / "matrices")
+    (tmp_path / "workloads").mkdir()
+    for path in (ROOT / "workloads").glob("*.yaml"):
+        shutil.copy(path, tmp_path / "workloads" / path.name)
+    (tmp_path / "workloads" / "readme_example.yaml").write_text(_example_yaml())
+    return tmp_path
+
+
+def test_readme_example_is_a_valid_workload(project_with_example: Path) -> None:
+    catalog = load_catalog(project_with_example)
+    plan = build_plan(catalog, Selection(runtimes=["latest"], workloads=["groupby_agg_split"], size="tiny"))
+    [planned] = plan.cases
+    assert planned.case.case_id == "groupby_agg_split"
+    assert planned.case.params == {"split_out": 4, "by": "id", "days": 2, "freq": "10s"}
+    assert planned.case.workload.repeats == 5
+
+
+@pytest.mark.cluster
+def test_readme_example_runs_and_checks_its_answer(project_with_example: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    catalog = load_catalog(project_with_example)
+    plan = build_plan(catalog, Selection(runtimes=["latest"], workloads=["groupby_agg_split"], size="tiny"))
+    case = plan.cases[0].case
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        distributed.Client(cluster),
+    ):
+        extra = load_function(case.workload.function)(**case.params)
+    assert extra["rows"] == 2 * 24 * 360  # two days at one row every 10 s
+    assert extra["groups"] > 0
