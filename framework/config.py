@@ -11,6 +11,11 @@ from pydantic import BaseModel, ValidationError
 
 from framework.errors import ConfigError, near_miss
 from framework.models import (
+    FUNCTION_PATTERN,
+    NAME_PATTERN,
+    PYTHON_PATTERN,
+    SELECTOR_PATTERN,
+    TAG_PATTERN,
     HardwareFile,
     HardwareProfile,
     MatricesFile,
@@ -35,14 +40,24 @@ _FIXES = {
     "greater_than": "use a larger value",
     "greater_than_equal": "use a larger value",
     "too_short": "give at least one entry",
-    "string_pattern_mismatch": "use letters, digits, '_', '.', '+' and '-' (names) or the documented form",
     "literal_error": "use one of the listed values",
     "dict_type": "write a mapping (key: value)",
+    "model_type": "write a mapping (key: value)",
+    "model_attributes_type": "write a mapping (key: value)",
     "list_type": "write a list ([a, b] or '- a' lines)",
     "union_tag_invalid": "set backend to local, address or coiled",
     "union_tag_not_found": "add 'backend: local', 'backend: address' or 'backend: coiled'",
     "date_from_datetime_parsing": "use a date like 2025-01-15",
     "date_parsing": "use a date like 2025-01-15",
+}
+
+# string_pattern_mismatch: the fix depends on which kind of string it is.
+_PATTERN_FIXES = {
+    NAME_PATTERN: "use letters, digits, '_', '.', '+' and '-'",
+    TAG_PATTERN: "use lower-case letters, digits, '_' and '-'",
+    FUNCTION_PATTERN: "use 'workloads.module:function', e.g. 'workloads.dataframe:groupby_agg'",
+    SELECTOR_PATTERN: "use a workload name, 'tag:TAG' or '*'",
+    PYTHON_PATTERN: "use a Python version such as '3.11'",
 }
 
 M = TypeVar("M", bound=BaseModel)
@@ -79,6 +94,10 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "?"
         problem = getattr(error, "problem", None) or str(error)
+        context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+            # An unclosed bracket or quote is reported where the file ends; say where it was opened.
+            problem += f" ({context} started on line {context_mark.line + 1})"
         raise ConfigError(f"{_show(path)}: {where}: invalid YAML: {problem} — fix the syntax there") from None
 
 
@@ -89,11 +108,11 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def format_validation_error(path: Path, error: ValidationError) -> str:
-    """One line per problem: ``file: field.path: message (got value) — fix``."""
+def format_validation_error(path: Path, error: ValidationError, data: Any = None) -> str:
+    """One line per problem: ``file: field.path: message (got value) — fix``. ``data`` is what was validated."""
     lines = []
     for problem in error.errors(include_url=False):
-        location = ".".join(str(part) for part in problem["loc"] if not _is_union_branch(part))
+        location = _field_path(problem["loc"], _UNKNOWN if data is None else data)
         message = problem["msg"]
         if problem["type"] in ("value_error", "assertion_error"):
             message = message.removeprefix("Value error, ")
@@ -101,15 +120,45 @@ def format_validation_error(path: Path, error: ValidationError) -> str:
         if problem["type"] not in ("missing", "unknown_field") and "input" in problem:
             line += f" (got {_short(problem['input'])})"
         fix = _FIXES.get(problem["type"])
+        if problem["type"] == "string_pattern_mismatch":
+            fix = _PATTERN_FIXES.get(str(problem.get("ctx", {}).get("pattern")), "use the documented form")
         if fix and "—" not in message:
             line += f" — {fix}"
         lines.append(line)
     return "\n".join(lines)
 
 
-def _is_union_branch(part: object) -> bool:
-    # Discriminated unions add the branch tag ('local', 'coiled') to the location; it is noise.
-    return part in ("local", "address", "coiled") or (isinstance(part, str) and part.startswith("function-"))
+_UNKNOWN = object()
+_BACKENDS = ("local", "address", "coiled")
+
+
+def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """The location as the file spells it, e.g. ``hardware.local.n_workers``.
+
+    A discriminated union adds its branch tag after the profile's key (``hardware.local.local.n_workers``). Only
+    that tag is dropped — found by walking the data — so a profile or a field named 'local' or 'address' stays.
+    """
+    parts = []
+    node, branch_dropped = data, False
+    for part in loc:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue  # a validator's name, not a field
+        at_branch = node is _UNKNOWN or (isinstance(node, dict) and node.get("backend") == part)
+        if part in _BACKENDS and at_branch and not branch_dropped:
+            branch_dropped = True
+            continue
+        parts.append(str(part))
+        branch_dropped = False
+        node = _child(node, part)
+    return ".".join(parts)
+
+
+def _child(node: Any, part: int | str) -> Any:
+    if isinstance(node, dict) and part in node:
+        return node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _UNKNOWN
 
 
 def _short(value: Any) -> str:
@@ -126,7 +175,7 @@ def load_file(path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(path, error)) from None
+        raise ConfigError(format_validation_error(path, error, data)) from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,7 +75,20 @@ def case_id(workload: Workload, grid_values: dict[str, Any]) -> str:
 
 
 def _compact(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if isinstance(value, str) and not _needs_quotes(value):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _needs_quotes(text: str) -> bool:
+    """A string shown bare must not read as another value: '1' vs 1, 'true' vs true, 'a,b=c' vs two keys."""
+    if any(char in text for char in ',=[]"') or text != text.strip():
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def expand_workload(workload: Workload, size: str | None) -> tuple[list[Case], str | None]:
@@ -209,4 +222,7 @@ def _combinations(
             combination = (include.runtime, include.hardware, workload)
             if rule_matches(include, include.runtime, include.hardware, workload) and combination not in combinations:
                 combinations.append(combination)
+    # An include overrides an exclude: what runs is not also reported as skipped.
+    included = {(runtime, profile, workload.name) for runtime, profile, workload in combinations}
+    skipped = [s for s in skipped if (s.runtime, s.hardware, s.case_id) not in included]
     return combinations, skipped

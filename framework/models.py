@@ -29,30 +29,31 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=80)]
-Tag = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
+TAG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 # ``module.sub:function`` inside the project's ``workloads`` package.
-FunctionPath = Annotated[str, Field(pattern=r"^workloads(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*$")]
+FUNCTION_PATTERN = r"^workloads(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*$"
+SELECTOR_PATTERN = r"^(\*|tag:[a-z0-9][a-z0-9_-]*|[A-Za-z0-9][A-Za-z0-9_.+-]*)$"
+PYTHON_PATTERN = r"^3\.\d{1,2}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=80)]
+Tag = Annotated[str, Field(pattern=TAG_PATTERN, max_length=40)]
+FunctionPath = Annotated[str, Field(pattern=FUNCTION_PATTERN)]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
 def _parse_duration(value: object) -> object:
-    if isinstance(value, bool):
-        return value  # let pydantic reject it
-    if isinstance(value, (int, float)):
+    # A bool is an int to Python (and to pydantic's float): `timeout: yes` must not mean one second.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise PydanticCustomError(
-                "duration",
-                "{value!r} is not a duration — use e.g. '90s', '5m', '1h' or a number of seconds",
-                {"value": value},
-            )
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    return value
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise PydanticCustomError(
+            "duration",
+            "{value} is not a duration — use e.g. '90s', '5m', '1h' or a number of seconds",
+            {"value": repr(value)},
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
@@ -87,8 +88,8 @@ class _Model(BaseModel):
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     raise PydanticCustomError(
                         "unknown_field",
-                        "unknown field {key!r} — {hint}allowed: {allowed}",
-                        {"key": key, "hint": hint, "allowed": ", ".join(visible)},
+                        "unknown field {key} — {hint}allowed: {allowed}",
+                        {"key": repr(key), "hint": hint, "allowed": ", ".join(visible)},
                     )
         return data
 
@@ -148,6 +149,18 @@ class Workload(_Model):
             if not values:
                 raise PydanticCustomError("empty_grid", "grid.{key} is empty — give at least one value", {"key": key})
         _check_json_value(value, "grid")
+        for key, values in value.items():
+            # A repeated value would be two cases with one case id, their results mixed up.
+            seen: set[str] = set()
+            for item in values:
+                shown = json.dumps(item, sort_keys=True)
+                if shown in seen:
+                    raise PydanticCustomError(
+                        "grid_twice",
+                        "grid.{key} lists {value} twice — give each value once",
+                        {"key": key, "value": shown},
+                    )
+                seen.add(shown)
         return value
 
     @model_validator(mode="after")
@@ -210,8 +223,8 @@ class AddressHardware(_Hardware):
         if value is not None and not re.match(r"^(tcp|tls|ws|wss|ucx)://[^/\s]+$", value):
             raise PydanticCustomError(
                 "address",
-                "{value!r} is not a scheduler address — use e.g. 'tcp://10.0.0.5:8786'",
-                {"value": value},
+                "{value} is not a scheduler address — use e.g. 'tcp://10.0.0.5:8786'",
+                {"value": repr(value)},
             )
         return value
 
@@ -247,7 +260,7 @@ class Runtime(_Model):
 
     name: SkipJsonSchema[Name] = "unnamed"
     description: str = ""
-    python: str = Field(pattern=r"^3\.\d{1,2}$", description="e.g. '3.11'; found on PATH as python3.11.")
+    python: str = Field(pattern=PYTHON_PATTERN, description="e.g. '3.11'; found on PATH as python3.11.")
     packages: dict[str, str] = Field(
         min_length=1,
         description="Package → version specifier: '==2024.12.1', '>=2024.12,<2025', or '' for any.",
@@ -271,23 +284,23 @@ class Runtime(_Model):
             except InvalidRequirement:
                 raise PydanticCustomError(
                     "package",
-                    "{package!r} is not a package name — use the name as on PyPI, e.g. 'dask'",
-                    {"package": package},
+                    "{package} is not a package name — use the name as on PyPI, e.g. 'dask'",
+                    {"package": repr(package)},
                 ) from None
             if requirement.specifier or requirement.marker or requirement.url:
                 raise PydanticCustomError(
                     "package",
-                    "{package!r}: put the version in the value — e.g. dask: '==2024.12.1'",
-                    {"package": package},
+                    "{package}: put the version in the value — e.g. dask: '==2024.12.1'",
+                    {"package": repr(package)},
                 )
             try:
                 SpecifierSet(specifier)
             except InvalidSpecifier:
                 raise PydanticCustomError(
                     "specifier",
-                    "{package}: {specifier!r} is not a valid version specifier — use e.g. '==2024.12.1' or"
+                    "{package}: {specifier} is not a valid version specifier — use e.g. '==2024.12.1' or"
                     " '>=2024.12', or '' for any version",
-                    {"package": package, "specifier": specifier},
+                    {"package": package, "specifier": repr(specifier)},
                 ) from None
         return value
 
@@ -298,8 +311,8 @@ class Runtime(_Model):
             if not _ENV_NAME.match(key):
                 raise PydanticCustomError(
                     "env_name",
-                    "{key!r} is not an environment variable name — use letters, digits and '_'",
-                    {"key": key},
+                    "{key} is not an environment variable name — use letters, digits and '_'",
+                    {"key": repr(key)},
                 )
         return value
 
@@ -310,8 +323,8 @@ class Runtime(_Model):
             if not re.match(r"^[A-Za-z][\w-]*(\.[A-Za-z][\w-]*)+$", key):
                 raise PydanticCustomError(
                     "config_key",
-                    "{key!r} is not a dotted Dask config key — use e.g. 'distributed.scheduler.worker-saturation'",
-                    {"key": key},
+                    "{key} is not a dotted Dask config key — use e.g. 'distributed.scheduler.worker-saturation'",
+                    {"key": repr(key)},
                 )
         _check_json_value(value, "dask_config")
         return value
@@ -332,7 +345,7 @@ class Runtime(_Model):
 # --------------------------------------------------------------------------------------------------
 # Matrices
 
-Selector = Annotated[str, Field(pattern=r"^(\*|tag:[a-z0-9][a-z0-9_-]*|[A-Za-z0-9][A-Za-z0-9_.+-]*)$")]
+Selector = Annotated[str, Field(pattern=SELECTOR_PATTERN)]
 
 
 class MatrixRule(_Model):
@@ -358,12 +371,14 @@ class Matrix(_Model):
     @field_validator("include")
     @classmethod
     def _include_complete(cls, value: list[MatrixRule]) -> list[MatrixRule]:
-        for rule in value:
-            if rule.runtime is None or rule.hardware is None or rule.workload is None:
+        for index, rule in enumerate(value):
+            missing = [field for field in ("runtime", "hardware", "workload") if getattr(rule, field) is None]
+            if missing:
                 raise PydanticCustomError(
                     "include",
-                    "each include names a runtime, a hardware profile and a workload — add the missing one",
-                    {},
+                    "include {index} lacks {missing} — add it: each include names a runtime, a hardware profile"
+                    " and a workload",
+                    {"index": index, "missing": " and ".join(missing)},
                 )
         return value
 
@@ -380,8 +395,8 @@ def _name_from_key(value: Any) -> Any:
                 if "name" in spec and spec["name"] != key:
                     raise PydanticCustomError(
                         "name",
-                        "{key!r} has name {name!r} — drop 'name', the key is the name",
-                        {"key": key, "name": spec["name"]},
+                        "{key} has name {name} — drop 'name', the key is the name",
+                        {"key": repr(key), "name": repr(spec["name"])},
                     )
                 spec = {**spec, "name": key}
             named[key] = spec
@@ -394,8 +409,8 @@ def _check_names(value: dict[str, Any]) -> dict[str, Any]:
         if not re.match(NAME_PATTERN, str(key)):
             raise PydanticCustomError(
                 "name",
-                "{key!r} is not a valid name — use letters, digits, '_', '.', '+' and '-'",
-                {"key": key},
+                "{key} is not a valid name — use letters, digits, '_', '.', '+' and '-'",
+                {"key": repr(key)},
             )
     return value
 

@@ -162,7 +162,7 @@ def test_crash_mid_write_leaves_no_parquet_and_earlier_files_intact(tmp_path, ca
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", crash_mid_write)
-    with pytest.raises(ResultsError, match="No space left on device.*nothing was written"):
+    with pytest.raises(ResultsError, match=r"No space left on device.*nothing was written"):
         write_atomic(case_table([case_row(run_id="run-2")]), cases / "run-2__latest__local.parquet")
 
     assert sorted(cases.glob("*.parquet")) == sorted(earlier)
