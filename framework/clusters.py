@@ -105,10 +105,10 @@ class ClusterSession:
                 f"hardware {hw['name']}: no scheduler address — pass --address=tcp://HOST:PORT or set"
                 f" 'address' in matrices/hardware.yaml"
             )
+        security = self._security()  # raises a ClusterError that says what to fix: not to be wrapped below
+        timeout = hw.get("connect_timeout", 30)
         try:
-            self.client = Client(self.address, security=self._security(), timeout=hw.get("connect_timeout", 30))
-            if hw.get("n_workers"):
-                self.client.wait_for_workers(hw["n_workers"], timeout=hw.get("connect_timeout", 30))
+            self.client = Client(self.address, security=security, timeout=timeout)
         except OSError as error:
             self.close()
             raise ClusterError(
@@ -120,6 +120,17 @@ class ClusterSession:
             raise ClusterError(
                 f"hardware {hw['name']}: scheduler {self.address}: {type(error).__name__}: {error}"
             ) from error
+        if hw.get("n_workers"):
+            # Apart from connecting: its timeout is an OSError too, yet the scheduler was reached.
+            try:
+                self.client.wait_for_workers(hw["n_workers"], timeout=timeout)
+            except Exception as error:
+                self.close()
+                raise ClusterError(
+                    f"hardware {hw['name']}: scheduler {self.address} is up, but n_workers={hw['n_workers']} workers"
+                    f" did not join within {timeout:g} s ({type(error).__name__}: {error}) — start the workers, or"
+                    " lower n_workers (or raise connect_timeout) in matrices/hardware.yaml"
+                ) from error
 
     def _security(self) -> Any:
         tls = self.hardware.get("security")

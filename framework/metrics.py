@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -98,10 +99,25 @@ def _read_spill_counters(dask_worker: Any) -> dict[str, Any]:
     return {"id": str(dask_worker.id), "missing": f"{type(data).__name__} keeps no cumulative spill counters"}
 
 
+def _ship_by_value() -> None:
+    """Send this module's functions to the scheduler and workers as code, not as ``framework.metrics.<name>``.
+
+    A remote cluster (Coiled, or a scheduler started elsewhere) has the runtime's packages but not this project:
+    by reference, every function run there fails with ``No module named 'framework'``.
+    """
+    try:
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    except (ImportError, AttributeError):  # cloudpickle < 2.0: such clusters must have the project on PYTHONPATH
+        pass
+
+
 class CaseMeasurement:
     """Counters read before a case; ``finish()`` reads them again and returns the differences."""
 
     def __init__(self, client: Any) -> None:
+        _ship_by_value()
         self.client = client
         self.missing: dict[str, str] = {}
         self._tasks_before = self._tasks()

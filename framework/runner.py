@@ -287,7 +287,9 @@ def _cluster_environ(runtime: dict[str, Any]) -> dict[str, str]:
     environ = dict(runtime.get("env", {}))
     for key, value in runtime.get("dask_config", {}).items():
         name = "DASK_" + "__".join(part.upper().replace("-", "_") for part in key.split("."))
-        environ[name] = value if isinstance(value, str) else json.dumps(value)
+        # Dask reads DASK_* values with ast.literal_eval: Python literals, not JSON (a false or null inside a
+        # list or mapping would reach the cluster as part of a string).
+        environ[name] = value if isinstance(value, str) else repr(value)
     return environ
 
 

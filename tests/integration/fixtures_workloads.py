@@ -1,0 +1,81 @@
+"""Tiny workloads for the runner's integration tests, one per outcome the runner must record.
+
+The runner imports workloads by dotted path (``fixtures_workloads:passes``), so this directory is put on
+``sys.path`` (and on ``PYTHONPATH`` for worker processes) by the ``fixture_workloads`` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def passes(n: int = 200_000, chunk: int = 20_000) -> dict[str, float]:
+    """A small array sum checked against its closed form."""
+    import dask.array as da
+
+    from framework.checks import check
+
+    total = da.arange(n, chunks=chunk, dtype="float64").sum().compute()
+    check(total == n * (n - 1) / 2, f"sum of 0..{n - 1}: got {total}")
+    return {"elements": float(n)}
+
+
+def raises(message: str = "deliberate failure from fixtures_workloads.raises") -> None:
+    raise ValueError(message)
+
+
+def fails_check() -> None:
+    """Runs a computation, then finds its answer wrong."""
+    import dask.array as da
+
+    from framework.checks import check
+
+    total = da.ones(10, chunks=5).sum().compute()
+    check(total == 11, f"expected 11 ones, counted {total:g}")
+
+
+def sleeps(seconds: float) -> None:
+    """Holds a worker thread in a task longer than the case timeout."""
+    import dask
+
+    dask.delayed(time.sleep)(seconds).compute()
+
+
+def _worker_settings(key: str, env_name: str) -> tuple[float, str]:
+    import dask
+
+    return dask.config.get(key, None), os.environ.get(env_name)
+
+
+def reports_settings(key: str, env_name: str) -> dict[str, float]:
+    """What every worker sees of a Dask config key and an environment variable (numbers, as extra metrics)."""
+    from distributed import get_client
+
+    from framework.checks import check
+
+    seen = get_client().run(_worker_settings, key, env_name)
+    check(len(seen) > 0, "no worker answered")
+    config_values = [float(config) for config, _ in seen.values()]
+    env_values = [float(env) for _, env in seen.values()]
+    return {
+        "workers": float(len(seen)),
+        "config_min": min(config_values),
+        "config_max": max(config_values),
+        "env_min": min(env_values),
+        "env_max": max(env_values),
+    }
+
+
+def spills(n: int, chunk: int) -> dict[str, float]:
+    """Persist ``n`` float64s (more than the workers may keep in memory), then reduce them."""
+    import dask.array as da
+    from distributed import wait
+
+    from framework.checks import check
+
+    data = da.arange(n, chunks=chunk, dtype="float64").persist()
+    wait(data)
+    total = data.sum().compute()
+    check(total == n * (n - 1) / 2, f"sum of 0..{n - 1}: got {total}")
+    return {"bytes": float(n * 8)}

@@ -1,0 +1,136 @@
+"""``framework.clusters`` without a cluster: Coiled arguments, missing credentials, and the environment a
+remote cluster gets (``framework.runner._cluster_environ``)."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import dask
+import pytest
+
+from framework.clusters import ClusterSession, coiled_kwargs
+from framework.config import load_catalog
+from framework.errors import ClusterError
+from framework.runner import _cluster_environ
+
+GiB = 2**30
+COILED_PROFILES = sorted(name for name, hw in load_catalog().hardware.items() if hw.backend == "coiled")
+
+
+def coiled_profile(name: str) -> dict[str, Any]:
+    """The profile as the runner gets it: ``HardwareProfile.model_dump(mode="json")``."""
+    dumped: dict[str, Any] = load_catalog().hardware[name].model_dump(mode="json")
+    return dumped
+
+
+def test_the_catalog_declares_coiled_profiles():
+    assert {"coiled-small", "coiled-parquet", "coiled-spill"} <= set(COILED_PROFILES)
+
+
+@pytest.mark.parametrize("name", COILED_PROFILES)
+def test_coiled_kwargs_are_parameters_of_coiled_cluster(name):
+    import coiled
+
+    hardware = coiled_profile(name)
+    environ = {"DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.5", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+    kwargs = coiled_kwargs(hardware, environ)
+
+    parameters = inspect.signature(coiled.Cluster).parameters
+    unknown = sorted(set(kwargs) - set(parameters))
+    assert not unknown, f"{name}: coiled.Cluster takes no {unknown}"
+    assert kwargs["name"].startswith(f"dask-blessing-{name}-")
+    assert kwargs["n_workers"] == hardware["n_workers"]
+    assert kwargs["worker_vm_types"] == hardware["worker_vm_types"]
+    assert kwargs["scheduler_vm_types"] == hardware["scheduler_vm_types"]
+    assert kwargs["spot_policy"] == hardware["spot_policy"]
+    assert kwargs["region"] == hardware["region"]
+    assert kwargs["tags"] == hardware["tags"]
+    assert kwargs["idle_timeout"] == hardware["idle_timeout"]
+    assert kwargs["environ"] == environ
+    assert kwargs["package_sync"] is True
+    assert kwargs["shutdown_on_close"] is True
+    if hardware["worker_disk_size"] is None:
+        assert "worker_disk_size" not in kwargs
+    else:
+        assert kwargs["worker_disk_size"] == hardware["worker_disk_size"] // GiB
+        assert isinstance(kwargs["worker_disk_size"], int)
+    # No catalog profile overrides threads or memory: Coiled's defaults for the VM type apply.
+    assert "worker_options" not in kwargs
+
+
+def test_coiled_spill_asks_for_64_gib_disks():
+    assert coiled_kwargs(coiled_profile("coiled-spill"), {})["worker_disk_size"] == 64
+
+
+def test_coiled_threads_and_memory_go_to_worker_options():
+    hardware = {
+        **coiled_profile("coiled-small"),
+        "threads_per_worker": 2,
+        "memory_limit_per_worker": 6 * GiB,
+        "worker_disk_size": 100 * GiB + 5,
+        "workspace": "benchmarks",
+    }
+
+    kwargs = coiled_kwargs(hardware, {})
+
+    assert kwargs["worker_options"] == {"nthreads": 2, "memory_limit": 6 * GiB}
+    assert kwargs["worker_disk_size"] == 100
+    assert kwargs["workspace"] == "benchmarks"
+
+
+def test_coiled_without_credentials_says_to_log_in(monkeypatch):
+    import coiled
+
+    def must_not_be_called(**kwargs: Any) -> None:
+        raise AssertionError("coiled.Cluster was called without credentials")
+
+    monkeypatch.delenv("DASK_COILED__TOKEN", raising=False)
+    monkeypatch.setattr(coiled, "Cluster", must_not_be_called)
+    session = ClusterSession(coiled_profile("coiled-small"))
+
+    started = time.monotonic()
+    with dask.config.set({"coiled.token": None}), pytest.raises(ClusterError) as caught:
+        session.start()
+
+    assert time.monotonic() - started < 2
+    message = str(caught.value)
+    assert message.startswith("hardware coiled-small: no Coiled credentials")
+    assert "`coiled login`" in message
+    assert "DASK_COILED__TOKEN" in message
+    assert session.client is None
+    assert session.cluster is None
+
+
+def test_cluster_environ_turns_dask_config_into_dask_variables():
+    runtime = {
+        "env": {"MALLOC_TRIM_THRESHOLD_": "0"},
+        "dask_config": {
+            "distributed.scheduler.worker-saturation": 1.5,
+            "distributed.scheduler.work-stealing": False,
+            "distributed.comm.timeouts.connect": "30s",
+            "distributed.worker.memory": {"target": False, "spill": 0.8, "pause": None},
+            "array.slicing.split-large-chunks": True,
+        },
+    }
+
+    environ = _cluster_environ(runtime)
+
+    assert environ == {
+        "MALLOC_TRIM_THRESHOLD_": "0",
+        "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.5",
+        "DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False",
+        "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "30s",
+        "DASK_DISTRIBUTED__WORKER__MEMORY": "{'target': False, 'spill': 0.8, 'pause': None}",
+        "DASK_ARRAY__SLICING__SPLIT_LARGE_CHUNKS": "True",
+    }
+    # What the cluster's Dask makes of them: the runtime's config, values and types intact.
+    collected = dask.config.collect_env(environ)
+    for key, value in runtime["dask_config"].items():
+        assert dask.config.get(key, config=collected) == value, key
+
+
+def test_cluster_environ_of_a_runtime_without_settings_is_empty():
+    assert _cluster_environ({"name": "bare"}) == {}
