@@ -36,5 +36,6 @@ def check_close(actual: Any, expected: Any, what: str, rtol: float = 1e-9, atol:
         index = tuple(int(i) for i in np.argwhere(~close)[0])
         raise WorkloadCheckFailed(
             f"{what}: {int((~close).sum())} of {close.size} values differ; first at {index}:"
-            f" got {actual_array[index]!r}, expected {expected_array[index]!r}"
+            # .item(): numpy 2 would show np.float64(1.5) instead of 1.5
+            f" got {actual_array[index].item()!r}, expected {expected_array[index].item()!r}"
         )

@@ -125,8 +125,8 @@ def find_python(version: str, runtime_name: str) -> Path:
             return candidate
     raise EnvironmentBuildError(
         f"matrices/runtimes.yaml: runtimes.{runtime_name}.python: no Python {version} on this machine"
-        f" (looked for python{version} on PATH and in pyenv) — install it (e.g. `pyenv install {version}`)"
-        " or declare another"
+        f" (looked for python{version} on PATH, in pyenv and in uv's Pythons) — install it"
+        f" (e.g. `pyenv install {version}` or `uv python install {version}`) or declare another"
     )
 
 

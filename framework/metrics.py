@@ -8,20 +8,15 @@ Counters are read from the cluster before and after a case and subtracted:
 - tasks and time by action (compute, transfer, disk-read/-write, deserialize) from a small scheduler
   plugin that sums ``startstops`` on every ``processing → memory|erred`` transition (no buffer to overflow);
 - spilled bytes and time from each worker's ``SpillBuffer.cumulative_metrics``;
-- cluster process memory from ``distributed.diagnostics.MemorySampler`` (the scheduler's view, updated by
-  worker heartbeats).
+- cluster memory: see ``framework.memory``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import sys
-from collections.abc import Iterator
 from typing import Any, Optional
 
 PLUGIN_NAME = "dask-blessing-task-counter"
-MEMORY_SAMPLE_INTERVAL_S = 0.1
 
 
 def _install_task_counter(dask_scheduler: Any) -> bool:
@@ -99,8 +94,8 @@ def _read_spill_counters(dask_worker: Any) -> dict[str, Any]:
     return {"id": str(dask_worker.id), "missing": f"{type(data).__name__} keeps no cumulative spill counters"}
 
 
-def _ship_by_value() -> None:
-    """Send this module's functions to the scheduler and workers as code, not as ``framework.metrics.<name>``.
+def ship_by_value(module_name: str = __name__) -> None:
+    """Send a module's functions to the scheduler and workers as code, not as ``framework.<module>.<name>``.
 
     A remote cluster (Coiled, or a scheduler started elsewhere) has the runtime's packages but not this project:
     by reference, every function run there fails with ``No module named 'framework'``.
@@ -108,7 +103,7 @@ def _ship_by_value() -> None:
     try:
         import cloudpickle
 
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        cloudpickle.register_pickle_by_value(sys.modules[module_name])
     except (ImportError, AttributeError):  # cloudpickle < 2.0: such clusters must have the project on PYTHONPATH
         pass
 
@@ -117,7 +112,7 @@ class CaseMeasurement:
     """Counters read before a case; ``finish()`` reads them again and returns the differences."""
 
     def __init__(self, client: Any) -> None:
-        _ship_by_value()
+        ship_by_value()
         self.client = client
         self.missing: dict[str, str] = {}
         self._tasks_before = self._tasks()
@@ -203,48 +198,3 @@ class CaseMeasurement:
         if task_spill_time is not None and result["spill_time_s"] == 0.0:
             result["spill_time_s"] = task_spill_time  # older releases report spill time in task startstops only
         return result
-
-
-@contextlib.contextmanager
-def sample_memory(client: Any, result: dict[str, Any], missing: dict[str, str]) -> Iterator[None]:
-    """Sample cluster process memory while the block runs; store peak and mean in ``result``."""
-    try:
-        from distributed.diagnostics import MemorySampler
-    except ImportError:  # pragma: no cover - every supported release has it
-        missing["peak_memory_bytes"] = missing["mean_memory_bytes"] = "MemorySampler not in this distributed"
-        yield
-        return
-    sampler = MemorySampler()
-    try:
-        context = sampler.sample("case", client=client, measure="process", interval=MEMORY_SAMPLE_INTERVAL_S)
-        context.__enter__()
-    except Exception as error:
-        missing["peak_memory_bytes"] = missing["mean_memory_bytes"] = f"sampler failed to start: {error}"
-        yield
-        return
-    try:
-        yield
-    finally:
-        try:
-            context.__exit__(None, None, None)
-            samples = [value for _, value in sampler.samples.get("case", [])]
-        except Exception as error:
-            samples = []
-            reason = f"sampler failed to stop: {type(error).__name__}: {error}"
-        else:
-            reason = "no sample taken: the case ended before the first heartbeat"
-        result.update(memory_summary(samples))
-        if not samples:
-            missing["peak_memory_bytes"] = missing["mean_memory_bytes"] = reason
-
-
-def memory_summary(samples: list[float]) -> dict[str, Any]:
-    """Peak and mean of cluster memory samples (bytes); nothing when there are no samples."""
-    finite = [value for value in samples if value is not None and not math.isnan(value)]
-    if not finite:
-        return {"memory_samples": 0}
-    return {
-        "peak_memory_bytes": int(max(finite)),
-        "mean_memory_bytes": int(sum(finite) / len(finite)),
-        "memory_samples": len(finite),
-    }

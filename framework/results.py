@@ -55,6 +55,7 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
     "peak_memory_bytes": pa.int64(),
     "mean_memory_bytes": pa.int64(),
     "memory_samples": pa.int32(),
+    "memory_method": pa.string(),  # rss-probe (10 ms, per worker process) | memory-sampler (heartbeats)
     "spilled_bytes": pa.int64(),
     "unspilled_bytes": pa.int64(),
     "spill_count": pa.int64(),

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from framework import memory as memory_probe
 from framework import metrics, provenance
 from framework.checks import WorkloadCheckFailed
 from framework.clusters import ClusterSession
@@ -129,7 +130,7 @@ def run_case(
     measurement = metrics.CaseMeasurement(session.client)
     missing.update(measurement.missing)
     memory: dict[str, Any] = {}
-    with metrics.sample_memory(session.client, memory, missing):
+    with memory_probe.sample_memory(session.client, memory, missing):
         outcome = call_with_timeout(function, case["params"], case["timeout_s"])
     row["ended_at"] = now()
     row["wall_s"] = outcome["wall_s"]

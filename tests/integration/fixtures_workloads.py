@@ -79,3 +79,20 @@ def spills(n: int, chunk: int) -> dict[str, float]:
     total = data.sum().compute()
     check(total == n * (n - 1) / 2, f"sum of 0..{n - 1}: got {total}")
     return {"bytes": float(n * 8)}
+
+
+def _hold(mib: int, seconds: float) -> int:
+    import numpy as np
+
+    block = np.ones(mib * 2**20 // 8)  # touched pages: resident, not just reserved
+    time.sleep(seconds)
+    return int(block.size)
+
+
+def holds_memory(mib: int, seconds: float, tasks: int) -> dict[str, float]:
+    """``tasks`` tasks each hold ``mib`` MiB for ``seconds`` — shorter than a heartbeat if asked."""
+    from distributed import get_client
+
+    client = get_client()
+    futures = [client.submit(_hold, mib, seconds, pure=False) for _ in range(tasks)]
+    return {"held": float(sum(client.gather(futures)))}
