@@ -42,6 +42,13 @@ def sql(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="uv")
+def workloads(session: nox.Session) -> None:
+    """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "workloads", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
 def schema(session: nox.Session) -> None:
     """Write JSON Schemas for runtimes.yaml, hardware.yaml, matrix.yaml and workloads/*.yaml."""
     _controller(session)

@@ -68,6 +68,7 @@ def matrix_parser() -> _Parser:
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
     parser.add_argument("--rebuild", action="store_true", help="rebuild environments even if a build exists")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    parser.add_argument("--list", action="store_true", help="print the workload catalogue and exit")
     return parser
 
 
@@ -78,6 +79,8 @@ def cmd_matrix(argv: Sequence[str]) -> int:
     from framework.summary import run_summary
 
     args = matrix_parser().parse_args(argv)
+    if args.list:
+        return cmd_workloads([])
     selection = Selection(
         matrix=args.matrix,
         runtimes=_split(args.runtime),
@@ -149,7 +152,36 @@ def cmd_schema(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"matrix": cmd_matrix, "sql": cmd_sql, "schema": cmd_schema}
+def cmd_workloads(argv: Sequence[str]) -> int:
+    """The catalogue: each workload with its tags, sizes, cases and description."""
+    from framework.config import load_catalog
+    from framework.matrix import expand_workload
+    from framework.summary import format_table
+
+    parser = _Parser(prog="nox -s workloads --", description="List the workload catalogue.")
+    parser.add_argument("--tag", help="only workloads with this tag")
+    args = parser.parse_args(argv)
+    catalog = load_catalog()
+    rows = []
+    for workload in catalog.workloads.values():
+        if args.tag and args.tag not in workload.tags:
+            continue
+        cases, _ = expand_workload(workload, None)
+        rows.append(
+            [
+                workload.name,
+                ", ".join(workload.tags),
+                ", ".join(workload.sizes) or "–",
+                str(len(cases)),
+                workload.description,
+            ]
+        )
+    print(format_table(["workload", "tags", "sizes", "cases", "description"], rows, max_width=120))
+    print(f"({len(rows)} workloads; run one with: nox -s matrix -- --workload=NAME --size=SIZE)")
+    return 0
+
+
+COMMANDS = {"matrix": cmd_matrix, "sql": cmd_sql, "schema": cmd_schema, "workloads": cmd_workloads}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,8 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from framework.scaling import scale_problem
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 TAG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 # ``module.sub:function`` inside the project's ``workloads`` package.
@@ -124,6 +126,11 @@ class Workload(_Model):
         description="Named data sizes (e.g. tiny / small / large): parameters merged into each case.",
     )
     tags: list[Tag] = Field(default_factory=list)
+    fixture: FunctionPath | None = Field(
+        default=None,
+        description="'workloads.module:function', a generator run around the case (not timed) that sets up what it"
+        " needs — e.g. a local S3 server — and yields extra parameters for it.",
+    )
     repeats: PositiveInt = 3
     warmup: NonNegativeInt = 0
     timeout: Seconds = Field(default=300.0, description="Per repeat: '90s', '5m' or seconds.")
@@ -140,6 +147,20 @@ class Workload(_Model):
     @classmethod
     def _plain_data(cls, value: dict[str, Any]) -> dict[str, Any]:
         _check_json_value(value, "this mapping")
+        nested = [
+            (f"{size}.{name}", v)
+            for size, params in value.items()
+            if isinstance(params, dict)
+            for name, v in params.items()
+        ]
+        for where, parameter in [*value.items(), *nested]:
+            problem = scale_problem(parameter)
+            if problem:
+                raise PydanticCustomError(
+                    "scaled_parameter",
+                    "{where}: {problem} — write e.g. {example}",
+                    {"where": where, "problem": problem, "example": "{fraction_of_cluster_memory: 0.5}"},
+                )
         return value
 
     @field_validator("grid")

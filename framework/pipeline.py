@@ -64,6 +64,7 @@ def case_payload(case: Case) -> dict[str, Any]:
         "workload": workload.name,
         "case_id": case.case_id,
         "function": workload.function,
+        "fixture": workload.fixture,
         "params": case.params,
         "size": case.size,
         "tags": list(workload.tags),

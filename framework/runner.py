@@ -10,6 +10,7 @@ again (a fresh LocalCluster, or ``Client.restart`` elsewhere) and the run goes o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import json
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -26,6 +28,8 @@ from framework import metrics, provenance
 from framework.checks import WorkloadCheckFailed
 from framework.clusters import ClusterSession
 from framework.errors import ClusterError
+from framework.metrics import ship_by_value
+from framework.scaling import ScalingError, resolve_params
 
 PROTOCOL = 1
 ERROR_TEXT_LIMIT = 4000
@@ -259,15 +263,76 @@ def _run_case_repeats(
     dumps_dir: Path,
     plan: dict[str, Any],
 ) -> int:
-    not_passed = 0
+    """All executions of one case, inside its fixture, with its scaled parameters resolved for this cluster."""
     label = f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {case['case_id']}"
+    try:
+        case = {**case, "params": resolve_params(case["params"], session.shape())}
+        if session.hardware["backend"] != "local":
+            # A remote cluster has the runtime's packages, not this project: send workload code by value.
+            ship_by_value(load_function(case["function"]).__module__)
+        with _fixture(case) as provided:
+            return _run_executions(session, case, provided, base, writer, dumps_dir, label)
+    except (ScalingError, FixtureError) as error:
+        _log(f"{label} setup: {error}")
+        writer.write(
+            {
+                **base,
+                **_case_fields(case),
+                "phase": "setup",
+                "repeat": 0,
+                "started_at": now(),
+                "ended_at": now(),
+                "outcome": "error",
+                "error": str(error),
+                "missing": {},
+            }
+        )
+        return 1
+
+
+class FixtureError(Exception):
+    """A workload's fixture (e.g. the local S3 server) could not be set up."""
+
+
+@contextlib.contextmanager
+def _fixture(case: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Run the case's fixture (a generator function that yields extra parameters) around all its executions."""
+    if not case.get("fixture"):
+        yield {}
+        return
+    try:
+        context = contextlib.contextmanager(load_function(case["fixture"]))()
+        provided = context.__enter__()
+    except Exception as error:
+        raise FixtureError(f"fixture {case['fixture']} failed: {_one_line(error)}") from error
+    try:
+        yield dict(provided or {})
+    finally:
+        try:
+            context.__exit__(None, None, None)
+        except Exception as error:
+            _log(f"fixture {case['fixture']} teardown failed: {_one_line(error)}")
+
+
+def _run_executions(
+    session: ClusterSession,
+    case: dict[str, Any],
+    provided: dict[str, Any],
+    base: dict[str, Any],
+    writer: RowWriter,
+    dumps_dir: Path,
+    label: str,
+) -> int:
+    """Warm-ups then measured repeats of one case; the fixture's parameters are passed but not recorded."""
+    not_passed = 0
     executions = [("warmup", i) for i in range(case["warmup"])] + [("measure", i) for i in range(case["repeats"])]
+    runnable = {**case, "params": {**case["params"], **provided}}
     for phase, repeat in executions:
         try:
             shape = session.shape()
         except Exception:
             shape = {}
-        row = {**base, **_case_fields(case), **shape, **run_case(session, case, phase, repeat, dumps_dir)}
+        row = {**base, **_case_fields(case), **shape, **run_case(session, runnable, phase, repeat, dumps_dir)}
         writer.write(row)
         _log(f"{label} {phase} {repeat + 1}: {row['outcome']} in {row['wall_s']:.2f} s")
         if row["outcome"] != "passed":

@@ -96,3 +96,28 @@ def holds_memory(mib: int, seconds: float, tasks: int) -> dict[str, float]:
     client = get_client()
     futures = [client.submit(_hold, mib, seconds, pure=False) for _ in range(tasks)]
     return {"held": float(sum(client.gather(futures)))}
+
+
+FIXTURE_EVENTS: list[str] = []
+
+
+def gives_a_token():
+    """A fixture: set up once around all executions of a case, yields parameters, torn down after."""
+    FIXTURE_EVENTS.append("setup")
+    try:
+        yield {"token": "from-the-fixture"}
+    finally:
+        FIXTURE_EVENTS.append("teardown")
+
+
+def broken_fixture():
+    raise RuntimeError("the server would not start")
+    yield {}  # pragma: no cover - makes this a generator
+
+
+def echoes(token: str, target_bytes: int, partitions: int) -> dict[str, float]:
+    """Returns what it was given, so the test can see the fixture's and the resolved parameters."""
+    from framework.checks import check
+
+    check(token == "from-the-fixture", f"token {token!r}")
+    return {"target_bytes": float(target_bytes), "partitions": float(partitions), "events": float(len(FIXTURE_EVENTS))}

@@ -84,7 +84,7 @@ def test_sql_bad_query_exits_2_with_one_line(results_dir, capsys, query, expecte
 def test_unknown_command_prints_usage_and_exits_2(capsys):
     assert cli.main(["sqll"]) == 2
 
-    assert _one_line(capsys.readouterr().err) == "usage: python -m framework.cli {matrix,sql,schema} ..."
+    assert _one_line(capsys.readouterr().err) == "usage: python -m framework.cli {matrix,sql,schema,workloads} ..."
 
 
 # --- matrix: the parser's one-line errors -----------------------------------------------------------------------
@@ -223,3 +223,22 @@ def test_matrix_refuses_abbreviated_options(capsys):
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert "did you mean --runtime?" in error
+
+
+@pytest.mark.parametrize("argv", [["workloads"], ["matrix", "--list"]])
+def test_the_catalogue_lists_every_workload_with_tags_and_sizes(argv, capsys):
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    catalog = load_catalog()
+    for name, workload in catalog.workloads.items():
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert all(tag in line for tag in workload.tags)
+        assert all(size in line for size in workload.sizes)
+    assert f"({len(catalog.workloads)} workloads;" in out
+
+
+def test_the_catalogue_filters_by_tag(capsys):
+    assert cli.main(["workloads", "--tag=array"]) == 0
+    out = capsys.readouterr().out
+    assert "array_mean_var" in out
+    assert "groupby_agg " not in out
