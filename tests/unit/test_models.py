@@ -132,7 +132,7 @@ def test_workload_unknown_key_names_the_near_miss(key: str, suggestion: str) -> 
     assert problem["type"] == "unknown_field"
     assert f"unknown field {key!r}" in problem["msg"]
     assert f"did you mean {suggestion!r}?" in problem["msg"]
-    assert "allowed: description, function, grid, params, repeats" in problem["msg"]
+    assert "allowed: description, fixture, function, grid, params, repeats" in problem["msg"]
 
 
 def test_unknown_key_without_near_miss_lists_allowed_fields() -> None:
