@@ -268,8 +268,11 @@ def _run_case_repeats(
     try:
         case = {**case, "params": resolve_params(case["params"], session.shape())}
         if session.hardware["backend"] != "local":
-            # A remote cluster has the runtime's packages, not this project: send workload code by value.
-            ship_by_value(load_function(case["function"]).__module__)
+            # A remote cluster has the runtime's packages, not this project: send its code by value (a registered
+            # package covers its submodules, so helpers a workload's tasks call travel too).
+            top_level = load_function(case["function"]).__module__.split(".")[0]
+            for package in {top_level, "framework"}:
+                ship_by_value(package)
         with _fixture(case) as provided:
             return _run_executions(session, case, provided, base, writer, dumps_dir, label)
     except (ScalingError, FixtureError) as error:
