@@ -49,6 +49,33 @@ class ClusterSession:
             self._start_coiled()
         else:  # the models allow no other value
             raise ClusterError(f"hardware {self.hardware['name']}: unknown backend {backend!r}")
+        if backend != "local":
+            self._ship_project()
+
+    def _ship_project(self) -> None:
+        """Make ``framework`` and ``workloads`` importable on a cluster that has only the runtime's packages.
+
+        Pickling by value is not enough: distributed pickles task graphs with the standard pickle first, which
+        refers to module-level workload functions by name. ``Client.upload_file`` puts a zip of both packages
+        on the scheduler's and every worker's path, workers that join later included.
+        """
+        import tempfile
+        import zipfile
+
+        with tempfile.TemporaryDirectory(prefix="dask-blessing-") as directory:
+            archive = Path(directory) / "dask_blessing_project.zip"
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+                for package in ("framework", "workloads"):
+                    for source in sorted((ROOT / package).glob("*.py")):
+                        bundle.write(source, f"{package}/{source.name}")
+            try:
+                self.client.upload_file(str(archive))
+            except Exception as error:
+                self.close()
+                raise ClusterError(
+                    f"hardware {self.hardware['name']}: could not send this project's workloads to the cluster:"
+                    f" {type(error).__name__}: {error}"
+                ) from error
 
     def close(self) -> None:
         client, cluster = self.client, self.cluster
