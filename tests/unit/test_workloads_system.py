@@ -458,7 +458,8 @@ def test_adaptive_scale_check_fails_when_the_cluster_is_not_restored(
 
     monkeypatch.setattr(cluster, "scale", scale_from_the_event_loop_only)
 
-    with pytest.raises(WorkloadCheckFailed, match=r"^the cluster was not restored to 2 workers after adapting: 1$"):
+    # How many workers remain depends on how far adaptive got when the case ended: any count but 2 must fail.
+    with pytest.raises(WorkloadCheckFailed, match=r"^the cluster was not restored to 2 workers after adapting: \d+$"):
         run("adaptive_scale", adaptive_client, scale_timeout_s=3)
 
 
