@@ -40,6 +40,7 @@ VIEWS: dict[str, str] = {
         FROM rows GROUP BY run_id, runtime, hardware""",
     "case_summary": """
         SELECT run_id, runtime, hardware, workload, case_id, size,
+               any_value(params) AS params,
                any_value(dask_version) AS dask_version, min(started_at) AS started_at,
                count(*) FILTER (WHERE phase = 'measure') AS repeats,
                count(*) FILTER (WHERE outcome = 'passed' AND phase = 'measure') AS passed,

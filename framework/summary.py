@@ -10,8 +10,8 @@ from framework.query import Results
 SUMMARY_SQL = """
 WITH this AS (SELECT * FROM case_summary WHERE run_id = $run_id),
 previous AS (
-    SELECT runtime, hardware, case_id, size, median_wall_s, median_peak_memory_bytes,
-           row_number() OVER (PARTITION BY runtime, hardware, case_id, size ORDER BY started_at DESC) AS age
+    SELECT runtime, hardware, case_id, size, params, median_wall_s, median_peak_memory_bytes,
+           row_number() OVER (PARTITION BY runtime, hardware, case_id, size, params ORDER BY started_at DESC) AS age
     FROM case_summary
     WHERE run_id <> $run_id AND outcome = 'passed' AND started_at < (SELECT min(started_at) FROM this)
 )
@@ -21,7 +21,8 @@ SELECT this.runtime, this.hardware, this.case_id, this.size, this.outcome, this.
        this.median_spilled_bytes, this.median_tasks, this.first_error, this.dask_version
 FROM this LEFT JOIN previous
   ON previous.runtime = this.runtime AND previous.hardware = this.hardware
- AND previous.case_id = this.case_id AND previous.size IS NOT DISTINCT FROM this.size AND previous.age = 1
+ AND previous.case_id = this.case_id AND previous.size IS NOT DISTINCT FROM this.size
+ AND previous.params IS NOT DISTINCT FROM this.params AND previous.age = 1
 ORDER BY this.runtime, this.hardware, this.case_id
 """
 

@@ -172,3 +172,14 @@ def test_format_table_shows_null_floats_and_cuts_long_cells():
 
 def test_format_table_with_no_rows_prints_the_header():
     assert format_table(["run_id", "n"], []).splitlines() == ["run_id  n", "------  -"]
+
+
+def test_a_previous_run_with_other_parameters_is_not_the_baseline(results_dir, case_row, write_run):
+    # The same case id and size, re-declared with other parameters (e.g. a resized workload): not comparable.
+    write_run([case_row(run_id="run-1", run_started_at=RUN_1, case_id="a", params={"rows": 100}, wall_s=1.0)])
+    write_run([case_row(run_id="run-2", run_started_at=RUN_2, case_id="a", params={"rows": 200}, wall_s=2.0)])
+
+    with Results(results_dir) as results:
+        rows = _lines_by_case(run_summary(results, "run-2"))
+
+    assert rows["a"][6:9] == ["2.00", "s", "new"]
