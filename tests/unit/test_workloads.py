@@ -7,42 +7,30 @@ import importlib
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from workload_testing import in_process_client, tiny_params, workload_function
 
 from framework.checks import WorkloadCheckFailed, check, check_close
-from framework.config import load_catalog
-from framework.matrix import expand_workload
 
 # dask's pyarrow engine calls set_index/reset_index(inplace=True), deprecated in pandas 3.1: dask's to fix, not ours.
 PANDAS_INPLACE = r"ignore:The inplace keyword in DataFrame\.\w+ is deprecated"
 TINY_ROWS = 3 * 86_400 // 10  # 3 days at 10 s: the tiny size of both DataFrame workloads
 
 
-def tiny_params(workload: str, **grid: Any) -> dict[str, Any]:
-    """The params of one case of ``workload`` at size tiny, as declared in workloads/smoke.yaml."""
-    cases, reason = expand_workload(load_catalog().workloads[workload], "tiny")
-    assert reason is None, reason
-    matching = [case.params for case in cases if all(case.params.get(k) == v for k, v in grid.items())]
-    assert len(matching) == 1, f"{workload} {grid}: {len(matching)} tiny cases"
-    return matching[0]
-
-
-def workload_function(workload: str) -> Callable[..., dict[str, float]]:
-    """The function a workload's YAML names (``module:function``), imported as the runner imports it."""
-    module, _, name = load_catalog().workloads[workload].function.partition(":")
-    function: Callable[..., dict[str, float]] = getattr(importlib.import_module(module), name)
-    return function
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # framework.checks
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """One in-process cluster for the module (1 worker × 2 threads); afterwards no thread of it may be left running."""
+    with in_process_client(n_workers=1, threads_per_worker=2, memory_limit="auto") as dask_client:
+        yield dask_client
 
 
 def test_check_passes_silently_when_the_condition_holds() -> None:
@@ -127,35 +115,6 @@ def test_check_close_rejects_values_beyond_tolerance(actual: Any, expected: Any,
 
 # ---------------------------------------------------------------------------------------------------------------
 # The workloads on an in-process cluster
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    """One in-process cluster for the module; afterwards no thread of it may be left running."""
-    from distributed import Client, LocalCluster
-
-    threads_before = {thread.ident for thread in threading.enumerate()}
-    cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0")
-    dask_client = Client(cluster)
-    try:
-        yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-    assert dask_client.status == "closed"
-    assert cluster.status.name == "closed"
-    deadline = time.monotonic() + 10
-    while True:
-        # distributed's offload executor is a process-wide pool that outlives every cluster, by design.
-        leaked = [
-            thread.name
-            for thread in threading.enumerate()
-            if thread.ident not in threads_before and not thread.name.startswith("Dask-Offload")
-        ]
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not leaked, f"threads left running after the cluster closed: {leaked}"
 
 
 def wrong_compute(monkeypatch: pytest.MonkeyPatch, perturb: Callable[[Any], Any], which: int = 0) -> list[int]:

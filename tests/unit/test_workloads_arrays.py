@@ -3,14 +3,12 @@ says what is wrong — when Dask hands it a wrong answer (a wrong value, a wrong
 
 from __future__ import annotations
 
-import importlib
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from workload_testing import in_process_client, tiny_params, workload_function
 
 from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
@@ -24,49 +22,11 @@ pytestmark = pytest.mark.filterwarnings(
 MiB = 2**20
 
 
-def tiny_params(workload: str, **grid: Any) -> dict[str, Any]:
-    """The params of one case of ``workload`` at size tiny, as declared in workloads/arrays.yaml."""
-    cases, reason = expand_workload(load_catalog().workloads[workload], "tiny")
-    assert reason is None, reason
-    matching = [case.params for case in cases if all(case.params.get(k) == v for k, v in grid.items())]
-    assert len(matching) == 1, f"{workload} {grid}: {len(matching)} tiny cases"
-    return matching[0]
-
-
-def workload_function(workload: str) -> Callable[..., dict[str, float]]:
-    """The function a workload's YAML names, imported as the runner imports it."""
-    module, _, name = load_catalog().workloads[workload].function.partition(":")
-    function: Callable[..., dict[str, float]] = getattr(importlib.import_module(module), name)
-    return function
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """One in-process cluster for the module; afterwards no thread of it may be left running."""
-    from distributed import Client, LocalCluster
-
-    threads_before = {thread.ident for thread in threading.enumerate()}
-    cluster = LocalCluster(
-        processes=False, n_workers=2, threads_per_worker=1, memory_limit="2GiB", dashboard_address=":0"
-    )
-    dask_client = Client(cluster)
-    try:
+    with in_process_client() as dask_client:
         yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-    deadline = time.monotonic() + 10
-    while True:
-        # distributed's offload executor is a process-wide pool that outlives every cluster, by design.
-        leaked = [
-            thread.name
-            for thread in threading.enumerate()
-            if thread.ident not in threads_before and not thread.name.startswith("Dask-Offload")
-        ]
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not leaked, f"threads left running after the cluster closed: {leaked}"
 
 
 def wrong_compute(monkeypatch: pytest.MonkeyPatch, which: int, perturb: Callable[[Any], Any]) -> list[int]:

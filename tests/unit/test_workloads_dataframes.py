@@ -4,35 +4,27 @@ message that says what is wrong — when Dask hands it a wrong answer."""
 from __future__ import annotations
 
 import importlib
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from workload_testing import in_process_client, tiny_params
 
 from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
-from framework.matrix import expand_workload
 from workloads import dataframes
 
 WORKLOADS = ("h2o_groupby", "join_big_big", "join_big_small", "set_index_random", "dataframe_shuffle")
 TINY_ROWS = 200_000  # every tiny size but the copy-on-write chain's
 
 
-def tiny_cases(workload: str) -> list[dict[str, Any]]:
-    """The params of every case of ``workload`` at size tiny, as declared in workloads/dataframes.yaml."""
-    cases, reason = expand_workload(load_catalog().workloads[workload], "tiny")
-    assert reason is None, reason
-    return [case.params for case in cases]
-
-
-def tiny_params(workload: str, **grid: Any) -> dict[str, Any]:
-    matching = [params for params in tiny_cases(workload) if all(params.get(k) == v for k, v in grid.items())]
-    assert len(matching) == 1, f"{workload} {grid}: {len(matching)} tiny cases"
-    return matching[0]
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """One in-process cluster for the module; afterwards no thread of it may be left running."""
+    with in_process_client() as dask_client:
+        yield dask_client
 
 
 def run(workload: str, **grid: Any) -> dict[str, float]:
@@ -41,35 +33,6 @@ def run(workload: str, **grid: Any) -> dict[str, float]:
     function: Callable[..., dict[str, float]] = getattr(importlib.import_module(module), name)
     result: dict[str, float] = function(**tiny_params(workload, **grid))
     return result
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    """One in-process cluster for the module; afterwards no thread of it may be left running."""
-    from distributed import Client, LocalCluster
-
-    threads_before = {thread.ident for thread in threading.enumerate()}
-    cluster = LocalCluster(
-        processes=False, n_workers=2, threads_per_worker=1, memory_limit="2GiB", dashboard_address=":0"
-    )
-    dask_client = Client(cluster)
-    try:
-        yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-    deadline = time.monotonic() + 10
-    while True:
-        # distributed's offload executor is a process-wide pool that outlives every cluster, by design.
-        leaked = [
-            thread.name
-            for thread in threading.enumerate()
-            if thread.ident not in threads_before and not thread.name.startswith("Dask-Offload")
-        ]
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not leaked, f"threads left running after the cluster closed: {leaked}"
 
 
 def wrong_compute(monkeypatch: pytest.MonkeyPatch, perturb: Callable[[Any], Any], which: int = 0) -> list[int]:

@@ -4,22 +4,20 @@ its own check fails — with a message that says what is wrong — when Dask wri
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from workload_testing import in_process_client, tiny_params, workload_function
 
 from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
-from framework.matrix import expand_workload
 from framework.runner import load_function
 from workloads.dataframe import _timeseries
 from workloads.io import _days
@@ -34,19 +32,11 @@ HIVE_ROWS = 2 * 86_400 // 10  # the hive-partitioned workloads' tiny size: 2 day
 PROCESS_WIDE_THREADS = ("Dask-Offload", "fsspecIO", "asyncio_")
 
 
-def tiny_params(workload: str) -> dict[str, Any]:
-    """The params of ``workload`` at size tiny, as declared in workloads/io.yaml."""
-    cases, reason = expand_workload(load_catalog().workloads[workload], "tiny")
-    assert reason is None, reason
-    [case] = cases
-    return case.params
-
-
-def workload_function(workload: str) -> Callable[..., dict[str, float]]:
-    """The function the workload's YAML names, imported as the runner imports it."""
-    module, _, name = load_catalog().workloads[workload].function.partition(":")
-    function: Callable[..., dict[str, float]] = getattr(importlib.import_module(module), name)
-    return function
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """One in-process cluster; afterwards no thread of it (or of an S3 server) may be left running."""
+    with in_process_client(PROCESS_WIDE_THREADS) as dask_client:
+        yield dask_client
 
 
 @contextlib.contextmanager
@@ -56,34 +46,6 @@ def workload_fixture(workload: str) -> Iterator[dict[str, Any]]:
     assert fixture is not None
     with contextlib.contextmanager(load_function(fixture))() as provided:
         yield provided
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    """One in-process cluster for the module; afterwards no thread of it (or of an S3 server) may be left running."""
-    from distributed import Client, LocalCluster
-
-    threads_before = {thread.ident for thread in threading.enumerate()}
-    cluster = LocalCluster(
-        processes=False, n_workers=2, threads_per_worker=1, memory_limit="2GiB", dashboard_address=":0"
-    )
-    dask_client = Client(cluster)
-    try:
-        yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-    deadline = time.monotonic() + 10
-    while True:
-        leaked = [
-            thread.name
-            for thread in threading.enumerate()
-            if thread.ident not in threads_before and not thread.name.startswith(PROCESS_WIDE_THREADS)
-        ]
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not leaked, f"threads left running after the cluster closed: {leaked}"
 
 
 @pytest.fixture

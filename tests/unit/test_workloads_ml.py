@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from workload_testing import in_process_client, tiny_params, workload_function
 
 from framework.checks import WorkloadCheckFailed
-from framework.config import load_catalog
-from framework.matrix import expand_workload
 
 pytestmark = [
     pytest.mark.cluster,
@@ -27,48 +23,11 @@ ACCURACY_FAILED = (
 )
 
 
-def tiny_params(workload: str, **grid: Any) -> dict[str, Any]:
-    """The params of one case of ``workload`` at size tiny, as declared in workloads/ml.yaml."""
-    cases, reason = expand_workload(load_catalog().workloads[workload], "tiny")
-    assert reason is None, reason
-    matching = [case.params for case in cases if all(case.params.get(k) == v for k, v in grid.items())]
-    assert len(matching) == 1, f"{workload} {grid}: {len(matching)} tiny cases"
-    return matching[0]
-
-
-def workload_function(workload: str) -> Callable[..., dict[str, float]]:
-    module, _, name = load_catalog().workloads[workload].function.partition(":")
-    function: Callable[..., dict[str, float]] = getattr(importlib.import_module(module), name)
-    return function
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    """Two in-process workers (xgboost.dask trains one rank per worker); afterwards no thread may be left running."""
-    from distributed import Client, LocalCluster
-
-    threads_before = {thread.ident for thread in threading.enumerate()}
-    cluster = LocalCluster(
-        processes=False, n_workers=2, threads_per_worker=1, memory_limit="2GiB", dashboard_address=":0"
-    )
-    dask_client = Client(cluster)
-    try:
+    """Two in-process workers (xgboost.dask trains one rank per worker); no thread may be left running."""
+    with in_process_client() as dask_client:
         yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-    deadline = time.monotonic() + 10
-    while True:
-        # distributed's offload executor is a process-wide pool that outlives every cluster, by design.
-        leaked = [
-            thread.name
-            for thread in threading.enumerate()
-            if thread.ident not in threads_before and not thread.name.startswith("Dask-Offload")
-        ]
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not leaked, f"threads left running after the cluster closed: {leaked}"
 
 
 @pytest.mark.parametrize("api", ["train", "sklearn"])

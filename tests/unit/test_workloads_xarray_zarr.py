@@ -4,20 +4,17 @@ written (a changed value, a lost variable, shifted coordinates) or Dask a wrong 
 
 from __future__ import annotations
 
-import importlib
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from workload_testing import in_process_client, tiny_params, workload_function
 
 from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
-from framework.matrix import expand_workload
 
 pytestmark = pytest.mark.filterwarnings(
     # distributed's system monitor on these machines (gilknocker) warns from its own thread; not ours.
@@ -30,48 +27,11 @@ PROCESS_WIDE_THREADS = ("Dask-Offload", "zarr_io", "asyncio_")
 TINY_ELEMENTS = 730 * 30 * 60  # tiny: 16 MiB over 730 days → a 30 × 60 grid
 
 
-def tiny_params(workload: str, **grid: Any) -> dict[str, Any]:
-    """The params of one case of ``workload`` at size tiny, as declared in workloads/xarray_zarr.yaml."""
-    cases, reason = expand_workload(load_catalog().workloads[workload], "tiny")
-    assert reason is None, reason
-    matching = [case.params for case in cases if all(case.params.get(k) == v for k, v in grid.items())]
-    assert len(matching) == 1, f"{workload} {grid}: {len(matching)} tiny cases"
-    return matching[0]
-
-
-def workload_function(workload: str) -> Callable[..., dict[str, float]]:
-    """The function a workload's YAML names, imported as the runner imports it."""
-    module, _, name = load_catalog().workloads[workload].function.partition(":")
-    function: Callable[..., dict[str, float]] = getattr(importlib.import_module(module), name)
-    return function
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """One in-process cluster for the module; afterwards no thread of it may be left running."""
-    from distributed import Client, LocalCluster
-
-    threads_before = {thread.ident for thread in threading.enumerate()}
-    cluster = LocalCluster(
-        processes=False, n_workers=2, threads_per_worker=1, memory_limit="2GiB", dashboard_address=":0"
-    )
-    dask_client = Client(cluster)
-    try:
+    with in_process_client(PROCESS_WIDE_THREADS) as dask_client:
         yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
-    deadline = time.monotonic() + 10
-    while True:
-        leaked = [
-            thread.name
-            for thread in threading.enumerate()
-            if thread.ident not in threads_before and not thread.name.startswith(PROCESS_WIDE_THREADS)
-        ]
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert not leaked, f"threads left running after the cluster closed: {leaked}"
 
 
 @pytest.fixture
