@@ -1,6 +1,7 @@
 """dask-blessing's sessions: one per user verb. Thin: each installs what it needs and calls ``framework``.
 
 nox -s matrix -- --runtime=latest      run workloads for runtimes × hardware, write results, print a summary
+nox -s stability -- --runtime=latest   chaos fuzzing under faults; --replay=ID re-runs a recorded failure
 nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
@@ -39,6 +40,13 @@ def sql(session: nox.Session) -> None:
     """Read-only SQL over all results: nox -s sql -- "SELECT workload, median(wall_s) FROM cases GROUP BY 1"."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "sql", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def stability(session: nox.Session) -> None:
+    """Chaos fuzzing: nox -s stability -- --runtime=latest [--profile=ci|nightly] [--examples=N] [--replay=ID]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "stability", *session.posargs)
 
 
 @nox.session(venv_backend="uv")

@@ -3,6 +3,7 @@
 python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workload=NAME|tag:TAG] ...
 python -m framework.cli sql ["SELECT ..."]
 python -m framework.cli schema [--check]
+python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
 """
 
 from __future__ import annotations
@@ -181,7 +182,89 @@ def cmd_workloads(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"matrix": cmd_matrix, "sql": cmd_sql, "schema": cmd_schema, "workloads": cmd_workloads}
+def stability_parser() -> _Parser:
+    parser = _Parser(
+        prog="nox -s stability --",
+        description="Fuzz a runtime's cluster behaviour under faults (hypothesis); replay recorded failures.",
+    )
+    parser.add_argument("--runtime", action="append", help="runtime name(s), comma separated (default: latest)")
+    parser.add_argument("--profile", default="ci", help="budget: ci (minutes) or nightly (hours, shrinking)")
+    parser.add_argument("--tier", action="append", help="inprocess and/or process (default: both)")
+    parser.add_argument("--examples", type=_positive, help="examples per tier (overrides the profile)")
+    parser.add_argument("--steps", type=_positive, help="steps per example (overrides the profile)")
+    parser.add_argument("--seed", type=int, help="hypothesis seed (default: random; recorded with the results)")
+    parser.add_argument("--settle", type=float, help="seconds futures get to finish once faults stop")
+    parser.add_argument("--no-regressions", action="store_true", help="skip the saved regression cases")
+    parser.add_argument("--replay", metavar="FAILURE_ID", help="re-run a recorded failure and report its hit rate")
+    parser.add_argument("--times", type=_positive, default=5, help="replays of --replay (default: 5)")
+    parser.add_argument("--no-save", action="store_true", help="with --replay: do not save it as a regression case")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild environments even if a build exists")
+    return parser
+
+
+def cmd_stability(argv: Sequence[str]) -> int:
+    from framework.query import Results
+    from framework.stability import TIERS, StabilityOptions, replay, run_stability
+    from framework.summary import format_table
+
+    args = stability_parser().parse_args(argv)
+    if args.replay:
+        runtimes = _split(args.runtime)
+        replayed = replay(
+            args.replay,
+            times=args.times,
+            results_dir=args.results,
+            save=not args.no_save,
+            runtime_name=runtimes[0] if runtimes else None,
+        )
+        rate = 100.0 * replayed.hits / replayed.runs if replayed.runs else 0.0
+        print(
+            f"{replayed.failure_id}: reproduced {replayed.hits}/{replayed.runs} ({rate:.0f} %) on {replayed.runtime!r}"
+        )
+        for error in dict.fromkeys(replayed.errors):
+            print(f"  {error[:300]}")
+        if replayed.saved:
+            print(f"saved as a regression case: {replayed.saved} (every stability run replays it first; commit it)")
+        return 0
+    options = StabilityOptions(
+        runtimes=_split(args.runtime) or ["latest"],
+        profile=args.profile,
+        tiers=tuple(_split(args.tier) or TIERS),
+        examples=args.examples,
+        steps=args.steps,
+        seed=args.seed,
+        settle_s=args.settle,
+        results_dir=args.results,
+        rebuild=args.rebuild,
+        regressions=not args.no_regressions,
+    )
+    report = run_stability(options)
+    with Results(args.results) as results:
+        columns, rows = results.sql(
+            "SELECT runtime, distributed_version AS distributed, case_id, outcome, round(wall_s, 1) AS wall_s,"
+            " CAST(json_extract(extra_metrics, '$.examples') AS INT) AS examples,"
+            " CAST(json_extract(extra_metrics, '$.steps') AS INT) AS steps, failure_id,"
+            " left(error, 140) AS error FROM rows WHERE run_id = ? ORDER BY runtime, started_at",
+            [report.run_id],
+        )
+    print()
+    print(f"stability run {report.run_id} — results in {args.results}")
+    print(format_table(columns, rows, max_width=150))
+    failed = [row for row in rows if row[3] != "passed"]
+    for row in failed:
+        if row[7]:
+            print(f"replay: nox -s stability -- --replay={row[7]}")
+    return 1 if failed else 0
+
+
+COMMANDS = {
+    "matrix": cmd_matrix,
+    "sql": cmd_sql,
+    "schema": cmd_schema,
+    "workloads": cmd_workloads,
+    "stability": cmd_stability,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from framework.config import ROOT, Catalog, load_catalog
 from framework.environments import BuiltEnvironment, build_environment
 from framework.errors import SelectionError
 from framework.matrix import Case, Plan, Selection, build_plan
-from framework.models import HardwareProfile
+from framework.models import HardwareProfile, Runtime
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
 
@@ -109,8 +109,10 @@ def runner_plan(
     }
 
 
-def run_runner(environment: BuiltEnvironment, plan_path: Path, budget_s: float, root: Path) -> tuple[int, str]:
-    """Start the runner in the runtime's environment; echo its progress; kill it past ``budget_s``.
+def run_runner(
+    environment: BuiltEnvironment, plan_path: Path, budget_s: float, root: Path, module: str = "framework.runner"
+) -> tuple[int, str]:
+    """Start the runner (``python -m module PLAN``) in the runtime's environment; echo it; kill it past ``budget_s``.
 
     Returns (exit code, the last lines it printed).
     """
@@ -119,7 +121,7 @@ def run_runner(environment: BuiltEnvironment, plan_path: Path, budget_s: float, 
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("VIRTUAL_ENV", None)
     process = subprocess.Popen(
-        [str(environment.python), "-m", "framework.runner", str(plan_path)],
+        [str(environment.python), "-m", module, str(plan_path)],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
@@ -142,7 +144,7 @@ def run_runner(environment: BuiltEnvironment, plan_path: Path, budget_s: float, 
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         code = process.wait()
-        tail.append(f"runner killed after {budget_s:.0f} s (the sum of its cases' timeouts plus slack)")
+        tail.append(f"runner killed after {budget_s:.0f} s, its time budget")
     except KeyboardInterrupt:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -210,6 +212,31 @@ def unfinished_rows(
     return rows
 
 
+def prepare_environment(
+    runtime: Runtime, root: Path, store: ResultsStore, rebuild: bool, when: dt.datetime
+) -> BuiltEnvironment:
+    """Build (or reuse) the runtime's environment, say which, and store its lock in the results."""
+    _say(f"environment for runtime {runtime.name!r} (Python {runtime.python}) …")
+    environment = build_environment(runtime, root, rebuild=rebuild)
+    how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
+    _say(
+        f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
+        f" distributed {environment.packages.get('distributed', '?')})"
+    )
+    store.record_environment(
+        {
+            "env_hash": environment.env_hash,
+            "runtime": runtime.name,
+            "runtime_hash": environment.runtime_hash,
+            "python": runtime.python,
+            "built_at": when,
+            "requirements": runtime.requirements,
+            "lock": environment.lock,
+        }
+    )
+    return environment
+
+
 def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> MatrixReport:
     """Plan, build, run and publish. Raises FrameworkError for bad input before anything runs."""
     catalog = catalog or load_catalog(options.root)
@@ -231,26 +258,8 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
     built: dict[str, BuiltEnvironment] = {}
     for runtime, hardware, cases in plan.groups():
         if runtime.name not in built:
-            _say(f"environment for runtime {runtime.name!r} (Python {runtime.python}) …")
-            environment = build_environment(runtime, options.root, rebuild=options.rebuild)
-            built[runtime.name] = environment
-            report.environments.append(environment)
-            how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
-            _say(
-                f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
-                f" distributed {environment.packages.get('distributed', '?')})"
-            )
-            store.record_environment(
-                {
-                    "env_hash": environment.env_hash,
-                    "runtime": runtime.name,
-                    "runtime_hash": environment.runtime_hash,
-                    "python": runtime.python,
-                    "built_at": run_started,
-                    "requirements": runtime.requirements,
-                    "lock": environment.lock,
-                }
-            )
+            built[runtime.name] = prepare_environment(runtime, options.root, store, options.rebuild, run_started)
+            report.environments.append(built[runtime.name])
         environment = built[runtime.name]
         name = f"{report.run_id}__{runtime.name}__{hardware.name}"
         rows_path = store.staging_file(name)

@@ -5,6 +5,8 @@ Layout (every file is written once, under a new name, and never modified):
     results/cases/<run_id>__<runtime>__<hardware>.parquet    one row per execution of a case
     results/environments/<env_hash>.parquet                  each built environment's lock (exact packages)
     results/dumps/<run_id>/<case>-<phase><n>.msgpack.gz      cluster state of cases that timed out
+    results/stability/failures/<failure_id>/                 a stability failure: program, versions, dump, logs
+    results/stability/logs/<run_id>__<runtime>.log           what the clusters of a stability run logged
     results/.staging/<pid>__<name>.jsonl                     rows as the runner writes them (not queried)
 
 A file appears under its final name only complete (written to a hidden ``.partial`` file, fsync'd, then
@@ -26,7 +28,7 @@ import pyarrow.parquet as pq
 from framework.errors import ResultsError
 
 # Bump when columns are added or their meaning changes; older files stay readable (missing columns are NULL).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: failure_id (stability runs)
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -69,6 +71,7 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
     "extra_metrics": pa.string(),  # JSON: what the workload itself reported
     "missing": pa.string(),  # JSON: metric → why it could not be measured (such metrics are NULL, never 0)
     "cluster_dump": pa.string(),
+    "failure_id": pa.string(),  # stability: the recorded failure (results/stability/failures/<id>/), replayable
     # runtime
     "runtime": pa.string(),
     "runtime_hash": pa.string(),

@@ -1,0 +1,834 @@
+"""One cluster per program: apply steps, check invariants, settle, tear down and look for leaks.
+
+Every step is plain JSON (``{"op": "submit", "graph": {...}}``) and every cluster operation is bounded in time,
+so a hang shows up as a ``LivenessError`` with a cluster dump rather than as a stuck fuzzer. The executor keeps
+its own model of what may legitimately happen to each key (cancelled, failed on purpose, lost with a worker),
+and the settle step holds every future to it:
+
+- liveness: with gates open and a worker alive, every future finishes, errs or is cancelled within ``settle_s``;
+- results: a finished future's value equals the pure-Python evaluation of its graph (``graphs.evaluate``);
+- errors: only the kinds the program explains (ChaosTaskError downstream of a failing task, KilledWorker after
+  worker churn, CancelledError after a cancel or restart, P2P errors when a shuffle lost a worker);
+- state: ``Scheduler.validate_state()`` and each worker's ``validate_state()``, where the version has them;
+- livelock: scheduler transitions stay under a cap proportional to the tasks submitted;
+- teardown: closing leaves no child process (but multiprocessing's resource_tracker), no thread, no socket.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import gc
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from framework.chaos import graphs
+
+TIERS = ("inprocess", "process")
+# Threads a library keeps for the life of the process, by design (not leaks).
+ALLOWED_THREADS = ("Dask-Offload", "asyncio_", "ThreadPoolExecutor", "blessing-step", "fsspec", "Profile")
+STEP_TIMEOUT_S = 60.0
+CLOSE_TIMEOUT_S = 60.0
+LEAK_GRACE_S = 10.0
+# Transitions allowed per task submitted before the run counts as a livelock (a healthy task needs < 10).
+TRANSITIONS_PER_TASK = 100
+TRANSITIONS_BASE = 2000
+
+
+class InvariantViolation(AssertionError):  # noqa: N818 - the names read as what was violated
+    """An invariant did not hold. ``kind`` names which: liveness, result, validate, livelock, teardown."""
+
+    kind = "invariant"
+
+
+class LivenessError(InvariantViolation):
+    kind = "liveness"
+
+
+class ResultError(InvariantViolation):
+    kind = "result"
+
+
+class StateValidationError(InvariantViolation):
+    kind = "validate"
+
+
+class LivelockError(InvariantViolation):
+    kind = "livelock"
+
+
+class TeardownError(InvariantViolation):
+    kind = "teardown"
+
+
+def bounded(function: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``function()`` in a daemon thread; its result, its exception, or LivenessError after ``timeout`` s."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = function()
+        except BaseException as error:
+            box["error"] = error
+
+    thread = threading.Thread(target=target, name="blessing-step", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise LivenessError(f"{what} did not return within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _class_names(error: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(error).__mro__}
+
+
+def _is_comm_error(error: BaseException) -> bool:
+    """A worker going away while we talk to it: expected under churn, not an invariant violation."""
+    names = _class_names(error)
+    return bool(
+        names & {"CommClosedError", "OSError", "StreamClosedError", "TimeoutError", "KeyError", "CancelledError"}
+        or "No workers found" in str(error)
+        or "not found" in str(error)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Functions run on the scheduler / workers (module level: pickled by reference)
+
+
+def _validate_scheduler(dask_scheduler: Any) -> Optional[str]:
+    validate = getattr(dask_scheduler, "validate_state", None)
+    if validate is None:
+        return "Scheduler.validate_state is not available in this version"
+    validate()
+    return None
+
+
+def _validate_worker(dask_worker: Any) -> Optional[str]:
+    validate = getattr(dask_worker, "validate_state", None)
+    if validate is None:
+        validate = getattr(getattr(dask_worker, "state", None), "validate_state", None)
+    if validate is None:
+        return "the worker has no validate_state in this version"
+    validate()
+    return None
+
+
+def _transition_counter(dask_scheduler: Any) -> Optional[int]:
+    counter = getattr(dask_scheduler, "transition_counter", None)
+    return None if counter is None else int(counter)
+
+
+def _stuck_keys(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
+    """Scheduler state of each key (and where it is processing), for the liveness message."""
+    states = {}
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        if ts is None:
+            states[key] = "forgotten"
+            continue
+        where = getattr(getattr(ts, "processing_on", None), "address", None)
+        states[key] = ts.state + (f" on {where}" if where else "")
+    return states
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class LogTail(logging.Handler):
+    """The last lines distributed logged in this process (scheduler and in-process workers)."""
+
+    def __init__(self, size: int = 200) -> None:
+        super().__init__(level=logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}"[:500])
+        except Exception:
+            pass
+
+
+class Submission:
+    """One submitted graph: its futures, the values the oracle expects and what may legitimately go wrong."""
+
+    def __init__(self, sid: int, gid: int, nodes: list[dict[str, Any]], futures: dict[str, Any], kind: str) -> None:
+        self.sid, self.gid, self.nodes, self.futures, self.kind = sid, gid, nodes, futures, kind
+        self.expected: dict[str, Any] = graphs.evaluate(nodes) if kind == "graph" else {}
+        self.faulty = graphs.faulty(nodes) if kind == "graph" else set()
+        self.ancestors = graphs.ancestors(nodes) if kind == "graph" else {}
+        self.rows = 0  # P2P shuffles: rows in
+
+
+class Executor:
+    """Runs one program on one fresh cluster. ``start`` → ``apply`` × N (+ ``check_state``) → ``finish``."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        settle_s: float = 30.0,
+        work_dir: Optional[Path] = None,
+        dump_failures: bool = True,
+    ) -> None:
+        if config.get("tier") not in TIERS:
+            raise ValueError(f"cluster config tier {config.get('tier')!r}: expected one of {', '.join(TIERS)}")
+        self.config = config
+        self.settle_s = settle_s
+        self.dump_failures = dump_failures
+        self.program: list[dict[str, Any]] = [{"op": "start", "config": config}]
+        self.scratch = Path(tempfile.mkdtemp(prefix="blessing-chaos-", dir=work_dir))
+        self.graphs: list[list[dict[str, Any]]] = []
+        self.submissions: dict[int, Submission] = {}
+        self.gates_closed: list[str] = []
+        self.sibling_events: set[str] = set()  # set only at teardown: opening them would hide a deadlock
+        self.cancelled_keys: set[str] = set()
+        self.churned_keys: set[str] = set()
+        self.tasks_submitted = 0
+        self.steps_run = 0
+        self.workers_model = int(config["workers"])
+        self.missing: dict[str, str] = {}
+        self.cluster: Any = None
+        self.client: Any = None
+        self.dump_path: Optional[str] = None
+        self.log_tail = LogTail()
+        self._config_context: Any = None
+        warm_up()
+        self._threads_before = {thread.ident for thread in threading.enumerate()}
+        self._children_before = self._children()
+        self._closed = False
+        self.timings: dict[str, float] = collections.defaultdict(float)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Any:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] += time.perf_counter() - started
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def dask_config(self) -> dict[str, Any]:
+        config = self.config
+        settings: dict[str, Any] = {
+            # The fuzzer looks for scheduling bugs, not out-of-memory kills: spill by managed memory only.
+            "distributed.worker.memory.pause": False,
+            "distributed.worker.memory.terminate": False,
+            "distributed.scheduler.work-stealing": bool(config.get("work_stealing", True)),
+            "distributed.scheduler.validate": bool(config.get("validate", False)),
+            "distributed.worker.validate": bool(config.get("validate", False)),
+            "distributed.comm.timeouts.connect": "20s",
+        }
+        if config["tier"] == "inprocess":
+            # In-process workers share this process's memory: process-memory thresholds would compare the whole
+            # process against one worker's limit. Spill by managed memory (``target``) only.
+            settings["distributed.worker.memory.spill"] = False
+        saturation = config.get("worker_saturation")
+        if saturation is not None:
+            settings["distributed.scheduler.worker-saturation"] = float(saturation)
+        return settings
+
+    def start(self) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        self._started_at = time.perf_counter()
+        logging.getLogger("distributed").addHandler(self.log_tail)
+        self._config_context = dask.config.set(self.dask_config())
+        processes = self.config["tier"] == "process"
+        self.cluster = bounded(
+            lambda: LocalCluster(
+                n_workers=int(self.config["workers"]),
+                threads_per_worker=int(self.config["threads"]),
+                processes=processes,
+                memory_limit=int(self.config["memory_limit"]),
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard": False},  # no dashboard: old releases need bokeh for one
+                silence_logs=logging.ERROR,
+                local_directory=str(self.scratch / "workers"),
+            ),
+            STEP_TIMEOUT_S,
+            "starting the LocalCluster",
+        )
+        self.client = bounded(lambda: Client(self.cluster), STEP_TIMEOUT_S, "connecting the client")
+        self.timings["start"] += time.perf_counter() - self._started_at
+
+    def live_workers(self) -> list[tuple[str, str]]:
+        """(name, address) of the workers the scheduler knows, ordered by name (so ``which`` is reproducible)."""
+        info = bounded(self.client.scheduler_info, STEP_TIMEOUT_S, "scheduler_info")
+        workers = [(str(w.get("name")), address) for address, w in info.get("workers", {}).items()]
+        return sorted(workers)
+
+    # -- steps ----------------------------------------------------------------------------------------------
+
+    def apply(self, step: dict[str, Any]) -> None:
+        """Apply one step and record it in the program (so the program always replays what was run)."""
+        self.program.append(step)
+        self.steps_run += 1
+        op = step["op"]
+        handler = getattr(self, "_op_" + op, None)
+        if handler is None:
+            raise ValueError(f"unknown chaos step {op!r}")
+        with self.timed(op):
+            handler(step)
+
+    def _outstanding_keys(self) -> set[str]:
+        return {key for sub in self.submissions.values() for key, future in sub.futures.items() if not future.done()}
+
+    def _submit_nodes(self, nodes: list[dict[str, Any]], gid: int, which: str) -> None:
+        client, scratch = self.client, str(self.scratch)
+        futures: dict[str, Any] = {}
+        for node in nodes:
+            deps = [futures[dep] for dep in node["deps"]]
+            futures[node["key"]] = client.submit(
+                graphs.run_node, node, scratch, *deps, key=node["key"], retries=node.get("retries", 0) or None
+            )
+        held = {key: futures[key] for key in graphs.outputs(nodes, which)}
+        self.tasks_submitted += len(nodes) + sum(int(node.get("nest", 0)) for node in nodes)
+        sid = len(self.submissions)
+        self.submissions[sid] = Submission(sid, gid, nodes, held, "graph")
+        self.gates_closed.extend(gate for gate in graphs.gates(nodes) if gate not in self.gates_closed)
+        self.sibling_events.update(graphs.sibling_events(nodes))
+        del futures  # intermediate results are released once their dependents are done, as in real use
+
+    def _op_submit(self, step: dict[str, Any]) -> None:
+        params = dict(step["graph"])
+        if params["kind"] == "spill":
+            params["n"] = min(int(params["n"]), 10)
+        gid = len(self.graphs)
+        nodes = graphs.build_graph(params, gid, int(self.config["memory_limit"]))
+        self.graphs.append(nodes)
+        bounded(lambda: self._submit_nodes(nodes, gid, params.get("outputs", "sinks")), STEP_TIMEOUT_S, "submit")
+
+    def _op_resubmit(self, step: dict[str, Any]) -> None:
+        """The same keys again (the scheduler may still hold them, queued or releasing)."""
+        if not self.graphs:
+            return
+        gid = int(step["which"]) % len(self.graphs)
+        nodes = self.graphs[gid]
+        bounded(lambda: self._submit_nodes(nodes, gid, "sinks"), STEP_TIMEOUT_S, "resubmit")
+
+    def _pick_submission(self, which: int) -> Optional[Submission]:
+        live = [sub for sub in self.submissions.values() if sub.futures]
+        return live[int(which) % len(live)] if live else None
+
+    def _op_cancel(self, step: dict[str, Any]) -> None:
+        sub = self._pick_submission(step["which"])
+        if sub is None:
+            return
+        if step.get("after_ms"):
+            time.sleep(step["after_ms"] / 1000)
+        keys = set(sub.futures)
+        # Cancelling a key cancels what depends on it, in any submission holding it.
+        for other in self.submissions.values():
+            for key in other.futures:
+                if other.ancestors.get(key, {key}) & keys:
+                    self.cancelled_keys.add(key)
+        self.cancelled_keys |= keys
+        futures = list(sub.futures.values())
+        bounded(lambda: self.client.cancel(futures), STEP_TIMEOUT_S, "cancel")
+
+    def _op_flap(self, step: dict[str, Any]) -> None:
+        """Release a graph's futures and resubmit the same keys at once, ``rounds`` times (distributed#7200)."""
+        sub = self._pick_submission(step["which"])
+        if sub is None or sub.kind != "graph":
+            return
+        nodes, gid = sub.nodes, sub.gid
+        for _ in range(int(step["rounds"])):
+            sub.futures.clear()
+            bounded(lambda: self._submit_nodes(nodes, gid, "sinks"), STEP_TIMEOUT_S, "resubmit")
+            sub = self.submissions[len(self.submissions) - 1]
+            time.sleep(int(step.get("ms", 0)) / 1000)
+
+    def _op_release(self, step: dict[str, Any]) -> None:
+        """Drop the client's references: the scheduler forgets the keys (mid-execution, if they are running)."""
+        sub = self._pick_submission(step["which"])
+        if sub is not None:
+            sub.futures.clear()
+            gc.collect()
+
+    def _op_open_gate(self, step: dict[str, Any]) -> None:
+        if not self.gates_closed:
+            return
+        from distributed import Event
+
+        name = self.gates_closed.pop(int(step["which"]) % len(self.gates_closed))
+        bounded(lambda: Event(name, client=self.client).set(), STEP_TIMEOUT_S, f"opening gate {name}")
+
+    def _op_settle(self, step: dict[str, Any]) -> None:
+        self.settle()
+
+    def _op_pause(self, step: dict[str, Any]) -> None:
+        time.sleep(int(step["ms"]) / 1000)
+
+    def _mark_churn(self) -> None:
+        self.churned_keys |= self._outstanding_keys()
+
+    def _op_add_worker(self, step: dict[str, Any]) -> None:
+        cluster = self.cluster
+        target = len(self.live_workers()) + 1
+        bounded(lambda: cluster.scale(len(cluster.worker_spec) + 1), STEP_TIMEOUT_S, "scaling up")
+        bounded(lambda: self.client.wait_for_workers(target, timeout=STEP_TIMEOUT_S), STEP_TIMEOUT_S + 5, "add_worker")
+        self.workers_model += 1
+
+    def _forget_worker(self, name: str) -> Any:
+        """Take a worker out of the LocalCluster's spec so the cluster neither restarts nor re-closes it."""
+        spec_name: Any = next((key for key in self.cluster.worker_spec if str(key) == name), None)
+        if spec_name is None:
+            return None
+        self.cluster.worker_spec.pop(spec_name, None)
+        return self.cluster.workers.pop(spec_name, None)
+
+    def _op_close_worker(self, step: dict[str, Any]) -> None:
+        """Close a worker (or its nanny) directly: graceful, but no hand-over of its data."""
+        workers = self.live_workers()
+        if not workers:
+            return
+        name, _ = workers[int(step["which"]) % len(workers)]
+        self._mark_churn()
+        worker = self._forget_worker(name)
+        self.workers_model = max(0, self.workers_model - 1)
+        if worker is not None:
+            bounded(lambda: self.cluster.sync(worker.close), STEP_TIMEOUT_S, f"closing worker {name}")
+
+    def _op_retire_worker(self, step: dict[str, Any]) -> None:
+        """``Client.retire_workers`` while work is in flight: the scheduler moves its data away, then closes it."""
+        workers = self.live_workers()
+        if not workers:
+            return
+        name, address = workers[int(step["which"]) % len(workers)]
+        self._mark_churn()
+        self.workers_model = max(0, self.workers_model - 1)
+        bounded(lambda: self.client.retire_workers(workers=[address]), STEP_TIMEOUT_S, f"retiring worker {name}")
+        worker = self._forget_worker(name)
+        # The scheduler closes a retired worker itself; only a worker it left running is closed here. (A retired
+        # worker whose P2P task thread is still busy can take its own close timeout, 30 s, to finish closing.)
+        if worker is not None and "clos" not in str(getattr(worker, "status", "")):
+            with contextlib.suppress(Exception):
+                bounded(lambda: self.cluster.sync(worker.close), 10, f"closing retired worker {name}")
+
+    def _op_kill_worker(self, step: dict[str, Any]) -> None:
+        """SIGKILL a worker process (process tier): its nanny starts a new one at a new address."""
+        if self.config["tier"] != "process":
+            return
+        workers = self.live_workers()
+        if not workers:
+            return
+        _, address = workers[int(step["which"]) % len(workers)]
+        try:
+            pids = bounded(lambda: self.client.run(_worker_pid, workers=[address]), STEP_TIMEOUT_S, "worker pid")
+        except Exception as error:
+            if _is_comm_error(error):
+                return  # it went away by itself
+            raise
+        self._mark_churn()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pids[address]), signal.SIGKILL)
+
+    def _op_restart(self, step: dict[str, Any]) -> None:
+        """``Client.restart`` (process tier): every worker restarts; every future is cancelled or lost."""
+        if self.config["tier"] != "process":
+            return
+        self._mark_churn()
+        self.cancelled_keys |= self._outstanding_keys()
+        bounded(self.client.restart, STEP_TIMEOUT_S * 2, "client.restart")
+
+    def _op_p2p_shuffle(self, step: dict[str, Any]) -> None:
+        """A small P2P shuffle; with ``replace``, a worker is retired and another added while it runs."""
+        available, reason = p2p_support()
+        if not available:
+            self.missing["p2p_shuffle"] = reason
+            return
+        import dask
+        import dask.dataframe as dd
+        import pandas as pd
+
+        rows, parts = int(step["rows"]), int(step["partitions"])
+        frame = pd.DataFrame({"k": [i % 17 for i in range(rows)], "v": list(range(rows))})
+        ddf = dd.from_pandas(frame, npartitions=parts)
+        try:
+            shuffled = ddf.shuffle("k", shuffle_method="p2p")
+        except TypeError:
+            shuffled = ddf.shuffle("k", shuffle="p2p")
+        parts_delayed = shuffled.to_delayed()
+
+        def submit() -> list[Any]:
+            with dask.config.set({"dataframe.shuffle.method": "p2p"}):
+                return list(self.client.compute(parts_delayed))
+
+        futures = bounded(submit, STEP_TIMEOUT_S, "submitting a P2P shuffle")
+        keys = [f"p2p{len(self.submissions)}-{i}" for i in range(len(futures))]
+        sub = Submission(len(self.submissions), -1, [], dict(zip(keys, futures)), "p2p")
+        sub.rows = rows
+        self.submissions[sub.sid] = sub
+        self.tasks_submitted += 4 * parts * max(1, parts)
+        if step.get("replace"):
+            time.sleep(int(step.get("after_ms", 50)) / 1000)
+            self._op_retire_worker({"which": step.get("which", 0)})
+            self._op_add_worker({})
+
+    # -- invariants -----------------------------------------------------------------------------------------
+
+    def check_state(self) -> None:
+        """Scheduler and worker ``validate_state()`` (skipped, and recorded, where the version lacks them)."""
+        if self.client is None:
+            return
+        with self.timed("validate"):
+            self._check_state()
+
+    def _check_state(self) -> None:
+        try:
+            problem = bounded(
+                lambda: self.client.run_on_scheduler(_validate_scheduler), STEP_TIMEOUT_S, "Scheduler.validate_state"
+            )
+        except InvariantViolation:
+            raise
+        except Exception as error:
+            raise StateValidationError(f"Scheduler.validate_state failed: {_describe(error)}") from error
+        if problem:
+            self.missing["scheduler_validate_state"] = problem
+        for _, address in self.live_workers():
+            try:
+                result = bounded(
+                    functools.partial(self.client.run, _validate_worker, workers=[address]),
+                    STEP_TIMEOUT_S,
+                    f"validate_state of worker {address}",
+                )
+            except InvariantViolation:
+                raise
+            except Exception as error:
+                if _is_comm_error(error):
+                    continue  # the worker left while we asked
+                raise StateValidationError(f"worker {address} validate_state failed: {_describe(error)}") from error
+            problem = (result or {}).get(address)
+            if problem:
+                self.missing["worker_validate_state"] = problem
+
+    def settle(self) -> dict[str, int]:
+        """Faults stop: open every gate, make sure a worker is alive, then every future must reach an end state.
+
+        Returns counts of how the held futures ended.
+        """
+        from distributed import Event
+
+        for name in list(self.gates_closed):
+            bounded(functools.partial(Event(name, client=self.client).set), STEP_TIMEOUT_S, f"opening gate {name}")
+        self.gates_closed.clear()
+        if not self.live_workers():
+            self._op_add_worker({})
+        # Poll ``done()`` rather than ``distributed.wait``: its handling of cancelled futures differs by release.
+        futures = [future for sub in self.submissions.values() for future in sub.futures.values()]
+        deadline = time.monotonic() + self.settle_s
+        while not all(future.done() for future in futures):
+            if time.monotonic() > deadline:
+                raise self._liveness_failure()
+            time.sleep(0.05)
+        counts = self._check_results()
+        self._check_transitions()
+        return counts
+
+    def _liveness_failure(self) -> LivenessError:
+        pending = sorted(
+            {key for sub in self.submissions.values() for key, future in sub.futures.items() if not future.done()}
+        )
+        detail = ""
+        try:
+            states = bounded(
+                lambda: self.client.run_on_scheduler(_stuck_keys, keys=pending[:20]), 20, "reading stuck keys"
+            )
+            detail = "; scheduler states: " + ", ".join(f"{k}={v}" for k, v in sorted(states.items()))
+            before = bounded(lambda: self.client.run_on_scheduler(_transition_counter), 20, "transitions")
+            time.sleep(2)
+            after = bounded(lambda: self.client.run_on_scheduler(_transition_counter), 20, "transitions")
+            if before is not None and after is not None:
+                detail += (
+                    f"; livelock: {after - before} transitions in 2 s"
+                    if after > before
+                    else "; deadlock: no transition in 2 s"
+                )
+        except Exception as error:
+            detail += f"; (could not read the scheduler: {_describe(error)})"
+        return LivenessError(
+            f"{len(pending)} future(s) neither finished, erred nor were cancelled {self.settle_s:g} s after faults"
+            f" stopped: {', '.join(pending[:10])}{' …' if len(pending) > 10 else ''}{detail}"
+        )
+
+    def _allowed_error(self, sub: Submission, key: str, error: BaseException) -> bool:
+        names = _class_names(error)
+        if "ChaosTaskError" in names:
+            return key in sub.faulty
+        if "KilledWorker" in names:
+            return key in self.churned_keys
+        if "CancelledError" in names:
+            return key in self.cancelled_keys
+        if sub.kind == "p2p" and key in self.churned_keys:
+            return "shuffle" in str(error).lower() or "p2p" in str(error).lower()
+        # an error that crossed a worker death (e.g. lost dependencies) may surface as other comm errors
+        return key in self.churned_keys and _is_comm_error(error)
+
+    def _check_results(self) -> dict[str, int]:
+        counts = {"finished": 0, "error": 0, "cancelled": 0}
+        for sub in self.submissions.values():
+            values: list[Any] = []
+            for key, future in sub.futures.items():
+                status = future.status
+                if status == "finished":
+                    counts["finished"] += 1
+                    value = bounded(functools.partial(future.result, timeout=30), 60, f"fetching {key}")
+                    values.append(value)
+                    problem = None if sub.kind == "p2p" else self._wrong(sub, key, value)
+                    if problem:
+                        raise ResultError(problem)
+                elif status == "error":
+                    counts["error"] += 1
+                    error = bounded(functools.partial(future.exception, timeout=30), 60, f"fetching the error of {key}")
+                    if not self._allowed_error(sub, key, error):
+                        raise ResultError(
+                            f"{key} failed with {_describe(error)}, which nothing in the program explains"
+                            f" (faulty={key in sub.faulty}, churned={key in self.churned_keys},"
+                            f" cancelled={key in self.cancelled_keys})"
+                        )
+                elif status == "cancelled":
+                    counts["cancelled"] += 1
+                    if key not in self.cancelled_keys:
+                        raise ResultError(f"{key} was cancelled, but the program never cancelled it nor restarted")
+                else:
+                    raise LivenessError(f"{key} is still {status!r} after settling")
+            if sub.kind == "p2p" and sub.futures and len(values) == len(sub.futures):
+                problem = check_p2p_partitions(values, sub.rows)
+                if problem:
+                    raise ResultError(problem)
+        return counts
+
+    def _wrong(self, sub: Submission, key: str, value: Any) -> Optional[str]:
+        expected = sub.expected[key]
+        got = graphs.fingerprint(value)
+        if got != expected:
+            return f"{key} = {got}, but the pure-Python evaluation of its graph gives {expected}"
+        return None
+
+    def _check_transitions(self) -> None:
+        counter = bounded(lambda: self.client.run_on_scheduler(_transition_counter), STEP_TIMEOUT_S, "transitions")
+        if counter is None:
+            self.missing["transition_counter"] = "Scheduler.transition_counter is not available in this version"
+            return
+        cap = TRANSITIONS_BASE + TRANSITIONS_PER_TASK * self.tasks_submitted
+        if counter > cap:
+            raise LivelockError(
+                f"{counter} scheduler transitions for {self.tasks_submitted} tasks submitted (cap {cap}):"
+                " tasks are cycling between states"
+            )
+
+    # -- end ------------------------------------------------------------------------------------------------
+
+    def finish(self) -> dict[str, int]:
+        """Settle, validate, close, and check nothing leaked. Raises InvariantViolation on the first problem."""
+        try:
+            with self.timed("final_settle"):
+                counts = self.settle()
+            self.check_state()
+        except BaseException:
+            self.fail()
+            raise
+        with self.timed("close"):
+            self.close()
+        with self.timed("leak_check"):
+            self.check_leaks()
+        return counts
+
+    def fail(self) -> None:
+        """After a violation: dump the cluster state (if asked), then close without further checks."""
+        if self.dump_failures and self.client is not None and self.dump_path is None:
+            target = self.scratch / "cluster-dump"
+            try:
+                bounded(
+                    lambda: self.client.dump_cluster_state(str(target), format="msgpack"), 60, "dumping the cluster"
+                )
+                written = sorted(self.scratch.glob("cluster-dump*"))
+                self.dump_path = str(written[0]) if written else None
+            except Exception as error:
+                self.missing["cluster_dump"] = f"cluster dump failed: {_describe(error)}"
+        with contextlib.suppress(Exception):
+            self.close()
+        self._kill_children()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.client is not None and self.sibling_events:
+                from distributed import Event
+
+                # Let tasks still waiting for a sibling end, so their threads do not outlive the cluster.
+                for name in sorted(self.sibling_events):
+                    with contextlib.suppress(Exception):
+                        bounded(functools.partial(Event(name, client=self.client).set), 10, f"setting {name}")
+            if self.client is not None:
+                bounded(self.client.close, CLOSE_TIMEOUT_S, "closing the client")
+            if self.cluster is not None:
+                bounded(self.cluster.close, CLOSE_TIMEOUT_S, "closing the cluster")
+        except LivenessError as error:
+            raise TeardownError(str(error)) from None
+        finally:
+            if self._config_context is not None:
+                self._config_context.__exit__(None, None, None)
+                self._config_context = None
+            logging.getLogger("distributed").removeHandler(self.log_tail)
+
+    @staticmethod
+    def _children() -> set[int]:
+        import psutil
+
+        found = set()
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    found.add(child.pid)
+        return found
+
+    def allowed_threads(self) -> tuple[str, ...]:
+        import distributed
+
+        major = int(distributed.__version__.split(".")[0])
+        if major < 2023:
+            # Measured: on 2022.x every synchronous LocalCluster leaves its "IO loop" thread running after close.
+            # A real leak of those releases, but one per cluster regardless of the program: not counted.
+            self.missing["thread_leak_check"] = (
+                f"distributed {distributed.__version__} leaves each sync cluster's 'IO loop' thread running;"
+                " those threads are not counted as the program's leaks"
+            )
+            return (*ALLOWED_THREADS, "IO loop")
+        return ALLOWED_THREADS
+
+    def leaks(self) -> list[str]:
+        """Processes and threads started during this program that are still alive."""
+        found = [f"child process {pid}" for pid in sorted(self._children() - self._children_before)]
+        allowed = self.allowed_threads()
+        found += [
+            f"thread {thread.name!r}"
+            for thread in threading.enumerate()
+            if thread.ident not in self._threads_before and thread.is_alive() and not thread.name.startswith(allowed)
+        ]
+        return found
+
+    def check_leaks(self) -> None:
+        deadline = time.monotonic() + LEAK_GRACE_S
+        while True:
+            gc.collect()
+            found = self.leaks()
+            if not found or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if found:
+            self._kill_children()
+            raise TeardownError(f"left running {LEAK_GRACE_S:g} s after the cluster closed: {', '.join(found)}")
+
+    def _kill_children(self) -> None:
+        for pid in self._children() - self._children_before:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def cleanup(self, keep: bool = False) -> None:
+        """Remove the scratch directory (unless ``keep``: it holds the cluster dump of a failure)."""
+        if not keep:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+_WARMED: list[bool] = []
+
+
+def warm_up() -> None:
+    """Start and close one small cluster, once per process, before the first program takes its baseline.
+
+    Some releases keep process-wide helpers that the first cluster creates (distributed ≤ 2022's shared
+    "IO loop" thread, the offload executor): they are not a program's leaks. Whatever a later program leaves
+    beyond them is.
+    """
+    if _WARMED:
+        return
+    _WARMED.append(True)
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=1,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False},
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.submit(sum, [1, 2]).result()
+
+
+def run_program(program: list[dict[str, Any]], settle_s: float = 30.0, work_dir: Optional[Path] = None) -> Executor:
+    """Replay a recorded program on a fresh cluster. Returns the executor; raises its first violation."""
+    if not program or program[0].get("op") != "start":
+        raise ValueError("a chaos program starts with a 'start' step holding the cluster config")
+    executor = Executor(program[0]["config"], settle_s=settle_s, work_dir=work_dir)
+    try:
+        executor.start()
+        for step in program[1:]:
+            executor.apply(step)
+            executor.check_state()
+        executor.finish()
+    except BaseException:
+        executor.fail()
+        raise
+    return executor
+
+
+def p2p_support() -> tuple[bool, str]:
+    """Whether this runtime has a usable P2P shuffle (dask ≥ 2023.3 with pandas and pyarrow)."""
+    try:
+        import dask
+        import dask.dataframe
+        import pyarrow  # noqa: F401
+    except ImportError as error:
+        return False, f"P2P shuffle needs dask.dataframe and pyarrow: {error}"
+    major, minor = (int(part) for part in dask.__version__.split(".")[:2])
+    if (major, minor) < (2023, 3):
+        return False, f"P2P shuffle in dask {dask.__version__} predates its support for worker churn (2023.3)"
+    return True, ""
+
+
+def check_p2p_partitions(partitions: list[Any], rows: int) -> Optional[str]:
+    """A P2P shuffle's output: every input row exactly once, and each key ``k`` in exactly one partition."""
+    seen: list[int] = []
+    owner: dict[int, int] = {}
+    for index, part in enumerate(partitions):
+        seen.extend(int(v) for v in part["v"])
+        for k in {int(k) for k in part["k"]}:
+            if k in owner:
+                return f"P2P shuffle: key {k} in partitions {owner[k]} and {index} (a shuffle puts each key in one)"
+            owner[k] = index
+    if sorted(seen) != list(range(rows)):
+        return f"P2P shuffle: {len(seen)} rows out ({len(set(seen))} distinct) for {rows} rows in"
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")
+    return text[:600]
+
+
+def format_traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))[-4000:]

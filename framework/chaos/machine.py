@@ -1,0 +1,413 @@
+"""The hypothesis state machines: rules draw steps, the executor applies them, invariants judge the cluster.
+
+Two tiers share one machine: ``inprocess`` (workers in this process: fast, many examples; workers are closed or
+retired, never killed) and ``process`` (nanny-managed worker processes: SIGKILL, ``Client.restart``). Each
+example is one fresh cluster, created in the initialize rule and closed in ``teardown`` (a sync client: rules
+cannot be async). Everything random is drawn by hypothesis, so a seed regenerates the same programs; the
+cluster's timing is not, hence replays report a hit rate.
+
+Budgets are hypothesis settings profiles: ``ci`` (minutes, no shrinking: the unshrunk program is recorded) and
+``nightly`` (ten times the examples, with shrinking).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from framework.chaos import graphs
+from framework.chaos.executor import Executor, format_traceback, p2p_support
+
+MiB = 2**20
+MAX_WORKERS = 4
+# Examples and steps per example of the in-process tier; the process tier runs PROCESS_SHARE of the examples.
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": {"max_examples": 40, "stateful_step_count": 12, "shrink": False},
+    "nightly": {"max_examples": 400, "stateful_step_count": 25, "shrink": True},
+}
+PROCESS_SHARE = 0.2
+SETTLE_S = {"inprocess": 20.0, "process": 40.0}
+MEMORY_LIMIT = {"inprocess": 256 * MiB, "process": 768 * MiB}
+
+
+def register_profiles() -> None:
+    """The named budgets, as hypothesis settings profiles (``settings.get_profile("blessing-ci")``)."""
+    for name, budget in PROFILES.items():
+        phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if budget["shrink"] else [])
+        settings.register_profile(
+            f"blessing-{name}",
+            max_examples=budget["max_examples"],
+            stateful_step_count=budget["stateful_step_count"],
+            deadline=None,
+            database=None,
+            phases=phases,
+            report_multiple_bugs=False,
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        )
+
+
+def tier_settings(profile: str, tier: str, examples: Optional[int] = None, steps: Optional[int] = None) -> Any:
+    register_profiles()
+    base = settings.get_profile(f"blessing-{profile}")
+    count = examples if examples is not None else base.max_examples
+    if tier == "process" and examples is None:
+        count = max(2, int(count * PROCESS_SHARE))
+    step_count = steps if steps is not None else base.stateful_step_count
+    if tier == "process" and steps is None:
+        step_count = max(4, int(step_count * 0.7))
+    return settings(base, max_examples=count, stateful_step_count=step_count)
+
+
+def cluster_configs() -> st.SearchStrategy[dict[str, Any]]:
+    """The cluster of one example; ``tier`` and ``memory_limit`` are the machine's (see ``ChaosMachine.start``)."""
+    return st.fixed_dictionaries(
+        {
+            "workers": st.integers(1, 3),
+            "threads": st.integers(1, 2),
+            # None: the release's default (queuing off before 2022.11, on since)
+            "worker_saturation": st.sampled_from([None, 1.0, 1.1, 2.0, float("inf")]),
+            "work_stealing": st.booleans(),
+            # validate every transition (distributed's own test-suite does): in-process tier only, it is slow
+            "validate": st.booleans(),
+        }
+    )
+
+
+def graph_params_for(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    """One graph's parameters (see ``graphs.build_graph``)."""
+    return st.fixed_dictionaries(
+        {
+            "kind": st.just(kind),
+            "n": st.integers(1, 24),
+            "seed": st.integers(0, 2**16),
+            "ms_max": st.sampled_from([0, 0, 5, 20, 100]),
+            "faults": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "index": st.integers(0, 63),
+                        "mode": st.sampled_from(["attempts", "worker", "reschedule"]),
+                        "times": st.integers(1, 3),
+                    }
+                ),
+                max_size=2,
+            ),
+            "retries": st.integers(0, 2),
+            "gated": st.lists(st.integers(0, 63), max_size=2),
+            "secede": st.booleans(),
+            "nest": st.integers(1, 2),
+            "nest_mode": st.sampled_from(["worker_client", "submit_secede"]),
+            "hold_ms": st.sampled_from([0, 100, 500]),
+            "sibling_wait": st.booleans(),
+            "shared_dep": st.booleans(),
+            "spill_fraction": st.sampled_from([0.1, 0.2, 0.3]),
+            "outputs": st.sampled_from(["sinks", "all"]),
+        }
+    )
+
+
+graph_params = st.one_of([graph_params_for(kind) for kind in graphs.KINDS])
+which = st.integers(0, 1000)
+
+
+@dataclasses.dataclass
+class Failure:
+    """A failing example: its program, what broke, the traceback and the cluster dump (path or None)."""
+
+    program: list[dict[str, Any]]
+    kind: str
+    error: str
+    traceback: str
+    dump_path: Optional[str]
+    scratch: str
+    log_tail: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class BatchStats:
+    examples: int = 0
+    steps: int = 0
+    tasks: int = 0
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    missing: dict[str, str] = dataclasses.field(default_factory=dict)
+    outcomes: dict[str, int] = dataclasses.field(default_factory=lambda: {"finished": 0, "error": 0, "cancelled": 0})
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # time per step kind / phase, summed
+
+
+class ChaosMachine(RuleBasedStateMachine):
+    """Subclassed per batch by ``machine_for`` (tier, stats, settle time, scratch dir)."""
+
+    tier = "inprocess"
+    stats = BatchStats()
+    settle_s = 20.0
+    work_dir: Optional[Path] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executor: Optional[Executor] = None
+        self.failed = False
+
+    def _do(self, step: dict[str, Any]) -> None:
+        assert self.executor is not None
+        try:
+            self.executor.apply(step)
+        except BaseException as error:
+            self._record(error)
+            raise
+
+    def _record(self, error: BaseException) -> None:
+        if self.failed or self.executor is None:
+            return
+        self.failed = True
+        self.executor.fail()
+        self.stats.failures.append(
+            Failure(
+                program=list(self.executor.program),
+                kind=getattr(error, "kind", "error"),
+                error=f"{type(error).__name__}: {error}"[:2000],
+                traceback=format_traceback(error),
+                dump_path=self.executor.dump_path,
+                scratch=str(self.executor.scratch),
+                log_tail=list(self.executor.log_tail.lines),
+            )
+        )
+
+    @initialize(config=cluster_configs())
+    def start(self, config: dict[str, Any]) -> None:
+        config = {
+            **config,
+            "tier": self.tier,
+            "validate": bool(config["validate"]) and self.tier == "inprocess",
+            "memory_limit": MEMORY_LIMIT[self.tier],
+        }
+        self.executor = Executor(config, settle_s=self.settle_s, work_dir=self.work_dir)
+        self.stats.examples += 1
+        try:
+            self.executor.start()
+        except BaseException as error:
+            self._record(error)
+            raise
+
+    def _started(self) -> bool:
+        return self.executor is not None and not self.failed
+
+    def _has_workers(self) -> bool:
+        return self._started() and self.executor is not None and self.executor.workers_model > 0
+
+    # One submit rule per graph kind: submitting is most of what a fuzzer should do, and each kind gets its turn.
+    @precondition(lambda self: self._started())
+    @rule(graph=graph_params_for("chain"))
+    def submit_chain(self, graph: dict[str, Any]) -> None:
+        self._do({"op": "submit", "graph": graph})
+
+    @precondition(lambda self: self._started())
+    @rule(graph=graph_params_for("tree"))
+    def submit_tree(self, graph: dict[str, Any]) -> None:
+        self._do({"op": "submit", "graph": graph})
+
+    @precondition(lambda self: self._started())
+    @rule(graph=graph_params_for("fanout"))
+    def submit_fanout(self, graph: dict[str, Any]) -> None:
+        self._do({"op": "submit", "graph": graph})
+
+    @precondition(lambda self: self._started())
+    @rule(graph=graph_params_for("dag"))
+    def submit_dag(self, graph: dict[str, Any]) -> None:
+        self._do({"op": "submit", "graph": graph})
+
+    @precondition(lambda self: self._started())
+    @rule(graph=graph_params_for("nested"))
+    def submit_nested(self, graph: dict[str, Any]) -> None:
+        self._do({"op": "submit", "graph": graph})
+
+    @precondition(lambda self: self._started())
+    @rule(graph=graph_params_for("spill"))
+    def submit_spill(self, graph: dict[str, Any]) -> None:
+        """Memory pressure: payloads sized from the workers' memory limit, so the workers spill to disk."""
+        self._do({"op": "submit", "graph": graph})
+
+    @precondition(lambda self: self._started() and bool(self.executor and self.executor.submissions))
+    @rule(which=which, rounds=st.integers(1, 5), ms=st.sampled_from([0, 5, 20]))
+    def flap(self, which: int, rounds: int, ms: int) -> None:
+        """Release and resubmit the same keys quickly, while they may still be queued."""
+        self._do({"op": "flap", "which": which, "rounds": rounds, "ms": ms})
+
+    @precondition(lambda self: self._started() and bool(self.executor and self.executor.graphs))
+    @rule(which=which)
+    def resubmit(self, which: int) -> None:
+        self._do({"op": "resubmit", "which": which})
+
+    @precondition(lambda self: self._started() and bool(self.executor and self.executor.submissions))
+    @rule(which=which, after_ms=st.sampled_from([0, 0, 10, 50]))
+    def cancel(self, which: int, after_ms: int) -> None:
+        self._do({"op": "cancel", "which": which, "after_ms": after_ms})
+
+    @precondition(lambda self: self._started() and bool(self.executor and self.executor.submissions))
+    @rule(which=which)
+    def release(self, which: int) -> None:
+        self._do({"op": "release", "which": which})
+
+    @precondition(lambda self: self._started() and bool(self.executor and self.executor.gates_closed))
+    @rule(which=which)
+    def open_gate(self, which: int) -> None:
+        self._do({"op": "open_gate", "which": which})
+
+    @precondition(lambda self: self._started())
+    @rule(ms=st.sampled_from([0, 10, 50, 200]))
+    def pause(self, ms: int) -> None:
+        self._do({"op": "pause", "ms": ms})
+
+    @precondition(lambda self: self._started() and bool(self.executor and self.executor.workers_model < MAX_WORKERS))
+    @rule()
+    def add_worker(self) -> None:
+        self._do({"op": "add_worker"})
+
+    @precondition(lambda self: self._has_workers())
+    @rule(which=which)
+    def close_worker(self, which: int) -> None:
+        self._do({"op": "close_worker", "which": which})
+
+    @precondition(lambda self: self._has_workers())
+    @rule(which=which)
+    def retire_worker(self, which: int) -> None:
+        self._do({"op": "retire_worker", "which": which})
+
+    @precondition(lambda self: self._has_workers() and self.tier == "process")
+    @rule(which=which)
+    def kill_worker(self, which: int) -> None:
+        self._do({"op": "kill_worker", "which": which})
+
+    @precondition(lambda self: self._has_workers() and self.tier == "process")
+    @rule()
+    def restart(self) -> None:
+        self._do({"op": "restart"})
+
+    @precondition(lambda self: self._has_workers() and p2p_support()[0])
+    @rule(
+        rows=st.integers(20, 400),
+        partitions=st.integers(2, 6),
+        replace=st.booleans(),
+        after_ms=st.sampled_from([0, 20, 100]),
+        which=which,
+    )
+    def p2p_shuffle(self, rows: int, partitions: int, replace: bool, after_ms: int, which: int) -> None:
+        self._do(
+            {
+                "op": "p2p_shuffle",
+                "rows": rows,
+                "partitions": partitions,
+                "replace": replace,
+                "after_ms": after_ms,
+                "which": which,
+            }
+        )
+
+    @precondition(lambda self: self._started())
+    @rule()
+    def settle(self) -> None:
+        """A checkpoint: faults stop, every future so far must end, results must be right."""
+        self._do({"op": "settle"})
+
+    @invariant()
+    def state_is_valid(self) -> None:
+        if not self._started():
+            return
+        assert self.executor is not None
+        try:
+            self.executor.check_state()
+        except BaseException as error:
+            self._record(error)
+            raise
+
+    def teardown(self) -> None:
+        executor = self.executor
+        if executor is None:
+            return
+        try:
+            if not self.failed:
+                try:
+                    outcomes = executor.finish()
+                except BaseException as error:
+                    self._record(error)
+                    raise
+                for name, count in outcomes.items():
+                    self.stats.outcomes[name] = self.stats.outcomes.get(name, 0) + count
+        finally:
+            self.stats.steps += executor.steps_run
+            self.stats.tasks += executor.tasks_submitted
+            self.stats.missing.update(executor.missing)
+            for phase, spent in executor.timings.items():
+                self.stats.seconds[phase] = self.stats.seconds.get(phase, 0.0) + spent
+            keep = bool(self.stats.failures and self.stats.failures[-1].scratch == str(executor.scratch))
+            executor.cleanup(keep=keep)
+
+
+def machine_for(tier: str, settle_s: float, work_dir: Optional[Path]) -> type[ChaosMachine]:
+    """A machine class of its own per batch: its stats and settings do not leak into the next batch."""
+    return type(
+        f"Chaos{tier.title()}",
+        (ChaosMachine,),
+        {"tier": tier, "stats": BatchStats(), "settle_s": settle_s, "work_dir": work_dir},
+    )
+
+
+@dataclasses.dataclass
+class BatchResult:
+    tier: str
+    profile: str
+    seed: int
+    examples_wanted: int
+    seconds: float
+    stats: BatchStats
+    failure: Optional[Failure]
+    flaky: bool
+    error: Optional[str]
+
+
+def fuzz(
+    tier: str,
+    profile: str = "ci",
+    seed: int = 0,
+    examples: Optional[int] = None,
+    steps: Optional[int] = None,
+    settle_s: Optional[float] = None,
+    work_dir: Optional[Path] = None,
+) -> BatchResult:
+    """Run one batch of examples; stop at the first failure (shrunk under ``nightly``) and report it."""
+    from hypothesis import seed as with_seed
+
+    chosen = tier_settings(profile, tier, examples, steps)
+    machine = machine_for(tier, settle_s if settle_s is not None else SETTLE_S[tier], work_dir)
+    with_seed(seed)(machine)
+    started = time.perf_counter()
+    error: Optional[str] = None
+    try:
+        run_state_machine_as_test(machine, settings=chosen)
+    except BaseException as raised:
+        if isinstance(raised, KeyboardInterrupt):
+            raise
+        error = f"{type(raised).__name__}: {raised}".splitlines()[0][:2000]
+    seconds = time.perf_counter() - started
+    stats = machine.stats
+    failure = stats.failures[-1] if stats.failures else None
+    # Hypothesis reports a failure it could not reproduce as Flaky; the recorded program is still the evidence.
+    flaky = bool(error and "Flaky" in error)
+    if failure is not None and error is None:
+        error = failure.error  # raised during teardown after hypothesis finished: still a failure
+    if failure is not None and flaky:
+        # The final (minimal) run passed: keep the shortest program that failed. Otherwise the last one failed.
+        failure = min(stats.failures, key=lambda f: len(f.program))
+    return BatchResult(tier, profile, seed, chosen.max_examples, seconds, stats, failure, flaky, error)

@@ -1,0 +1,326 @@
+"""The stability run inside a runtime's environment: ``python -m framework.chaos.run PLAN.json``.
+
+Fuzz mode: every saved regression case first (each a recorded program, replayed once), then one hypothesis
+batch per tier. Replay mode: one recorded program, N times. Each becomes a row (JSON lines, fsync'd; the
+controller publishes them as Parquet) and each failure a record under ``results/stability/failures/<id>/``:
+the program, what broke, the versions, the cluster dump and the log tail — everything ``--replay`` needs.
+
+The clusters' own log output goes to ``results/stability/logs/``, so the console shows progress only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+from framework import provenance
+from framework.runner import PROTOCOL, RowWriter, apply_runtime_settings, base_row, now
+
+# Where progress goes: the console, even after stderr is redirected to the log file (see ``main``).
+_console: dict[str, TextIO] = {"stream": sys.stderr}
+
+
+def say(message: str) -> None:
+    print(message, file=_console["stream"], flush=True)
+
+
+def _outcome(error: Optional[BaseException], kind: Optional[str]) -> str:
+    if error is None and kind is None:
+        return "passed"
+    if kind == "liveness":
+        return "timeout"  # a hang, as a workload that never finishes is recorded
+    if kind in ("result", "validate", "livelock", "teardown", "invariant"):
+        return "failed"
+    return "error"
+
+
+def write_failure(
+    failures_dir: Path,
+    failure_id: str,
+    *,
+    tier: str,
+    program: list[dict[str, Any]],
+    kind: str,
+    error: str,
+    traceback_text: str,
+    dump_path: Optional[str],
+    log_tail: list[str],
+    plan: dict[str, Any],
+    source: dict[str, Any],
+) -> Path:
+    """A failure's record, written once (to a temporary name, then renamed): all a replay needs."""
+    target = failures_dir / failure_id
+    partial = failures_dir / f".{failure_id}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    dump_name = None
+    if dump_path and Path(dump_path).exists():
+        dump_name = "cluster-dump" + "".join(Path(dump_path).suffixes)
+        shutil.copyfile(dump_path, partial / dump_name)
+    packages = provenance.installed_packages()
+    record = {
+        "failure_id": failure_id,
+        "created_at": now(),
+        "tier": tier,
+        "kind": kind,
+        "error": error,
+        "traceback": traceback_text,
+        "program": program,
+        "settle_s": plan.get("settle_s"),
+        "source": source,  # how it was found: fuzz batch (profile, seed) or regression case or replay
+        "runtime": plan["runtime"]["name"],
+        "runtime_spec": plan["runtime"]["spec"],
+        "runtime_hash": plan["runtime"]["hash"],
+        "versions": {
+            "python": provenance.machine().get("python_version"),
+            "dask": packages.get("dask"),
+            "distributed": packages.get("distributed"),
+            "hypothesis": packages.get("hypothesis"),
+            "tornado": packages.get("tornado"),
+        },
+        "packages": packages,
+        "cluster_dump": dump_name,
+        "run_id": plan["run_id"],
+    }
+    (partial / "failure.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    (partial / "log-tail.txt").write_text("\n".join(log_tail) + "\n", encoding="utf-8")
+    partial.replace(target)
+    return target
+
+
+def _row(
+    plan: dict[str, Any], base: dict[str, Any], workload: str, case_id: str, function: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        **base,
+        "workload": workload,
+        "case_id": case_id,
+        "function": function,
+        "size": None,
+        "params": params,
+        "tags": ["stability", workload.split(".", 1)[1]],
+        "phase": "measure",
+        "repeat": 0,
+        "timeout_s": None,
+        "missing": {},
+    }
+
+
+def run_program_row(
+    plan: dict[str, Any],
+    base: dict[str, Any],
+    program: list[dict[str, Any]],
+    settle_s: float,
+    workload: str,
+    case_id: str,
+    params: dict[str, Any],
+    failure_id: str,
+    source: dict[str, Any],
+    repeat: int = 0,
+) -> dict[str, Any]:
+    """Replay one program once; its row (and a failure record when it fails)."""
+    from framework.chaos.executor import Executor, format_traceback
+
+    row = _row(plan, base, workload, case_id, "framework.chaos.executor:run_program", params)
+    row.update(repeat=repeat, started_at=now())
+    started = time.perf_counter()
+    executor = Executor(program[0]["config"], settle_s=settle_s, work_dir=Path(plan["work_dir"]))
+    error: Optional[BaseException] = None
+    try:
+        executor.start()
+        for step in program[1:]:
+            executor.apply(step)
+            executor.check_state()
+        executor.finish()
+    except Exception as raised:
+        error = raised
+        executor.fail()
+    row.update(ended_at=now(), wall_s=time.perf_counter() - started, missing=dict(executor.missing))
+    kind = getattr(error, "kind", "error") if error is not None else None
+    row["outcome"] = _outcome(error, kind)
+    if error is not None:
+        row["error"] = f"{kind}: {type(error).__name__}: {error}".replace("\n", " ")[:4000]
+        row["traceback"] = format_traceback(error)
+        record = write_failure(
+            Path(plan["failures_dir"]),
+            failure_id,
+            tier=program[0]["config"]["tier"],
+            program=program,
+            kind=str(kind),
+            error=row["error"],
+            traceback_text=row["traceback"],
+            dump_path=executor.dump_path,
+            log_tail=list(executor.log_tail.lines),
+            plan=plan,
+            source=source,
+        )
+        row["failure_id"] = failure_id
+        row["cluster_dump"] = _dump_in(record)
+    executor.cleanup()
+    return row
+
+
+def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dict[str, Any]:
+    from framework.chaos.machine import SETTLE_S, fuzz
+
+    settle_s = plan.get("settle_s") or SETTLE_S[tier]
+    seed = int(plan["seed"])
+    params = {"tier": tier, "profile": plan["profile"], "seed": seed, "examples": plan.get("examples")}
+    row = _row(plan, base, "stability.fuzz", f"fuzz[{tier}]", "framework.chaos.machine:fuzz", params)
+    row["started_at"] = now()
+    result = fuzz(
+        tier,
+        plan["profile"],
+        seed=seed,
+        examples=plan.get("examples"),
+        steps=plan.get("steps"),
+        settle_s=settle_s,
+        work_dir=Path(plan["work_dir"]),
+    )
+    stats = result.stats
+    params.update(examples_wanted=result.examples_wanted, settle_s=settle_s)
+    row.update(ended_at=now(), wall_s=result.seconds, params=params, missing=dict(stats.missing))
+    row["extra_metrics"] = {
+        "examples": stats.examples,
+        "steps": stats.steps,
+        "tasks_submitted": stats.tasks,
+        "failures": 1 if result.failure or result.error else 0,
+        "flaky": 1 if result.flaky else 0,
+        "futures_finished": stats.outcomes.get("finished", 0),
+        "futures_erred": stats.outcomes.get("error", 0),
+        "futures_cancelled": stats.outcomes.get("cancelled", 0),
+        **{f"seconds_{phase}": round(spent, 3) for phase, spent in stats.seconds.items()},
+    }
+    failure = result.failure
+    if failure is None and result.error is None:
+        row["outcome"] = "passed"
+        return row
+    if failure is None:
+        # hypothesis itself failed (e.g. an error in a strategy): no program to keep, but the run says so
+        row["outcome"] = "error"
+        row["error"] = result.error
+        return row
+    row["outcome"] = _outcome(AssertionError(), failure.kind)
+    row["error"] = f"{failure.kind}: {failure.error}".replace("\n", " ")[:4000] + (
+        " (hypothesis: flaky — it did not fail again when re-run)" if result.flaky else ""
+    )
+    row["traceback"] = failure.traceback
+    failure_id = f"{plan['run_id']}-{plan['runtime']['name']}-{tier}"
+    record = write_failure(
+        Path(plan["failures_dir"]),
+        failure_id,
+        tier=tier,
+        program=failure.program,
+        kind=failure.kind,
+        error=row["error"],
+        traceback_text=failure.traceback,
+        dump_path=failure.dump_path,
+        log_tail=failure.log_tail,
+        plan={**plan, "settle_s": settle_s},
+        source={"fuzz": params, "flaky": result.flaky, "examples_before_failure": stats.examples},
+    )
+    shutil.rmtree(failure.scratch, ignore_errors=True)
+    row["failure_id"] = failure_id
+    row["cluster_dump"] = _dump_in(record)
+    return row
+
+
+def _dump_in(record: Path) -> Optional[str]:
+    found = sorted(record.glob("cluster-dump*"))
+    return str(found[0]) if found else None
+
+
+def _label(row: dict[str, Any]) -> str:
+    extra = row.get("extra_metrics") or {}
+    detail = f", {extra['examples']} examples, {extra['steps']} steps" if "examples" in extra else ""
+    tail = f" — {row['error'][:300]}" if row.get("error") else ""
+    found = f" [failure {row['failure_id']}]" if row.get("failure_id") else ""
+    return f"{row['case_id']}: {row['outcome']} in {row['wall_s']:.1f} s{detail}{found}{tail}"
+
+
+def run(plan: dict[str, Any]) -> int:
+    """Run the plan; return how many rows did not pass."""
+    apply_runtime_settings(plan["runtime"])
+    writer = RowWriter(Path(plan["rows_path"]))
+    base = base_row(plan)
+    base.update(cluster_workers=None, cluster_threads=None, cluster_memory_limit_bytes=None)
+    not_passed = 0
+    prefix = f"[{plan['runtime']['name']}]"
+    try:
+        if plan["mode"] == "replay":
+            record = plan["replay"]
+            for attempt in range(int(plan["times"])):
+                row = run_program_row(
+                    plan,
+                    base,
+                    record["program"],
+                    float(record.get("settle_s") or 30.0),
+                    "stability.replay",
+                    f"replay[{record['failure_id']}]",
+                    {"failure_id": record["failure_id"], "times": plan["times"]},
+                    f"{plan['run_id']}-replay{attempt}",
+                    {"replay_of": record["failure_id"], "attempt": attempt},
+                    repeat=attempt,
+                )
+                writer.write(row)
+                say(f"{prefix} replay {attempt + 1}/{plan['times']}: {_label(row)}")
+                not_passed += row["outcome"] != "passed"
+            return not_passed
+        for case in plan.get("regressions", []):
+            row = run_program_row(
+                plan,
+                base,
+                case["program"],
+                float(case.get("settle_s") or 30.0),
+                "stability.regression",
+                f"regression[{case['id']}]",
+                {"id": case["id"], "tier": case["tier"], "steps": len(case["program"]) - 1},
+                f"{plan['run_id']}-{plan['runtime']['name']}-{case['id']}",
+                {"regression": case["id"]},
+            )
+            writer.write(row)
+            say(f"{prefix} {_label(row)}")
+            not_passed += row["outcome"] != "passed"
+        for tier in plan["tiers"]:
+            say(f"{prefix} fuzzing tier {tier!r} (profile {plan['profile']}, seed {plan['seed']}) …")
+            row = run_fuzz_batch(plan, base, tier)
+            writer.write(row)
+            say(f"{prefix} {_label(row)}")
+            not_passed += row["outcome"] != "passed"
+    finally:
+        writer.close()
+    return not_passed
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        say("usage: python -m framework.chaos.run PLAN.json")
+        return 2
+    plan = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    if plan.get("protocol") != PROTOCOL:
+        say(f"{args[0]}: protocol {plan.get('protocol')!r}, this runner speaks {PROTOCOL} — rebuild the plan")
+        return 2
+    # The clusters log (and their worker processes inherit stderr): send all of it to a file, keep the console
+    # for progress lines.
+    log_path = Path(plan["log_path"])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    _console["stream"] = os.fdopen(os.dup(2), "w", buffering=1)
+    log_file = log_path.open("a", encoding="utf-8")
+    os.dup2(log_file.fileno(), 2)
+    sys.stderr = log_file
+    say(f"[{plan['runtime']['name']}] cluster logs: {log_path}")
+    started = dt.datetime.now(dt.timezone.utc)
+    not_passed = run(plan)
+    say(f"[{plan['runtime']['name']}] done in {(dt.datetime.now(dt.timezone.utc) - started).total_seconds():.0f} s")
+    return 1 if not_passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Stability runs, controller side: ``nox -s stability``.
+
+    runtime → build its environment → chaos runner inside it (framework.chaos.run) → rows → Parquet
+
+The runner replays every saved regression case (``workloads/regressions/*.json``) first, then fuzzes each tier
+with hypothesis. A failure is recorded under ``results/stability/failures/<id>/``; ``--replay=<id>`` re-runs
+it N times in the runtime it failed in (rebuilt from the recorded spec), reports how often it reproduces and,
+if it does, saves it as a regression case that every later run executes first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from framework import provenance
+from framework.config import ROOT, load_catalog
+from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
+from framework.models import Runtime
+from framework.pipeline import _say, new_run_id, prepare_environment, run_runner, unfinished_rows
+from framework.results import SCHEMA_VERSION, ResultsStore
+from framework.runner import PROTOCOL, RowWriter
+
+TIERS = ("inprocess", "process")
+PROFILES = ("ci", "nightly")
+# Whole-run time budgets (the runner is killed past them); a hang inside is caught much earlier, per step.
+BUDGET_S = {"ci": 45 * 60, "nightly": 12 * 3600}
+REGRESSION_BUDGET_S = 5 * 60
+REGRESSIONS_DIR = Path("workloads") / "regressions"
+
+
+class StabilityError(FrameworkError):
+    """A stability run was asked for something that cannot be done (unknown failure id, runtime lacks hypothesis)."""
+
+
+class RegressionCase(BaseModel):
+    """A saved failing program (``workloads/regressions/<id>.json``): replayed first by every stability run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.+-]+$")
+    tier: Literal["inprocess", "process"]
+    description: str = ""
+    program: list[dict[str, Any]] = Field(min_length=1)
+    settle_s: float = Field(default=30.0, gt=0)
+    found: dict[str, Any] = Field(default_factory=dict, description="runtime, versions and error when it was found")
+    reproduced: dict[str, Any] = Field(default_factory=dict, description="hits and runs of the replay that saved it")
+
+
+def load_regressions(root: Path) -> list[RegressionCase]:
+    cases = []
+    for path in sorted((root / REGRESSIONS_DIR).glob("*.json")):
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"{shown}: not valid JSON ({error.msg} at line {error.lineno}) — fix or delete it"
+            ) from None
+        try:
+            case = RegressionCase.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            raise ConfigError(
+                f"{shown}: {where}: {first['msg']} (got {str(first.get('input'))[:80]!r})"
+                " — regression cases are written by `nox -s stability -- --replay=ID`; restore or delete it"
+            ) from None
+        if case.program[0].get("op") != "start":
+            raise ConfigError(f"{shown}: program[0]: must be the 'start' step with the cluster config — restore it")
+        cases.append(case)
+    return cases
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilityOptions:
+    runtimes: list[str]
+    profile: str = "ci"
+    tiers: tuple[str, ...] = TIERS
+    examples: int | None = None
+    steps: int | None = None
+    seed: int | None = None
+    settle_s: float | None = None
+    results_dir: Path = ROOT / "results"
+    root: Path = ROOT
+    rebuild: bool = False
+    regressions: bool = True
+
+
+@dataclasses.dataclass
+class StabilityReport:
+    run_id: str
+    published: list[Path] = dataclasses.field(default_factory=list)
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _check_runtime(runtime: Runtime) -> None:
+    names = {name.split("[")[0].lower() for name in runtime.packages}
+    missing = [name for name in ("distributed", "hypothesis") if name not in names]
+    if missing:
+        raise StabilityError(
+            f"matrices/runtimes.yaml: runtimes.{runtime.name}.packages: no {' or '.join(missing)} — the stability"
+            f' fuzzer runs inside the runtime\'s environment; add `{missing[0]}: ""` (as_of pins it to its day)'
+        )
+
+
+def _base_plan(
+    run_id: str, started: dt.datetime, environment: Any, store: ResultsStore, root: Path, mode: str
+) -> dict[str, Any]:
+    runtime = environment.runtime
+    name = f"{run_id}__{runtime.name}__chaos"
+    return {
+        "protocol": PROTOCOL,
+        "schema_version": SCHEMA_VERSION,
+        "mode": mode,
+        "run_id": run_id,
+        "run_started_at": started.isoformat(),
+        "runtime": {
+            "name": runtime.name,
+            "hash": environment.runtime_hash,
+            "env_hash": environment.env_hash,
+            "spec": runtime.model_dump(mode="json", exclude={"name"}),
+            "env": dict(runtime.env),
+            "dask_config": dict(runtime.dask_config),
+        },
+        # The fuzzer starts its own LocalClusters (sized by each example's drawn config) on this machine.
+        "hardware": {"name": "chaos", "backend": "local", "note": "clusters drawn per example by the fuzzer"},
+        "rows_path": str(store.staging_file(name)),
+        "failures_dir": str(store.root / "stability" / "failures"),
+        "log_path": str(store.root / "stability" / "logs" / f"{run_id}__{runtime.name}.log"),
+        "work_dir": str(root / ".blessing" / "chaos"),
+        "provenance": provenance.git_commit(root),
+    }
+
+
+def _execute(plan: dict[str, Any], environment: Any, store: ResultsStore, root: Path, budget_s: float) -> Path | None:
+    rows_path = Path(plan["rows_path"])
+    rows_path.parent.mkdir(parents=True, exist_ok=True)
+    Path(plan["work_dir"]).mkdir(parents=True, exist_ok=True)
+    plan_path = rows_path.with_suffix(".plan.json")
+    plan_path.write_text(json.dumps(plan, indent=1))
+    code, tail = run_runner(environment, plan_path, budget_s, root, module="framework.chaos.run")
+    if code not in (0, 1):
+        # The runner died: a row for the run itself, so it is in the results rather than only in a log.
+        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+        stub = {
+            "case_id": f"stability[{plan['mode']}]",
+            "workload": f"stability.{plan['mode']}",
+            "function": "framework.chaos.run:run",
+            "size": None,
+            "params": {k: plan.get(k) for k in ("profile", "seed", "examples", "tiers")},
+            "tags": ["stability"],
+            "timeout_s": budget_s,
+        }
+        extra = unfinished_rows(
+            {**plan, "cases": [stub]}, rows_path, f"stability runner exited with code {code}: {last}", environment
+        )
+        if extra:
+            writer = RowWriter(rows_path)
+            for row in extra:
+                writer.write(row)
+            writer.close()
+    published = store.publish(rows_path)
+    plan_path.unlink(missing_ok=True)
+    return published
+
+
+def run_stability(options: StabilityOptions) -> StabilityReport:
+    """Regression cases, then the fuzzer, for each runtime. Raises FrameworkError for bad input before running."""
+    if options.profile not in PROFILES:
+        raise SelectionError(f"--profile={options.profile}: unknown profile — use one of {', '.join(PROFILES)}")
+    for tier in options.tiers:
+        if tier not in TIERS:
+            raise SelectionError(near_miss(tier, TIERS, "tier"))
+    catalog = load_catalog(options.root)
+    runtimes = [catalog.runtime(name) for name in options.runtimes]
+    for runtime in runtimes:
+        _check_runtime(runtime)
+    regressions = [case for case in load_regressions(options.root) if case.tier in options.tiers]
+    store = ResultsStore(options.results_dir)
+    store.salvage()
+    started = dt.datetime.now(dt.timezone.utc)
+    report = StabilityReport(new_run_id(started))
+    seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    for runtime in runtimes:
+        environment = prepare_environment(runtime, options.root, store, options.rebuild, started)
+        plan = {
+            **_base_plan(report.run_id, started, environment, store, options.root, "fuzz"),
+            "profile": options.profile,
+            "tiers": list(options.tiers),
+            "examples": options.examples,
+            "steps": options.steps,
+            "seed": seed,
+            "settle_s": options.settle_s,
+            "regressions": [case.model_dump(mode="json") for case in regressions] if options.regressions else [],
+        }
+        _say(
+            f"stability run {report.run_id} on {runtime.name!r}: {len(plan['regressions'])} regression case(s),"
+            f" then tiers {', '.join(options.tiers)} (profile {options.profile}, seed {seed}) …"
+        )
+        budget = BUDGET_S[options.profile] + REGRESSION_BUDGET_S * len(plan["regressions"])
+        published = _execute(plan, environment, store, options.root, budget)
+        if published is not None:
+            report.published.append(published)
+    return report
+
+
+# --- replay ---------------------------------------------------------------------------------------------------
+
+
+def failure_record(results_dir: Path, failure_id: str) -> dict[str, Any]:
+    failures = results_dir / "stability" / "failures"
+    path = failures / failure_id / "failure.json"
+    if not path.exists():
+        known = [p.name for p in failures.iterdir() if (p / "failure.json").exists()] if failures.exists() else []
+        raise StabilityError(
+            f"--replay={failure_id}: {near_miss(failure_id, known, 'failure id')} — list them with"
+            ' nox -s sql -- "SELECT failure_id, runtime, error FROM rows WHERE failure_id IS NOT NULL"'
+        )
+    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return record
+
+
+@dataclasses.dataclass
+class ReplayReport:
+    run_id: str
+    failure_id: str
+    runtime: str
+    hits: int
+    runs: int
+    saved: Path | None
+    published: Path | None
+    errors: list[str]
+
+
+def replay(
+    failure_id: str,
+    times: int = 5,
+    results_dir: Path = ROOT / "results",
+    root: Path = ROOT,
+    save: bool = True,
+    runtime_name: str | None = None,
+) -> ReplayReport:
+    """Re-run a recorded failure ``times`` times in its runtime (or ``runtime_name``); save it if it reproduces."""
+    record = failure_record(results_dir, failure_id)
+    if runtime_name:
+        runtime = load_catalog(root).runtime(runtime_name)
+    else:
+        # The runtime exactly as it was when the failure was found, even if runtimes.yaml changed since.
+        runtime = Runtime.model_validate({**record["runtime_spec"], "name": record["runtime"]})
+    _check_runtime(runtime)
+    store = ResultsStore(results_dir)
+    started = dt.datetime.now(dt.timezone.utc)
+    run_id = new_run_id(started)
+    environment = prepare_environment(runtime, root, store, False, started)
+    plan = {
+        **_base_plan(run_id, started, environment, store, root, "replay"),
+        "replay": record,
+        "times": times,
+    }
+    _say(f"replaying {failure_id} ({record['kind']}: {record['error'][:160]}) {times}× on {runtime.name!r} …")
+    settle = float(record.get("settle_s") or 30.0)
+    budget = 300 + times * (settle + 120 + 10 * len(record["program"]))
+    published = _execute(plan, environment, store, root, budget)
+    rows = _rows_of(published)
+    hits = sum(1 for row in rows if row["outcome"] in ("failed", "timeout"))
+    errors = [str(row.get("error")) for row in rows if row.get("error")]
+    saved = None
+    if save and hits:
+        saved = save_regression(record, hits, len(rows), runtime.name, root)
+    return ReplayReport(run_id, failure_id, runtime.name, hits, len(rows), saved, published, errors)
+
+
+def _rows_of(published: Path | None) -> list[dict[str, Any]]:
+    if published is None:
+        return []
+    import pyarrow.parquet as pq
+
+    return [dict(row) for row in pq.read_table(published).to_pylist()]
+
+
+def save_regression(record: dict[str, Any], hits: int, runs: int, runtime: str, root: Path) -> Path:
+    """Keep a reproduced failure as a regression case (never overwriting one already saved)."""
+    target = root / REGRESSIONS_DIR / f"{record['failure_id']}.json"
+    if target.exists():
+        return target
+    case = RegressionCase(
+        id=record["failure_id"],
+        tier=record["tier"],
+        description=f"{record['kind']}: {record['error'][:300]}",
+        program=record["program"],
+        settle_s=float(record.get("settle_s") or 30.0),
+        found={
+            "runtime": record["runtime"],
+            "versions": record["versions"],
+            "run_id": record["run_id"],
+            "created_at": record["created_at"],
+            "source": record.get("source", {}),
+        },
+        reproduced={"hits": hits, "runs": runs, "runtime": runtime, "at": dt.date.today().isoformat()},
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(json.dumps(case.model_dump(mode="json"), indent=1) + "\n", encoding="utf-8")
+    partial.replace(target)
+    return target

@@ -1,0 +1,240 @@
+"""Each invariant of the chaos executor fails when it should, and programs replay, on real clusters.
+
+A deliberately hanging task trips liveness, a wrong answer trips the result check, a cancellation the program
+did not make trips it too, a failing ``validate_state`` trips validation, a low transition cap trips the
+livelock tripwire, and a process or thread left behind trips teardown. The fuzz batch finds a planted bug,
+records its program, and that program replays to the same failure.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+
+from framework.chaos import executor as chaos_executor
+from framework.chaos import graphs
+from framework.chaos.executor import (
+    Executor,
+    LivelockError,
+    LivenessError,
+    ResultError,
+    StateValidationError,
+    TeardownError,
+    run_program,
+)
+from framework.chaos.machine import fuzz
+
+pytestmark = pytest.mark.cluster(deadline=240)
+
+MiB = 2**20
+
+
+def config(tier: str = "inprocess", **overrides: Any) -> dict[str, Any]:
+    return {
+        "tier": tier,
+        "workers": 2,
+        "threads": 1,
+        "worker_saturation": None,
+        "work_stealing": True,
+        "validate": False,
+        "memory_limit": 256 * MiB,
+        **overrides,
+    }
+
+
+def graph(kind: str = "chain", n: int = 4, **extra: Any) -> dict[str, Any]:
+    return {"op": "submit", "graph": {"kind": kind, "n": n, "seed": 11, **extra}}
+
+
+def in_worker_thread() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def test_a_healthy_program_passes_and_counts_how_futures_ended(tmp_path: Any) -> None:
+    program = [
+        {"op": "start", "config": config(worker_saturation=1.0)},
+        graph("tree", 8, ms_max=5),
+        graph("fanout", 12, faults=[{"index": 0, "mode": "attempts", "times": 5}], retries=1),
+        graph("nested", 6, nest=2, shared_dep=True),
+        {"op": "cancel", "which": 1},
+        {"op": "resubmit", "which": 0},
+        {"op": "settle"},
+        graph("spill", 6, spill_fraction=0.3),
+        {"op": "retire_worker", "which": 0},
+        {"op": "add_worker"},
+    ]
+    executor = run_program(program, settle_s=30, work_dir=tmp_path)
+    assert executor.steps_run == len(program) - 1
+    assert executor.tasks_submitted > 40
+    assert executor.program == program, "the executor records exactly the program it ran"
+
+
+def test_a_hanging_task_trips_liveness(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    release = threading.Event()
+    original = graphs.node_value
+
+    def hangs_in_workers(node: dict[str, Any], deps: list[Any], children: list[int]) -> Any:
+        if node["key"] == "chain0-2" and in_worker_thread():
+            release.wait(120)
+        return original(node, deps, children)
+
+    monkeypatch.setattr(graphs, "node_value", hangs_in_workers)
+    program = [{"op": "start", "config": config()}, graph("chain", 4)]
+    try:
+        with pytest.raises(LivenessError) as raised:
+            run_program(program, settle_s=2, work_dir=tmp_path)
+    finally:
+        release.set()
+    message = str(raised.value)
+    assert "neither finished, erred nor were cancelled 2 s after faults stopped" in message
+    assert "chain0-3" in message, message
+    assert "chain0-2=processing" in message or "deadlock" in message or "livelock" in message, message
+
+
+def test_a_wrong_result_trips_the_result_check(tmp_path: Any) -> None:
+    program = [{"op": "start", "config": config()}, graph("dag", 6, corrupt=True)]
+    with pytest.raises(ResultError, match=r"dag0-5 = \d+, but the pure-Python evaluation of its graph gives \d+"):
+        run_program(program, settle_s=30, work_dir=tmp_path)
+
+
+def test_an_error_the_program_does_not_explain_trips_the_result_check(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    original = graphs.node_value
+
+    def breaks_in_workers(node: dict[str, Any], deps: list[Any], children: list[int]) -> Any:
+        if node["key"] == "chain0-1" and in_worker_thread():
+            raise ZeroDivisionError("planted")
+        return original(node, deps, children)
+
+    monkeypatch.setattr(graphs, "node_value", breaks_in_workers)
+    with pytest.raises(ResultError, match="chain0-2 failed with ZeroDivisionError: planted, which nothing"):
+        run_program([{"op": "start", "config": config()}, graph("chain", 3)], settle_s=30, work_dir=tmp_path)
+
+
+def test_a_cancellation_the_program_did_not_make_trips_the_result_check(tmp_path: Any) -> None:
+    executor = Executor(config(), settle_s=30, work_dir=tmp_path)
+    executor.start()
+    try:
+        executor.apply(graph("fanout", 3, ms_max=100, outputs="all"))
+        futures = list(executor.submissions[0].futures.values())
+        executor.client.cancel(futures[:1])  # behind the executor's back
+        with pytest.raises(ResultError, match="was cancelled, but the program never cancelled it"):
+            executor.settle()
+    finally:
+        executor.fail()
+
+
+def test_a_failing_validate_state_trips_validation(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from distributed import Scheduler
+
+    def broken(self: Any) -> None:
+        raise AssertionError("planted inconsistency")
+
+    executor = Executor(config(), settle_s=30, work_dir=tmp_path)
+    executor.start()
+    try:
+        executor.check_state()  # the real one passes
+        monkeypatch.setattr(Scheduler, "validate_state", broken)
+        with pytest.raises(StateValidationError, match=r"Scheduler\.validate_state failed: AssertionError: planted"):
+            executor.check_state()
+    finally:
+        executor.fail()
+
+
+def test_transitions_past_the_cap_trip_the_livelock_tripwire(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setattr(chaos_executor, "TRANSITIONS_BASE", 1)
+    monkeypatch.setattr(chaos_executor, "TRANSITIONS_PER_TASK", 0)
+    with pytest.raises(LivelockError, match=r"\d+ scheduler transitions for 4 tasks submitted \(cap 1\)"):
+        run_program([{"op": "start", "config": config()}, graph("chain", 4)], settle_s=30, work_dir=tmp_path)
+
+
+def test_a_leaked_process_trips_teardown(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setattr(chaos_executor, "LEAK_GRACE_S", 1.0)
+    executor = Executor(config(), settle_s=30, work_dir=tmp_path)
+    executor.start()
+    executor.apply(graph("chain", 2))
+    leaked = subprocess.Popen(["sleep", "120"])
+    try:
+        with pytest.raises(TeardownError, match=rf"child process {leaked.pid}"):
+            executor.finish()
+    finally:
+        leaked.kill()
+        leaked.wait()
+
+
+def test_a_leaked_thread_trips_teardown(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setattr(chaos_executor, "LEAK_GRACE_S", 1.0)
+    stop = threading.Event()
+    executor = Executor(config(), settle_s=30, work_dir=tmp_path)
+    executor.start()
+    thread = threading.Thread(target=stop.wait, name="planted-leak", daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(TeardownError, match="thread 'planted-leak'"):
+            executor.finish()
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_unknown_steps_and_programs_without_start_are_refused(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="starts with a 'start' step"):
+        run_program([graph()], work_dir=tmp_path)
+    with pytest.raises(ValueError, match="tier 'gpu'"):
+        Executor(config(tier="gpu"), work_dir=tmp_path)
+
+
+def test_the_fuzzer_finds_a_planted_bug_and_its_program_replays(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    original = graphs.node_value
+
+    def off_by_one_on_chains(node: dict[str, Any], deps: list[Any], children: list[int]) -> Any:
+        value = original(node, deps, children)
+        if node["key"].startswith("chain") and deps and in_worker_thread() and isinstance(value, int):
+            return value + 1
+        return value
+
+    monkeypatch.setattr(graphs, "node_value", off_by_one_on_chains)
+    result = fuzz("inprocess", "ci", seed=5, examples=30, steps=6, settle_s=20, work_dir=tmp_path)
+    assert result.failure is not None, f"{result.stats.examples} examples and no failure found"
+    assert result.failure.kind == "result"
+    assert "but the pure-Python evaluation of its graph gives" in result.failure.error
+    program = result.failure.program
+    assert program[0]["op"] == "start"
+    assert any(step["op"] == "submit" and step["graph"]["kind"] == "chain" for step in program)
+    with pytest.raises(ResultError):
+        run_program(program, settle_s=20, work_dir=tmp_path)
+
+
+def test_a_short_fuzz_batch_passes_on_this_release(tmp_path: Any) -> None:
+    result = fuzz("inprocess", "ci", seed=1, examples=4, steps=6, settle_s=20, work_dir=tmp_path)
+    assert result.error is None, result.error
+    assert result.failure is None
+    assert result.stats.examples >= 4
+    assert result.stats.steps > 0
+
+
+@pytest.mark.cluster(deadline=300)
+def test_process_tier_kills_and_restarts_real_processes(tmp_path: Any) -> None:
+    program = [
+        {"op": "start", "config": config("process", memory_limit=768 * MiB)},
+        graph("fanout", 8, ms_max=100),
+        {"op": "kill_worker", "which": 0},
+        graph("chain", 5, ms_max=20),
+        {"op": "settle"},
+        graph("tree", 4),
+        {"op": "restart"},
+        graph("dag", 6),
+        {"op": "close_worker", "which": 1},
+    ]
+    executor = run_program(program, settle_s=40, work_dir=tmp_path)
+    assert executor.churned_keys, "the kill and the restart happened while futures were outstanding"

@@ -1,0 +1,91 @@
+"""The stability runner in-process: regression cases first, then a fuzz batch; failures become records that replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framework.chaos import run as chaos_run
+from framework.results import SCHEMA_VERSION, case_table, read_rows
+from framework.runner import PROTOCOL
+
+pytestmark = pytest.mark.cluster(deadline=300)
+
+MiB = 2**20
+CONFIG = {
+    "tier": "inprocess",
+    "workers": 2,
+    "threads": 1,
+    "worker_saturation": 1.0,
+    "work_stealing": True,
+    "validate": False,
+    "memory_limit": 256 * MiB,
+}
+
+
+def plan(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "protocol": PROTOCOL,
+        "schema_version": SCHEMA_VERSION,
+        "mode": "fuzz",
+        "run_id": "20261126T000000Z-aaaaaa",
+        "run_started_at": "2026-11-26T00:00:00+00:00",
+        "runtime": {"name": "here", "hash": "h", "env_hash": "e", "spec": {}, "env": {}, "dask_config": {}},
+        "hardware": {"name": "chaos", "backend": "local"},
+        "rows_path": str(tmp_path / "rows.jsonl"),
+        "failures_dir": str(tmp_path / "failures"),
+        "log_path": str(tmp_path / "log.txt"),
+        "work_dir": str(tmp_path / "work"),
+        "provenance": {"git_commit": "abc", "git_dirty": False},
+        "profile": "ci",
+        "tiers": ["inprocess"],
+        "examples": 2,
+        "steps": 4,
+        "seed": 3,
+        "settle_s": 20,
+        "regressions": [],
+        **extra,
+    }
+
+
+def regression(case_id: str, corrupt: bool) -> dict[str, Any]:
+    graph = {"kind": "tree", "n": 6, "seed": 2, "corrupt": corrupt}
+    return {
+        "id": case_id,
+        "tier": "inprocess",
+        "program": [{"op": "start", "config": CONFIG}, {"op": "submit", "graph": graph}],
+        "settle_s": 20,
+    }
+
+
+def test_regressions_run_first_then_the_fuzzer_and_failures_are_recorded(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    the_plan = plan(tmp_path, regressions=[regression("healthy", False), regression("planted", True)])
+    not_passed = chaos_run.run(the_plan)
+    rows = read_rows(Path(the_plan["rows_path"]))
+    assert [row["case_id"] for row in rows] == ["regression[healthy]", "regression[planted]", "fuzz[inprocess]"]
+    healthy, planted, fuzzed = rows
+    assert healthy["outcome"] == "passed"
+    assert planted["outcome"] == "failed"
+    assert "result: ResultError: tree0-" in planted["error"]
+    assert fuzzed["outcome"] == "passed", fuzzed.get("error")
+    assert fuzzed["extra_metrics"]["examples"] >= 2
+    assert not_passed == 1
+    case_table(rows)  # every row fits the results schema
+
+    record_dir = Path(the_plan["failures_dir"]) / planted["failure_id"]
+    record = json.loads((record_dir / "failure.json").read_text())
+    assert record["program"] == regression("planted", True)["program"]
+    assert record["kind"] == "result"
+    assert record["versions"]["distributed"]
+    assert planted["cluster_dump"] and Path(planted["cluster_dump"]).exists()
+
+    replay_plan = plan(tmp_path, mode="replay", replay=record, times=2, rows_path=str(tmp_path / "replay.jsonl"))
+    assert chaos_run.run(replay_plan) == 2
+    replays = read_rows(Path(replay_plan["rows_path"]))
+    assert [row["outcome"] for row in replays] == ["failed", "failed"]
+    assert [row["repeat"] for row in replays] == [0, 1]
+    assert {row["workload"] for row in replays} == {"stability.replay"}

@@ -1,0 +1,62 @@
+"""`nox -s stability` end to end from the project root, as a user types it: both tiers on `latest`, results in SQL.
+
+A short batch (a few examples per tier); the full `ci` profile is what `nox -s stability -- --profile=ci` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from framework.query import Results
+
+pytestmark = pytest.mark.environment
+
+ROOT = Path(__file__).resolve().parents[2]
+NOX_DEADLINE_S = 900
+
+
+def nox(*args: str) -> subprocess.CompletedProcess[str]:
+    environ = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return subprocess.run(
+        [sys.executable, "-m", "nox", *args],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=NOX_DEADLINE_S,
+        check=False,
+    )
+
+
+def test_stability_session_fuzzes_both_tiers_and_records_them(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    process = nox(
+        "-s", "stability", "--", "--runtime=latest", "--examples=2", "--steps=4", "--seed=11", f"--results={results}"
+    )
+    assert process.returncode == 0, process.stdout[-4000:]
+    assert "fuzz[inprocess]: passed" in process.stdout
+    assert "fuzz[process]: passed" in process.stdout
+    with Results(results) as store:
+        _, rows = store.sql(
+            "SELECT case_id, outcome, params, extra_metrics, distributed_version, python_version FROM rows"
+            " WHERE workload = 'stability.fuzz' ORDER BY case_id"
+        )
+        _, regressions = store.sql("SELECT case_id, outcome FROM rows WHERE workload = 'stability.regression'")
+    assert [row[0] for row in rows] == ["fuzz[inprocess]", "fuzz[process]"]
+    for case_id, outcome, params, extra, distributed, python in rows:
+        assert outcome == "passed", case_id
+        assert json.loads(params)["seed"] == 11
+        assert json.loads(extra)["examples"] >= 2
+        assert distributed and python
+    # the committed regression cases ran first, on this runtime, and are recorded too
+    committed = sorted((ROOT / "workloads" / "regressions").glob("*.json"))
+    assert len(regressions) == len(committed)
+    logs = list((results / "stability" / "logs").glob("*.log"))
+    assert logs, "the clusters' log output goes to a file, not the console"
