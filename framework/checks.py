@@ -39,3 +39,16 @@ def check_close(actual: Any, expected: Any, what: str, rtol: float = 1e-9, atol:
             # .item(): numpy 2 would show np.float64(1.5) instead of 1.5
             f" got {actual_array[index].item()!r}, expected {expected_array[index].item()!r}"
         )
+
+
+def check_results(got: list[Any], expected: list[Any], what: str) -> None:
+    """Fail unless ``got`` equals ``expected`` element by element; the message names the first difference."""
+    check(len(got) == len(expected), f"{what}: {len(got)} results, expected {len(expected)}")
+    wrong = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
+    if wrong:
+        first = wrong[0]
+        check(
+            False,
+            f"{what}: {len(wrong)} of {len(expected)} wrong; first at {first}: got {got[first]!r}, "
+            f"expected {expected[first]!r}",
+        )

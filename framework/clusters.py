@@ -105,6 +105,7 @@ class ClusterSession:
         from distributed import Client, LocalCluster
 
         hw = self.hardware
+        _outlast_lost_worker_timer()
         try:
             self.cluster = LocalCluster(
                 n_workers=hw["n_workers"],
@@ -254,3 +255,15 @@ def coiled_kwargs(hardware: dict[str, Any], environ: dict[str, str]) -> dict[str
     if worker_options:
         kwargs["worker_options"] = worker_options
     return kwargs
+
+
+def _outlast_lost_worker_timer() -> None:
+    """distributed#8534: a LocalCluster closes a lost worker's nanny for good when no worker of its name is back
+    within ``distributed.deploy.lost-worker-timeout`` (15 s) — which a later ``Client.restart`` can hit, leaving
+    the cluster with no workers. The embedded cluster is the harness, not the thing under test: give it an hour,
+    unless the runtime's own Dask config chose a value."""
+    import dask
+
+    key = "distributed.deploy.lost-worker-timeout"
+    if dask.config.get(key, None) in (None, "15s"):
+        dask.config.set({key: "1h"})

@@ -166,7 +166,7 @@ def _hash_total(hashes: list[int]) -> int:
     return sum(hashes) % HASH_MODULUS
 
 
-def _shuffle_keyword(method: Callable[..., Any]) -> str:
+def shuffle_keyword(method: Callable[..., Any]) -> str:
     """The name of the shuffle-method argument of a Dask DataFrame method: ``shuffle_method`` or older ``shuffle``."""
     parameters = inspect.signature(method).parameters
     for name in ("shuffle_method", "shuffle"):
@@ -469,7 +469,7 @@ def join_generated(
     )
     options: dict[str, Any] = {}
     if method is not None:
-        options[_shuffle_keyword(type(left).merge)] = method
+        options[shuffle_keyword(type(left).merge)] = method
     if broadcast is not None:
         options["broadcast"] = broadcast
     joined = left.merge(right, on="key", how="inner", **options)
@@ -552,7 +552,7 @@ def set_index_random(
         _random_key_partition, total, partition_rows, key="key", n_keys=0, payload=payload_columns, seed=seed
     )
     columns = list(ddf.columns)
-    options = {} if method is None else {_shuffle_keyword(type(ddf).set_index): method}
+    options = {} if method is None else {shuffle_keyword(type(ddf).set_index): method}
     result = ddf.set_index("key", **options)
     after, before = dask.compute(
         _per_partition(result, functools.partial(_sorted_partition_stats, columns=columns)),
@@ -610,7 +610,7 @@ def shuffle_by_key(
         _random_key_partition, total, partition_rows, key="key", n_keys=n_keys, payload=payload_columns, seed=seed
     )
     columns = list(ddf.columns)
-    options = {} if method is None else {_shuffle_keyword(type(ddf).shuffle): method}
+    options = {} if method is None else {shuffle_keyword(type(ddf).shuffle): method}
     result = ddf.shuffle(on="key", npartitions=npartitions, **options)
     after, before = dask.compute(
         _per_partition(result, functools.partial(_shuffled_partition_stats, columns=columns)),

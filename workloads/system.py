@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from typing import Any, Optional
 
-from framework.checks import check, check_close
+from framework.checks import check, check_close, check_results
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers run on the cluster (module-level functions: shipped by value to remote clusters with this module)
@@ -139,18 +139,6 @@ def _share_metrics(shares: dict[str, float]) -> dict[str, float]:
         "min_worker_share": min(shares.values()),
         "max_worker_share": max(shares.values()),
     }
-
-
-def _check_results(got: list[Any], expected: list[Any], what: str) -> None:
-    check(len(got) == len(expected), f"{what}: {len(got)} results, expected {len(expected)}")
-    wrong = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
-    if wrong:
-        first = wrong[0]
-        check(
-            False,
-            f"{what}: {len(wrong)} of {len(expected)} wrong; first at {first}: got {got[first]!r}, "
-            f"expected {expected[first]!r}",
-        )
 
 
 def _check_sum_of_squares(total: int, n: int) -> None:
@@ -292,7 +280,7 @@ def stealing_fan_out(tasks: int, root_bytes: int = 2**20, min_share_of_even: flo
     root = dask.delayed(_root)(root_bytes)
     leaves = [dask.delayed(_leaf)(root, i) for i in range(tasks)]
     results = dask.compute(*leaves)
-    _check_results([value for value, _ in results], [root_bytes + i for i in range(tasks)], "leaf results")
+    check_results([value for value, _ in results], [root_bytes + i for i in range(tasks)], "leaf results")
     shares = _shares([where for _, where in results], workers)
     _check_every_worker_ran(shares, min_share_of_even, "fan-out")
     return {"tasks": float(tasks), **_share_metrics(shares)}
@@ -316,7 +304,7 @@ def stealing_inhomogeneous(
     started = time.perf_counter()
     results = dask.compute(*[dask.delayed(_sleep_task)(i, float(d)) for i, d in enumerate(durations)])
     wall = time.perf_counter() - started
-    _check_results([index for index, _ in results], list(range(tasks)), "task results")
+    check_results([index for index, _ in results], list(range(tasks)), "task results")
     shares = _shares([where for _, where in results], workers)
     _check_every_worker_ran(shares, min_share_of_even, "inhomogeneous tasks")
     return {
@@ -338,7 +326,7 @@ def stealing_straggler(tasks: int, sleep_s: float = 0.02, slowdown: float = 10.0
     workers = _workers(client)
     straggler = workers[0]
     results = dask.compute(*[dask.delayed(_straggling_task)(i, sleep_s, straggler, slowdown) for i in range(tasks)])
-    _check_results([index for index, _ in results], list(range(tasks)), "task results")
+    check_results([index for index, _ in results], list(range(tasks)), "task results")
     shares = _shares([where for _, where in results], workers)
     others = {worker: share for worker, share in shares.items() if worker != straggler}
     fastest_least = min(others, key=others.__getitem__)
@@ -410,7 +398,7 @@ def adaptive_scale(
             f"task states after scaling down: {dict(statuses)}, expected all {tasks} finished",
         )
         results = client.gather(futures)
-        _check_results(results, [i * i for i in range(tasks)], "results after scaling down")
+        check_results(results, [i * i for i in range(tasks)], "results after scaling down")
         del futures
     finally:
         gate.set()
@@ -468,7 +456,7 @@ def futures_submit(tasks: int) -> dict[str, float]:
     results = client.gather(futures)
     total_value = total.result()
     seconds = time.perf_counter() - started
-    _check_results(results, [i * i for i in range(tasks)], "submitted squares")
+    check_results(results, [i * i for i in range(tasks)], "submitted squares")
     _check_sum_of_squares(total_value, tasks)
     return {"tasks": float(tasks), "tasks_per_second": tasks / seconds}
 
@@ -488,6 +476,6 @@ def futures_map(tasks: int, batch_size: Optional[int] = None) -> dict[str, float
     results = client.gather(futures)
     total_value = total.result()
     seconds = time.perf_counter() - started
-    _check_results(results, [i * i for i in range(tasks)], "mapped squares")
+    check_results(results, [i * i for i in range(tasks)], "mapped squares")
     _check_sum_of_squares(total_value, tasks)
     return {"tasks": float(tasks), "tasks_per_second": tasks / seconds}

@@ -85,6 +85,24 @@ def _claim_attempt(scratch: str, key: str) -> int:
         return attempt
 
 
+def wait_for_event(name: str) -> None:
+    """Wait for a ``distributed.Event``, but give up when this task's worker closes (or after GATE_TIMEOUT_S):
+    a task thread must not outlive its cluster just because nobody will ever set the event."""
+    from distributed import Event, get_worker
+
+    worker = get_worker()
+    event = Event(name)
+    deadline = time.monotonic() + GATE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if event.wait(timeout=0.5):
+                return
+        except Exception:
+            return  # the scheduler is gone
+        if "clos" in str(getattr(worker, "status", "")):
+            return
+
+
 def run_node(node: dict[str, Any], scratch: str, *deps: Any) -> Any:
     """The task: wait at a gate, fail or reschedule when told, sleep, secede, spawn children, return the value."""
     from distributed import Event, Reschedule, get_client, get_worker, rejoin, secede, worker_client
@@ -97,10 +115,10 @@ def run_node(node: dict[str, Any], scratch: str, *deps: Any) -> Any:
         # Secede and wait until a sibling of the same (queued) group runs: a healthy scheduler gives the freed
         # slot to a queued task (distributed#7223 did not).
         secede()
-        Event(sibling["event"]).wait(timeout=GATE_TIMEOUT_S)
+        wait_for_event(sibling["event"])
         rejoin()
     if node.get("gate"):
-        Event(node["gate"]).wait(timeout=GATE_TIMEOUT_S)
+        wait_for_event(node["gate"])
     fail = node.get("fail")
     if fail:
         mode, times = fail["mode"], int(fail["times"])

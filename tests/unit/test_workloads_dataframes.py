@@ -109,15 +109,15 @@ def test_row_total_takes_rows_or_bytes_never_both() -> None:
 def test_shuffle_keyword_is_found_by_feature_detection() -> None:
     import dask.dataframe as dd
 
-    assert dataframes._shuffle_keyword(dd.DataFrame.shuffle) == "shuffle_method"  # dask 2024.12 → 2026
+    assert dataframes.shuffle_keyword(dd.DataFrame.shuffle) == "shuffle_method"  # dask 2024.12 → 2026
 
     def legacy(self: Any, on: str, shuffle: str | None = None) -> None: ...  # dask's pre-2024 spelling
 
     def neither(self: Any, on: str) -> None: ...
 
-    assert dataframes._shuffle_keyword(legacy) == "shuffle"
+    assert dataframes.shuffle_keyword(legacy) == "shuffle"
     with pytest.raises(TypeError, match=r"neither takes no shuffle method argument"):
-        dataframes._shuffle_keyword(neither)
+        dataframes.shuffle_keyword(neither)
 
 
 def test_keyed_partitions_hold_a_bijection_of_the_row_numbers() -> None:
