@@ -198,6 +198,9 @@ def stability_parser() -> _Parser:
     parser.add_argument("--replay", metavar="FAILURE_ID", help="re-run a recorded failure and report its hit rate")
     parser.add_argument("--times", type=_positive, default=5, help="replays of --replay (default: 5)")
     parser.add_argument("--no-save", action="store_true", help="with --replay: do not save it as a regression case")
+    parser.add_argument(
+        "--shrink", action="store_true", help="with --replay: first drop steps while it still fails (delta debugging)"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
     parser.add_argument("--rebuild", action="store_true", help="rebuild environments even if a build exists")
     return parser
@@ -217,6 +220,7 @@ def cmd_stability(argv: Sequence[str]) -> int:
             results_dir=args.results,
             save=not args.no_save,
             runtime_name=runtimes[0] if runtimes else None,
+            shrink_first=args.shrink,
         )
         rate = 100.0 * replayed.hits / replayed.runs if replayed.runs else 0.0
         print(

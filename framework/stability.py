@@ -246,14 +246,14 @@ def replay(
     root: Path = ROOT,
     save: bool = True,
     runtime_name: str | None = None,
+    shrink_first: bool = False,
 ) -> ReplayReport:
     """Re-run a recorded failure ``times`` times in its runtime (or ``runtime_name``); save it if it reproduces."""
     record = failure_record(results_dir, failure_id)
-    if runtime_name:
-        runtime = load_catalog(root).runtime(runtime_name)
-    else:
-        # The runtime exactly as it was when the failure was found, even if runtimes.yaml changed since.
-        runtime = Runtime.model_validate({**record["runtime_spec"], "name": record["runtime"]})
+    if shrink_first:
+        record = shrink_failure(record, results_dir, root, runtime_name)
+        failure_id = record["failure_id"]
+    runtime = _replay_runtime(record, root, runtime_name)
     _check_runtime(runtime)
     store = ResultsStore(results_dir)
     started = dt.datetime.now(dt.timezone.utc)
@@ -277,6 +277,34 @@ def replay(
     return ReplayReport(run_id, failure_id, runtime.name, hits, len(rows), saved, published, errors)
 
 
+def _replay_runtime(record: dict[str, Any], root: Path, runtime_name: str | None) -> Runtime:
+    if runtime_name:
+        return load_catalog(root).runtime(runtime_name)
+    # The runtime exactly as it was when the failure was found, even if runtimes.yaml changed since.
+    return Runtime.model_validate({**record["runtime_spec"], "name": record["runtime"]})
+
+
+def shrink_failure(record: dict[str, Any], results_dir: Path, root: Path, runtime_name: str | None) -> dict[str, Any]:
+    """Delta-debug the recorded program in its runtime; return the record of the minimal failing program."""
+    runtime = _replay_runtime(record, root, runtime_name)
+    store = ResultsStore(results_dir)
+    started = dt.datetime.now(dt.timezone.utc)
+    run_id = new_run_id(started)
+    environment = prepare_environment(runtime, root, store, False, started)
+    plan = {**_base_plan(run_id, started, environment, store, root, "shrink"), "replay": record, "tries": 2}
+    steps = len(record["program"]) - 1
+    _say(f"shrinking {record['failure_id']} ({steps} steps) on {runtime.name!r}: dropping steps while it fails …")
+    settle = float(record.get("settle_s") or 30.0)
+    published = _execute(plan, environment, store, root, 600 + steps * steps * 2 * (settle + 30))
+    shrunk = [row for row in _rows_of(published) if row.get("failure_id")]
+    if not shrunk:
+        raise StabilityError(
+            f"--shrink: {record['failure_id']} did not fail again on {runtime.name!r} while shrinking —"
+            " replay it without --shrink to measure how often it reproduces"
+        )
+    return failure_record(results_dir, str(shrunk[-1]["failure_id"]))
+
+
 def _rows_of(published: Path | None) -> list[dict[str, Any]]:
     if published is None:
         return []
@@ -293,7 +321,7 @@ def save_regression(record: dict[str, Any], hits: int, runs: int, runtime: str, 
     case = RegressionCase(
         id=record["failure_id"],
         tier=record["tier"],
-        description=f"{record['kind']}: {record['error'][:300]}",
+        description=str(record["error"])[:300],  # "<invariant>: <error>", as recorded
         program=record["program"],
         settle_s=float(record.get("settle_s") or 30.0),
         found={

@@ -37,7 +37,9 @@ TIERS = ("inprocess", "process")
 # Threads a library keeps for the life of the process, by design (not leaks).
 ALLOWED_THREADS = ("Dask-Offload", "asyncio_", "ThreadPoolExecutor", "blessing-step", "fsspec", "Profile")
 STEP_TIMEOUT_S = 60.0
-CLOSE_TIMEOUT_S = 60.0
+# In one process, closing workers wait for their task threads one after another (each up to 30 s, holding
+# distributed's thread-pool lock): allow several of those before calling a close hung.
+CLOSE_TIMEOUT_S = 120.0
 LEAK_GRACE_S = 10.0
 # Transitions allowed per task submitted before the run counts as a livelock (a healthy task needs < 10).
 TRANSITIONS_PER_TASK = 100
@@ -200,6 +202,7 @@ class Executor:
         self.cancelled_keys: set[str] = set()
         self.churned_keys: set[str] = set()
         self.tasks_submitted = 0
+        self.slowest_settle_s = 0.0
         self.steps_run = 0
         self.workers_model = int(config["workers"])
         self.missing: dict[str, str] = {}
@@ -382,9 +385,15 @@ class Executor:
 
     def _op_add_worker(self, step: dict[str, Any]) -> None:
         cluster = self.cluster
-        target = len(self.live_workers()) + 1
+        names_before = {str(name) for name in cluster.worker_spec}
         bounded(lambda: cluster.scale(len(cluster.worker_spec) + 1), STEP_TIMEOUT_S, "scaling up")
-        bounded(lambda: self.client.wait_for_workers(target, timeout=STEP_TIMEOUT_S), STEP_TIMEOUT_S + 5, "add_worker")
+        new = {str(name) for name in cluster.worker_spec} - names_before
+        # Wait for the new worker by name: a retired worker may still be listed while it closes.
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not new <= {name for name, _ in self.live_workers()}:
+            if time.monotonic() > deadline:
+                raise LivenessError(f"the worker added by scaling up ({', '.join(sorted(new))}) never arrived")
+            time.sleep(0.05)
         self.workers_model += 1
 
     def _forget_worker(self, name: str) -> Any:
@@ -445,8 +454,10 @@ class Executor:
         """``Client.restart`` (process tier): every worker restarts; every future is cancelled or lost."""
         if self.config["tier"] != "process":
             return
-        self._mark_churn()
-        self.cancelled_keys |= self._outstanding_keys()
+        # A restart drops every key, finished ones too: each held future may end cancelled.
+        held = {key for sub in self.submissions.values() for key in sub.futures}
+        self.churned_keys |= held
+        self.cancelled_keys |= held
         bounded(self.client.restart, STEP_TIMEOUT_S * 2, "client.restart")
 
     def _op_p2p_shuffle(self, step: dict[str, Any]) -> None:
@@ -534,11 +545,12 @@ class Executor:
             self._op_add_worker({})
         # Poll ``done()`` rather than ``distributed.wait``: its handling of cancelled futures differs by release.
         futures = [future for sub in self.submissions.values() for future in sub.futures.values()]
-        deadline = time.monotonic() + self.settle_s
+        started = time.monotonic()
         while not all(future.done() for future in futures):
-            if time.monotonic() > deadline:
+            if time.monotonic() > started + self.settle_s:
                 raise self._liveness_failure()
             time.sleep(0.05)
+        self.slowest_settle_s = max(self.slowest_settle_s, time.monotonic() - started)
         counts = self._check_results()
         self._check_transitions()
         return counts
@@ -573,7 +585,7 @@ class Executor:
         names = _class_names(error)
         if "ChaosTaskError" in names:
             return key in sub.faulty
-        if "KilledWorker" in names:
+        if "KilledWorker" in names or "WorkerClosing" in names:
             return key in self.churned_keys
         if "CancelledError" in names:
             return key in self.cancelled_keys
@@ -686,6 +698,9 @@ class Executor:
                 bounded(self.cluster.close, CLOSE_TIMEOUT_S, "closing the cluster")
         except LivenessError as error:
             raise TeardownError(str(error)) from None
+        except Exception as error:
+            # e.g. the cluster's loop thread not stopping ("join timed out"): closing did not finish cleanly
+            raise TeardownError(f"closing did not finish: {_describe(error)}") from error
         finally:
             if self._config_context is not None:
                 self._config_context.__exit__(None, None, None)

@@ -103,6 +103,23 @@ def wait_for_event(name: str) -> None:
             return
 
 
+class WorkerClosing(Exception):  # noqa: N818 - what happened, not an error of the program
+    """The task's worker is closing: stop waiting, so the task thread does not outlive its worker."""
+
+
+def gather_while_alive(client: Any, futures: list[Any]) -> list[int]:
+    """``client.gather(futures)``, giving up once this task's worker closes (a forgotten parent's children may
+    never run; a thread blocked on them would hold up the worker's close for its whole timeout)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    while not all(future.done() for future in futures):
+        if "clos" in str(getattr(worker, "status", "")):
+            raise WorkerClosing(f"worker {worker.name} is closing")
+        time.sleep(0.05)
+    return [int(v) for v in client.gather(futures)]
+
+
 def run_node(node: dict[str, Any], scratch: str, *deps: Any) -> Any:
     """The task: wait at a gate, fail or reschedule when told, sleep, secede, spawn children, return the value."""
     from distributed import Event, Reschedule, get_client, get_worker, rejoin, secede, worker_client
@@ -145,7 +162,7 @@ def run_node(node: dict[str, Any], scratch: str, *deps: Any) -> Any:
         ]
         time.sleep(int(node.get("hold_ms", 0)) / 1000)
         secede()
-        children = [int(v) for v in client.gather(futures)]
+        children = gather_while_alive(client, futures)
         rejoin()
     elif node.get("nest"):
         with worker_client() as client:
@@ -153,7 +170,7 @@ def run_node(node: dict[str, Any], scratch: str, *deps: Any) -> Any:
                 client.submit(run_child, child_key(node, j), node.get("ms", 0), key=child_key(node, j), pure=False)
                 for j in range(int(node["nest"]))
             ]
-            children = [int(v) for v in client.gather(futures)]
+            children = gather_while_alive(client, futures)
     value = node_value(node, list(deps), children)
     if node.get("corrupt"):  # only the oracle's own tests set this: a wrong answer the result check must catch
         value = (value + 1) % MODULUS if isinstance(value, int) else value[:-1]

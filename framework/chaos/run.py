@@ -195,6 +195,7 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
         "futures_finished": stats.outcomes.get("finished", 0),
         "futures_erred": stats.outcomes.get("error", 0),
         "futures_cancelled": stats.outcomes.get("cancelled", 0),
+        "slowest_settle_s": round(stats.slowest_settle_s, 3),
         **{f"seconds_{phase}": round(spent, 3) for phase, spent in stats.seconds.items()},
     }
     failure = result.failure
@@ -244,6 +245,67 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['case_id']}: {row['outcome']} in {row['wall_s']:.1f} s{detail}{found}{tail}"
 
 
+def _fails_like(program: list[dict[str, Any]], kind: str, settle_s: float, tries: int, work_dir: Path) -> bool:
+    """Whether ``program`` breaks the same invariant (``kind``) in any of ``tries`` runs."""
+    from framework.chaos.executor import InvariantViolation, run_program
+
+    for _ in range(tries):
+        try:
+            executor = run_program(program, settle_s=settle_s, work_dir=work_dir)
+        except InvariantViolation as error:
+            if error.kind == kind:
+                return True
+        except Exception:
+            pass
+        else:
+            executor.cleanup()
+    return False
+
+
+def shrink(plan: dict[str, Any], base: dict[str, Any], record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Delta-debug a failing program: drop steps one at a time while it still breaks the same invariant.
+
+    Hypothesis shrinks poorly when timing decides; this shrinks by replaying. The minimal program is run once
+    more and recorded as a failure of its own (its id is in the last row), ready for ``--replay``.
+    """
+    settle_s = float(record.get("settle_s") or 30.0)
+    tries, work_dir, kind = int(plan.get("tries", 2)), Path(plan["work_dir"]), record["kind"]
+    start, steps = record["program"][0], list(record["program"][1:])
+    started, runs = time.perf_counter(), 0
+    changed = True
+    while changed:
+        changed = False
+        for index in range(len(steps)):
+            candidate = steps[:index] + steps[index + 1 :]
+            runs += 1
+            if _fails_like([start, *candidate], kind, settle_s, tries, work_dir):
+                say(f"[{plan['runtime']['name']}] shrink: {len(candidate)} step(s) still fail")
+                steps, changed = candidate, True
+                break
+    row = _row(plan, base, "stability.shrink", f"shrink[{record['failure_id']}]", "framework.chaos.run:shrink", {})
+    row.update(
+        params={"failure_id": record["failure_id"], "tries": tries},
+        started_at=now(),
+        ended_at=now(),
+        wall_s=time.perf_counter() - started,
+        outcome="passed",
+        extra_metrics={"steps_before": len(record["program"]) - 1, "steps_after": len(steps), "candidates": runs},
+    )
+    minimal = [start, *steps]
+    final = run_program_row(
+        plan,
+        base,
+        minimal,
+        settle_s,
+        "stability.replay",
+        f"replay[{record['failure_id']}-shrunk]",
+        {"failure_id": record["failure_id"], "shrunk": True},
+        f"{plan['run_id']}-{plan['runtime']['name']}-shrunk",
+        {"shrunk_from": record["failure_id"], "steps_before": len(record["program"]) - 1},
+    )
+    return [row, final]
+
+
 def run(plan: dict[str, Any]) -> int:
     """Run the plan; return how many rows did not pass."""
     apply_runtime_settings(plan["runtime"])
@@ -253,6 +315,11 @@ def run(plan: dict[str, Any]) -> int:
     not_passed = 0
     prefix = f"[{plan['runtime']['name']}]"
     try:
+        if plan["mode"] == "shrink":
+            for row in shrink(plan, base, plan["replay"]):
+                writer.write(row)
+                say(f"{prefix} {_label(row)}")
+            return 0
         if plan["mode"] == "replay":
             record = plan["replay"]
             for attempt in range(int(plan["times"])):

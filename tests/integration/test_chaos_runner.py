@@ -89,3 +89,24 @@ def test_regressions_run_first_then_the_fuzzer_and_failures_are_recorded(tmp_pat
     assert [row["outcome"] for row in replays] == ["failed", "failed"]
     assert [row["repeat"] for row in replays] == [0, 1]
     assert {row["workload"] for row in replays} == {"stability.replay"}
+
+
+def test_shrinking_drops_the_steps_a_failure_does_not_need(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    program = [
+        {"op": "start", "config": CONFIG},
+        {"op": "pause", "ms": 10},
+        {"op": "submit", "graph": {"kind": "chain", "n": 3, "seed": 1}},
+        {"op": "submit", "graph": {"kind": "dag", "n": 5, "seed": 2, "corrupt": True}},
+        {"op": "add_worker"},
+    ]
+    record = {"failure_id": "planted", "kind": "result", "program": program, "settle_s": 20}
+    shrink_plan = plan(tmp_path, mode="shrink", replay=record, tries=1)
+    assert chaos_run.run(shrink_plan) == 0
+    summary, final = read_rows(Path(shrink_plan["rows_path"]))
+    assert summary["extra_metrics"]["steps_before"] == 4
+    assert summary["extra_metrics"]["steps_after"] == 1
+    assert final["outcome"] == "failed"
+    shrunk = json.loads((Path(shrink_plan["failures_dir"]) / final["failure_id"] / "failure.json").read_text())
+    assert shrunk["program"] == [program[0], program[3]]
+    assert shrunk["source"] == {"shrunk_from": "planted", "steps_before": 4}

@@ -84,7 +84,8 @@ def test_sql_bad_query_exits_2_with_one_line(results_dir, capsys, query, expecte
 def test_unknown_command_prints_usage_and_exits_2(capsys):
     assert cli.main(["sqll"]) == 2
 
-    assert _one_line(capsys.readouterr().err) == "usage: python -m framework.cli {matrix,sql,schema,workloads,stability} ..."
+    usage = "usage: python -m framework.cli {matrix,sql,schema,workloads,stability} ..."
+    assert _one_line(capsys.readouterr().err) == usage
 
 
 # --- matrix: the parser's one-line errors -----------------------------------------------------------------------
