@@ -68,7 +68,9 @@ def check_catalogue(results: Path, runtime: str, hardware: str) -> list[dict[str
         for metric in ("peak_memory_bytes", "tasks", "spilled_bytes", "compute_time_s"):
             assert (row[metric] is not None) != (metric in missing), (row["case_id"], metric, missing)
         assert row["tasks"] is not None and row["tasks"] > 0, row["case_id"]
-        if "adaptive" not in row["tags"]:  # workers come and go there: their memory and spill are unknowable
+        # Workers come and go in adaptive and stability cases (scaled, retired, killed, restarted): the memory
+        # probe and spill counters leave with them, so those metrics may be missing (with the reason, checked above).
+        if not {"adaptive", "stability"} & set(row["tags"]):
             assert row["peak_memory_bytes"] > 0, row["case_id"]
     return rows
 
@@ -87,8 +89,9 @@ def test_tiny_catalogue_passes_on_the_local_cluster(runtime: str, tmp_path: Path
 
     rows = check_catalogue(results, runtime, "local")
     for row in tagged(rows, "spill"):
-        assert row["spilled_bytes"] > 0, row["case_id"]
-        assert row["spill_time_s"] > 0, row["case_id"]
+        if "stability" not in row["tags"]:  # merge_spill_after_restarts spills from size small up, not at tiny
+            assert row["spilled_bytes"] > 0, row["case_id"]
+            assert row["spill_time_s"] > 0, row["case_id"]
     # The fan-out from one root must spread over both workers.
     for row in tagged(rows, "stealing"):
         assert len(json.loads(row["tasks_by_worker"])) == row["cluster_workers"] == 2, row["case_id"]

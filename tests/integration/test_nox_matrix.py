@@ -149,7 +149,8 @@ def test_unknown_runtime_fails_in_one_line_with_the_near_miss_and_writes_nothing
     assert process.returncode != 0
     hints = [line for line in process.stdout.splitlines() if "did you mean 'latest'" in line]
     assert len(hints) == 1
-    assert hints[0].startswith("unknown runtime 'lates' — did you mean 'latest'? known: latest, ")
+    assert hints[0].startswith("unknown runtime 'lates' — did you mean 'latest'? known: ")
+    assert ", latest, previous, stable" in hints[0]
     assert "Traceback" not in process.stdout
     assert "Session matrix failed" in process.stdout
     assert files_under(results) == before
