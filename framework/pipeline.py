@@ -74,6 +74,19 @@ def case_payload(case: Case) -> dict[str, Any]:
     }
 
 
+def runtime_payload(environment: BuiltEnvironment) -> dict[str, Any]:
+    """What a runner needs to know of its runtime (plain data: the runner has no pydantic)."""
+    runtime = environment.runtime
+    return {
+        "name": runtime.name,
+        "hash": environment.runtime_hash,
+        "env_hash": environment.env_hash,
+        "spec": runtime.model_dump(mode="json", exclude={"name"}),
+        "env": dict(runtime.env),
+        "dask_config": dict(runtime.dask_config),
+    }
+
+
 def runner_plan(
     run_id: str,
     run_started_at: str,
@@ -86,20 +99,12 @@ def runner_plan(
     git: dict[str, Any],
 ) -> dict[str, Any]:
     """The JSON a runner reads: plain data only, so the runner needs no pydantic."""
-    runtime = environment.runtime
     return {
         "protocol": PROTOCOL,
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "run_started_at": run_started_at,
-        "runtime": {
-            "name": runtime.name,
-            "hash": environment.runtime_hash,
-            "env_hash": environment.env_hash,
-            "spec": runtime.model_dump(mode="json", exclude={"name"}),
-            "env": dict(runtime.env),
-            "dask_config": dict(runtime.dask_config),
-        },
+        "runtime": runtime_payload(environment),
         "hardware": hardware.model_dump(mode="json"),
         "address": address,
         "cases": [case_payload(case) for case in cases],

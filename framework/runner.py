@@ -366,14 +366,22 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)  # noqa: T201 - progress for the person running the matrix
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def read_plan(argv: Optional[list[str]], module: str) -> Optional[dict[str, Any]]:
+    """The plan named on the command line of ``python -m module PLAN.json``; None (and why, on stderr) if unusable."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        _log("usage: python -m framework.runner PLAN.json")
-        return 2
-    plan = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+        _log(f"usage: python -m {module} PLAN.json")
+        return None
+    plan: dict[str, Any] = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     if plan.get("protocol") != PROTOCOL:
         _log(f"{args[0]}: protocol {plan.get('protocol')!r}, this runner speaks {PROTOCOL} — rebuild the plan")
+        return None
+    return plan
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    plan = read_plan(argv, "framework.runner")
+    if plan is None:
         return 2
     run_plan(plan)
     return 0

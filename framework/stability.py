@@ -23,7 +23,7 @@ from framework import provenance
 from framework.config import ROOT, load_catalog
 from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
 from framework.models import Runtime
-from framework.pipeline import _say, new_run_id, prepare_environment, run_runner, unfinished_rows
+from framework.pipeline import _say, new_run_id, prepare_environment, run_runner, runtime_payload, unfinished_rows
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
 
@@ -121,14 +121,7 @@ def _base_plan(
         "mode": mode,
         "run_id": run_id,
         "run_started_at": started.isoformat(),
-        "runtime": {
-            "name": runtime.name,
-            "hash": environment.runtime_hash,
-            "env_hash": environment.env_hash,
-            "spec": runtime.model_dump(mode="json", exclude={"name"}),
-            "env": dict(runtime.env),
-            "dask_config": dict(runtime.dask_config),
-        },
+        "runtime": runtime_payload(environment),
         # The fuzzer starts its own LocalClusters (sized by each example's drawn config) on this machine.
         "hardware": {"name": "chaos", "backend": "local", "note": "clusters drawn per example by the fuzzer"},
         "rows_path": str(store.staging_file(name)),
@@ -147,9 +140,10 @@ def _execute(plan: dict[str, Any], environment: Any, store: ResultsStore, root: 
     plan_path.write_text(json.dumps(plan, indent=1))
     code, tail = run_runner(environment, plan_path, budget_s, root, module="framework.chaos.run")
     if code not in (0, 1):
-        # The runner died: a row for the run itself, so it is in the results rather than only in a log.
+        # The runner died: a row for the run itself (as if it were one case), so the failure is in the results
+        # rather than only in a log.
         last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-        stub = {
+        whole_run = {
             "case_id": f"stability[{plan['mode']}]",
             "workload": f"stability.{plan['mode']}",
             "function": "framework.chaos.run:run",
@@ -159,7 +153,7 @@ def _execute(plan: dict[str, Any], environment: Any, store: ResultsStore, root: 
             "timeout_s": budget_s,
         }
         extra = unfinished_rows(
-            {**plan, "cases": [stub]}, rows_path, f"stability runner exited with code {code}: {last}", environment
+            {**plan, "cases": [whole_run]}, rows_path, f"stability runner exited with code {code}: {last}", environment
         )
         if extra:
             writer = RowWriter(rows_path)

@@ -25,132 +25,45 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
-import traceback
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from framework.chaos import graphs
+from framework.chaos import graphs, invariants
+from framework.chaos.invariants import (
+    InvariantViolation,
+    LivelockError,
+    LivenessError,
+    ResultError,
+    StateValidationError,
+    TeardownError,
+    bounded,
+    class_names,
+    describe,
+    format_traceback,
+    is_comm_error,
+)
+
+__all__ = [
+    "Executor",
+    "InvariantViolation",
+    "LivelockError",
+    "LivenessError",
+    "ResultError",
+    "StateValidationError",
+    "TeardownError",
+    "format_traceback",
+    "run_program",
+]
 
 TIERS = ("inprocess", "process")
-# Threads a library keeps for the life of the process, by design (not leaks).
-ALLOWED_THREADS = ("Dask-Offload", "asyncio_", "ThreadPoolExecutor", "blessing-step", "fsspec", "Profile")
 STEP_TIMEOUT_S = 60.0
 # In one process, closing workers wait for their task threads one after another (each up to 30 s, holding
 # distributed's thread-pool lock): allow several of those before calling a close hung.
 CLOSE_TIMEOUT_S = 120.0
-LEAK_GRACE_S = 10.0
 # Transitions allowed per task submitted before the run counts as a livelock (a healthy task needs < 10).
 TRANSITIONS_PER_TASK = 100
 TRANSITIONS_BASE = 2000
-
-
-class InvariantViolation(AssertionError):  # noqa: N818 - the names read as what was violated
-    """An invariant did not hold. ``kind`` names which: liveness, result, validate, livelock, teardown."""
-
-    kind = "invariant"
-
-
-class LivenessError(InvariantViolation):
-    kind = "liveness"
-
-
-class ResultError(InvariantViolation):
-    kind = "result"
-
-
-class StateValidationError(InvariantViolation):
-    kind = "validate"
-
-
-class LivelockError(InvariantViolation):
-    kind = "livelock"
-
-
-class TeardownError(InvariantViolation):
-    kind = "teardown"
-
-
-def bounded(function: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``function()`` in a daemon thread; its result, its exception, or LivenessError after ``timeout`` s."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = function()
-        except BaseException as error:
-            box["error"] = error
-
-    thread = threading.Thread(target=target, name="blessing-step", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise LivenessError(f"{what} did not return within {timeout:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-def _class_names(error: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(error).__mro__}
-
-
-def _is_comm_error(error: BaseException) -> bool:
-    """A worker going away while we talk to it: expected under churn, not an invariant violation."""
-    names = _class_names(error)
-    return bool(
-        names & {"CommClosedError", "OSError", "StreamClosedError", "TimeoutError", "KeyError", "CancelledError"}
-        or "No workers found" in str(error)
-        or "not found" in str(error)
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Functions run on the scheduler / workers (module level: pickled by reference)
-
-
-def _validate_scheduler(dask_scheduler: Any) -> Optional[str]:
-    validate = getattr(dask_scheduler, "validate_state", None)
-    if validate is None:
-        return "Scheduler.validate_state is not available in this version"
-    validate()
-    return None
-
-
-def _validate_worker(dask_worker: Any) -> Optional[str]:
-    validate = getattr(dask_worker, "validate_state", None)
-    if validate is None:
-        validate = getattr(getattr(dask_worker, "state", None), "validate_state", None)
-    if validate is None:
-        return "the worker has no validate_state in this version"
-    validate()
-    return None
-
-
-def _transition_counter(dask_scheduler: Any) -> Optional[int]:
-    counter = getattr(dask_scheduler, "transition_counter", None)
-    return None if counter is None else int(counter)
-
-
-def _stuck_keys(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
-    """Scheduler state of each key (and where it is processing), for the liveness message."""
-    states = {}
-    for key in keys:
-        ts = dask_scheduler.tasks.get(key)
-        if ts is None:
-            states[key] = "forgotten"
-            continue
-        where = getattr(getattr(ts, "processing_on", None), "address", None)
-        states[key] = ts.state + (f" on {where}" if where else "")
-    return states
-
-
-def _worker_pid() -> int:
-    return os.getpid()
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 
 class LogTail(logging.Handler):
@@ -211,9 +124,7 @@ class Executor:
         self.dump_path: Optional[str] = None
         self.log_tail = LogTail()
         self._config_context: Any = None
-        warm_up()
-        self._threads_before = {thread.ident for thread in threading.enumerate()}
-        self._children_before = self._children()
+        self.leak_watch = invariants.LeakWatch(self.missing)
         self._closed = False
         self.timings: dict[str, float] = collections.defaultdict(float)
 
@@ -441,9 +352,11 @@ class Executor:
             return
         _, address = workers[int(step["which"]) % len(workers)]
         try:
-            pids = bounded(lambda: self.client.run(_worker_pid, workers=[address]), STEP_TIMEOUT_S, "worker pid")
+            pids = bounded(
+                lambda: self.client.run(invariants.worker_pid, workers=[address]), STEP_TIMEOUT_S, "worker pid"
+            )
         except Exception as error:
-            if _is_comm_error(error):
+            if is_comm_error(error):
                 return  # it went away by itself
             raise
         self._mark_churn()
@@ -462,28 +375,16 @@ class Executor:
 
     def _op_p2p_shuffle(self, step: dict[str, Any]) -> None:
         """A small P2P shuffle; with ``replace``, a worker is retired and another added while it runs."""
-        available, reason = p2p_support()
+        available, reason = graphs.p2p_support()
         if not available:
             self.missing["p2p_shuffle"] = reason
             return
-        import dask
-        import dask.dataframe as dd
-        import pandas as pd
-
         rows, parts = int(step["rows"]), int(step["partitions"])
-        frame = pd.DataFrame({"k": [i % 17 for i in range(rows)], "v": list(range(rows))})
-        ddf = dd.from_pandas(frame, npartitions=parts)
-        try:
-            shuffled = ddf.shuffle("k", shuffle_method="p2p")
-        except TypeError:
-            shuffled = ddf.shuffle("k", shuffle="p2p")
-        parts_delayed = shuffled.to_delayed()
-
-        def submit() -> list[Any]:
-            with dask.config.set({"dataframe.shuffle.method": "p2p"}):
-                return list(self.client.compute(parts_delayed))
-
-        futures = bounded(submit, STEP_TIMEOUT_S, "submitting a P2P shuffle")
+        futures = bounded(
+            functools.partial(graphs.submit_p2p_shuffle, self.client, rows, parts),
+            STEP_TIMEOUT_S,
+            "submitting a P2P shuffle",
+        )
         keys = [f"p2p{len(self.submissions)}-{i}" for i in range(len(futures))]
         sub = Submission(len(self.submissions), -1, [], dict(zip(keys, futures)), "p2p")
         sub.rows = rows
@@ -506,27 +407,29 @@ class Executor:
     def _check_state(self) -> None:
         try:
             problem = bounded(
-                lambda: self.client.run_on_scheduler(_validate_scheduler), STEP_TIMEOUT_S, "Scheduler.validate_state"
+                lambda: self.client.run_on_scheduler(invariants.validate_scheduler),
+                STEP_TIMEOUT_S,
+                "Scheduler.validate_state",
             )
         except InvariantViolation:
             raise
         except Exception as error:
-            raise StateValidationError(f"Scheduler.validate_state failed: {_describe(error)}") from error
+            raise StateValidationError(f"Scheduler.validate_state failed: {describe(error)}") from error
         if problem:
             self.missing["scheduler_validate_state"] = problem
         for _, address in self.live_workers():
             try:
                 result = bounded(
-                    functools.partial(self.client.run, _validate_worker, workers=[address]),
+                    functools.partial(self.client.run, invariants.validate_worker, workers=[address]),
                     STEP_TIMEOUT_S,
                     f"validate_state of worker {address}",
                 )
             except InvariantViolation:
                 raise
             except Exception as error:
-                if _is_comm_error(error):
+                if is_comm_error(error):
                     continue  # the worker left while we asked
-                raise StateValidationError(f"worker {address} validate_state failed: {_describe(error)}") from error
+                raise StateValidationError(f"worker {address} validate_state failed: {describe(error)}") from error
             problem = (result or {}).get(address)
             if problem:
                 self.missing["worker_validate_state"] = problem
@@ -562,12 +465,12 @@ class Executor:
         detail = ""
         try:
             states = bounded(
-                lambda: self.client.run_on_scheduler(_stuck_keys, keys=pending[:20]), 20, "reading stuck keys"
+                lambda: self.client.run_on_scheduler(invariants.stuck_keys, keys=pending[:20]), 20, "reading stuck keys"
             )
             detail = "; scheduler states: " + ", ".join(f"{k}={v}" for k, v in sorted(states.items()))
-            before = bounded(lambda: self.client.run_on_scheduler(_transition_counter), 20, "transitions")
+            before = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")
             time.sleep(2)
-            after = bounded(lambda: self.client.run_on_scheduler(_transition_counter), 20, "transitions")
+            after = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")
             if before is not None and after is not None:
                 detail += (
                     f"; livelock: {after - before} transitions in 2 s"
@@ -575,14 +478,14 @@ class Executor:
                     else "; deadlock: no transition in 2 s"
                 )
         except Exception as error:
-            detail += f"; (could not read the scheduler: {_describe(error)})"
+            detail += f"; (could not read the scheduler: {describe(error)})"
         return LivenessError(
             f"{len(pending)} future(s) neither finished, erred nor were cancelled {self.settle_s:g} s after faults"
             f" stopped: {', '.join(pending[:10])}{' …' if len(pending) > 10 else ''}{detail}"
         )
 
     def _allowed_error(self, sub: Submission, key: str, error: BaseException) -> bool:
-        names = _class_names(error)
+        names = class_names(error)
         if "ChaosTaskError" in names:
             return key in sub.faulty
         if "KilledWorker" in names or "WorkerClosing" in names:
@@ -592,7 +495,7 @@ class Executor:
         if sub.kind == "p2p" and key in self.churned_keys:
             return "shuffle" in str(error).lower() or "p2p" in str(error).lower()
         # an error that crossed a worker death (e.g. lost dependencies) may surface as other comm errors
-        return key in self.churned_keys and _is_comm_error(error)
+        return key in self.churned_keys and is_comm_error(error)
 
     def _check_results(self) -> dict[str, int]:
         counts = {"finished": 0, "error": 0, "cancelled": 0}
@@ -612,7 +515,7 @@ class Executor:
                     error = bounded(functools.partial(future.exception, timeout=30), 60, f"fetching the error of {key}")
                     if not self._allowed_error(sub, key, error):
                         raise ResultError(
-                            f"{key} failed with {_describe(error)}, which nothing in the program explains"
+                            f"{key} failed with {describe(error)}, which nothing in the program explains"
                             f" (faulty={key in sub.faulty}, churned={key in self.churned_keys},"
                             f" cancelled={key in self.cancelled_keys})"
                         )
@@ -623,7 +526,7 @@ class Executor:
                 else:
                     raise LivenessError(f"{key} is still {status!r} after settling")
             if sub.kind == "p2p" and sub.futures and len(values) == len(sub.futures):
-                problem = check_p2p_partitions(values, sub.rows)
+                problem = graphs.check_p2p_partitions(values, sub.rows)
                 if problem:
                     raise ResultError(problem)
         return counts
@@ -636,7 +539,9 @@ class Executor:
         return None
 
     def _check_transitions(self) -> None:
-        counter = bounded(lambda: self.client.run_on_scheduler(_transition_counter), STEP_TIMEOUT_S, "transitions")
+        counter = bounded(
+            lambda: self.client.run_on_scheduler(invariants.transition_counter), STEP_TIMEOUT_S, "transitions"
+        )
         if counter is None:
             self.missing["transition_counter"] = "Scheduler.transition_counter is not available in this version"
             return
@@ -661,7 +566,7 @@ class Executor:
         with self.timed("close"):
             self.close()
         with self.timed("leak_check"):
-            self.check_leaks()
+            self.leak_watch.check()
         return counts
 
     def fail(self) -> None:
@@ -675,10 +580,10 @@ class Executor:
                 written = sorted(self.scratch.glob("cluster-dump*"))
                 self.dump_path = str(written[0]) if written else None
             except Exception as error:
-                self.missing["cluster_dump"] = f"cluster dump failed: {_describe(error)}"
+                self.missing["cluster_dump"] = f"cluster dump failed: {describe(error)}"
         with contextlib.suppress(Exception):
             self.close()
-        self._kill_children()
+        self.leak_watch.kill_children()
 
     def close(self) -> None:
         if self._closed:
@@ -700,98 +605,17 @@ class Executor:
             raise TeardownError(str(error)) from None
         except Exception as error:
             # e.g. the cluster's loop thread not stopping ("join timed out"): closing did not finish cleanly
-            raise TeardownError(f"closing did not finish: {_describe(error)}") from error
+            raise TeardownError(f"closing did not finish: {describe(error)}") from error
         finally:
             if self._config_context is not None:
                 self._config_context.__exit__(None, None, None)
                 self._config_context = None
             logging.getLogger("distributed").removeHandler(self.log_tail)
 
-    @staticmethod
-    def _children() -> set[int]:
-        import psutil
-
-        found = set()
-        for child in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if "resource_tracker" not in " ".join(child.cmdline()):
-                    found.add(child.pid)
-        return found
-
-    def allowed_threads(self) -> tuple[str, ...]:
-        import distributed
-
-        major = int(distributed.__version__.split(".")[0])
-        if major < 2023:
-            # Measured: on 2022.x every synchronous LocalCluster leaves its "IO loop" thread running after close.
-            # A real leak of those releases, but one per cluster regardless of the program: not counted.
-            self.missing["thread_leak_check"] = (
-                f"distributed {distributed.__version__} leaves each sync cluster's 'IO loop' thread running;"
-                " those threads are not counted as the program's leaks"
-            )
-            return (*ALLOWED_THREADS, "IO loop")
-        return ALLOWED_THREADS
-
-    def leaks(self) -> list[str]:
-        """Processes and threads started during this program that are still alive."""
-        found = [f"child process {pid}" for pid in sorted(self._children() - self._children_before)]
-        allowed = self.allowed_threads()
-        found += [
-            f"thread {thread.name!r}"
-            for thread in threading.enumerate()
-            if thread.ident not in self._threads_before and thread.is_alive() and not thread.name.startswith(allowed)
-        ]
-        return found
-
-    def check_leaks(self) -> None:
-        deadline = time.monotonic() + LEAK_GRACE_S
-        while True:
-            gc.collect()
-            found = self.leaks()
-            if not found or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        if found:
-            self._kill_children()
-            raise TeardownError(f"left running {LEAK_GRACE_S:g} s after the cluster closed: {', '.join(found)}")
-
-    def _kill_children(self) -> None:
-        for pid in self._children() - self._children_before:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
     def cleanup(self, keep: bool = False) -> None:
         """Remove the scratch directory (unless ``keep``: it holds the cluster dump of a failure)."""
         if not keep:
             shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-_WARMED: list[bool] = []
-
-
-def warm_up() -> None:
-    """Start and close one small cluster, once per process, before the first program takes its baseline.
-
-    Some releases keep process-wide helpers that the first cluster creates (distributed ≤ 2022's shared
-    "IO loop" thread, the offload executor): they are not a program's leaks. Whatever a later program leaves
-    beyond them is.
-    """
-    if _WARMED:
-        return
-    _WARMED.append(True)
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=1,
-            processes=False,
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard": False},
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        client.submit(sum, [1, 2]).result()
 
 
 def run_program(program: list[dict[str, Any]], settle_s: float = 30.0, work_dir: Optional[Path] = None) -> Executor:
@@ -809,41 +633,3 @@ def run_program(program: list[dict[str, Any]], settle_s: float = 30.0, work_dir:
         executor.fail()
         raise
     return executor
-
-
-def p2p_support() -> tuple[bool, str]:
-    """Whether this runtime has a usable P2P shuffle (dask ≥ 2023.3 with pandas and pyarrow)."""
-    try:
-        import dask
-        import dask.dataframe
-        import pyarrow  # noqa: F401
-    except ImportError as error:
-        return False, f"P2P shuffle needs dask.dataframe and pyarrow: {error}"
-    major, minor = (int(part) for part in dask.__version__.split(".")[:2])
-    if (major, minor) < (2023, 3):
-        return False, f"P2P shuffle in dask {dask.__version__} predates its support for worker churn (2023.3)"
-    return True, ""
-
-
-def check_p2p_partitions(partitions: list[Any], rows: int) -> Optional[str]:
-    """A P2P shuffle's output: every input row exactly once, and each key ``k`` in exactly one partition."""
-    seen: list[int] = []
-    owner: dict[int, int] = {}
-    for index, part in enumerate(partitions):
-        seen.extend(int(v) for v in part["v"])
-        for k in {int(k) for k in part["k"]}:
-            if k in owner:
-                return f"P2P shuffle: key {k} in partitions {owner[k]} and {index} (a shuffle puts each key in one)"
-            owner[k] = index
-    if sorted(seen) != list(range(rows)):
-        return f"P2P shuffle: {len(seen)} rows out ({len(set(seen))} distinct) for {rows} rows in"
-    return None
-
-
-def _describe(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}".replace("\n", " ")
-    return text[:600]
-
-
-def format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))[-4000:]

@@ -302,3 +302,48 @@ def sibling_events(nodes: list[dict[str, Any]]) -> list[str]:
 def describe(nodes: list[dict[str, Any]], limit: Optional[int] = None) -> str:
     shown = nodes if limit is None else nodes[:limit]
     return ", ".join(f"{item['key']}<-{item['deps']}" for item in shown)
+
+
+def p2p_support() -> tuple[bool, str]:
+    """Whether this runtime has a usable P2P shuffle (dask ≥ 2023.3 with pandas and pyarrow)."""
+    try:
+        import dask
+        import dask.dataframe
+        import pyarrow  # noqa: F401
+    except ImportError as error:
+        return False, f"P2P shuffle needs dask.dataframe and pyarrow: {error}"
+    major, minor = (int(part) for part in dask.__version__.split(".")[:2])
+    if (major, minor) < (2023, 3):
+        return False, f"P2P shuffle in dask {dask.__version__} predates its support for worker churn (2023.3)"
+    return True, ""
+
+
+def submit_p2p_shuffle(client: Any, rows: int, partitions: int) -> list[Any]:
+    """A P2P shuffle of ``rows`` rows (17 keys) in ``partitions`` partitions: one future per output partition."""
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+
+    frame = pd.DataFrame({"k": [i % 17 for i in range(rows)], "v": list(range(rows))})
+    ddf = dd.from_pandas(frame, npartitions=partitions)
+    try:
+        shuffled = ddf.shuffle("k", shuffle_method="p2p")
+    except TypeError:  # dask before 2024 named it `shuffle`
+        shuffled = ddf.shuffle("k", shuffle="p2p")
+    with dask.config.set({"dataframe.shuffle.method": "p2p"}):
+        return list(client.compute(shuffled.to_delayed()))
+
+
+def check_p2p_partitions(partitions: list[Any], rows: int) -> Optional[str]:
+    """A P2P shuffle's output: every input row exactly once, and each key ``k`` in exactly one partition."""
+    seen: list[int] = []
+    owner: dict[int, int] = {}
+    for index, part in enumerate(partitions):
+        seen.extend(int(v) for v in part["v"])
+        for k in {int(k) for k in part["k"]}:
+            if k in owner:
+                return f"P2P shuffle: key {k} in partitions {owner[k]} and {index} (a shuffle puts each key in one)"
+            owner[k] = index
+    if sorted(seen) != list(range(rows)):
+        return f"P2P shuffle: {len(seen)} rows out ({len(set(seen))} distinct) for {rows} rows in"
+    return None

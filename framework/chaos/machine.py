@@ -29,7 +29,8 @@ from hypothesis.stateful import (
 )
 
 from framework.chaos import graphs
-from framework.chaos.executor import Executor, format_traceback, p2p_support
+from framework.chaos.executor import Executor, format_traceback
+from framework.chaos.graphs import p2p_support
 
 MiB = 2**20
 MAX_WORKERS = 4

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from framework import provenance
-from framework.runner import PROTOCOL, RowWriter, apply_runtime_settings, base_row, now
+from framework.runner import RowWriter, apply_runtime_settings, base_row, now, read_plan
 
 # Where progress goes: the console, even after stderr is redirected to the log file (see ``main``).
 _console: dict[str, TextIO] = {"stream": sys.stderr}
@@ -366,13 +366,8 @@ def run(plan: dict[str, Any]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        say("usage: python -m framework.chaos.run PLAN.json")
-        return 2
-    plan = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    if plan.get("protocol") != PROTOCOL:
-        say(f"{args[0]}: protocol {plan.get('protocol')!r}, this runner speaks {PROTOCOL} — rebuild the plan")
+    plan = read_plan(argv, "framework.chaos.run")
+    if plan is None:
         return 2
     # The clusters log (and their worker processes inherit stderr): send all of it to a file, keep the console
     # for progress lines.

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from framework.chaos import executor as chaos_executor
-from framework.chaos import graphs
+from framework.chaos import graphs, invariants
 from framework.chaos.executor import (
     Executor,
     LivelockError,
@@ -159,7 +159,7 @@ def test_transitions_past_the_cap_trip_the_livelock_tripwire(monkeypatch: pytest
 
 
 def test_a_leaked_process_trips_teardown(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setattr(chaos_executor, "LEAK_GRACE_S", 1.0)
+    monkeypatch.setattr(invariants, "LEAK_GRACE_S", 1.0)
     executor = Executor(config(), settle_s=30, work_dir=tmp_path)
     executor.start()
     executor.apply(graph("chain", 2))
@@ -173,7 +173,7 @@ def test_a_leaked_process_trips_teardown(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 def test_a_leaked_thread_trips_teardown(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setattr(chaos_executor, "LEAK_GRACE_S", 1.0)
+    monkeypatch.setattr(invariants, "LEAK_GRACE_S", 1.0)
     stop = threading.Event()
     executor = Executor(config(), settle_s=30, work_dir=tmp_path)
     executor.start()

@@ -7,13 +7,12 @@ a local cluster and write Parquet; the results must show two different Dask rele
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nox_session import nox
 from packaging.version import Version
 
 from framework.environments import parse_lock
@@ -21,25 +20,7 @@ from framework.query import Results
 
 pytestmark = pytest.mark.environment
 
-ROOT = Path(__file__).resolve().parents[2]
-# Cold: two environments of ~60 packages each (≈ 1 min each) and the session's own; warm: ≈ 15 s.
-NOX_DEADLINE_S = 900
 PREVIOUS_DASK = "2024.12.1"  # matrices/runtimes.yaml: runtimes.previous.packages
-
-
-def nox(*args: str) -> subprocess.CompletedProcess[str]:
-    """``nox ARGS`` from the project root, as a user would run it; output and errors in one text."""
-    environ = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    return subprocess.run(
-        [sys.executable, "-m", "nox", *args],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=NOX_DEADLINE_S,
-        check=False,
-    )
 
 
 def files_under(directory: Path) -> list[str]:

@@ -6,33 +6,14 @@ A short batch (a few examples per tier); the full `ci` profile is what `nox -s s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from nox_session import ROOT, nox
 
 from framework.query import Results
 
 pytestmark = pytest.mark.environment
-
-ROOT = Path(__file__).resolve().parents[2]
-NOX_DEADLINE_S = 900
-
-
-def nox(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    return subprocess.run(
-        [sys.executable, "-m", "nox", *args],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=NOX_DEADLINE_S,
-        check=False,
-    )
 
 
 def test_stability_session_fuzzes_both_tiers_and_records_them(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 
 from framework.chaos import graphs
-from framework.chaos.executor import check_p2p_partitions
 from framework.chaos.machine import graph_params
 
 MiB = 2**20
@@ -97,8 +96,8 @@ def test_attempts_are_counted_across_calls(tmp_path: object) -> None:
 
 def test_p2p_partition_check() -> None:
     good = [{"k": [1, 1, 2], "v": [0, 1, 2]}, {"k": [3], "v": [3]}]
-    assert check_p2p_partitions(good, rows=4) is None
+    assert graphs.check_p2p_partitions(good, rows=4) is None
     split_key = [{"k": [1], "v": [0]}, {"k": [1], "v": [1]}]
-    assert "key 1 in partitions 0 and 1" in str(check_p2p_partitions(split_key, rows=2))
+    assert "key 1 in partitions 0 and 1" in str(graphs.check_p2p_partitions(split_key, rows=2))
     lost_row = [{"k": [1], "v": [0]}]
-    assert "1 rows out" in str(check_p2p_partitions(lost_row, rows=2))
+    assert "1 rows out" in str(graphs.check_p2p_partitions(lost_row, rows=2))

@@ -1,0 +1,230 @@
+"""The invariants a chaos program is held to, and what checks them.
+
+- violations: one exception class per invariant (``kind`` names it in results and failure records);
+- ``bounded``: every cluster call gets a deadline, so a hang is a LivenessError rather than a stuck fuzzer;
+- probes run on the scheduler / workers: ``validate_state``, the transition counter, stuck keys' states;
+- ``LeakWatch``: child processes and threads started during a program must be gone after teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+# Threads a library keeps for the life of the process, by design (not leaks).
+ALLOWED_THREADS = ("Dask-Offload", "asyncio_", "ThreadPoolExecutor", "blessing-step", "fsspec", "Profile")
+LEAK_GRACE_S = 10.0
+
+
+class InvariantViolation(AssertionError):  # noqa: N818 - the names read as what was violated
+    """An invariant did not hold. ``kind`` names which: liveness, result, validate, livelock, teardown."""
+
+    kind = "invariant"
+
+
+class LivenessError(InvariantViolation):
+    kind = "liveness"
+
+
+class ResultError(InvariantViolation):
+    kind = "result"
+
+
+class StateValidationError(InvariantViolation):
+    kind = "validate"
+
+
+class LivelockError(InvariantViolation):
+    kind = "livelock"
+
+
+class TeardownError(InvariantViolation):
+    kind = "teardown"
+
+
+def bounded(function: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``function()`` in a daemon thread; its result, its exception, or LivenessError after ``timeout`` s."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = function()
+        except BaseException as error:
+            box["error"] = error
+
+    thread = threading.Thread(target=target, name="blessing-step", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise LivenessError(f"{what} did not return within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def class_names(error: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(error).__mro__}
+
+
+def is_comm_error(error: BaseException) -> bool:
+    """A worker going away while we talk to it: expected under churn, not an invariant violation."""
+    names = class_names(error)
+    return bool(
+        names & {"CommClosedError", "OSError", "StreamClosedError", "TimeoutError", "KeyError", "CancelledError"}
+        or "No workers found" in str(error)
+        or "not found" in str(error)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Functions run on the scheduler / workers (module level: pickled by reference)
+
+
+def validate_scheduler(dask_scheduler: Any) -> Optional[str]:
+    validate = getattr(dask_scheduler, "validate_state", None)
+    if validate is None:
+        return "Scheduler.validate_state is not available in this version"
+    validate()
+    return None
+
+
+def validate_worker(dask_worker: Any) -> Optional[str]:
+    validate = getattr(dask_worker, "validate_state", None)
+    if validate is None:
+        validate = getattr(getattr(dask_worker, "state", None), "validate_state", None)
+    if validate is None:
+        return "the worker has no validate_state in this version"
+    validate()
+    return None
+
+
+def transition_counter(dask_scheduler: Any) -> Optional[int]:
+    counter = getattr(dask_scheduler, "transition_counter", None)
+    return None if counter is None else int(counter)
+
+
+def stuck_keys(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
+    """Scheduler state of each key (and where it is processing), for the liveness message."""
+    states = {}
+    for key in keys:
+        ts = dask_scheduler.tasks.get(key)
+        if ts is None:
+            states[key] = "forgotten"
+            continue
+        where = getattr(getattr(ts, "processing_on", None), "address", None)
+        states[key] = ts.state + (f" on {where}" if where else "")
+    return states
+
+
+def worker_pid() -> int:
+    return os.getpid()
+
+
+class LeakWatch:
+    """What was running before a program; after its teardown, whatever it started must have ended.
+
+    ``missing`` receives the reason when part of the check cannot apply to this release.
+    """
+
+    def __init__(self, missing: dict[str, str]) -> None:
+        warm_up()
+        self.missing = missing
+        self.threads_before = {thread.ident for thread in threading.enumerate()}
+        self.children_before = self.children()
+
+    @staticmethod
+    def children() -> set[int]:
+        import psutil
+
+        found = set()
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    found.add(child.pid)
+        return found
+
+    def allowed_threads(self) -> tuple[str, ...]:
+        import distributed
+
+        major = int(distributed.__version__.split(".")[0])
+        if major < 2023:
+            # Measured: on 2022.x every synchronous LocalCluster leaves its "IO loop" thread running after close.
+            # A real leak of those releases, but one per cluster regardless of the program: not counted.
+            self.missing["thread_leak_check"] = (
+                f"distributed {distributed.__version__} leaves each sync cluster's 'IO loop' thread running;"
+                " those threads are not counted as the program's leaks"
+            )
+            return (*ALLOWED_THREADS, "IO loop")
+        return ALLOWED_THREADS
+
+    def found(self) -> list[str]:
+        """Processes and threads started during this program that are still alive."""
+        found = [f"child process {pid}" for pid in sorted(self.children() - self.children_before)]
+        allowed = self.allowed_threads()
+        found += [
+            f"thread {thread.name!r}"
+            for thread in threading.enumerate()
+            if thread.ident not in self.threads_before and thread.is_alive() and not thread.name.startswith(allowed)
+        ]
+        return found
+
+    def check(self) -> None:
+        deadline = time.monotonic() + LEAK_GRACE_S
+        while True:
+            gc.collect()
+            found = self.found()
+            if not found or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if found:
+            self.kill_children()
+            raise TeardownError(f"left running {LEAK_GRACE_S:g} s after the cluster closed: {', '.join(found)}")
+
+    def kill_children(self) -> None:
+        for pid in self.children() - self.children_before:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+_WARMED: list[bool] = []
+
+
+def warm_up() -> None:
+    """Start and close one small cluster, once per process, before the first program takes its baseline.
+
+    Some releases keep process-wide helpers that the first cluster creates (distributed ≤ 2022's shared
+    "IO loop" thread, the offload executor): they are not a program's leaks. Whatever a later program leaves
+    beyond them is.
+    """
+    if _WARMED:
+        return
+    _WARMED.append(True)
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=1,
+            processes=False,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False},
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.submit(sum, [1, 2]).result()
+
+
+def describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".replace("\n", " ")
+    return text[:600]
+
+
+def format_traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))[-4000:]
