@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOX_DEADLINE_S = 900
 
 
-def nox(*args: str) -> subprocess.CompletedProcess[str]:
+def nox(*args: str, timeout: float = NOX_DEADLINE_S) -> subprocess.CompletedProcess[str]:
     """``nox ARGS`` from the project root; output and errors in one text."""
     environ = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     return subprocess.run(
@@ -22,6 +22,6 @@ def nox(*args: str) -> subprocess.CompletedProcess[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=NOX_DEADLINE_S,
+        timeout=timeout,
         check=False,
     )

@@ -12,13 +12,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nox_session import ROOT, nox
 
 from framework.config import load_catalog
 from framework.environments import build_environment
@@ -27,22 +27,11 @@ from framework.query import Results
 
 pytestmark = pytest.mark.environment
 
-ROOT = Path(__file__).resolve().parents[2]
-NOX_DEADLINE_S = 1500
+NOX_DEADLINE_S = 1500  # the whole tiny catalogue
 
 
 def nox_matrix(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    return subprocess.run(
-        [sys.executable, "-m", "nox", "-s", "matrix", "--", "--workload=*", "--size=tiny", "--repeat=1", *args],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=NOX_DEADLINE_S,
-        check=False,
-    )
+    return nox("-s", "matrix", "--", "--workload=*", "--size=tiny", "--repeat=1", *args, timeout=NOX_DEADLINE_S)
 
 
 def measured_rows(results: Path) -> list[dict[str, Any]]:
