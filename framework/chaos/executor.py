@@ -38,11 +38,11 @@ from framework.chaos.invariants import (
     StateValidationError,
     TeardownError,
     bounded,
-    class_names,
     describe,
     format_traceback,
     is_comm_error,
 )
+from framework.chaos.ledger import Ledger, Submission
 
 __all__ = [
     "Executor",
@@ -80,17 +80,6 @@ class LogTail(logging.Handler):
             pass
 
 
-class Submission:
-    """One submitted graph: its futures, the values the oracle expects and what may legitimately go wrong."""
-
-    def __init__(self, sid: int, gid: int, nodes: list[dict[str, Any]], futures: dict[str, Any], kind: str) -> None:
-        self.sid, self.gid, self.nodes, self.futures, self.kind = sid, gid, nodes, futures, kind
-        self.expected: dict[str, Any] = graphs.evaluate(nodes) if kind == "graph" else {}
-        self.faulty = graphs.faulty(nodes) if kind == "graph" else set()
-        self.ancestors = graphs.ancestors(nodes) if kind == "graph" else {}
-        self.rows = 0  # P2P shuffles: rows in
-
-
 class Executor:
     """Runs one program on one fresh cluster. ``start`` → ``apply`` × N (+ ``check_state``) → ``finish``."""
 
@@ -109,11 +98,9 @@ class Executor:
         self.program: list[dict[str, Any]] = [{"op": "start", "config": config}]
         self.scratch = Path(tempfile.mkdtemp(prefix="blessing-chaos-", dir=work_dir))
         self.graphs: list[list[dict[str, Any]]] = []
-        self.submissions: dict[int, Submission] = {}
+        self.ledger = Ledger()
         self.gates_closed: list[str] = []
         self.sibling_events: set[str] = set()  # set only at teardown: opening them would hide a deadlock
-        self.cancelled_keys: set[str] = set()
-        self.churned_keys: set[str] = set()
         self.tasks_submitted = 0
         self.slowest_settle_s = 0.0
         self.steps_run = 0
@@ -202,8 +189,14 @@ class Executor:
         with self.timed(op):
             handler(step)
 
-    def _outstanding_keys(self) -> set[str]:
-        return {key for sub in self.submissions.values() for key, future in sub.futures.items() if not future.done()}
+    # The ledger's records, where tests and the machine read them.
+    @property
+    def submissions(self) -> dict[int, Submission]:
+        return self.ledger.submissions
+
+    @property
+    def churned_keys(self) -> set[str]:
+        return self.ledger.churned_keys
 
     def _submit_nodes(self, nodes: list[dict[str, Any]], gid: int, which: str) -> None:
         client, scratch = self.client, str(self.scratch)
@@ -215,8 +208,7 @@ class Executor:
             )
         held = {key: futures[key] for key in graphs.outputs(nodes, which)}
         self.tasks_submitted += len(nodes) + sum(int(node.get("nest", 0)) for node in nodes)
-        sid = len(self.submissions)
-        self.submissions[sid] = Submission(sid, gid, nodes, held, "graph")
+        self.ledger.add(gid, nodes, held, "graph")
         self.gates_closed.extend(gate for gate in graphs.gates(nodes) if gate not in self.gates_closed)
         self.sibling_events.update(graphs.sibling_events(nodes))
         del futures  # intermediate results are released once their dependents are done, as in real use
@@ -238,29 +230,19 @@ class Executor:
         nodes = self.graphs[gid]
         bounded(lambda: self._submit_nodes(nodes, gid, "sinks"), STEP_TIMEOUT_S, "resubmit")
 
-    def _pick_submission(self, which: int) -> Optional[Submission]:
-        live = [sub for sub in self.submissions.values() if sub.futures]
-        return live[int(which) % len(live)] if live else None
-
     def _op_cancel(self, step: dict[str, Any]) -> None:
-        sub = self._pick_submission(step["which"])
+        sub = self.ledger.pick(step["which"])
         if sub is None:
             return
         if step.get("after_ms"):
             time.sleep(step["after_ms"] / 1000)
-        keys = set(sub.futures)
-        # Cancelling a key cancels what depends on it, in any submission holding it.
-        for other in self.submissions.values():
-            for key in other.futures:
-                if other.ancestors.get(key, {key}) & keys:
-                    self.cancelled_keys.add(key)
-        self.cancelled_keys |= keys
+        self.ledger.cancel(sub)
         futures = list(sub.futures.values())
         bounded(lambda: self.client.cancel(futures), STEP_TIMEOUT_S, "cancel")
 
     def _op_flap(self, step: dict[str, Any]) -> None:
         """Release a graph's futures and resubmit the same keys at once, ``rounds`` times (distributed#7200)."""
-        sub = self._pick_submission(step["which"])
+        sub = self.ledger.pick(step["which"])
         if sub is None or sub.kind != "graph":
             return
         nodes, gid = sub.nodes, sub.gid
@@ -272,7 +254,7 @@ class Executor:
 
     def _op_release(self, step: dict[str, Any]) -> None:
         """Drop the client's references: the scheduler forgets the keys (mid-execution, if they are running)."""
-        sub = self._pick_submission(step["which"])
+        sub = self.ledger.pick(step["which"])
         if sub is not None:
             sub.futures.clear()
             gc.collect()
@@ -290,9 +272,6 @@ class Executor:
 
     def _op_pause(self, step: dict[str, Any]) -> None:
         time.sleep(int(step["ms"]) / 1000)
-
-    def _mark_churn(self) -> None:
-        self.churned_keys |= self._outstanding_keys()
 
     def _op_add_worker(self, step: dict[str, Any]) -> None:
         cluster = self.cluster
@@ -321,7 +300,7 @@ class Executor:
         if not workers:
             return
         name, _ = workers[int(step["which"]) % len(workers)]
-        self._mark_churn()
+        self.ledger.churn()
         worker = self._forget_worker(name)
         self.workers_model = max(0, self.workers_model - 1)
         if worker is not None:
@@ -333,7 +312,7 @@ class Executor:
         if not workers:
             return
         name, address = workers[int(step["which"]) % len(workers)]
-        self._mark_churn()
+        self.ledger.churn()
         self.workers_model = max(0, self.workers_model - 1)
         bounded(lambda: self.client.retire_workers(workers=[address]), STEP_TIMEOUT_S, f"retiring worker {name}")
         worker = self._forget_worker(name)
@@ -359,7 +338,7 @@ class Executor:
             if is_comm_error(error):
                 return  # it went away by itself
             raise
-        self._mark_churn()
+        self.ledger.churn()
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pids[address]), signal.SIGKILL)
 
@@ -367,10 +346,7 @@ class Executor:
         """``Client.restart`` (process tier): every worker restarts; every future is cancelled or lost."""
         if self.config["tier"] != "process":
             return
-        # A restart drops every key, finished ones too: each held future may end cancelled.
-        held = {key for sub in self.submissions.values() for key in sub.futures}
-        self.churned_keys |= held
-        self.cancelled_keys |= held
+        self.ledger.restart()
         bounded(self.client.restart, STEP_TIMEOUT_S * 2, "client.restart")
 
     def _op_p2p_shuffle(self, step: dict[str, Any]) -> None:
@@ -386,9 +362,7 @@ class Executor:
             "submitting a P2P shuffle",
         )
         keys = [f"p2p{len(self.submissions)}-{i}" for i in range(len(futures))]
-        sub = Submission(len(self.submissions), -1, [], dict(zip(keys, futures)), "p2p")
-        sub.rows = rows
-        self.submissions[sub.sid] = sub
+        self.ledger.add(-1, [], dict(zip(keys, futures)), "p2p").rows = rows
         self.tasks_submitted += 4 * parts * max(1, parts)
         if step.get("replace"):
             time.sleep(int(step.get("after_ms", 50)) / 1000)
@@ -447,21 +421,19 @@ class Executor:
         if not self.live_workers():
             self._op_add_worker({})
         # Poll ``done()`` rather than ``distributed.wait``: its handling of cancelled futures differs by release.
-        futures = [future for sub in self.submissions.values() for future in sub.futures.values()]
+        futures = self.ledger.futures()
         started = time.monotonic()
         while not all(future.done() for future in futures):
             if time.monotonic() > started + self.settle_s:
                 raise self._liveness_failure()
             time.sleep(0.05)
         self.slowest_settle_s = max(self.slowest_settle_s, time.monotonic() - started)
-        counts = self._check_results()
+        counts = self.ledger.judge()
         self._check_transitions()
         return counts
 
     def _liveness_failure(self) -> LivenessError:
-        pending = sorted(
-            {key for sub in self.submissions.values() for key, future in sub.futures.items() if not future.done()}
-        )
+        pending = sorted(self.ledger.pending_keys())
         detail = ""
         try:
             states = bounded(
@@ -483,60 +455,6 @@ class Executor:
             f"{len(pending)} future(s) neither finished, erred nor were cancelled {self.settle_s:g} s after faults"
             f" stopped: {', '.join(pending[:10])}{' …' if len(pending) > 10 else ''}{detail}"
         )
-
-    def _allowed_error(self, sub: Submission, key: str, error: BaseException) -> bool:
-        names = class_names(error)
-        if "ChaosTaskError" in names:
-            return key in sub.faulty
-        if "KilledWorker" in names or "WorkerClosing" in names:
-            return key in self.churned_keys
-        if "CancelledError" in names:
-            return key in self.cancelled_keys
-        if sub.kind == "p2p" and key in self.churned_keys:
-            return "shuffle" in str(error).lower() or "p2p" in str(error).lower()
-        # an error that crossed a worker death (e.g. lost dependencies) may surface as other comm errors
-        return key in self.churned_keys and is_comm_error(error)
-
-    def _check_results(self) -> dict[str, int]:
-        counts = {"finished": 0, "error": 0, "cancelled": 0}
-        for sub in self.submissions.values():
-            values: list[Any] = []
-            for key, future in sub.futures.items():
-                status = future.status
-                if status == "finished":
-                    counts["finished"] += 1
-                    value = bounded(functools.partial(future.result, timeout=30), 60, f"fetching {key}")
-                    values.append(value)
-                    problem = None if sub.kind == "p2p" else self._wrong(sub, key, value)
-                    if problem:
-                        raise ResultError(problem)
-                elif status == "error":
-                    counts["error"] += 1
-                    error = bounded(functools.partial(future.exception, timeout=30), 60, f"fetching the error of {key}")
-                    if not self._allowed_error(sub, key, error):
-                        raise ResultError(
-                            f"{key} failed with {describe(error)}, which nothing in the program explains"
-                            f" (faulty={key in sub.faulty}, churned={key in self.churned_keys},"
-                            f" cancelled={key in self.cancelled_keys})"
-                        )
-                elif status == "cancelled":
-                    counts["cancelled"] += 1
-                    if key not in self.cancelled_keys:
-                        raise ResultError(f"{key} was cancelled, but the program never cancelled it nor restarted")
-                else:
-                    raise LivenessError(f"{key} is still {status!r} after settling")
-            if sub.kind == "p2p" and sub.futures and len(values) == len(sub.futures):
-                problem = graphs.check_p2p_partitions(values, sub.rows)
-                if problem:
-                    raise ResultError(problem)
-        return counts
-
-    def _wrong(self, sub: Submission, key: str, value: Any) -> Optional[str]:
-        expected = sub.expected[key]
-        got = graphs.fingerprint(value)
-        if got != expected:
-            return f"{key} = {got}, but the pure-Python evaluation of its graph gives {expected}"
-        return None
 
     def _check_transitions(self) -> None:
         counter = bounded(
