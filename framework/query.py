@@ -7,6 +7,9 @@ Views:
     case_summary  one line per run × runtime × hardware × case: outcomes and medians
     latest        the measured repeats of the newest run of each runtime × hardware × case
     environments  each built environment's lock (exact package list)
+    comparisons   A/B comparisons: one line per case × metric (nox -s compare)
+    regressions   change points found by history scans (nox -s regressions)
+    verdicts      blessing decisions with their reasons (nox -s bless)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from framework.errors import QueryError
+from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA
 
 _ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
@@ -78,12 +82,13 @@ class Results:
         con = self.connection
         con.register("_empty_rows", pa.Table.from_pylist([], schema=CASE_SCHEMA))
         con.register("_empty_environments", pa.Table.from_pylist([], schema=ENVIRONMENT_SCHEMA))
+        sources = [("rows", "cases", "_empty_rows"), ("environments", "environments", "_empty_environments")]
+        for kind, schema in RECORD_SCHEMAS.items():
+            con.register(f"_empty_{kind}", pa.Table.from_pylist([], schema=schema))
+            sources.append((kind, kind, f"_empty_{kind}"))
         # Files of older schema versions lack newer columns: union_by_name fills them with NULL, and the empty
         # current-schema table guarantees every current column exists even when no file has it yet.
-        for view, directory, empty in (
-            ("rows", "cases", "_empty_rows"),
-            ("environments", "environments", "_empty_environments"),
-        ):
+        for view, directory, empty in sources:
             files = sorted((self.root / directory).glob("*.parquet"))
             if files:
                 listing = ", ".join(f"'{_quote(str(path))}'" for path in files)
@@ -124,7 +129,7 @@ class Results:
     def views(self) -> dict[str, list[tuple[str, str]]]:
         """View → [(column, type)], for ``nox -s sql`` with no query."""
         described = {}
-        for view in ("rows", *VIEWS, "environments"):
+        for view in ("rows", *VIEWS, "environments", *RECORD_SCHEMAS):
             cursor = self.connection.execute(f"DESCRIBE {view}")
             described[view] = [(row[0], row[1]) for row in cursor.fetchall()]
         return described

@@ -28,13 +28,15 @@ def results(results_dir):
 def test_views_exist_and_list_columns_without_any_file(results):
     described = results.views()
 
-    assert set(described) == {"rows", "environments", *VIEWS}
+    assert set(described) == {"rows", "environments", *VIEWS, "comparisons", "regressions", "verdicts"}
     assert [name for name, _ in described["rows"]] == list(CASE_COLUMNS)
     assert dict(described["rows"])["wall_s"] == "DOUBLE"
     assert dict(described["rows"])["run_started_at"] == "TIMESTAMP WITH TIME ZONE"
     assert "lock" in dict(described["environments"])
     assert {"n_passed", "n_failed"} <= set(dict(described["runs"]))
     assert {"median_wall_s", "first_error"} <= set(dict(described["case_summary"]))
+    assert {"ratio", "ci_low", "ci_high", "verdict"} <= set(dict(described["comparisons"]))
+    assert {"blessed", "reasons"} <= set(dict(described["verdicts"]))
     for view in described:
         assert results.sql(f"SELECT count(*) FROM {view}")[1] == [(0,)]
 

@@ -1,0 +1,149 @@
+"""Records of decisions: A/B comparisons, regression scans and blessing verdicts, as append-only Parquet.
+
+Layout (beside the case rows; every file written once under a new name, as in :mod:`framework.results`):
+
+    results/comparisons/<comparison_id>.parquet    one row per case × metric of one A/B comparison
+    results/regressions/<scan_id>.parquet          one row per change point found by one history scan
+    results/verdicts/<verdict_id>.parquet          one row per blessing decision (criteria, reasons, evidence)
+
+``nox -s sql`` sees them as the views ``comparisons``, ``regressions`` and ``verdicts``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from framework.errors import ResultsError
+from framework.results import write_atomic
+
+RECORD_VERSION = 1
+_TS = pa.timestamp("us", tz="UTC")
+
+COMPARISON_SCHEMA = pa.schema(
+    [
+        ("record_version", pa.int32()),
+        ("comparison_id", pa.string()),
+        ("created_at", _TS),
+        ("mode", pa.string()),  # interleaved | sequential | from-results | bisect
+        ("baseline", pa.string()),  # side label, e.g. 'stable' or 'latest@local-threads'
+        ("candidate", pa.string()),
+        ("baseline_runtime_hash", pa.string()),
+        ("candidate_runtime_hash", pa.string()),
+        ("baseline_env_hash", pa.string()),
+        ("candidate_env_hash", pa.string()),
+        ("baseline_versions", pa.string()),  # JSON: dask, distributed (and the bisected package) → version
+        ("candidate_versions", pa.string()),  # JSON
+        ("hardware", pa.string()),
+        ("workload", pa.string()),
+        ("case_id", pa.string()),
+        ("size", pa.string()),
+        ("metric", pa.string()),  # wall | peak_memory | mean_memory | spill
+        ("n_baseline", pa.int32()),
+        ("n_candidate", pa.int32()),
+        ("baseline_median", pa.float64()),
+        ("candidate_median", pa.float64()),
+        ("ratio", pa.float64()),  # median(candidate) / median(baseline)
+        ("ci_low", pa.float64()),  # 95 % bootstrap interval of the ratio
+        ("ci_high", pa.float64()),
+        ("p_value", pa.float64()),  # two-sided rank test (or the sequential test's always-valid p)
+        ("min_effect", pa.float64()),
+        ("alpha", pa.float64()),
+        ("verdict", pa.string()),  # improved | regressed | unchanged
+        ("conclusive", pa.bool_()),  # False: 'unchanged' only because the data cannot tell
+        ("mde", pa.float64()),  # minimum detectable effect at these repeats (relative)
+        ("repeats_needed", pa.int32()),  # repeats per side to detect min_effect
+        ("sentence", pa.string()),  # the plain-language line the report prints
+        ("missing", pa.string()),  # why the metric could not be compared (NULL when it could)
+        ("detail", pa.string()),  # JSON: samples of each side, run ids, seed
+    ]
+)
+
+REGRESSION_SCHEMA = pa.schema(
+    [
+        ("record_version", pa.int32()),
+        ("scan_id", pa.string()),
+        ("scanned_at", _TS),
+        ("series", pa.string()),  # stable key: hardware|runtime|case_id|size|metric (runtime '*' along versions)
+        ("along", pa.string()),  # date | version
+        ("hardware", pa.string()),
+        ("runtime", pa.string()),
+        ("workload", pa.string()),
+        ("case_id", pa.string()),
+        ("size", pa.string()),
+        ("metric", pa.string()),
+        ("direction", pa.string()),  # regression | improvement
+        ("status", pa.string()),  # open | pending | accepted
+        ("new", pa.bool_()),  # not reported by the previous scan
+        ("change_run_id", pa.string()),  # the first run after the change
+        ("change_at", _TS),
+        ("before_version", pa.string()),
+        ("after_version", pa.string()),
+        ("before_median", pa.float64()),
+        ("after_median", pa.float64()),
+        ("ratio", pa.float64()),
+        ("ci_low", pa.float64()),  # 95 % bootstrap interval of the ratio, over runs (NULL when before is 0)
+        ("ci_high", pa.float64()),
+        ("p_value", pa.float64()),
+        ("runs_before", pa.int32()),
+        ("runs_after", pa.int32()),
+        ("sentence", pa.string()),
+        ("detail", pa.string()),  # JSON: the series points, the accepted-change entry if any
+    ]
+)
+
+VERDICT_SCHEMA = pa.schema(
+    [
+        ("record_version", pa.int32()),
+        ("verdict_id", pa.string()),
+        ("decided_at", _TS),
+        ("criteria", pa.string()),  # criteria name in matrices/blessing.yaml
+        ("runtime", pa.string()),
+        ("runtime_hash", pa.string()),
+        ("env_hash", pa.string()),
+        ("baseline", pa.string()),
+        ("baseline_env_hash", pa.string()),
+        ("hardware", pa.string()),
+        ("blessed", pa.bool_()),
+        ("reasons", pa.string()),  # JSON list: each failed criterion, in words, with its evidence
+        ("checks", pa.string()),  # JSON list: every criterion with passed/failed and evidence ids
+        ("criteria_spec", pa.string()),  # JSON: the criteria as declared when decided
+        ("versions", pa.string()),  # JSON: the runtime's package versions
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "comparisons": COMPARISON_SCHEMA,
+    "regressions": REGRESSION_SCHEMA,
+    "verdicts": VERDICT_SCHEMA,
+}
+
+
+def record_table(kind: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows of one record kind → an Arrow table; dicts and lists in string columns become JSON text."""
+    schema = SCHEMAS[kind]
+    names = set(schema.names)
+    out = []
+    for row in rows:
+        unknown = sorted(set(row) - names)
+        if unknown:
+            raise ResultsError(f"{kind} record has unknown columns {', '.join(unknown)} — add them to records.py")
+        normalised: dict[str, Any] = {"record_version": RECORD_VERSION}
+        for field in schema:
+            value = row.get(field.name, normalised.get(field.name))
+            if pa.types.is_string(field.type) and value is not None and not isinstance(value, str):
+                value = json.dumps(value, sort_keys=True, default=str)
+            normalised[field.name] = value
+        out.append(normalised)
+    return pa.Table.from_pylist(out, schema=schema)
+
+
+def write_record(results_dir: Path, kind: str, name: str, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write one record file (e.g. a comparison's rows) atomically; refuses to overwrite."""
+    if kind not in SCHEMAS:
+        raise ResultsError(f"unknown record kind {kind!r} — known: {', '.join(SCHEMAS)}")
+    return write_atomic(record_table(kind, rows), results_dir / kind / f"{name}.parquet")
