@@ -2,6 +2,10 @@
 
 nox -s matrix -- --runtime=latest      run workloads for runtimes × hardware, write results, print a summary
 nox -s stability -- --runtime=latest   chaos fuzzing under faults; --replay=ID re-runs a recorded failure
+nox -s compare -- --baseline=stable --candidate=latest   A/B, interleaved, with confidence intervals
+nox -s regressions                     change points over history; Markdown summary; exit 1 on a new regression
+nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_memory   first bad release
+nox -s bless -- --runtime=latest --baseline=stable   run what is missing, decide blessed or not (exit 0 = blessed)
 nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
@@ -50,6 +54,34 @@ def stability(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="uv")
+def compare(session: nox.Session) -> None:
+    """A/B: nox -s compare -- --baseline=stable --candidate=latest [--repeat=N|--until-decided] [--from-results]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "compare", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def regressions(session: nox.Session) -> None:
+    """Change points over history: nox -s regressions [-- --along=version --package=dask] [--fail-on=new|open]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "regressions", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def bisect(session: nox.Session) -> None:
+    """First bad release: nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_memory."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "bisect", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def bless(session: nox.Session) -> None:
+    """Blessed or not: nox -s bless -- --runtime=latest --baseline=stable [--criteria=NAME] (exit 0 = blessed)."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "bless", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
 def workloads(session: nox.Session) -> None:
     """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG]."""
     _controller(session)
@@ -81,8 +113,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead."""
+    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration [--rounds=N]."""
     session.install("-e", ".[test]")
-    which = session.posargs or ["overhead"]
-    for name in which:
-        session.run("python", f"tests/benchmarks/bench_{name}.py")
+    names = [arg for arg in session.posargs if not arg.startswith("-")] or ["overhead"]
+    options = [arg for arg in session.posargs if arg.startswith("-")]
+    for name in names:
+        session.run("python", f"tests/benchmarks/bench_{name}.py", *options)

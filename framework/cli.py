@@ -4,6 +4,8 @@ python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workloa
 python -m framework.cli sql ["SELECT ..."]
 python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
+python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--repeat=N] [--until-decided]
+python -m framework.cli regressions | bisect | bless ...   (their options: framework/history.py, bisect.py, blessing.py)
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import argparse
 import difflib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from framework.config import ROOT
-from framework.errors import FrameworkError
+from framework.errors import FrameworkError, SelectionError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -262,13 +264,137 @@ def cmd_stability(argv: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {
+def compare_parser() -> _Parser:
+    parser = _Parser(
+        prog="nox -s compare --",
+        description="A/B: run two sides interleaved (or take stored results) and judge every case × metric.",
+    )
+    parser.add_argument("--baseline", required=True, help="RUNTIME[@HARDWARE], e.g. stable or stable@local-threads")
+    parser.add_argument("--candidate", required=True, help="RUNTIME[@HARDWARE]; the same as --baseline for A/A")
+    parser.add_argument("--baseline-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
+    parser.add_argument("--candidate-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
+    parser.add_argument("--hardware", default="local", help="hardware profile of sides without @HARDWARE")
+    parser.add_argument("--workload", action="append", help="workload name(s) or tag:TAG (default: the matrix's)")
+    parser.add_argument("--matrix", default="default", help="matrix whose workloads and size are the default")
+    parser.add_argument("--size", help="data size (default: the matrix's)")
+    parser.add_argument("--repeat", type=_positive, default=5, help="rounds, i.e. repeats per side (default: 5)")
+    parser.add_argument("--until-decided", action="store_true", help="add rounds until every metric is decided")
+    parser.add_argument("--budget", type=_positive, default=30, help="most rounds with --until-decided (default 30)")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop adding rounds after this long")
+    parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
+    parser.add_argument("--min-effect", action="append", help="smallest change that matters, e.g. wall=10%%")
+    parser.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate per comparison (default 0.01)")
+    parser.add_argument("--from-results", action="store_true", help="compare stored rows; run nothing")
+    parser.add_argument("--baseline-where", help="with --from-results: SQL filter of the baseline's rows")
+    parser.add_argument("--candidate-where", help="with --from-results: SQL filter of the candidate's rows")
+    parser.add_argument("--all-runs", action="store_true", help="with --from-results: pool every run, not the newest")
+    parser.add_argument("--address", help="scheduler address for the 'address' backend")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild environments even if a build exists")
+    return parser
+
+
+def cmd_compare(argv: Sequence[str]) -> int:
+    from framework import compare
+    from framework.config import load_catalog
+    from framework.stats import parse_effects
+
+    args = compare_parser().parse_args(argv)
+    if not 0 < args.alpha < 0.5:
+        raise SelectionError(f"--alpha={args.alpha} is not between 0 and 0.5 — use e.g. --alpha=0.01")
+    metrics = compare.metric_names(_split(args.metric))
+    effects = parse_effects(args.min_effect)
+    if args.from_results:
+        report = compare.from_results(
+            args.results,
+            (args.baseline, args.baseline_where or compare.side_filter(args.baseline)),
+            (args.candidate, args.candidate_where or compare.side_filter(args.candidate)),
+            metrics=metrics,
+            min_effects=effects,
+            alpha=args.alpha,
+            latest_only=not args.all_runs,
+            workloads=_split(args.workload),
+        )
+    else:
+        catalog = load_catalog()
+        baseline = compare.resolve_side(args.baseline, catalog, args.hardware, args.baseline_config)
+        candidate = compare.resolve_side(args.candidate, catalog, args.hardware, args.candidate_config)
+        cases, skipped = compare.plan_cases(catalog, baseline, _split(args.workload), args.size, args.matrix)
+        for reason in skipped:
+            print(f"skipped {reason}")
+        options = compare.CompareOptions(
+            baseline,
+            candidate,
+            cases,
+            args.results,
+            repeat=args.repeat,
+            until_decided=args.until_decided,
+            budget=args.budget,
+            time_budget_s=args.time_budget,
+            metrics=metrics,
+            min_effects=effects,
+            alpha=args.alpha,
+            address=args.address,
+            rebuild=args.rebuild,
+        )
+        report = compare.run_interleaved(options)
+    print()
+    print(compare_text(report))
+    failed = report.failures(compare.CANDIDATE)
+    # Regressions and candidate failures are findings, recorded and shown; the exit code tells CI.
+    return 1 if report.regressed or failed else 0
+
+
+def compare_text(report: Any) -> str:
+    """The comparison as a reader wants it: biggest effects first, one plain sentence per case × metric."""
+    from framework import compare
+
+    aa = " (A/A: the noise floor)" if report.baseline == report.candidate else ""
+    head = f"comparison {report.comparison_id} ({report.mode}): {report.candidate} vs {report.baseline}{aa}"
+    if report.rounds:
+        head += f", {report.rounds} round(s) in {report.seconds:.0f} s"
+    lines = [head]
+    order = {"regressed": 0, "improved": 1, "unchanged": 2}
+
+    def key(line: Any) -> tuple[int, float]:
+        if line.result is None:
+            return (3, 0.0)
+        ratio = line.result.ratio
+        return (order[line.result.verdict], -abs((ratio if ratio != float("inf") else 1e9) - 1))
+
+    for line in sorted(report.lines, key=key):
+        lines.append(f"  {line.case_id}: {line.sentence()}")
+    for side in (compare.BASELINE, compare.CANDIDATE):
+        for case_id, passed, measured in report.failures(side):
+            label = report.baseline if side == compare.BASELINE else report.candidate
+            lines.append(f"  {case_id}: {measured - passed} of {measured} run(s) did not pass on {label}")
+    counts = dict.fromkeys(order, 0)
+    for line in report.lines:
+        if line.result is not None:
+            counts[line.result.verdict] += 1
+    lines.append(", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + f" — recorded: {report.record}")
+    return "\n".join(lines)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "matrix": cmd_matrix,
     "sql": cmd_sql,
     "schema": cmd_schema,
     "workloads": cmd_workloads,
     "stability": cmd_stability,
+    "compare": cmd_compare,
+    "regressions": lambda argv: _feature("framework.history", argv),
+    "bisect": lambda argv: _feature("framework.bisect", argv),
+    "bless": lambda argv: _feature("framework.blessing", argv),
 }
+
+
+def _feature(module: str, argv: Sequence[str]) -> int:
+    """Commands whose parser lives beside their feature: ``module.command(argv)``."""
+    import importlib
+
+    command: Callable[[Sequence[str]], int] = importlib.import_module(module).command
+    return command(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -265,38 +265,64 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
         if runtime.name not in built:
             built[runtime.name] = prepare_environment(runtime, options.root, store, options.rebuild, run_started)
             report.environments.append(built[runtime.name])
-        environment = built[runtime.name]
-        name = f"{report.run_id}__{runtime.name}__{hardware.name}"
-        rows_path = store.staging_file(name)
-        plan_payload = runner_plan(
-            report.run_id,
-            run_started.isoformat(),
-            environment,
-            hardware,
-            cases,
-            store,
-            rows_path,
-            options.address,
-            git,
-        )
-        plan_path = rows_path.with_suffix(".plan.json")
-        rows_path.parent.mkdir(parents=True, exist_ok=True)
-        plan_path.write_text(json.dumps(plan_payload, indent=1))
         _say(f"running {len(cases)} case(s) of runtime {runtime.name!r} on hardware {hardware.name!r} …")
-        code, tail = run_runner(environment, plan_path, _budget(cases), options.root)
-        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-        reason = f"runner exited with code {code} before reporting this case: {last}"
-        extra = unfinished_rows(plan_payload, rows_path, reason, environment)
-        if extra:
-            writer = RowWriter(rows_path)
-            for row in extra:
-                writer.write(row)
-            writer.close()
-        published = store.publish(rows_path)
-        plan_path.unlink(missing_ok=True)
+        group = CaseGroup(built[runtime.name], hardware, cases)
+        published, _ = run_group(group, report.run_id, run_started, store, options.root, options.address, git)
         if published is not None:
             report.published.append(published)
     return report
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseGroup:
+    """Cases that run in one runner process, on one cluster: one environment, one hardware profile."""
+
+    environment: BuiltEnvironment
+    hardware: HardwareProfile
+    cases: list[Case]
+    first_repeat: int = 0  # numbering of the measured repeats (an interleaved comparison runs one per round)
+    suffix: str = ""  # appended to the results file name, so rounds of one run get files of their own
+
+
+def run_group(
+    group: CaseGroup,
+    run_id: str,
+    run_started: dt.datetime,
+    store: ResultsStore,
+    root: Path,
+    address: str | None,
+    git: dict[str, Any],
+) -> tuple[Path | None, list[dict[str, Any]]]:
+    """Run one group in the runtime's environment and publish its rows; return the file and the rows.
+
+    A runner that dies still yields a row for every case it did not report, so nothing silently disappears.
+    """
+    from framework.results import read_rows
+
+    environment, hardware = group.environment, group.hardware
+    name = f"{run_id}__{environment.runtime.name}__{hardware.name}{group.suffix}"
+    rows_path = store.staging_file(name)
+    plan_payload = runner_plan(
+        run_id, run_started.isoformat(), environment, hardware, group.cases, store, rows_path, address, git
+    )
+    for case in plan_payload["cases"]:
+        case["first_repeat"] = group.first_repeat
+    plan_path = rows_path.with_suffix(".plan.json")
+    rows_path.parent.mkdir(parents=True, exist_ok=True)
+    plan_path.write_text(json.dumps(plan_payload, indent=1))
+    code, tail = run_runner(environment, plan_path, _budget(group.cases), root)
+    last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+    reason = f"runner exited with code {code} before reporting this case: {last}"
+    extra = unfinished_rows(plan_payload, rows_path, reason, environment)
+    if extra:
+        writer = RowWriter(rows_path)
+        for row in extra:
+            writer.write(row)
+        writer.close()
+    rows = read_rows(rows_path) if rows_path.exists() else []
+    published = store.publish(rows_path)
+    plan_path.unlink(missing_ok=True)
+    return published, rows
 
 
 def _say(message: str) -> None:

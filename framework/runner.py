@@ -328,7 +328,9 @@ def _run_executions(
 ) -> int:
     """Warm-ups then measured repeats of one case; the fixture's parameters are passed but not recorded."""
     not_passed = 0
-    executions = [("warmup", i) for i in range(case["warmup"])] + [("measure", i) for i in range(case["repeats"])]
+    first = case.get("first_repeat", 0)  # an interleaved comparison numbers its rounds' single repeats
+    executions = [("warmup", i) for i in range(case["warmup"])]
+    executions += [("measure", first + i) for i in range(case["repeats"])]
     runnable = {**case, "params": {**case["params"], **provided}}
     for phase, repeat in executions:
         try:

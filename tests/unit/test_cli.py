@@ -57,7 +57,17 @@ def test_sql_without_a_query_lists_the_views_and_their_columns(results_dir, caps
 
     out = capsys.readouterr().out
     views = {line.split(":", 1)[0]: line.split(":", 1)[1] for line in out.splitlines()}
-    assert set(views) == {"rows", "cases", "runs", "case_summary", "latest", "environments"}
+    assert set(views) == {
+        "rows",
+        "cases",
+        "runs",
+        "case_summary",
+        "latest",
+        "environments",
+        "comparisons",
+        "regressions",
+        "verdicts",
+    }
     assert views["rows"].startswith(" schema_version INTEGER, run_id VARCHAR")
     assert "wall_s DOUBLE" in views["cases"]
     assert "n_passed BIGINT" in views["runs"]
@@ -84,7 +94,9 @@ def test_sql_bad_query_exits_2_with_one_line(results_dir, capsys, query, expecte
 def test_unknown_command_prints_usage_and_exits_2(capsys):
     assert cli.main(["sqll"]) == 2
 
-    usage = "usage: python -m framework.cli {matrix,sql,schema,workloads,stability} ..."
+    usage = (
+        "usage: python -m framework.cli {matrix,sql,schema,workloads,stability,compare,regressions,bisect,bless} ..."
+    )
     assert _one_line(capsys.readouterr().err) == usage
 
 

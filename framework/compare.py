@@ -1,0 +1,546 @@
+"""A/B comparison of two sides — runtimes, hardware profiles or Dask configs — with the evidence for each call.
+
+    sides → build both environments → rounds A B | B A | A B … (each a fresh runner and cluster, one repeat of
+    every case) → per case × metric: ratio of medians, bootstrap interval, rank test, verdict → record
+
+Rounds alternate which side goes first, so slow drift of the machine (another job starting, caches warming)
+falls on both sides alike, and neither side always runs right after the other. ``--until-decided`` keeps adding
+rounds until every metric's confidence sequence decides or the budget is spent (see :mod:`framework.stats`).
+``from_results`` compares rows already in the store, chosen by SQL filters, without running anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from framework import provenance
+from framework.config import ROOT, Catalog
+from framework.environments import BuiltEnvironment
+from framework.errors import SelectionError, near_miss
+from framework.matrix import Case, Selection, build_plan
+from framework.models import HardwareProfile, Runtime
+from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group
+from framework.records import write_record
+from framework.results import ResultsStore
+from framework.stats import METRICS, MetricComparison, SequentialComparison, compare_samples, metric
+
+BASELINE, CANDIDATE = "baseline", "candidate"
+
+
+@dataclasses.dataclass(frozen=True)
+class Side:
+    """One arm of a comparison: a runtime (maybe with Dask config changed) on a hardware profile."""
+
+    label: str
+    runtime: Runtime
+    hardware: HardwareProfile
+
+
+def resolve_side(text: str, catalog: Catalog, hardware: str, config: Sequence[str] = ()) -> Side:
+    """``RUNTIME[@HARDWARE]`` plus ``KEY=VALUE`` Dask config overrides → a Side; near misses for typos."""
+    name, _, on = text.partition("@")
+    on = on or hardware
+    if name not in catalog.runtimes:
+        raise SelectionError(near_miss(name, catalog.runtimes, "runtime") + " (in matrices/runtimes.yaml)")
+    if on not in catalog.hardware:
+        raise SelectionError(near_miss(on, catalog.hardware, "hardware") + " (in matrices/hardware.yaml)")
+    runtime = catalog.runtimes[name]
+    label = name if on == hardware else f"{name}@{on}"
+    if config:
+        overrides = dict(runtime.dask_config)
+        for item in config:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise SelectionError(
+                    f"Dask config {item!r} is not KEY=VALUE — use e.g. distributed.scheduler.worker-saturation=1.0"
+                )
+            overrides[key.strip()] = _config_value(value.strip())
+        label += "+" + ",".join(f"{item}" for item in config)
+        runtime = Runtime.model_validate({**runtime.model_dump(), "dask_config": overrides})
+    return Side(label, runtime, catalog.hardware[on])
+
+
+def _config_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareOptions:
+    baseline: Side
+    candidate: Side
+    cases: list[Case]
+    results_dir: Path
+    repeat: int = 5  # rounds (pairs) of a fixed-size comparison
+    until_decided: bool = False
+    budget: int = 30  # most rounds of a sequential comparison
+    time_budget_s: float | None = None
+    metrics: tuple[str, ...] = tuple(METRICS)
+    min_effects: dict[str, float] = dataclasses.field(default_factory=dict)
+    alpha: float = 0.01
+    root: Path = ROOT
+    address: str | None = None
+    rebuild: bool = False
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseMetric:
+    """One line of a comparison: a case × metric and its statistics, or why it could not be compared."""
+
+    workload: str
+    case_id: str
+    size: str | None
+    hardware: str
+    metric: str
+    result: MetricComparison | None
+    missing: str | None = None
+    samples: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+
+    def sentence(self) -> str:
+        if self.result is None:
+            return f"{METRICS[self.metric].label}: not compared — {self.missing}"
+        return self.result.sentence()
+
+
+@dataclasses.dataclass
+class ComparisonReport:
+    comparison_id: str
+    mode: str
+    baseline: str
+    candidate: str
+    lines: list[CaseMetric]
+    outcomes: dict[tuple[str, str], tuple[int, int]]  # (side, case_id) → (passed, measured)
+    run_ids: dict[str, list[str]]
+    rounds: int = 0
+    seconds: float = 0.0
+    record: Path | None = None
+
+    @property
+    def regressed(self) -> list[CaseMetric]:
+        return [line for line in self.lines if line.result is not None and line.result.verdict == "regressed"]
+
+    def failures(self, side: str) -> list[tuple[str, int, int]]:
+        return [(case, passed, n) for (s, case), (passed, n) in self.outcomes.items() if s == side and passed < n]
+
+
+def interleaving(rounds: int) -> list[tuple[int, str]]:
+    """The run order: A B | B A | A B | … — each round one pair, who goes first alternating."""
+    order = []
+    for index in range(rounds):
+        pair = (BASELINE, CANDIDATE) if index % 2 == 0 else (CANDIDATE, BASELINE)
+        order += [(index, side) for side in pair]
+    return order
+
+
+# --------------------------------------------------------------------------------------------------
+# Running
+
+
+Measure = Callable[[str, int], list[dict[str, Any]]]
+
+
+def run_interleaved(options: CompareOptions, measure: Measure | None = None) -> ComparisonReport:
+    """Run both sides in alternating rounds; compare every case × metric; record the comparison.
+
+    ``measure(side, round) → rows`` runs one round of one side; by default a runner process in the side's
+    environment (``make_measure``). Tests inject a fake.
+    """
+    if not options.cases:
+        raise SelectionError("the comparison has no case to run — widen --workload/--size, or check the names")
+    comparison_id = new_run_id()
+    store = ResultsStore(options.results_dir)
+    run_ids = {BASELINE: new_run_id(), CANDIDATE: new_run_id()}
+    environments: dict[str, BuiltEnvironment] = {}
+    if measure is None:
+        measure, environments = make_measure(options, store, run_ids)
+    rows: dict[str, list[dict[str, Any]]] = {BASELINE: [], CANDIDATE: []}
+    sequential = _sequential_tests(options) if options.until_decided else {}
+    rounds = options.budget if options.until_decided else options.repeat
+    started = time.monotonic()
+    done = 0
+    order = interleaving(rounds)
+    for index in range(rounds):
+        for _, side in order[2 * index : 2 * index + 2]:
+            label = options.baseline.label if side == BASELINE else options.candidate.label
+            _say(f"round {index + 1}/{rounds}: {side} {label}")
+            rows[side] += measure(side, index)
+        done = index + 1
+        if options.until_decided and _update_sequential(sequential, rows, index):
+            _say(f"every metric decided after {done} round(s)")
+            break
+        if options.time_budget_s is not None and time.monotonic() - started > options.time_budget_s:
+            _say(f"time budget of {options.time_budget_s:.0f} s spent after {done} round(s)")
+            break
+    mode = "sequential" if options.until_decided else "interleaved"
+    lines = _judge(options, rows, sequential)
+    report = ComparisonReport(
+        comparison_id,
+        mode,
+        options.baseline.label,
+        options.candidate.label,
+        lines,
+        _outcomes(rows),
+        {side: [run_ids[side]] for side in run_ids},
+        rounds=done,
+        seconds=time.monotonic() - started,
+    )
+    report.record = _record(report, options, environments, rows)
+    return report
+
+
+def make_measure(
+    options: CompareOptions, store: ResultsStore, run_ids: dict[str, str]
+) -> tuple[Measure, dict[str, BuiltEnvironment]]:
+    """Build (or reuse) both environments; return a function that runs one round of one side."""
+    started = dt.datetime.now(dt.timezone.utc)
+    sides = {BASELINE: options.baseline, CANDIDATE: options.candidate}
+    environments = {
+        side: prepare_environment(spec.runtime, options.root, store, options.rebuild, started)
+        for side, spec in sides.items()
+    }
+    git = provenance.git_commit(options.root)
+    one = {"repeats": 1}  # one measured repeat per round; the rounds are the repeats
+    single = [dataclasses.replace(case, workload=case.workload.model_copy(update=one)) for case in options.cases]
+
+    def measure(side: str, index: int) -> list[dict[str, Any]]:
+        group = CaseGroup(environments[side], sides[side].hardware, single, first_repeat=index, suffix=f"__r{index}")
+        _, rows = run_group(group, run_ids[side], started, store, options.root, options.address, git)
+        return rows
+
+    return measure, environments
+
+
+# --------------------------------------------------------------------------------------------------
+# Judging
+
+
+def _values(rows: list[dict[str, Any]], case_id: str, column: str) -> dict[int, float]:
+    """Round → value of the measured, passed repeat of one case; NULL metrics left out (never 0)."""
+    out = {}
+    for row in rows:
+        if row.get("case_id") != case_id or row.get("phase") != "measure" or row.get("outcome") != "passed":
+            continue
+        value = row.get(column)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            out[int(row.get("repeat", 0))] = float(value)
+    return out
+
+
+def _missing_reason(rows: list[dict[str, Any]], case_id: str, column: str) -> str | None:
+    for row in rows:
+        if row.get("case_id") == case_id and row.get("outcome") == "passed":
+            missing = row.get("missing") or {}
+            if isinstance(missing, str):
+                missing = json.loads(missing)
+            reason = missing.get(column)
+            if reason:
+                return str(reason)
+    return None
+
+
+def _sequential_tests(options: CompareOptions) -> dict[tuple[str, str], SequentialComparison]:
+    return {
+        (case.case_id, name): SequentialComparison(
+            METRICS[name], options.min_effects.get(name, METRICS[name].min_effect), options.alpha
+        )
+        for case in options.cases
+        for name in options.metrics
+    }
+
+
+def _update_sequential(
+    tests: dict[tuple[str, str], SequentialComparison], rows: dict[str, list[dict[str, Any]]], index: int
+) -> bool:
+    """Add round ``index``'s pair to every test; True when all tests that have data have decided."""
+    for (case_id, name), test in tests.items():
+        column = METRICS[name].column
+        a = _values(rows[BASELINE], case_id, column).get(index)
+        b = _values(rows[CANDIDATE], case_id, column).get(index)
+        if a is not None and b is not None:
+            test.add(a, b)
+    live = [test for test in tests.values() if test.a]
+    return bool(live) and all(test.decision is not None for test in live)
+
+
+def _judge(
+    options: CompareOptions,
+    rows: dict[str, list[dict[str, Any]]],
+    sequential: dict[tuple[str, str], SequentialComparison],
+) -> list[CaseMetric]:
+    lines = []
+    for case in options.cases:
+        for name in options.metrics:
+            spec = METRICS[name]
+            a = _values(rows[BASELINE], case.case_id, spec.column)
+            b = _values(rows[CANDIDATE], case.case_id, spec.column)
+            samples = (tuple(a.values()), tuple(b.values()))
+            hardware = options.candidate.hardware.name
+            if options.baseline.hardware.name != hardware:
+                hardware = f"{options.baseline.hardware.name} vs {hardware}"
+            line = CaseMetric(case.workload.name, case.case_id, case.size, hardware, name, None, None, samples)
+            if len(a) < 2 or len(b) < 2:
+                reason = _missing_reason(rows[BASELINE] + rows[CANDIDATE], case.case_id, spec.column)
+                counts = f"{len(a)} baseline and {len(b)} candidate repeat(s) passed with a value"
+                lines.append(dataclasses.replace(line, missing=f"{counts}{'; ' + reason if reason else ''}"))
+                continue
+            test = sequential.get((case.case_id, name))
+            if test is not None and test.a:
+                result = test.result()
+            else:
+                effect = options.min_effects.get(name)
+                result = compare_samples(
+                    list(a.values()), list(b.values()), spec, min_effect=effect, alpha=options.alpha, seed=options.seed
+                )
+            lines.append(dataclasses.replace(line, result=result))
+    return lines
+
+
+def _outcomes(rows: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], tuple[int, int]]:
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for side, side_rows in rows.items():
+        for row in side_rows:
+            if row.get("phase") in ("measure", "setup"):
+                entry = counts[(side, str(row["case_id"]))]
+                entry[1] += 1
+                entry[0] += row.get("outcome") == "passed"
+    return {key: (passed, total) for key, (passed, total) in counts.items()}
+
+
+def _versions(environment: BuiltEnvironment | None, rows: list[dict[str, Any]]) -> dict[str, str | None]:
+    if environment is not None:
+        packages = environment.packages
+    else:
+        packages = next((row["packages"] for row in rows if isinstance(row.get("packages"), dict)), {})
+    return {name: packages.get(name) for name in ("dask", "distributed", "pandas", "pyarrow", "numpy")}
+
+
+def _record(
+    report: ComparisonReport,
+    options: CompareOptions,
+    environments: dict[str, BuiltEnvironment],
+    rows: dict[str, list[dict[str, Any]]],
+) -> Path | None:
+    common = record_identity(report, rows, environments)
+    return write_record(options.results_dir, "comparisons", report.comparison_id, record_rows(report, common))
+
+
+def record_identity(
+    report: ComparisonReport, rows: dict[str, list[dict[str, Any]]], environments: dict[str, BuiltEnvironment]
+) -> dict[str, Any]:
+    """What every row of a comparison record shares: its id, mode, and each side's runtime, environment, versions."""
+
+    def first(side: str, key: str) -> Any:
+        return next((row.get(key) for row in rows[side] if row.get(key) is not None), None)
+
+    return {
+        "comparison_id": report.comparison_id,
+        "created_at": dt.datetime.now(dt.timezone.utc),
+        "mode": report.mode,
+        "baseline": report.baseline,
+        "candidate": report.candidate,
+        "baseline_runtime_hash": first(BASELINE, "runtime_hash"),
+        "candidate_runtime_hash": first(CANDIDATE, "runtime_hash"),
+        "baseline_env_hash": first(BASELINE, "env_hash"),
+        "candidate_env_hash": first(CANDIDATE, "env_hash"),
+        "baseline_versions": _versions(environments.get(BASELINE), rows[BASELINE]),
+        "candidate_versions": _versions(environments.get(CANDIDATE), rows[CANDIDATE]),
+    }
+
+
+def record_rows(report: ComparisonReport, common: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparison as rows of the ``comparisons`` record (one per case × metric)."""
+    out = []
+    for line in report.lines:
+        result = line.result
+        row = {
+            **common,
+            "hardware": line.hardware,
+            "workload": line.workload,
+            "case_id": line.case_id,
+            "size": line.size,
+            "metric": line.metric,
+            "n_baseline": len(line.samples[0]),
+            "n_candidate": len(line.samples[1]),
+            "sentence": line.sentence(),
+            "missing": line.missing,
+            "detail": {
+                "baseline": list(line.samples[0]),
+                "candidate": list(line.samples[1]),
+                "run_ids": report.run_ids,
+                "rounds": report.rounds,
+            },
+        }
+        if result is not None:
+            row.update(
+                {
+                    "baseline_median": result.median_a,
+                    "candidate_median": result.median_b,
+                    "ratio": result.ratio,
+                    "ci_low": result.ci_low,
+                    "ci_high": result.ci_high,
+                    "p_value": result.p_value,
+                    "min_effect": result.min_effect,
+                    "alpha": result.alpha,
+                    "verdict": result.verdict,
+                    "conclusive": result.conclusive,
+                    "mde": result.mde,
+                    "repeats_needed": result.repeats_needed,
+                }
+            )
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# From results already stored
+
+_SELECT = """
+SELECT workload, case_id, size, hardware, runtime, run_id, repeat, phase, outcome, missing, runtime_hash, env_hash,
+       packages, {columns}
+FROM cases
+WHERE ({where}) {latest}
+ORDER BY run_started_at, started_at
+"""
+_LATEST = "QUALIFY run_started_at = max(run_started_at) OVER (PARTITION BY hardware, case_id, size)"
+
+
+def from_results(
+    results_dir: Path,
+    baseline: tuple[str, str],
+    candidate: tuple[str, str],
+    *,
+    metrics: tuple[str, ...] = tuple(METRICS),
+    min_effects: dict[str, float] | None = None,
+    alpha: float = 0.01,
+    latest_only: bool = True,
+    workloads: Sequence[str] | None = None,
+    record: bool = True,
+) -> ComparisonReport:
+    """Compare rows already stored. Each side is (label, SQL filter over the ``cases`` view).
+
+    ``latest_only`` keeps each side's newest run per case (the default; ``--all-runs`` pools the whole history
+    the filter selects). Nothing runs; the comparison is recorded like any other (mode ``from-results``).
+    """
+    from framework.query import Results
+
+    columns = ", ".join(METRICS[name].column for name in metrics)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with Results(results_dir) as results:
+        for side, (label, where) in ((BASELINE, baseline), (CANDIDATE, candidate)):
+            names, found = results.sql(
+                _SELECT.format(columns=columns, where=where, latest=_LATEST if latest_only else "")
+            )
+            side_rows = [dict(zip(names, row)) for row in found]
+            if workloads:
+                side_rows = [row for row in side_rows if _selected(row, workloads)]
+            if not side_rows:
+                raise SelectionError(
+                    f"no measured rows match the {side} filter {where!r} ({label}) — check it with"
+                    ' nox -s sql -- "SELECT runtime, hardware, case_id, count(*) FROM cases'
+                    f' WHERE {where} GROUP BY ALL"'
+                )
+            hardware = sorted({str(row["hardware"]) for row in side_rows})
+            if len(hardware) > 1:
+                raise SelectionError(
+                    f"the {side} rows ({label}) span hardware {', '.join(hardware)} — add e.g."
+                    f" \"AND hardware = '{hardware[0]}'\" to its filter"
+                )
+            for row in side_rows:
+                if isinstance(row.get("packages"), str):
+                    row["packages"] = json.loads(row["packages"])
+            rows[side] = side_rows
+    options = _FromResults(metrics, min_effects or {}, alpha)
+    lines = []
+    hardware_label = rows[BASELINE][0]["hardware"]
+    if rows[CANDIDATE][0]["hardware"] != hardware_label:
+        hardware_label = f"{hardware_label} vs {rows[CANDIDATE][0]['hardware']}"
+    keys = dict.fromkeys((row["workload"], row["case_id"], row["size"]) for row in rows[BASELINE])
+    candidates = {(row["workload"], row["case_id"], row["size"]) for row in rows[CANDIDATE]}
+    for workload, case_id, size in keys:
+        if (workload, case_id, size) not in candidates:
+            continue
+        for name in options.metrics:
+            spec = METRICS[name]
+            a = [float(r[spec.column]) for r in rows[BASELINE] if _sample(r, case_id, size, spec.column)]
+            b = [float(r[spec.column]) for r in rows[CANDIDATE] if _sample(r, case_id, size, spec.column)]
+            line = CaseMetric(workload, case_id, size, hardware_label, name, None, None, (tuple(a), tuple(b)))
+            if len(a) < 2 or len(b) < 2:
+                reason = _missing_reason(rows[BASELINE] + rows[CANDIDATE], case_id, spec.column)
+                counts = f"{len(a)} baseline and {len(b)} candidate repeat(s) passed with a value"
+                lines.append(dataclasses.replace(line, missing=f"{counts}{'; ' + reason if reason else ''}"))
+                continue
+            result = compare_samples(a, b, spec, min_effect=options.min_effects.get(name), alpha=alpha)
+            lines.append(dataclasses.replace(line, result=result))
+    if not lines:
+        raise SelectionError(
+            f"the {baseline[0]} and {candidate[0]} rows share no case — compare sides that ran the same workloads"
+        )
+    run_ids = {side: sorted({str(row["run_id"]) for row in rows[side]}) for side in rows}
+    report = ComparisonReport(new_run_id(), "from-results", baseline[0], candidate[0], lines, _outcomes(rows), run_ids)
+    if record:
+        common = record_identity(report, rows, {})
+        report.record = write_record(results_dir, "comparisons", report.comparison_id, record_rows(report, common))
+    return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _FromResults:
+    metrics: tuple[str, ...]
+    min_effects: dict[str, float]
+    alpha: float
+
+
+def _sample(row: dict[str, Any], case_id: str, size: str | None, column: str) -> bool:
+    return (
+        row["case_id"] == case_id
+        and row["size"] == size
+        and row["outcome"] == "passed"
+        and row.get(column) is not None
+        and not (isinstance(row[column], float) and math.isnan(row[column]))
+    )
+
+
+def _selected(row: dict[str, Any], workloads: Sequence[str]) -> bool:
+    return any(row["workload"] == name or row["case_id"] == name for name in workloads)
+
+
+def side_filter(name: str) -> str:
+    """The default SQL filter of a side named on the command line: its runtime's rows."""
+    return "runtime = '" + name.replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning
+
+
+def plan_cases(
+    catalog: Catalog, baseline: Side, workloads: Sequence[str] | None, size: str | None, matrix: str = "default"
+) -> tuple[list[Case], list[str]]:
+    """The cases to compare (the matrix's workloads unless narrowed), and why any were skipped."""
+    selection = Selection(
+        matrix=matrix,
+        runtimes=[baseline.runtime.name],
+        hardware=[baseline.hardware.name],
+        workloads=workloads,
+        size=size,
+    )
+    plan = build_plan(catalog, selection)
+    skipped = [f"{s.case_id} on {s.hardware}: {s.reason}" for s in plan.skipped]
+    return [planned.case for planned in plan.cases], skipped
+
+
+def metric_names(values: Sequence[str] | None) -> tuple[str, ...]:
+    if not values:
+        return tuple(METRICS)
+    return tuple(dict.fromkeys(metric(name).name for name in values))
