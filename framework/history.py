@@ -1,0 +1,471 @@
+"""Regression detection over history: the series the results hold, the changes in them, and which are new.
+
+A *series* is one metric of one case (and size) on one hardware profile, along run dates (one series per
+runtime) or along a package's versions (the runs of every runtime that has the package, ordered by its
+version, then by date). Each run is a point; :mod:`framework.changepoints` finds where the level moved. A
+change a person has looked at and accepted (``matrices/accepted.yaml``) is reported as accepted, not open.
+
+A scan writes its findings to ``results/regressions/<scan_id>.parquet`` (the ``regressions`` view). A finding
+is *new* when no earlier scan reported it (same series, first run after the change, direction) with the same
+or a stronger status: a pending change that becomes open is new once, and a scan restricted to a few
+workloads does not make every other finding new the next time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.version import InvalidVersion, Version
+
+from framework.accepted import ACCEPTED_FILE, AcceptedChange, load_accepted, normalise_package
+from framework.changepoints import ChangePoint, detect
+from framework.config import ROOT
+from framework.errors import SelectionError, near_miss
+from framework.query import Results
+from framework.records import write_record
+from framework.stats import METRICS, metric, parse_effects
+
+MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)
+Along = Literal["date", "version"]
+Status = Literal["open", "pending", "accepted"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Series from the results store
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPoint:
+    """One run of one case: when, which runtime and package versions, and each metric's measured values."""
+
+    run_id: str
+    runtime: str
+    at: dt.datetime
+    versions: dict[str, str]
+    values: dict[str, list[float | None]]  # metric → the passed repeats' values (None: not measured, never 0)
+
+    def measured(self, metric_name: str) -> bool:
+        return any(value is not None for value in self.values[metric_name])
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    hardware: str
+    runtime: str  # '*' along versions
+    workload: str
+    case_id: str
+    size: str
+    points: list[RunPoint]
+
+    def key(self, metric_name: str) -> str:
+        return f"{self.hardware}|{self.runtime}|{self.case_id}|{self.size}|{metric_name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanOptions:
+    results_dir: Path
+    along: Along = "date"
+    package: str = "dask"
+    metrics: tuple[str, ...] = tuple(METRICS)
+    workloads: tuple[str, ...] = ()  # workload names or case ids; empty: all
+    hardware: tuple[str, ...] = ()
+    runtimes: tuple[str, ...] = ()
+    alpha: float = 0.01
+    persistence: int = 2
+    min_effects: dict[str, float] = dataclasses.field(default_factory=dict)  # metric → relative, e.g. 0.10
+    accepted_file: Path = ACCEPTED_FILE
+    permutations: int = 999
+    seed: int = 0
+
+
+_ROWS_SQL = """
+SELECT hardware, runtime, workload, case_id, coalesce(size, '') AS size, run_id, run_started_at, {columns}
+FROM cases WHERE outcome = 'passed'
+ORDER BY run_started_at, run_id, repeat
+"""
+# The package list is the same for every row of a run × runtime × hardware: read and parse it once per run.
+_VERSIONS_SQL = """
+SELECT run_id, runtime, hardware, any_value(packages), any_value(dask_version), any_value(distributed_version)
+FROM cases GROUP BY ALL
+"""
+
+
+def load_series(results: Results, options: ScanOptions) -> list[Series]:
+    """Passed measured repeats grouped into runs. Failed and timed-out repeats are not measurements."""
+    rows = results.arrow(_ROWS_SQL.format(columns=", ".join(s.column for s in METRICS.values()))).to_pylist()
+    _check_filters(rows, options)
+    versions = {tuple(run[:3]): _versions(*run[3:]) for run in results.sql(_VERSIONS_SQL)[1]}
+    package = normalise_package(options.package)
+    grouped: dict[tuple[str, str, str, str], dict[tuple[str, str], RunPoint]] = {}
+    for row in rows:
+        if not _selected(row, options):
+            continue
+        runtime = "*" if options.along == "version" else row["runtime"]
+        by_run = grouped.setdefault((row["hardware"], runtime, row["case_id"], row["size"]), {})
+        point = by_run.get((row["run_id"], row["runtime"]))
+        if point is None:
+            run_versions = versions[(row["run_id"], row["runtime"], row["hardware"])]
+            point = RunPoint(
+                row["run_id"], row["runtime"], row["run_started_at"], run_versions, {m: [] for m in METRICS}
+            )
+            by_run[(row["run_id"], row["runtime"])] = point
+        for name, spec in METRICS.items():
+            value = row[spec.column]
+            point.values[name].append(None if value is None else float(value))
+    workload_of = {row["case_id"]: row["workload"] for row in rows}
+    found = []
+    for (hardware, runtime, case_id, size), by_run in sorted(grouped.items()):
+        points = list(by_run.values())
+        if options.along == "version":  # runs without the package cannot be placed, so they are left out
+            points = sorted((p for p in points if package in p.versions), key=lambda p: (_version(p, package), p.at))
+        found.append(Series(hardware, runtime, workload_of[case_id], case_id, size, points))
+    return found
+
+
+def _versions(packages: str | None, dask: str | None, distributed: str | None) -> dict[str, str]:
+    try:
+        versions = {normalise_package(name): str(value) for name, value in json.loads(packages or "{}").items()}
+    except (ValueError, AttributeError):
+        versions = {}
+    for name, version in (("dask", dask), ("distributed", distributed)):
+        if version and name not in versions:
+            versions[name] = version
+    return versions
+
+
+def _version(point: RunPoint, package: str) -> tuple[int, Version | str]:
+    text = point.versions[package]
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)  # unparsable versions first, in text order, rather than dropped silently
+
+
+def _selected(row: dict[str, Any], options: ScanOptions) -> bool:
+    return (
+        (not options.hardware or row["hardware"] in options.hardware)
+        and (not options.runtimes or row["runtime"] in options.runtimes)
+        and (not options.workloads or row["workload"] in options.workloads or row["case_id"] in options.workloads)
+    )
+
+
+def _check_filters(rows: list[dict[str, Any]], options: ScanOptions) -> None:
+    """A filter naming nothing in the results is a mistake (a typo), not an empty history."""
+    known = {
+        "hardware profile": ({row["hardware"] for row in rows}, options.hardware),
+        "runtime": ({row["runtime"] for row in rows}, options.runtimes),
+        "workload": ({row["workload"] for row in rows} | {row["case_id"] for row in rows}, options.workloads),
+    }
+    for what, (names, wanted) in known.items():
+        for name in wanted:
+            if name not in names:
+                raise SelectionError(f"{near_miss(name, names, what)} (in the measured runs of {options.results_dir})")
+
+
+# --------------------------------------------------------------------------------------------------
+# The scan
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    series: Series
+    metric: str
+    change: ChangePoint
+    before: RunPoint  # the last run before the change that measured the metric
+    after: RunPoint  # the first run after it
+    status: Status
+    new: bool = False
+    accepted: AcceptedChange | None = None
+    package: str = "dask"
+
+    @property
+    def key(self) -> str:
+        return self.series.key(self.metric)
+
+    @property
+    def versions(self) -> tuple[str | None, str | None]:
+        package = normalise_package(self.package)
+        return self.before.versions.get(package), self.after.versions.get(package)
+
+    def sentence(self) -> str:
+        """'peak memory of parquet_roundtrip (tiny) on local / latest rose +38 % (31–45 %), 465 MiB → 642 MiB…'."""
+        spec, change, series = METRICS[self.metric], self.change, self.series
+        text = f"{spec.label} of {series.case_id}" + (f" ({series.size})" if series.size else "")
+        text += f" on {series.hardware}" + (f" / {series.runtime}" if series.runtime != "*" else "")
+        text += " rose " if change.direction == "regression" else " fell "
+        if math.isfinite(change.ratio):
+            text += _percent(change.ratio)
+            if change.ci_low is not None and change.ci_high is not None:
+                low, high = _percent(change.ci_low, sign=False), _percent(change.ci_high, sign=False)
+                text += f" ({low.removesuffix(' %')}–{high})"
+            text += ", "
+        text += f"{spec.show(change.before_median)} → {spec.show(change.after_median)}, at run {self.after.run_id}"
+        text += f" of {self.after.runtime}" if series.runtime == "*" else ""
+        before_version, after_version = self.versions
+        if before_version != after_version:
+            text += f" ({self.package} {before_version or '?'} → {after_version or '?'})"
+        elif after_version:
+            text += f" ({self.package} {after_version} on both sides)"
+        text += f", p = {change.p_value:.2g}" if change.p_value >= 0.001 else f", p = {change.p_value:.1e}"
+        text += f", {_count(change.runs_before, 'run')} before, {change.runs_after} after"
+        if self.status == "pending":
+            text += " — pending: too few runs after it to call it yet"
+        if self.accepted is not None:
+            text += f" — accepted by {self.accepted.accepted_by}: {self.accepted.reason}"
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanReport:
+    scan_id: str
+    options: ScanOptions
+    n_series: int  # series × metric with at least one measured run
+    n_short: int  # of which with fewer than MIN_RUNS runs (nothing to judge yet)
+    findings: list[Finding]
+    record: Path | None  # the regressions/<scan_id>.parquet written
+    unmatched: list[int]  # positions in accepted.yaml of entries that matched no change
+
+    def having(self, status: Status, direction: str | None = None) -> list[Finding]:
+        return [f for f in self.findings if f.status == status and direction in (None, f.change.direction)]
+
+
+_STRENGTH = {"pending": 1, "open": 2}
+
+
+def scan(options: ScanOptions, *, write: bool = True) -> ScanReport:
+    """Find the changes in every selected series, mark accepted and new ones, and record the findings."""
+    # By name or column; an unknown one → SelectionError with the near miss.
+    options = dataclasses.replace(options, metrics=tuple(dict.fromkeys(metric(name).name for name in options.metrics)))
+    accepted = load_accepted(options.accepted_file)
+    scanned_at = dt.datetime.now(dt.timezone.utc)
+    scan_id = scanned_at.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    with Results(options.results_dir) as results:
+        all_series = load_series(results, options)
+        _, earlier = results.sql("SELECT series, change_run_id, direction, status FROM regressions")
+    reported: dict[tuple[str, str, str], int] = {}
+    for key, run_id, direction, status in earlier:
+        reported[(key, run_id, direction)] = max(reported.get((key, run_id, direction), 0), _STRENGTH.get(status, 0))
+    findings: list[Finding] = []
+    used: set[int] = set()
+    n_series = n_short = 0
+    for series in all_series:
+        for name in options.metrics:
+            measured = [i for i, point in enumerate(series.points) if point.measured(name)]
+            n_series += bool(measured)
+            n_short += 0 < len(measured) < MIN_RUNS
+            changes = detect(
+                [point.values[name] for point in series.points],
+                METRICS[name],
+                alpha=options.alpha,
+                persistence=options.persistence,
+                min_effect=options.min_effects.get(name),
+                # enough permutations for p-values well below alpha (a smaller alpha needs more of them)
+                permutations=max(options.permutations, math.ceil(10 / options.alpha) - 1),
+                seed=options.seed,
+            )
+            for change in changes:
+                before = series.points[max(i for i in measured if i < change.index)]
+                after = series.points[change.index]
+                finding = Finding(series, name, change, before, after, change.status, package=options.package)
+                match = next((i for i, entry in enumerate(accepted) if entry.matches(finding)), None)
+                if match is not None:
+                    used.add(match)
+                    finding = dataclasses.replace(finding, status="accepted", accepted=accepted[match])
+                else:
+                    strength = reported.get((finding.key, finding.after.run_id, change.direction), 0)
+                    finding = dataclasses.replace(finding, new=strength < _STRENGTH[change.status])
+                findings.append(finding)
+    rows = [_row(finding, scan_id, scanned_at, options) for finding in findings]
+    record = write_record(options.results_dir, "regressions", scan_id, rows) if write else None
+    unmatched = [i for i in range(len(accepted)) if i not in used]
+    return ScanReport(scan_id, options, n_series, n_short, findings, record, unmatched)
+
+
+def _row(finding: Finding, scan_id: str, scanned_at: dt.datetime, options: ScanOptions) -> dict[str, Any]:
+    change, series, package = finding.change, finding.series, normalise_package(options.package)
+    before_version, after_version = finding.versions
+    points = [
+        {
+            "run_id": p.run_id,
+            "runtime": p.runtime,
+            "at": p.at.isoformat(),
+            "version": p.versions.get(package),
+            "values": p.values[finding.metric],
+        }
+        for p in series.points
+    ]
+    return {
+        "scan_id": scan_id,
+        "scanned_at": scanned_at,
+        "series": finding.key,
+        "along": options.along,
+        "hardware": series.hardware,
+        "runtime": finding.after.runtime,  # the series' runtime along dates; the run's along versions
+        "workload": series.workload,
+        "case_id": series.case_id,
+        "size": series.size or None,
+        "metric": finding.metric,
+        "direction": change.direction,
+        "status": finding.status,
+        "new": finding.new,
+        "change_run_id": finding.after.run_id,
+        "change_at": finding.after.at,
+        "before_version": before_version,
+        "after_version": after_version,
+        "before_median": change.before_median,
+        "after_median": change.after_median,
+        "ratio": change.ratio,
+        "ci_low": change.ci_low,
+        "ci_high": change.ci_high,
+        "p_value": change.p_value,
+        "runs_before": change.runs_before,
+        "runs_after": change.runs_after,
+        "sentence": finding.sentence(),
+        "detail": {
+            "package": options.package,
+            "alpha": options.alpha,
+            "persistence": options.persistence,
+            "min_effect": options.min_effects.get(finding.metric, METRICS[finding.metric].min_effect),
+            "accepted": finding.accepted.model_dump() if finding.accepted else None,
+            "points": points,
+        },
+    }
+
+
+def _percent(ratio: float, sign: bool = True) -> str:
+    change = (ratio - 1) * 100
+    digits = 1 if abs(change) < 10 else 0
+    return f"{change:+.{digits}f} %" if sign else f"{change:.{digits}f} %"
+
+
+# --------------------------------------------------------------------------------------------------
+# Reports and the command line
+
+
+def _headline(report: ScanReport) -> str:
+    options, regressions = report.options, report.having("open", "regression")
+    along = f"{options.package} versions" if options.along == "version" else "run dates"
+    improvements = len(report.having("open", "improvement"))
+    return (
+        f"{_count(len(regressions), 'open regression')} ({sum(f.new for f in regressions)} new),"
+        f" {_count(improvements, 'improvement')}, {len(report.having('pending'))} pending,"
+        f" {len(report.having('accepted'))} accepted — {report.n_series} series along {along}"
+        f" ({report.n_short} with fewer than {MIN_RUNS} runs), alpha {options.alpha:g},"
+        f" persistence {_count(options.persistence, 'run')}"
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _sections(report: ScanReport) -> list[tuple[str, list[Finding]]]:
+    return [
+        ("Open regressions", report.having("open", "regression")),
+        ("Improvements", report.having("open", "improvement")),
+        ("Pending (too few runs after the change to call it; not failing)", report.having("pending")),
+        (f"Accepted ({report.options.accepted_file.name})", report.having("accepted")),
+    ]
+
+
+def markdown(report: ScanReport) -> str:
+    """A GitHub job summary: the headline, then a table per kind of finding with a plain sentence each."""
+    lines = [f"## Regressions over history — scan `{report.scan_id}`", "", _headline(report) + ".", ""]
+    for title, findings in _sections(report):
+        if findings:
+            lines += [f"### {title}", "", "| | finding |", "|---|---|"]
+            for finding in findings:
+                mark = "**new**" if finding.new else finding.status
+                lines.append("| " + mark + " | " + finding.sentence().replace("|", "\\|") + " |")
+            lines.append("")
+    if not report.findings:
+        lines += ["No change found.", ""]
+    return "\n".join(lines)
+
+
+def report_text(report: ScanReport) -> str:
+    """What the command prints: open regressions with their evidence first, then the rest."""
+    lines = [f"regression scan {report.scan_id}: {_headline(report)}"]
+    for title, findings in _sections(report):
+        if findings:
+            lines.append(f"{title.split(' (')[0].lower()}:")
+            lines += [f"  {'NEW ' if f.new else ''}{f.sentence()}" for f in findings]
+    for index in report.unmatched:
+        lines.append(
+            f"note: {report.options.accepted_file.name}: accepted.{index} matches no change found by this scan"
+        )
+    return "\n".join(lines)
+
+
+def command(argv: Sequence[str]) -> int:
+    """``nox -s regressions``: scan, print, write the Markdown summary; exit 1 on a new (--fail-on) regression."""
+    from framework.cli import _Parser, _split
+
+    parser = _Parser(prog="nox -s regressions --", description="Find change points in the results' history.")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
+    parser.add_argument("--along", choices=["date", "version"], default="date", help="order runs by date or version")
+    parser.add_argument("--package", default="dask", help="whose versions --along=version orders by (default dask)")
+    parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
+    parser.add_argument("--workload", action="append", help="workload name(s) or case id(s)")
+    parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
+    parser.add_argument("--runtime", action="append", help="runtime name(s)")
+    parser.add_argument("--alpha", type=_fraction, default=0.01, help="false alarms per series (default 0.01)")
+    parser.add_argument("--persistence", type=_persistence, default=2, help="runs a change must last (default 2)")
+    parser.add_argument("--min-effect", action="append", help="per metric, e.g. wall=10%%,peak_memory=5%%")
+    parser.add_argument("--accepted", type=Path, default=ACCEPTED_FILE, help="accepted changes (YAML)")
+    parser.add_argument("--markdown", type=Path, help="Markdown summary (default: RESULTS/regressions.md)")
+    parser.add_argument("--fail-on", choices=["new", "open", "never"], default="new", help="exit 1 on (default new)")
+    args = parser.parse_args(argv)
+    options = ScanOptions(
+        results_dir=args.results,
+        along=args.along,
+        package=args.package,
+        metrics=tuple(_split(args.metric) or METRICS),
+        workloads=tuple(_split(args.workload) or ()),
+        hardware=tuple(_split(args.hardware) or ()),
+        runtimes=tuple(_split(args.runtime) or ()),
+        alpha=args.alpha,
+        persistence=args.persistence,
+        min_effects=parse_effects(args.min_effect),
+        accepted_file=args.accepted,
+    )
+    report = scan(options)
+    summary = markdown(report)
+    target = args.markdown or args.results / "regressions.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(summary, encoding="utf-8")  # a view of the latest scan; the Parquet record is the history
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with Path(os.environ["GITHUB_STEP_SUMMARY"]).open("a", encoding="utf-8") as handle:
+            handle.write(summary + "\n")
+    print(f"{report_text(report)}\nsummary: {target}\nrecord: {report.record}")  # noqa: T201 - the command's output
+    regressions = report.having("open", "regression")
+    failing = {"new": [f for f in regressions if f.new], "open": regressions, "never": []}[args.fail_on]
+    return 1 if failing else 0
+
+
+def _fraction(value: str) -> float:
+    import argparse
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number — use e.g. --alpha=0.01") from None
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{number:g} is not between 0 and 1 — use e.g. --alpha=0.01")
+    return number
+
+
+def _persistence(value: str) -> int:
+    import argparse
+
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number ≥ 1 — use e.g. --persistence=2")
+    return int(value)
