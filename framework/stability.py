@@ -241,9 +241,16 @@ def replay(
     save: bool = True,
     runtime_name: str | None = None,
     shrink_first: bool = False,
+    record: dict[str, Any] | None = None,
+    until_hit: bool = False,
 ) -> ReplayReport:
-    """Re-run a recorded failure ``times`` times in its runtime (or ``runtime_name``); save it if it reproduces."""
-    record = failure_record(results_dir, failure_id)
+    """Re-run a recorded failure ``times`` times in its runtime (or ``runtime_name``); save it if it reproduces.
+
+    ``record`` replays that failure record instead of the one stored under ``failure_id`` — bisection passes
+    a regression case, or a record whose runtime is a release's derived runtime. ``until_hit`` stops at the
+    first replay that fails (bisection's question is only whether it reproduces).
+    """
+    record = record if record is not None else failure_record(results_dir, failure_id)
     if shrink_first:
         record = shrink_failure(record, results_dir, root, runtime_name)
         failure_id = record["failure_id"]
@@ -257,6 +264,7 @@ def replay(
         **_base_plan(run_id, started, environment, store, root, "replay"),
         "replay": record,
         "times": times,
+        "until_hit": until_hit,
     }
     _say(f"replaying {failure_id} ({record['kind']}: {record['error'][:160]}) {times}× on {runtime.name!r} …")
     settle = float(record.get("settle_s") or 30.0)

@@ -338,6 +338,8 @@ def run(plan: dict[str, Any]) -> int:
                 writer.write(row)
                 say(f"{prefix} replay {attempt + 1}/{plan['times']}: {_label(row)}")
                 not_passed += row["outcome"] != "passed"
+                if plan.get("until_hit") and row["outcome"] != "passed":
+                    break  # bisection only asks whether it reproduces: one hit answers, the rest would cost hangs
             return not_passed
         for case in plan.get("regressions", []):
             row = run_program_row(
