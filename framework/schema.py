@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from framework.models import FILE_MODELS
 
 
 def schema_texts() -> dict[str, str]:
     """File name → schema text, for each kind of YAML file."""
+    from framework.accepted import AcceptedFile
+    from framework.criteria import BlessingFile
+
     texts = {}
-    for kind, model in FILE_MODELS.items():
+    models: dict[str, type[BaseModel]] = {**FILE_MODELS, "blessing": BlessingFile, "accepted": AcceptedFile}
+    # blessing.yaml and accepted.yaml have their models beside their features (which import framework.models)
+    for kind, model in models.items():
         schema = model.model_json_schema()
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["title"] = f"dask-blessing {kind} file"

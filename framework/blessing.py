@@ -1,0 +1,358 @@
+"""``nox -s bless``: is this runtime fit for production, against a baseline, by declared criteria?
+
+    criteria → today's environments → reusable evidence in the store → run what is missing (interleaved
+    comparison, matrix, stability) → decide (a pure function of evidence and criteria) → store → print
+
+Evidence that could not be produced is a failed check with the reason, never a pass. What counts as reusable
+evidence, and where it is found: :mod:`framework.evidence`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+from framework.config import ROOT
+from framework.criteria import Criteria, load, scope
+from framework.errors import SelectionError
+from framework.evidence import (
+    BlessOptions,
+    Evidence,
+    Identity,
+    MetricEvidence,
+    Runners,
+    StabilityEvidence,
+    find,
+    identity,
+    make_plan,
+    metric_keys,
+    produce,
+)
+from framework.pipeline import _say, new_run_id
+from framework.query import Results
+from framework.records import write_record
+from framework.stats import METRICS, MetricComparison, compare_samples
+
+# --------------------------------------------------------------------------------------------------
+# Decision: pure
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    criterion: str  # must_pass | stability | metric
+    subject: str  # a case, 'profile ci', 'case × metric'
+    passed: bool
+    reason: str  # one line, with its evidence
+    evidence: tuple[str, ...] = ()  # run, failure and comparison ids
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    runtime: str
+    baseline: str
+    criteria: str
+    checks: tuple[Check, ...]
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def blessed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+
+def decide(criteria: Criteria, evidence: Evidence, name: str = "default") -> Verdict:
+    """Evidence + criteria → verdict: blessed only when every check passed."""
+    checks = [*_scope_checks(evidence), *_must_pass_checks(evidence), *_stability_checks(criteria, evidence)]
+    checks += _metric_checks(criteria, evidence)
+    return Verdict(evidence.runtime, evidence.baseline, name, tuple(checks), evidence.skipped)
+
+
+def _scope_checks(evidence: Evidence) -> list[Check]:
+    """A selector none of whose cases can run on the hardware would otherwise pass by judging nothing."""
+    checks = []
+    for (criterion, selector), why in evidence.unrunnable.items():
+        where = "must_pass" if criterion == "must_pass" else "metrics.workloads"
+        reason = f"{where} {selector!r}: no case can run on hardware {evidence.hardware} ({why or 'no case'})"
+        checks.append(Check(criterion, selector, False, reason + " — nothing to judge it by"))
+    return checks
+
+
+def _must_pass_checks(evidence: Evidence) -> list[Check]:
+    checks = []
+    for case_id, outcome in evidence.cases.items():
+        runtime = evidence.runtime
+        if outcome is None:
+            why = evidence.unavailable.get("must_pass", "no run recorded a result for it")
+            checks.append(Check("must_pass", case_id, False, f"{case_id}: no result on {runtime} — {why}"))
+            continue
+        runs = f"run {outcome.runs[0]}" if len(outcome.runs) == 1 else f"runs {', '.join(outcome.runs)}"
+        if outcome.repeats and outcome.passed == outcome.repeats:
+            reason = f"{case_id}: {outcome.passed}/{outcome.repeats} repeats passed on {runtime} — {runs}"
+            checks.append(Check("must_pass", case_id, True, reason, outcome.runs))
+            continue
+        not_passed = outcome.repeats - outcome.passed
+        reason = f"{case_id} failed {not_passed}/{outcome.repeats} repeats on {runtime}"
+        reason += f" ({_clip(outcome.first_problem)}) — run {outcome.problem_run}"
+        if len(outcome.runs) > 1:
+            reason += f" (of {runs})"
+        ids = outcome.runs
+        base = evidence.baseline_cases.get(case_id)
+        if base is not None and base.passed < base.repeats:
+            reason += f"; it fails on {evidence.baseline} too (run {base.problem_run}) — still a failure"
+            ids += base.runs
+        elif base is not None:
+            reason += f"; it passes on {evidence.baseline} ({base.passed}/{base.repeats}, run {base.runs[0]})"
+            ids += base.runs
+        checks.append(Check("must_pass", case_id, False, reason, ids))
+    return checks
+
+
+def _stability_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
+    wanted = criteria.stability
+    if wanted is None:
+        return []
+    subject = f"profile {wanted.profile}"
+    found = evidence.stability or StabilityEvidence(None, ())
+    bad = [batch for batch in found.batches if batch.outcome != "passed"]
+    ids = tuple(dict.fromkeys([*([found.complete_run] if found.complete_run else []), *(b.run_id for b in bad)]))
+    if bad:
+        parts = []
+        for batch in bad:
+            part = f"{batch.case_id} {batch.outcome} ({_clip(batch.error)}) — run {batch.run_id}"
+            if batch.failure_id:
+                part += f", failure {batch.failure_id} (replay: nox -s stability -- --replay={batch.failure_id})"
+            parts.append(part)
+        reason = f"stability {subject} on {evidence.runtime}: " + "; ".join(parts)
+        failure_ids = tuple(batch.failure_id for batch in bad if batch.failure_id)
+        return [Check("stability", subject, False, reason, ids + failure_ids)]
+    if found.complete_run is None:
+        why = evidence.unavailable.get("stability", f"no run with its budget on tiers {', '.join(wanted.tiers)}")
+        return [Check("stability", subject, False, f"stability {subject}: no result on {evidence.runtime} — {why}")]
+    shown = [f"{b.case_id} ({b.examples} examples)" if b.examples else b.case_id for b in found.batches]
+    reason = f"stability {subject} passed on {evidence.runtime}: {', '.join(shown)} — run {found.complete_run}"
+    return [Check("stability", subject, True, reason, ids)]
+
+
+def _metric_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
+    wanted = criteria.metrics
+    if wanted is None:
+        return []
+    checks = []
+    for (case_id, name), found in evidence.metrics.items():
+        allowed = wanted.allowances[name]
+        label, subject = METRICS[name].label, f"{case_id} {name}"
+        limit = f"allowed ≤ {100 * allowed:g} %"
+        if found is None:
+            why = evidence.unavailable.get("metrics", "no comparison recorded it")
+            reason = f"{case_id}: {label} not compared with {evidence.baseline} — {why}"
+            checks.append(Check("metric", subject, False, reason))
+            continue
+        ids = (found.comparison_id,)
+        result = judged(found, allowed, wanted.alpha)
+        if result is None:
+            why = found.missing or "its statistics were not recorded"
+            reason = f"{case_id}: {label} could not be compared with {evidence.baseline} — {why}"
+            checks.append(Check("metric", subject, False, f"{reason} — comparison {found.comparison_id}", ids))
+            continue
+        reason = f"{case_id}: {result.sentence()} vs {evidence.baseline}, {limit} — comparison {found.comparison_id}"
+        if result.verdict == "regressed":
+            passed = False
+        elif result.conclusive or result.verdict == "improved":
+            passed = True
+        else:
+            passed = wanted.inconclusive == "pass"
+            reason += " — cannot rule out a regression beyond the allowance"
+            if wanted.inconclusive == "pass":
+                reason += " (criteria accept inconclusive comparisons)"
+        checks.append(Check("metric", subject, passed, reason, ids))
+    return checks
+
+
+def judged(found: MetricEvidence, allowed: float, alpha: float) -> MetricComparison | None:
+    """The comparison as judged at the criteria's allowance and alpha.
+
+    A comparison run for these criteria already is; one made with another minimum effect (``nox -s compare``)
+    is judged again from its stored samples by the same test.
+    """
+    result = found.result
+    if result is None:
+        return None
+    if abs(result.min_effect - allowed) < 1e-12 and abs(result.alpha - alpha) < 1e-12:
+        return result
+    baseline, candidate = found.samples
+    if len(baseline) < 2 or len(candidate) < 2:
+        return None
+    spec = METRICS[result.metric]
+    return compare_samples(list(baseline), list(candidate), spec, min_effect=allowed, alpha=alpha)
+
+
+def _clip(text: str | None, limit: int = 200) -> str:
+    line = " ".join((text or "no error recorded").split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def store_verdict(
+    results_dir: Path,
+    verdict_id: str,
+    verdict: Verdict,
+    criteria: Criteria,
+    who: Identity,
+    hardware: str,
+    now: dt.datetime,
+    base: Identity | None = None,
+) -> Path:
+    """One row in ``results/verdicts/<verdict_id>.parquet`` (the ``verdicts`` view)."""
+    checks = [dataclasses.asdict(check) for check in verdict.checks]
+    checks += [
+        {"criterion": "skipped", "subject": s, "passed": None, "reason": s, "evidence": []} for s in verdict.skipped
+    ]
+    row = {
+        "verdict_id": verdict_id,
+        "decided_at": now,
+        "criteria": verdict.criteria,
+        "runtime": verdict.runtime,
+        "runtime_hash": who.runtime_hash,
+        "env_hash": who.env_hash,
+        "baseline": verdict.baseline,
+        "baseline_env_hash": base.env_hash if base is not None else None,
+        "hardware": hardware,
+        "blessed": verdict.blessed,
+        "reasons": [check.reason for check in verdict.failed],
+        "checks": checks,
+        "criteria_spec": criteria.model_dump(mode="json"),
+        "versions": who.versions,
+    }
+    return write_record(results_dir, "verdicts", verdict_id, [row])
+
+
+def format_verdict(verdict: Verdict) -> str:
+    """The headline, every failed check in full, then the passed ones briefly (must-pass cases as one line)."""
+    word = "BLESSED" if verdict.blessed else "NOT BLESSED"
+    lines = [f"{verdict.runtime} is {word} against {verdict.baseline} (criteria {verdict.criteria})"]
+    if verdict.failed:
+        lines[0] += f": {len(verdict.failed)} of {len(verdict.checks)} checks failed"
+        lines += [f"  ✗ {check.reason}" for check in verdict.failed]
+    passed = [check for check in verdict.checks if check.passed]
+    if passed:
+        lines.append(f"passed ({len(passed)}):")
+        cases = [check for check in passed if check.criterion == "must_pass"]
+        if cases:
+            runs = sorted({run for check in cases for run in check.evidence})
+            lines.append(f"  ✓ must pass: {len(cases)} case(s) passed every repeat — run(s) {', '.join(runs)}")
+        lines += [f"  ✓ {check.reason}" for check in passed if check.criterion != "must_pass"]
+    if verdict.skipped:
+        lines.append(f"not run on this hardware ({len(verdict.skipped)}): " + "; ".join(verdict.skipped))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# The command: find what is reusable, run what is missing, decide, store
+
+
+@dataclasses.dataclass
+class BlessReport:
+    plan: list[str]  # what was reused and what was (or, in a dry run, would be) run
+    verdict: Verdict | None = None  # None for a dry run
+    verdict_id: str | None = None
+    record: Path | None = None
+
+
+def bless(options: BlessOptions, runners: Runners | None = None, now: dt.datetime | None = None) -> BlessReport:
+    """Decide whether ``options.runtime`` is blessed; run only the evidence that is missing or stale."""
+    runners = runners or Runners()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    catalog, criteria = load(options.root, options.criteria)
+    baseline_name = options.baseline or criteria.baseline
+    hardware = options.hardware or criteria.hardware
+    runtime, baseline = catalog.runtime(options.runtime), catalog.runtime(baseline_name)
+    catalog.hardware_profile(hardware)
+    if baseline_name == runtime.name:
+        raise SelectionError(f"--baseline={baseline_name}: the baseline is the runtime itself — choose another runtime")
+    cases = scope(catalog, criteria, runtime.name, hardware)
+    environment = runners.environment(runtime, options)
+    baseline_environment = runners.environment(baseline, options) if criteria.metrics else None
+    since = now - criteria.max_age if options.reuse else now  # without reuse, only what this run produces counts
+    with Results(options.results_dir) as results:
+        who, base = identity(results, runtime, environment), identity(results, baseline, baseline_environment)
+        found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)
+    plan = make_plan(criteria, who, base, hardware, cases, found)
+    if options.dry_run:
+        return BlessReport(plan.lines)
+    for line in plan.lines:
+        _say(line)
+    unavailable = produce(options, runners, catalog, criteria, who, hardware, plan, since)
+    with Results(options.results_dir) as results:
+        found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)
+    evidence = Evidence(
+        runtime.name,
+        baseline.name,
+        hardware,
+        {case.case_id: found.cases.get(case.case_id) for case in cases.must_pass},
+        found.baseline_cases,
+        cases.unrunnable,
+        cases.skipped,
+        found.stability,
+        {key: found.metrics.get(key) for key in metric_keys(criteria, cases.compared)},
+        unavailable,
+    )
+    verdict = decide(criteria, evidence, options.criteria)
+    verdict_id = new_run_id(now)
+    record = store_verdict(options.results_dir, verdict_id, verdict, criteria, who, hardware, now, base)
+    return BlessReport(plan.lines, verdict, verdict_id, record)
+
+
+def bless_parser() -> argparse.ArgumentParser:
+    from framework.cli import _Parser  # here: framework.cli imports this module to list its command
+
+    parser = _Parser(
+        prog="nox -s bless --",
+        description="Decide whether a runtime is fit for production against a baseline, by matrices/blessing.yaml.",
+    )
+    parser.add_argument("--runtime", default="latest", help="the runtime to bless (default: latest)")
+    parser.add_argument("--baseline", help="runtime to judge it against (default: the criteria's)")
+    parser.add_argument(
+        "--criteria", default="default", help="criteria set in matrices/blessing.yaml (default: default)"
+    )
+    parser.add_argument("--hardware", help="hardware profile (default: the criteria's)")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the environments even if built today")
+    parser.add_argument(
+        "--reuse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reuse recent evidence of the same environment (default); --no-reuse runs everything again",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print what would be reused and what would run")
+    return parser
+
+
+def command(argv: Sequence[str], runners: Runners | None = None) -> int:
+    """``nox -s bless``: exit 0 when blessed, 1 when not; a user mistake raises FrameworkError (exit 2)."""
+    args = bless_parser().parse_args(argv)
+    options = BlessOptions(
+        runtime=args.runtime,
+        criteria=args.criteria,
+        baseline=args.baseline,
+        hardware=args.hardware,
+        results_dir=args.results,
+        rebuild=args.rebuild,
+        reuse=args.reuse,
+        dry_run=args.dry_run,
+    )
+    report = bless(options, runners)
+    if report.verdict is None:
+        _print("\n".join(report.plan) or "nothing to run: every piece of evidence is reusable")
+        return 0
+    _print(format_verdict(report.verdict))
+    _print(f"verdict {report.verdict_id} stored in {report.record}")
+    return 0 if report.verdict.blessed else 1
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 - the verdict is the command's output

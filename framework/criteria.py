@@ -1,0 +1,298 @@
+"""Blessing criteria (``matrices/blessing.yaml``): what a runtime must show before it is called fit for production.
+
+A named set declares the baseline it is judged against, where and at which size it runs, the workloads whose
+every measured repeat must pass, the stability profile that must pass, the largest regression each metric may
+show against the baseline, and how old reusable evidence may be. Here: the schema, loading (checked against the
+catalogue) and the concrete cases a set selects; the evidence is found in :mod:`framework.evidence`, the decision
+made in :mod:`framework.blessing`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    PositiveInt,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from framework.config import ROOT, Catalog, _show, load_catalog, load_file, selector_problem
+from framework.errors import ConfigError, SelectionError, near_miss
+from framework.matrix import Case, Selection, build_plan
+from framework.models import Name, Selector, _Model
+from framework.stats import smallest_p
+
+CRITERIA_FILE = Path("matrices") / "blessing.yaml"
+
+# The keys of framework.stats.METRICS (a test keeps the two in step); a Literal so the JSON Schema lists them.
+MetricName = Literal["wall", "peak_memory", "mean_memory", "spill"]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w)\s*$")
+_AGE_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
+
+
+def _parse_percent(value: object) -> object:
+    # Only 'N%': a bare 10 could mean 10 % or 1000 %, and a gate must not guess.
+    match = _PERCENT.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise PydanticCustomError(
+            "percent",
+            "{value} is not a percentage — write e.g. '10%' (the largest allowed increase)",
+            {"value": repr(value)},
+        )
+    return float(match.group(1)) / 100.0
+
+
+def _parse_age(value: object) -> object:
+    if isinstance(value, dt.timedelta):
+        return value
+    match = _AGE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise PydanticCustomError(
+            "age", "{value} is not an age — write e.g. '7d', '36h' or '2w'", {"value": repr(value)}
+        )
+    return float(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
+def _show_age(age: dt.timedelta) -> str:
+    """``7d``, ``36h``: how the file spells it (and how the stored criteria show it)."""
+    hours = age.total_seconds() / 3600
+    if hours % 24 == 0:
+        return f"{hours / 24:g}d"
+    return f"{hours:g}h"
+
+
+def _show_percent(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+Percent = Annotated[
+    float,
+    BeforeValidator(_parse_percent),
+    Field(ge=0.0, le=10.0),
+    PlainSerializer(_show_percent, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$", "examples": ["10%"]}),
+]
+Age = Annotated[
+    dt.timedelta,
+    BeforeValidator(_parse_age),
+    PlainSerializer(_show_age, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(h|d|w)\s*$", "examples": ["7d", "36h"]}),
+]
+
+
+Tier = Literal["inprocess", "process"]
+
+
+def _every_tier() -> list[Tier]:
+    return ["inprocess", "process"]
+
+
+class StabilityCriterion(_Model):
+    """The chaos fuzzer (``nox -s stability``) must pass on the runtime: every tier and every saved regression case."""
+
+    profile: Literal["ci", "nightly"] = Field(default="ci", description="The hypothesis budget: ci or nightly.")
+    tiers: list[Tier] = Field(default_factory=_every_tier, min_length=1)
+    examples: PositiveInt | None = Field(
+        default=None,
+        description="Examples per tier, fewer than the profile's (a quicker gate). Evidence of a run with at least"
+        " as many examples counts; omitted: only a run with the profile's full budget counts.",
+    )
+    steps: PositiveInt | None = Field(default=None, description="Steps per example (overrides the profile's).")
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("tiers_twice", "a tier is listed twice — list each once", {})
+        return value
+
+
+class MetricsCriterion(_Model):
+    """No metric may regress against the baseline by more than its allowance, on an interleaved A/B comparison."""
+
+    workloads: list[Selector] = Field(min_length=1, description="Names, 'tag:TAG' or '*': the cases compared.")
+    max_regression: dict[MetricName, Percent] = Field(
+        min_length=1, description="Metric → the largest allowed increase over the baseline, e.g. peak_memory: '10%'."
+    )
+    repeat: int = Field(
+        default=5,
+        ge=2,
+        description="Interleaved repeats per side; a stored comparison counts only with at least this many.",
+    )
+    until_decided: PositiveInt | None = Field(
+        default=None,
+        description="Sequential mode: add interleaved pairs until decided, at most this many per side.",
+    )
+    alpha: float = Field(default=0.01, gt=0.0, lt=0.5, description="Significance level of the rank test.")
+    inconclusive: Literal["fail", "pass"] = Field(
+        default="fail",
+        description="When the comparison cannot rule out a regression beyond the allowance (too few repeats for"
+        " the noise): fail (a gate needs evidence) or pass (the reason still says so).",
+    )
+
+    @property
+    def allowances(self) -> dict[str, float]:
+        """Metric → largest allowed relative increase (0.10 for '10%')."""
+        return {str(name): allowed for name, allowed in self.max_regression.items()}
+
+    @field_validator("max_regression", mode="before")
+    @classmethod
+    def _known_metrics(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in value:
+                if key not in METRIC_NAMES:
+                    close = difflib.get_close_matches(str(key), METRIC_NAMES, n=1, cutoff=0.6)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise PydanticCustomError(
+                        "metric",
+                        "unknown metric {key} — {hint}known: {known}",
+                        {"key": repr(key), "hint": hint, "known": ", ".join(METRIC_NAMES)},
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _can_detect(self) -> MetricsCriterion:
+        # A gate that can never fail is a silent pass: at n ≤ 4 per side the rank test never reaches p < 0.01.
+        smallest = smallest_p(self.repeat, self.repeat)
+        if self.until_decided is None and smallest >= self.alpha:
+            enough = next(n for n in range(self.repeat, 100) if smallest_p(n, n) < self.alpha)
+            raise PydanticCustomError(
+                "repeat_too_small",
+                "repeat {repeat} can never show a regression at alpha {alpha} (the smallest p-value is {p})"
+                " — use repeat ≥ {enough} or until_decided",
+                {"repeat": self.repeat, "alpha": self.alpha, "p": f"{smallest:.3f}", "enough": enough},
+            )
+        if self.until_decided is not None and self.until_decided < self.repeat:
+            raise PydanticCustomError(
+                "budget",
+                "until_decided {budget} is below repeat {repeat} — the budget is the most pairs a sequential"
+                " comparison may add; use ≥ {repeat}",
+                {"budget": self.until_decided, "repeat": self.repeat},
+            )
+        return self
+
+
+class Criteria(_Model):
+    """One named set of blessing criteria."""
+
+    description: str = ""
+    baseline: Name = Field(description="Runtime the candidate is judged against (--baseline overrides it).")
+    hardware: Name = Field(default="local", description="Hardware profile everything runs on (--hardware).")
+    size: Name | None = Field(default=None, description="Data size; omitted: each workload's first.")
+    must_pass: list[Selector] = Field(
+        default_factory=list, description="Workloads (names, 'tag:TAG', '*') whose every measured repeat must pass."
+    )
+    stability: StabilityCriterion | None = None
+    metrics: MetricsCriterion | None = None
+    max_age: Age = Field(
+        default=dt.timedelta(days=7),
+        json_schema_extra={"default": "7d"},
+        description="Evidence older than this is produced again, e.g. '7d' or '36h'.",
+    )
+
+    @model_validator(mode="after")
+    def _checks_something(self) -> Criteria:
+        if not self.must_pass and self.stability is None and self.metrics is None:
+            raise PydanticCustomError(
+                "no_criterion",
+                "declares nothing to check — add must_pass, stability or metrics (a runtime is not blessed on"
+                " no evidence)",
+                {},
+            )
+        return self
+
+
+class BlessingFile(_Model):
+    criteria: dict[Name, Criteria] = Field(min_length=1)
+
+
+def criteria_problems(criteria: dict[str, Criteria], catalog: Catalog, path: Path) -> list[str]:
+    """Names the criteria refer to that the catalogue does not declare: one line each, with the near miss."""
+    problems = []
+    sizes = {size for workload in catalog.workloads.values() for size in workload.sizes}
+    for name, spec in criteria.items():
+        where = f"{_show(path)}: criteria.{name}"
+        if spec.baseline not in catalog.runtimes:
+            problems.append(f"{where}.baseline: {near_miss(spec.baseline, catalog.runtimes, 'runtime')}")
+        if spec.hardware not in catalog.hardware:
+            problems.append(f"{where}.hardware: {near_miss(spec.hardware, catalog.hardware, 'hardware profile')}")
+        if spec.size is not None and spec.size not in sizes:
+            problems.append(f"{where}.size: {near_miss(spec.size, sizes, 'size')}")
+        fields = [("must_pass", spec.must_pass), ("metrics.workloads", spec.metrics.workloads if spec.metrics else [])]
+        for field, selectors in fields:
+            for index, selector in enumerate(selectors):
+                problem = selector_problem(selector, catalog)
+                if problem:
+                    problems.append(f"{where}.{field}.{index}: {problem}")
+    return problems
+
+
+def load_all_criteria(catalog: Catalog, path: Path | None = None) -> dict[str, Criteria]:
+    """Every set in the file, checked against the catalogue (a broken ``release`` set fails a ``default`` run too)."""
+    path = path or ROOT / CRITERIA_FILE
+    criteria = load_file(path, BlessingFile).criteria
+    problems = criteria_problems(criteria, catalog, path)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return criteria
+
+
+def load_criteria(catalog: Catalog, name: str, path: Path | None = None) -> Criteria:
+    """One named set; an unknown name is a one-line error with the near miss."""
+    path = path or ROOT / CRITERIA_FILE
+    criteria = load_all_criteria(catalog, path)
+    if name not in criteria:
+        raise SelectionError(
+            f"--criteria={name}: {near_miss(name, criteria, 'criteria set')} — declare it in {_show(path)}"
+        )
+    return criteria[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """The concrete cases a criteria set names on one hardware profile (expanded as the matrix expands them)."""
+
+    must_pass: list[Case]
+    compared: list[Case]
+    # (criterion, selector) → why none of its cases can run here: a failed check, not a silent pass
+    unrunnable: dict[tuple[str, str], str]
+    skipped: tuple[str, ...]  # single cases the hardware cannot run, with the reason
+
+
+def scope(catalog: Catalog, criteria: Criteria, runtime: str, hardware: str) -> Scope:
+    """The criteria's selectors → concrete cases on ``hardware`` at their size (the matrix's own expansion)."""
+    must_pass: dict[str, Case] = {}
+    compared: dict[str, Case] = {}
+    unrunnable: dict[tuple[str, str], str] = {}
+    skipped: list[str] = []
+    selectors = [("must_pass", selector) for selector in criteria.must_pass]
+    selectors += [("metric", selector) for selector in (criteria.metrics.workloads if criteria.metrics else [])]
+    for criterion, selector in selectors:
+        selection = Selection(runtimes=[runtime], hardware=[hardware], workloads=[selector], size=criteria.size)
+        plan = build_plan(catalog, selection)
+        if not plan.cases:
+            unrunnable[(criterion, selector)] = "; ".join(f"{s.case_id}: {s.reason}" for s in plan.skipped)
+        cases = must_pass if criterion == "must_pass" else compared
+        cases.update((planned.case.case_id, planned.case) for planned in plan.cases)
+        skipped += [f"{s.case_id} on {s.hardware}: {s.reason}" for s in plan.skipped]
+    return Scope(list(must_pass.values()), list(compared.values()), unrunnable, tuple(dict.fromkeys(skipped)))
+
+
+def load(root: Path, name: str) -> tuple[Catalog, Criteria]:
+    """The catalogue under ``root`` and its criteria set ``name``."""
+    catalog = load_catalog(root)
+    return catalog, load_criteria(catalog, name, root / CRITERIA_FILE)
