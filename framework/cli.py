@@ -295,7 +295,7 @@ def compare_parser() -> _Parser:
 
 
 def cmd_compare(argv: Sequence[str]) -> int:
-    from framework import compare
+    from framework import compare, compare_stored
     from framework.config import load_catalog
     from framework.stats import parse_effects
 
@@ -305,10 +305,10 @@ def cmd_compare(argv: Sequence[str]) -> int:
     metrics = compare.metric_names(_split(args.metric))
     effects = parse_effects(args.min_effect)
     if args.from_results:
-        report = compare.from_results(
+        report = compare_stored.from_results(
             args.results,
-            (args.baseline, args.baseline_where or compare.side_filter(args.baseline)),
-            (args.candidate, args.candidate_where or compare.side_filter(args.candidate)),
+            (args.baseline, args.baseline_where or compare_stored.side_filter(args.baseline)),
+            (args.candidate, args.candidate_where or compare_stored.side_filter(args.candidate)),
             metrics=metrics,
             min_effects=effects,
             alpha=args.alpha,

@@ -12,12 +12,11 @@ from framework.compare import (
     BASELINE,
     CANDIDATE,
     CompareOptions,
-    from_results,
     interleaving,
     resolve_side,
     run_interleaved,
-    side_filter,
 )
+from framework.compare_stored import from_results, side_filter
 from framework.config import load_catalog
 from framework.errors import SelectionError
 from framework.matrix import expand_workload

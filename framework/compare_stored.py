@@ -1,0 +1,146 @@
+"""A/B over rows already in the results store: each side chosen by an SQL filter, nothing run (``--from-results``).
+
+The same judging as an interleaved comparison (:func:`framework.stats.compare_samples` per case × metric), on the
+measured, passed repeats the filters select — by default each side's newest run of every case. The comparison is
+recorded like any other, with mode ``from-results``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from framework.compare import (
+    BASELINE,
+    CANDIDATE,
+    CaseMetric,
+    ComparisonReport,
+    count_outcomes,
+    missing_reason,
+    record_identity,
+    record_rows,
+)
+from framework.errors import SelectionError
+from framework.pipeline import new_run_id
+from framework.records import write_record
+from framework.stats import METRICS, compare_samples
+
+_SELECT = """
+SELECT workload, case_id, size, hardware, runtime, run_id, repeat, phase, outcome, missing, runtime_hash, env_hash,
+       packages, {columns}
+FROM cases
+WHERE ({where}) {latest}
+ORDER BY run_started_at, started_at
+"""
+_LATEST = "QUALIFY run_started_at = max(run_started_at) OVER (PARTITION BY hardware, case_id, size)"
+
+
+def from_results(
+    results_dir: Path,
+    baseline: tuple[str, str],
+    candidate: tuple[str, str],
+    *,
+    metrics: tuple[str, ...] = tuple(METRICS),
+    min_effects: dict[str, float] | None = None,
+    alpha: float = 0.01,
+    latest_only: bool = True,
+    workloads: Sequence[str] | None = None,
+    record: bool = True,
+) -> ComparisonReport:
+    """Compare rows already stored. Each side is (label, SQL filter over the ``cases`` view).
+
+    ``latest_only`` keeps each side's newest run per case (the default; ``--all-runs`` pools the whole history
+    the filter selects). Nothing runs; the comparison is recorded like any other (mode ``from-results``).
+    """
+    from framework.query import Results
+
+    columns = ", ".join(METRICS[name].column for name in metrics)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with Results(results_dir) as results:
+        for side, (label, where) in ((BASELINE, baseline), (CANDIDATE, candidate)):
+            names, found = results.sql(
+                _SELECT.format(columns=columns, where=where, latest=_LATEST if latest_only else "")
+            )
+            side_rows = [dict(zip(names, row)) for row in found]
+            if workloads:
+                side_rows = [row for row in side_rows if _selected(row, workloads)]
+            if not side_rows:
+                raise SelectionError(
+                    f"no measured rows match the {side} filter {where!r} ({label}) — check it with"
+                    ' nox -s sql -- "SELECT runtime, hardware, case_id, count(*) FROM cases'
+                    f' WHERE {where} GROUP BY ALL"'
+                )
+            hardware = sorted({str(row["hardware"]) for row in side_rows})
+            if len(hardware) > 1:
+                raise SelectionError(
+                    f"the {side} rows ({label}) span hardware {', '.join(hardware)} — add e.g."
+                    f" \"AND hardware = '{hardware[0]}'\" to its filter"
+                )
+            for row in side_rows:
+                if isinstance(row.get("packages"), str):
+                    row["packages"] = json.loads(row["packages"])
+            rows[side] = side_rows
+    options = _FromResults(metrics, min_effects or {}, alpha)
+    lines = []
+    hardware_label = rows[BASELINE][0]["hardware"]
+    if rows[CANDIDATE][0]["hardware"] != hardware_label:
+        hardware_label = f"{hardware_label} vs {rows[CANDIDATE][0]['hardware']}"
+    keys = dict.fromkeys((row["workload"], row["case_id"], row["size"]) for row in rows[BASELINE])
+    candidates = {(row["workload"], row["case_id"], row["size"]) for row in rows[CANDIDATE]}
+    for workload, case_id, size in keys:
+        if (workload, case_id, size) not in candidates:
+            continue
+        for name in options.metrics:
+            spec = METRICS[name]
+            a = [float(r[spec.column]) for r in rows[BASELINE] if _sample(r, case_id, size, spec.column)]
+            b = [float(r[spec.column]) for r in rows[CANDIDATE] if _sample(r, case_id, size, spec.column)]
+            line = CaseMetric(workload, case_id, size, hardware_label, name, None, None, (tuple(a), tuple(b)))
+            if len(a) < 2 or len(b) < 2:
+                reason = missing_reason(rows[BASELINE] + rows[CANDIDATE], case_id, spec.column)
+                counts = f"{len(a)} baseline and {len(b)} candidate repeat(s) passed with a value"
+                lines.append(dataclasses.replace(line, missing=f"{counts}{'; ' + reason if reason else ''}"))
+                continue
+            result = compare_samples(a, b, spec, min_effect=options.min_effects.get(name), alpha=alpha)
+            lines.append(dataclasses.replace(line, result=result))
+    if not lines:
+        raise SelectionError(
+            f"the {baseline[0]} and {candidate[0]} rows share no case — compare sides that ran the same workloads"
+        )
+    run_ids = {side: sorted({str(row["run_id"]) for row in rows[side]}) for side in rows}
+    report = ComparisonReport(
+        new_run_id(), "from-results", baseline[0], candidate[0], lines, count_outcomes(rows), run_ids
+    )
+    if record:
+        common = record_identity(report, rows, {})
+        report.record = write_record(results_dir, "comparisons", report.comparison_id, record_rows(report, common))
+    return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _FromResults:
+    metrics: tuple[str, ...]
+    min_effects: dict[str, float]
+    alpha: float
+
+
+def _sample(row: dict[str, Any], case_id: str, size: str | None, column: str) -> bool:
+    return (
+        row["case_id"] == case_id
+        and row["size"] == size
+        and row["outcome"] == "passed"
+        and row.get(column) is not None
+        and not (isinstance(row[column], float) and math.isnan(row[column]))
+    )
+
+
+def _selected(row: dict[str, Any], workloads: Sequence[str]) -> bool:
+    return any(row["workload"] == name or row["case_id"] == name for name in workloads)
+
+
+def side_filter(name: str) -> str:
+    """The default SQL filter of a side named on the command line: its runtime's rows."""
+    return "runtime = '" + name.replace("'", "''") + "'"
