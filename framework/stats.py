@@ -402,9 +402,8 @@ class SequentialComparison:
 
     @property
     def band(self) -> tuple[float, float]:
-        if self.spec.name == "spill":  # spill is on log(1 + MiB): the band is the absolute floor
-            width = math.log1p(self.spec.min_absolute / MiB)
-            return -width, width
+        # Spill is on log(1 + MiB), which is log(MiB) for any real amount: the relative band applies there too,
+        # and zero spill on both sides gives differences of exactly 0, inside it.
         return math.log1p(-self.min_effect), math.log1p(self.min_effect)
 
     @property

@@ -20,13 +20,15 @@ def _hold_and_work(nbytes: int, work_bytes: int, hold_s: float, value: float) ->
     held = np.full(nbytes // 8, value)  # np.full writes every page: the memory is resident, not just reserved
     block = np.arange(MiB // 8, dtype="float64").tobytes()
     digest = hashlib.sha256()
+    hashing = time.perf_counter()
     for _ in range(work_bytes // MiB):
         digest.update(block)  # releases the GIL; a fixed cost per MiB, whatever else the worker does
     remainder = work_bytes % MiB
     if remainder:
         digest.update(block[:remainder])
+    hashing = time.perf_counter() - hashing
     time.sleep(hold_s)  # long enough for the 10 ms memory probe to see the plateau
-    return {"sum": float(held.sum()), "elements": float(held.size), "hashed": float(work_bytes)}
+    return {"sum": float(held.sum()), "elements": float(held.size), "hashed": float(work_bytes), "hash_s": hashing}
 
 
 def known_shift(
@@ -63,5 +65,7 @@ def known_shift(
         "held_bytes_per_worker": float(nbytes),
         "hashed_bytes_per_worker": float(work),
         "workers": float(len(workers)),
+        # the slowest worker's hashing: the share of the wall time the work knob scales
+        "hash_seconds": max(result["hash_s"] for result in results),
         "arm_b": float(arm == "b"),
     }

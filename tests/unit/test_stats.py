@@ -23,6 +23,7 @@ from framework.stats import (
     smallest_p,
 )
 
+GiB = 1024**3
 PEAK = METRICS["peak_memory"]
 WALL = METRICS["wall"]
 SPILL = METRICS["spill"]
@@ -253,3 +254,11 @@ def test_metric_names_and_effects():
         parse_effects("wall")
     with pytest.raises(SelectionError, match="between 0 and 100"):
         parse_effects("wall=150%")
+
+
+def test_sequential_spill_regression_is_judged_relative_to_the_amount():
+    rng = np.random.default_rng(8)
+    test = SequentialComparison(SPILL, min_effect=0.05)
+    while test.decision is None and len(test.a) < 40:
+        test.add(1.5 * GiB * math.exp(rng.normal(0, 0.02)), 1.8 * GiB * math.exp(rng.normal(0, 0.02)))
+    assert test.decision == "regressed"
