@@ -84,5 +84,5 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[AcceptedChange]:
 
 
 def normalise_package(package: str) -> str:
-    """``Pandas_Stubs`` → ``pandas-stubs``: how package names are compared (PEP 503, without the regex)."""
+    """``Typing_Extensions`` → ``typing-extensions``: how package names are compared (PEP 503, without the regex)."""
     return package.lower().replace("_", "-").replace(".", "-")
