@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -151,10 +152,21 @@ def _version(point: RunPoint, package: str) -> tuple[int, Version | str]:
 
 def _selected(row: dict[str, Any], options: ScanOptions) -> bool:
     return (
-        (not options.hardware or row["hardware"] in options.hardware)
-        and (not options.runtimes or row["runtime"] in options.runtimes)
-        and (not options.workloads or row["workload"] in options.workloads or row["case_id"] in options.workloads)
+        (not options.hardware or any(_matches(row["hardware"], name) for name in options.hardware))
+        and (not options.runtimes or any(_matches(row["runtime"], name) for name in options.runtimes))
+        and (
+            not options.workloads
+            or any(_matches(row["workload"], name) or row["case_id"] == name for name in options.workloads)
+        )
     )
+
+
+def _matches(value: str, wanted: str) -> bool:
+    """A name, or a shell-style pattern with ``*`` (``--runtime='bisect-*'``: every release a sweep built).
+    Case ids contain brackets, so only ``*`` is a wildcard."""
+    if "*" not in wanted:
+        return value == wanted
+    return re.fullmatch(".*".join(re.escape(part) for part in wanted.split("*")), value) is not None
 
 
 def _check_filters(rows: list[dict[str, Any]], options: ScanOptions) -> None:
@@ -166,7 +178,7 @@ def _check_filters(rows: list[dict[str, Any]], options: ScanOptions) -> None:
     }
     for what, (names, wanted) in known.items():
         for name in wanted:
-            if name not in names:
+            if not any(_matches(known_name, name) for known_name in names):
                 raise SelectionError(f"{near_miss(name, names, what)} (in the measured runs of {options.results_dir})")
 
 
@@ -416,7 +428,7 @@ def command(argv: Sequence[str]) -> int:
     parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
     parser.add_argument("--workload", action="append", help="workload name(s) or case id(s)")
     parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
-    parser.add_argument("--runtime", action="append", help="runtime name(s)")
+    parser.add_argument("--runtime", action="append", help="runtime name(s); * matches any text, e.g. 'bisect-*'")
     parser.add_argument("--alpha", type=_fraction, default=0.01, help="false alarms per series (default 0.01)")
     parser.add_argument("--persistence", type=_persistence, default=2, help="runs a change must last (default 2)")
     parser.add_argument("--min-effect", action="append", help="per metric, e.g. wall=10%%,peak_memory=5%%")

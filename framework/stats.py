@@ -433,10 +433,15 @@ class SequentialComparison:
         base = compare_samples(self.a, self.b, self.spec, min_effect=self.min_effect, alpha=self.alpha)
         decision = self.decision
         if decision is None:
-            # Out of budget: significant only if the sequence excludes no change at all.
-            if self.low > 0:
+            # Out of budget: a change only if the sequence excludes no change at all *and* the medians differ by
+            # the minimum effect — the rule of a fixed-size comparison, so a real but tiny drift (a case's
+            # position in the round, say) is not reported as a change the user said they do not care about.
+            relevant = abs(base.median_b - base.median_a) >= self.spec.min_absolute and (
+                not math.isfinite(base.ratio) or abs(base.ratio - 1) >= self.min_effect
+            )
+            if self.low > 0 and relevant:
                 decision = "regressed"
-            elif self.high < 0:
+            elif self.high < 0 and relevant:
                 decision = "improved"
             else:
                 decision = "unchanged"

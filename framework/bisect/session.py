@@ -85,6 +85,15 @@ def bisect_parser() -> argparse.ArgumentParser:
         " after each release (spec)",
     )
     parser.add_argument("--alone", action="store_true", help="move dask without distributed (or the reverse)")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="measure every release between --good and --bad instead of searching: a history along versions"
+        " for nox -s regressions -- --along=version (needs --workload; --metric is not needed)",
+    )
+    parser.add_argument(
+        "--passes", type=_positive, default=2, help="with --sweep: runs of every release, each in a new order"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
     parser.add_argument("--rebuild", action="store_true", help="rebuild environments even if a build exists")
     return parser
@@ -149,6 +158,10 @@ def _base_runtime(args: argparse.Namespace, catalog: Catalog, record: dict[str, 
 
 
 def _check_options(args: argparse.Namespace) -> MetricSpec | None:
+    if args.sweep:
+        if args.failure or not args.workload:
+            raise BisectError("--sweep measures a workload on every release — give --workload=NAME, not --failure")
+        return metric(args.metric) if args.metric and args.metric != "outcome" else None
     if args.failure and (args.workload or args.metric):
         raise BisectError("--failure with --workload/--metric: bisect either a failure or a workload — drop one")
     if not args.failure and not (args.workload and args.metric):
@@ -226,12 +239,18 @@ def plan_bisection(args: argparse.Namespace, root: Path = ROOT) -> Bisection:
 def command(argv: Sequence[str]) -> int:
     args = bisect_parser().parse_args(argv)
     plan = plan_bisection(args)
-    _say(describe_range(plan))
+    _say(describe_range(plan, sweeping=args.sweep))
     derived: dict[str, Runtime] = {}
 
     def runtime_for(version: str) -> Runtime:
         return derived.setdefault(version, plan.runtime_for(version))
 
+    if args.sweep:
+        from framework.bisect import sweep
+
+        assert plan.case is not None and plan.hardware is not None
+        measure = ReleaseRunner(plan.case, plan.hardware, args.results, ROOT, args.rebuild)
+        return sweep.command(args, plan.span.versions, measure, runtime_for)
     oracle: Oracle
     runner = None
     if plan.record is not None:
@@ -322,13 +341,14 @@ def _replay_on(record: dict[str, Any], times: int, results_dir: Path, root: Path
     return replay_on
 
 
-def describe_range(plan: Bisection) -> str:
+def describe_range(plan: Bisection, sweeping: bool = False) -> str:
     span = plan.span
     direction = "first bad" if span.ascending else "first fixed"
+    aim = "measuring every one" if sweeping else f"looking for the {direction} release"
     held = "pinned as in its environment" if plan.hold == "lock" else "as declared, as of each release's day"
     lines = [
         f"bisect: {' and '.join(plan.moved)} {span.versions[0]} (good) → {span.versions[-1]} (bad),"
-        f" {len(span.releases) - 2} release(s) between; looking for the {direction} release; in runtime"
+        f" {len(span.releases) - 2} release(s) between; {aim}; in runtime"
         f" {plan.base.name!r}, other packages {held}"
     ]
     lines += [f"  not tried: {version} — {reason}" for version, reason in span.dropped]

@@ -13,11 +13,13 @@ A benchmark that prints figures; it asserts nothing.
    - ``nox -s compare`` with 5 repeats per side (exact rank test + minimum effect) — ``compare_samples``;
    - ``--until-decided`` (sign confidence sequence, budget = the rounds measured) — ``SequentialComparison``;
    - the history detector (``nox -s regressions``) on series of 24 runs × 3 repeats, shift at run 17 — ``detect``.
-   A/A comparisons draw both sides from the identical arms, so their "changed" rate is the false-alarm rate.
+   A/A comparisons draw both sides from the identical arms, which of the two plays "A" picked at random each
+   round (only a name tells them apart), so their "changed" rate is the false-alarm rate; the one real A/A —
+   arm a against arm b over every round, as measured — is printed too, to show the arms did not differ for real.
 3. Print the noise (coefficient of variation) of each metric, the minimum detectable effect at 5 repeats, and
    the repeats a 5/10/20 % change needs.
 
-    nox -s bench -- calibration [--rounds=30] [--size=small] [--results=DIR] [--analyse=DIR]
+    nox -s bench -- calibration [--rounds=40] [--size=small] [--results=DIR] [--analyse=DIR]
 """
 
 from __future__ import annotations
@@ -142,33 +144,64 @@ def wilson_high(hits: int, n: int, z: float = 1.96) -> float:
     return (centre + margin) / (1 + z * z / n)
 
 
+def _sides(a: list[float], b: list[float], i: int, rng: np.random.Generator, relabel: bool) -> tuple[float, float]:
+    """Round ``i``'s two values; with ``relabel`` (two identical arms) in a random order — nothing but a name and
+    an alternating position tells the arms apart, so every labelling is an equally real A/A comparison."""
+    if relabel and rng.random() < 0.5:
+        return b[i], a[i]
+    return a[i], b[i]
+
+
 def fixed_rate(a: list[float], b: list[float], metric: str, rng: np.random.Generator, expect: str) -> float:
-    """Share of DRAWS comparisons of REPEATS vs REPEATS (distinct rounds) whose verdict is ``expect``."""
+    """Share of DRAWS comparisons of REPEATS vs REPEATS (distinct rounds) whose verdict is ``expect``; A/A
+    (``expect="changed"``) relabels the identical arms per round."""
     spec = METRICS[metric]
     hits = 0
     n = min(len(a), len(b))
+    relabel = expect == "changed"
     for draw in range(DRAWS):
         rounds = rng.permutation(n)
-        left, right = rounds[:REPEATS], rounds[REPEATS : 2 * REPEATS]
-        result = compare_samples([a[i] for i in left], [b[i] for i in right], spec, seed=draw, n_boot=500)
+        left = [_sides(a, b, i, rng, relabel)[0] for i in rounds[:REPEATS]]
+        right = [_sides(a, b, i, rng, relabel)[1] for i in rounds[REPEATS : 2 * REPEATS]]
+        result = compare_samples(left, right, spec, seed=draw, n_boot=500)
         hits += result.verdict == expect if expect != "changed" else result.verdict != "unchanged"
     return hits / DRAWS
 
 
 def sequential_rate(a: list[float], b: list[float], metric: str, rng: np.random.Generator, expect: str) -> tuple:
-    """(share deciding ``expect``, median pairs used) over DRAWS random orders of the measured pairs."""
+    """(share deciding ``expect``, median pairs used) over DRAWS/4 random orders of the measured pairs (for A/A
+    also random labellings: a fixed labelling would make every draw re-test the same 40 signs)."""
     spec = METRICS[metric]
     hits, used = 0, []
+    relabel = expect == "changed"
     for _ in range(DRAWS // 4):
         test = SequentialComparison(spec, spec.min_effect)
         for i in rng.permutation(len(a)):
-            test.add(a[i], b[i])
+            test.add(*_sides(a, b, int(i), rng, relabel))
             if test.decision is not None:
                 break
         verdict = test.result().verdict
         hits += verdict == expect if expect != "changed" else verdict != "unchanged"
         used.append(len(test.a))
     return hits / (DRAWS // 4), statistics.median(used)
+
+
+def measured_aa(a: list[float], b: list[float], metric: str) -> str:
+    """The one A/A comparison that is not simulated: arm a against arm b, every round as measured, in order —
+    if identical arms differed for real (drift, position), it would show here, and the simulated rates above
+    would be too kind."""
+    spec = METRICS[metric]
+    fixed = compare_samples(a, b, spec)
+    test = SequentialComparison(spec, spec.min_effect)
+    for x, y in zip(a, b):
+        test.add(x, y)
+        if test.decision is not None:
+            break
+    sequential = test.result()
+    return (
+        f"- {spec.label}: {fixed.sentence()}; sequential after {len(test.a)} pairs: {sequential.verdict}"
+        f" ({'decided' if sequential.conclusive else 'undecided'})"
+    )
 
 
 def history_rate(base: list[float], shifted: list[float], metric: str, rng: np.random.Generator) -> float:
@@ -252,6 +285,12 @@ def analyse(results_dir: Path, run_id: str, spill_id: str | None = None) -> None
             f"| {spec.label} | {cv * 100:.2f} % | {fa_fixed * 100:.1f} % (≤ {high * 100:.1f})"
             f" / {fa_seq * 100:.1f} % / {fa_hist * 100:.1f} % | {shown_mde} | {needed} |"
         )
+    print(f"\nThe identical arms as measured (a vs b, all {rounds} rounds, not simulated):")
+    for metric in ("wall", "peak_memory", "mean_memory", "spill"):
+        by_arm = measured[metric]
+        if "a" in by_arm and "b" in by_arm:
+            common = sorted(set(by_arm["a"]) & set(by_arm["b"]))
+            print(measured_aa([by_arm["a"][i] for i in common], [by_arm["b"][i] for i in common], metric))
     print("\n| shift | metric | realised | compare (5 vs 5) | sequential (pairs used) | history |")
     print("|---|---|---|---|---|---|")
     for kind, metrics in (("memory", ("peak_memory", "mean_memory")), ("work", ("wall",)), ("spill", ("spill",))):
@@ -276,7 +315,7 @@ def analyse(results_dir: Path, run_id: str, spill_id: str | None = None) -> None
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="nox -s bench -- calibration")
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--size", default="small")
     parser.add_argument("--results", type=Path, help="results directory (default: a new temporary one)")
     parser.add_argument("--analyse", metavar="RUN_ID", help="only count, from the rows of this run in --results")

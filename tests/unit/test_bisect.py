@@ -456,3 +456,55 @@ def test_a_regression_case_replays_on_each_release_runtime(monkeypatch: pytest.M
     assert seen["record"]["runtime"] == "bisect-distributed-2022.10.2"
     assert seen["record"]["runtime_spec"]["packages"] == {"distributed": "==2022.10.2"}
     assert seen["record"]["program"] == record["program"]
+
+
+# ---------------------------------------------------------------- sweep: every release, a history along versions
+
+
+class SweepRunner:
+    """Stands in for ReleaseRunner: peak memory by version, one release that cannot be built."""
+
+    def __init__(self, peaks: dict[str, float], broken: str | None = None):
+        self.peaks, self.broken = peaks, broken
+        self.run_ids: dict[str, str] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, version: str, runtime: Runtime, repeats: int) -> list[dict[str, Any]]:
+        if version == self.broken:
+            raise EnvironmentBuildError(f"uv: no solution for dask=={version}\nmore detail")
+        run_id = self.run_ids.setdefault(version, f"run-{version}-{len(self.calls)}")
+        self.calls.append((version, run_id))
+        row = {"phase": "measure", "outcome": "passed", "wall_s": 1.0, "spilled_bytes": 0}
+        return [{**row, "peak_memory_bytes": self.peaks[version] * MiB, "mean_memory_bytes": None}] * repeats
+
+
+def test_sweep_measures_every_release_once_per_pass_in_a_new_order_each_pass() -> None:
+    from framework.bisect import sweep
+
+    names = versions(6)
+    orders = [sweep.order_of_pass(names, index) for index in range(3)]
+    assert all(sorted(order) == sorted(names) for order in orders)
+    assert len({tuple(order) for order in orders}) == 3
+    assert sweep.order_of_pass(names, 1) == orders[1]  # seeded: the run can be repeated
+
+    runner = SweepRunner({name: 300.0 + 10 * i for i, name in enumerate(names)}, broken=names[2])
+
+    def runtime_for(version: str) -> Runtime:
+        return Runtime(name=f"bisect-dask-{version}", python="3.11", packages={"dask": f"=={version}"})
+
+    rows, skipped = sweep.run_sweep(names, 2, 3, runner, runtime_for)
+    assert [version for version, _ in runner.calls] == [v for order in orders[:2] for v in order if v != names[2]]
+    # each pass of a release is a run of its own: two run ids per release, one history point each
+    assert all(len({run for v, run in runner.calls if v == name}) == 2 for name in names if name != names[2])
+    assert skipped == {names[2]: f"environment not built: uv: no solution for dask=={names[2]}"}
+    assert len(rows[names[0]]) == 6 and rows[names[2]] == []
+
+    table = sweep.sweep_table(names, rows, skipped)
+    assert "2025.0.0  6/6" in table and "300.0 MiB" in table and "350.0 MiB" in table
+    assert "skipped" in table and "–" in table  # mean memory not measured: shown as missing, never 0
+
+
+def test_sweep_needs_a_workload_and_no_failure() -> None:
+    for extra in (["--sweep"], ["--sweep", "--failure=F"]):
+        with pytest.raises(FrameworkError, match="--sweep measures a workload on every release"):
+            plan_bisection(options(*extra))

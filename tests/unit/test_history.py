@@ -203,6 +203,18 @@ def test_filters_select_series_and_a_typo_gets_the_near_miss(history, options):
         scan(options(metrics=("peak_memroy",)))
 
 
+def test_a_star_in_a_filter_matches_any_text_and_brackets_are_literal(history, options):
+    history([400] * 12 + [520] * 6, runtime="bisect-dask-2025.1.0")
+    history([400] * 18, runtime="latest", first_day=30)
+
+    assert len(scan(options(runtimes=("bisect-*",)), write=False).findings) == 1
+    assert len(scan(options(runtimes=("*test",)), write=False).findings) == 0
+    with pytest.raises(SelectionError, match=r"unknown runtime 'sweep-\*'"):
+        scan(options(runtimes=("sweep-*",)))
+    with pytest.raises(SelectionError, match=r"unknown workload 'parquet_\[x\]'"):
+        scan(options(workloads=("parquet_[x]",)))
+
+
 def test_an_empty_results_directory_is_an_empty_history(options, results_dir):
     report = scan(options())
 

@@ -235,6 +235,20 @@ def test_sequential_decides_a_regression_and_an_unchanged_quickly():
     assert same.decision == "unchanged"
 
 
+def test_sequential_out_of_budget_needs_the_minimum_effect_as_a_fixed_comparison_does():
+    # A real but small shift (+0.5 … +2.5 %, median +1.5 %): twelve pairs exclude "no change" but the sequence
+    # straddles the band's edge, so it is undecided when the budget ends — a change only beyond min_effect.
+    changes = np.random.default_rng(9).permutation(np.linspace(0.005, 0.025, 12))
+    strict = SequentialComparison(PEAK, min_effect=0.02, alpha=0.01)
+    loose = SequentialComparison(PEAK, min_effect=0.01, alpha=0.01)
+    for change in changes:
+        strict.add(1e9, 1e9 * math.exp(change))
+        loose.add(1e9, 1e9 * math.exp(change))
+    assert strict.low > 0 and strict.decision is None and loose.decision is None
+    assert strict.result().verdict == "unchanged" and not strict.result().conclusive
+    assert loose.result().verdict == "regressed"
+
+
 def test_sequential_spill_of_zero_on_both_sides_is_unchanged():
     test = SequentialComparison(SPILL, min_effect=0.05)
     for _ in range(12):
