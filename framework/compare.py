@@ -28,6 +28,7 @@ from framework.errors import SelectionError, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.models import HardwareProfile, Runtime
 from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group
+from framework.progress import Progress
 from framework.records import write_record
 from framework.results import ResultsStore
 from framework.stats import METRICS, MetricComparison, SequentialComparison, compare_samples, metric
@@ -170,18 +171,24 @@ def run_interleaved(options: CompareOptions, measure: Measure | None = None) -> 
     started = time.monotonic()
     done = 0
     order = interleaving(rounds)
-    for index in range(rounds):
-        for _, side in order[2 * index : 2 * index + 2]:
-            label = options.baseline.label if side == BASELINE else options.candidate.label
-            _say(f"round {index + 1}/{rounds}: {side} {label}")
-            rows[side] += measure(side, index)
-        done = index + 1
-        if options.until_decided and _update_sequential(sequential, rows, index):
-            _say(f"every metric decided after {done} round(s)")
-            break
-        if options.time_budget_s is not None and time.monotonic() - started > options.time_budget_s:
-            _say(f"time budget of {options.time_budget_s:.0f} s spent after {done} round(s)")
-            break
+    # Sequential or time-boxed, the rounds planned are a budget: it may stop early, so the bar shows "≤".
+    bounded = options.until_decided or options.time_budget_s is not None
+    with Progress("compare", 2 * rounds, "runs", bound="at most" if bounded else "exact") as progress:
+        for index in range(rounds):
+            for _, side in order[2 * index : 2 * index + 2]:
+                label = options.baseline.label if side == BASELINE else options.candidate.label
+                _say(f"round {index + 1}/{rounds}: {side} {label}")
+                progress.advance(0, current=f"round {index + 1}/{rounds}: {side} {label}")
+                measured = measure(side, index)
+                rows[side] += measured
+                progress.advance(1, failed=int(any(row.get("outcome") != "passed" for row in measured)))
+            done = index + 1
+            if options.until_decided and _update_sequential(sequential, rows, index):
+                _say(f"every metric decided after {done} round(s)")
+                break
+            if options.time_budget_s is not None and time.monotonic() - started > options.time_budget_s:
+                _say(f"time budget of {options.time_budget_s:.0f} s spent after {done} round(s)")
+                break
     mode = "sequential" if options.until_decided else "interleaved"
     lines = _judge(options, rows, sequential)
     report = ComparisonReport(

@@ -13,11 +13,12 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
-import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from framework.environments import BuiltEnvironment, build_environment
 from framework.errors import SelectionError
 from framework.matrix import Case, Plan, Selection, build_plan
 from framework.models import HardwareProfile, Runtime
+from framework.progress import Progress, RunnerProgress, echo
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
 
@@ -115,10 +117,17 @@ def runner_plan(
 
 
 def run_runner(
-    environment: BuiltEnvironment, plan_path: Path, budget_s: float, root: Path, module: str = "framework.runner"
+    environment: BuiltEnvironment,
+    plan_path: Path,
+    budget_s: float,
+    root: Path,
+    module: str = "framework.runner",
+    on_line: Callable[[str], None] | None = None,
 ) -> tuple[int, str]:
     """Start the runner (``python -m module PLAN``) in the runtime's environment; echo it; kill it past ``budget_s``.
 
+    Each line it prints goes to ``on_line`` (by default: printed, above the progress bar if one is shown); lines
+    in which it reports its own progress (``framework.progress.runner_line``) are shown as progress instead.
     Returns (exit code, the last lines it printed).
     """
     env = {**os.environ, **environment.runtime.env, "PYTHONPATH": str(root)}
@@ -135,14 +144,18 @@ def run_runner(
         start_new_session=True,
     )
     tail: collections.deque[str] = collections.deque(maxlen=20)
+    reported = RunnerProgress()
 
-    def echo() -> None:
+    def forward() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            tail.append(line.rstrip())
-            print(line, end="", file=sys.stderr, flush=True)
+            text = line.rstrip("\n")
+            if reported.take(text):
+                continue
+            tail.append(text.rstrip())
+            (on_line or echo)(text)
 
-    reader = threading.Thread(target=echo, daemon=True)
+    reader = threading.Thread(target=forward, daemon=True)
     reader.start()
     try:
         code = process.wait(timeout=budget_s)
@@ -154,8 +167,60 @@ def run_runner(
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise
-    reader.join(timeout=5)
+    finally:
+        reader.join(timeout=5)
+        reported.close()
     return code, "\n".join(tail)
+
+
+# What framework.runner prints per execution, or when a case's set-up fails:
+# "[latest × local] groupby_agg[by=name] measure 3: passed in 1.17 s", "[latest × local] shuffle[…] setup: why".
+_EXECUTION_LINE = re.compile(r"^\[[^\]]*\] (?P<case>.+?) (?:(?:warmup|measure) \d+: (?P<outcome>\w+) in |setup: )")
+
+
+class ExecutionProgress:
+    """Counts on ``progress`` each execution a runner reports, from the lines it prints (and prints them).
+
+    A case whose set-up fails, or which a timeout ends early, runs fewer executions than planned: the rest of it
+    is counted when a later case reports, or when the runner ends (``finish``).
+    """
+
+    def __init__(self, progress: Progress, group: CaseGroup) -> None:
+        self.progress, self.side = progress, f"{group.environment.runtime.name} × {group.hardware.name}"
+        self.planned = {case.case_id: case.workload.warmup + case.workload.repeats for case in group.cases}
+        self.left = dict(self.planned)  # in the order the runner runs them
+        self.failed = 0
+        self._show()
+
+    def __call__(self, line: str) -> None:
+        self.progress.note(line)
+        match = _EXECUTION_LINE.match(line)
+        if match is None or match["case"] not in self.left:
+            return
+        for case in list(self.left)[: list(self.left).index(match["case"])]:  # those before it are over
+            self._count(case, self.left[case])
+        failed = int(match["outcome"] != "passed")
+        self.failed += failed
+        self._count(match["case"], 1 if match["outcome"] else self.left[match["case"]], failed)
+
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        """The runner ended: count what it did not run, and the failures only its rows show (a runner that died)."""
+        for case in list(self.left):
+            self._count(case, self.left[case])
+        self.progress.advance(0, failed=max(sum(row.get("outcome") != "passed" for row in rows) - self.failed, 0))
+
+    def _count(self, case: str, n: int, failed: int = 0) -> None:
+        self.left[case] -= n
+        if self.left[case] <= 0:
+            del self.left[case]
+        self.progress.advance(n, failed=failed)
+        self._show()
+
+    def _show(self) -> None:
+        case = next(iter(self.left), None)  # the one running now
+        if case is not None:
+            done = self.planned[case] - self.left[case]
+            self.progress.advance(0, current=f"{self.side} · {case} ({done + 1}/{self.planned[case]})")
 
 
 def _budget(cases: list[Case]) -> float:
@@ -261,15 +326,22 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
     git = provenance.git_commit(options.root)
 
     built: dict[str, BuiltEnvironment] = {}
-    for runtime, hardware, cases in plan.groups():
-        if runtime.name not in built:
-            built[runtime.name] = prepare_environment(runtime, options.root, store, options.rebuild, run_started)
-            report.environments.append(built[runtime.name])
-        _say(f"running {len(cases)} case(s) of runtime {runtime.name!r} on hardware {hardware.name!r} …")
-        group = CaseGroup(built[runtime.name], hardware, cases)
-        published, _ = run_group(group, report.run_id, run_started, store, options.root, options.address, git)
-        if published is not None:
-            report.published.append(published)
+    executions = sum(planned.case.workload.warmup + planned.case.workload.repeats for planned in plan.cases)
+    with Progress("matrix", executions, "executions") as progress:
+        for runtime, hardware, cases in plan.groups():
+            if runtime.name not in built:
+                with progress.setup(f"environment for {runtime.name}"):
+                    built[runtime.name] = prepare_environment(
+                        runtime, options.root, store, options.rebuild, run_started
+                    )
+                report.environments.append(built[runtime.name])
+            _say(f"running {len(cases)} case(s) of runtime {runtime.name!r} on hardware {hardware.name!r} …")
+            group = CaseGroup(built[runtime.name], hardware, cases)
+            published, _ = run_group(
+                group, report.run_id, run_started, store, options.root, options.address, git, progress
+            )
+            if published is not None:
+                report.published.append(published)
     return report
 
 
@@ -292,10 +364,12 @@ def run_group(
     root: Path,
     address: str | None,
     git: dict[str, Any],
+    progress: Progress | None = None,
 ) -> tuple[Path | None, list[dict[str, Any]]]:
     """Run one group in the runtime's environment and publish its rows; return the file and the rows.
 
     A runner that dies still yields a row for every case it did not report, so nothing silently disappears.
+    With ``progress``, every execution is counted on it (and the runner's lines are printed through it).
     """
     from framework.results import read_rows
 
@@ -310,7 +384,8 @@ def run_group(
     plan_path = rows_path.with_suffix(".plan.json")
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     plan_path.write_text(json.dumps(plan_payload, indent=1))
-    code, tail = run_runner(environment, plan_path, _budget(group.cases), root)
+    executions = ExecutionProgress(progress, group) if progress is not None else None
+    code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
     last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
     reason = f"runner exited with code {code} before reporting this case: {last}"
     extra = unfinished_rows(plan_payload, rows_path, reason, environment)
@@ -320,10 +395,13 @@ def run_group(
             writer.write(row)
         writer.close()
     rows = read_rows(rows_path) if rows_path.exists() else []
+    if executions is not None:
+        executions.finish(rows)
     published = store.publish(rows_path)
     plan_path.unlink(missing_ok=True)
     return published, rows
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A line for the person running: on stderr, above the progress bar when one is shown."""
+    echo(message)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from framework.query import Results
@@ -18,13 +18,17 @@ previous AS (
 SELECT this.runtime, this.hardware, this.case_id, this.size, this.outcome, this.passed, this.repeats,
        this.median_wall_s, previous.median_wall_s AS previous_wall_s,
        this.median_peak_memory_bytes, previous.median_peak_memory_bytes AS previous_peak_memory_bytes,
-       this.median_spilled_bytes, this.median_tasks, this.first_error, this.dask_version
+       this.median_spilled_bytes, this.median_tasks, this.first_error, this.dask_version,
+       previous.case_id IS NOT NULL AS has_previous
 FROM this LEFT JOIN previous
   ON previous.runtime = this.runtime AND previous.hardware = this.hardware
  AND previous.case_id = this.case_id AND previous.size IS NOT DISTINCT FROM this.size
  AND previous.params IS NOT DISTINCT FROM this.params AND previous.age = 1
-ORDER BY this.runtime, this.hardware, this.case_id
+ORDER BY this.runtime, this.hardware, this.outcome = 'passed', this.case_id
 """
+OUTCOMES = ("passed", "failed", "error", "timeout")
+# The summary's columns after the case (and its size, when blocks mix sizes).
+SUMMARY_COLUMNS = ["outcome", "passed", "wall (median)", "Δ wall", "peak memory", "Δ peak", "spilled", "tasks"]
 
 
 def human_bytes(value: float | None) -> str:
@@ -39,13 +43,17 @@ def human_bytes(value: float | None) -> str:
 
 
 def change(current: float | None, previous: float | None) -> str:
+    """``+10 %``: the relative change; ``–`` where either value is unknown."""
     if current is None or previous is None or previous == 0:
-        return "new" if previous is None and current is not None else "–"
+        return "–"
     return f"{(current / previous - 1) * 100:+.0f} %"
 
 
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
-    """Columns aligned, numbers right-aligned, long cells cut: readable in a terminal and in CI logs."""
+def format_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60, right: Collection[str] = ()
+) -> str:
+    """Columns aligned, numbers (and the columns named in ``right``) right-aligned, long cells cut: readable in a
+    terminal and in CI logs."""
 
     def cell(value: Any) -> str:
         if value is None:
@@ -59,8 +67,8 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_widt
     cells = [[cell(value) for value in row] for row in rows]
     widths = [max([len(name)] + [len(row[i]) for row in cells]) for i, name in enumerate(columns)]
     numeric = [
-        all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and bool(rows)
-        for i in range(len(columns))
+        name in right or (all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and bool(rows))
+        for i, name in enumerate(columns)
     ]
     lines = ["  ".join(name.ljust(widths[i]) for i, name in enumerate(columns)).rstrip()]
     lines.append("  ".join("-" * width for width in widths))
@@ -74,60 +82,61 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_widt
 
 
 def run_summary(results: Results, run_id: str) -> str:
-    """Workload, outcome, median wall, peak memory, spill, and change vs the previous run of the same case."""
-    _, rows = results.sql(SUMMARY_SQL, {"run_id": run_id})
-    columns = [
-        "runtime",
-        "hardware",
-        "case",
-        "size",
-        "outcome",
-        "passed",
-        "wall (median)",
-        "Δ wall",
-        "peak memory",
-        "Δ peak",
-        "spilled",
-        "tasks",
+    """The end of a matrix run, one block per runtime × hardware: each case's outcome, median wall, peak memory
+    and spill, with the change vs the runtime's previous run of the same case; the cases that did not pass come
+    first (in capitals), their first errors under the table, and a line of totals at the end."""
+    names, rows = results.sql(SUMMARY_SQL, {"run_id": run_id})
+    cases = [dict(zip(names, row)) for row in rows]
+    blocks: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for case in cases:
+        blocks.setdefault((case["runtime"], case["hardware"]), []).append(case)
+    # The size goes into each block's heading when it is the same for the whole block (the usual run).
+    sized_blocks = all(len({case["size"] for case in block}) == 1 for block in blocks.values())
+    columns = ["case", *([] if sized_blocks else ["size"]), *SUMMARY_COLUMNS]
+    table: list[list[str]] = []
+    headings: list[tuple[int, str]] = []  # (first row of the block, its heading)
+    for (runtime, hardware), block in blocks.items():
+        about = [f"dask {block[0]['dask_version']}"] if block[0]["dask_version"] else []
+        about += [f"size {block[0]['size']}"] if sized_blocks and block[0]["size"] else []
+        headings.append((len(table), f"{runtime} × {hardware}" + (f" — {', '.join(about)}" if about else "")))
+        table += [[case["case_id"], *([] if sized_blocks else [case["size"] or ""]), *_cells(case)] for case in block]
+    # One table for all blocks, so their columns line up; cut into blocks under their headings.
+    header, rule, *lines = format_table(columns, table, right=SUMMARY_COLUMNS[1:]).splitlines()
+    out: list[str] = []
+    for index, (first, heading) in enumerate(headings):
+        last = headings[index + 1][0] if index + 1 < len(headings) else len(lines)
+        out += [*([""] if out else []), heading, *(f"  {line}" for line in (header, rule, *lines[first:last]))]
+    errors = [
+        f"  {case['runtime']} × {case['hardware']} × {case['case_id']}: {case['first_error']}"
+        for case in cases
+        if case["outcome"] != "passed" and case["first_error"]
     ]
-    table = []
-    errors = []
-    for (
-        runtime,
-        hardware,
-        case_id,
-        size,
-        outcome,
-        passed,
-        repeats,
-        wall,
-        previous_wall,
-        peak,
-        previous_peak,
-        spilled,
-        tasks,
-        first_error,
-        _dask,
-    ) in rows:
-        table.append(
-            [
-                runtime,
-                hardware,
-                case_id,
-                size or "",
-                outcome.upper() if outcome != "passed" else outcome,
-                f"{passed}/{repeats}",
-                f"{wall:.2f} s" if wall is not None else "–",
-                change(wall, previous_wall),
-                human_bytes(peak),
-                change(peak, previous_peak),
-                human_bytes(spilled),
-                str(int(tasks)) if tasks is not None else "–",
-            ]
-        )
-        if outcome != "passed" and first_error:
-            errors.append(f"  {runtime} × {hardware} × {case_id}: {first_error}")
-    text = format_table(columns, table)
     if errors:
-        text += "\n\nNot passed:\n" + "\n".join(errors)
-    return text
+        out += ["", "Not passed:", *errors]
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for case in cases:
+        counts[case["outcome"]] = counts.get(case["outcome"], 0) + 1
+    totals = f"{len(cases)} case{'s' if len(cases) != 1 else ''}: " + ", ".join(f"{n} {o}" for o, n in counts.items())
+    return "\n".join([*out, *([""] if out else []), totals])
+
+
+def _cells(case: dict[str, Any]) -> list[str]:
+    """A case's cells after its name: the outcome (in capitals unless passed), measurements and changes."""
+    wall, peak, tasks = case["median_wall_s"], case["median_peak_memory_bytes"], case["median_tasks"]
+    passed = case["outcome"] == "passed"
+
+    def delta(current: float | None, previous: float | None) -> str:
+        if not case["has_previous"]:
+            return "new"  # no passed run of this case on this runtime before
+        return change(current, previous) if passed else "–"  # a failure's figures are not a change to report
+
+    return [
+        case["outcome"] if passed else case["outcome"].upper(),
+        f"{case['passed']}/{case['repeats']}",
+        f"{wall:.2f} s" if wall is not None else "–",
+        delta(wall, case["previous_wall_s"]),
+        human_bytes(peak),
+        delta(peak, case["previous_peak_memory_bytes"]),
+        human_bytes(case["median_spilled_bytes"]),
+        str(int(tasks)) if tasks is not None else "–",
+    ]

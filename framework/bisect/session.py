@@ -27,12 +27,13 @@ from framework.bisect.oracles import (
     ReplayOn,
     StabilityOracle,
 )
-from framework.bisect.search import Search, find_boundary
+from framework.bisect.search import Judgement, Search, find_boundary, oracle_calls_bound
 from framework.config import ROOT, Catalog, load_catalog
 from framework.errors import FrameworkError, near_miss
 from framework.matrix import Case, expand_workload, hardware_problem
 from framework.models import HardwareProfile, Runtime
 from framework.pipeline import _say, new_run_id, prepare_environment
+from framework.progress import Progress
 from framework.releases import (
     Hold,
     ReleaseRange,
@@ -264,12 +265,29 @@ def command(argv: Sequence[str]) -> int:
         else:
             oracle = MetricOracle(plan.spec, args.repeat, runner, runtime_for)
     versions = plan.span.versions
-    search = find_boundary(versions, oracle.classify, oracle.endpoints(versions[0], versions[-1]), progress=_say)
-    evidence, saved = "", None
-    if search.last_good is not None and search.first_bad is not None:
-        evidence = oracle.boundary(search.last_good, search.first_bad)
-        if isinstance(oracle, MetricOracle) and runner is not None and oracle.comparison is not None:
-            saved = save_comparison(oracle, runner, search, plan.package, runtime_for, args.results)
+    # Steps: each end, each release the binary search tries, and (for a metric) the A/B at the boundary — an
+    # estimate: skipped releases add steps, an early answer saves some.
+    boundary_steps = 1 if isinstance(oracle, MetricOracle) else 0
+    estimate = oracle_calls_bound(len(versions)) + boundary_steps
+    with Progress("bisect", estimate, "steps", bound="about") as progress:
+        progress.advance(0, current=f"the ends, {versions[0]} and {versions[-1]}")
+        known = oracle.endpoints(versions[0], versions[-1])
+        progress.advance(len(known))
+
+        def classify(version: str) -> Judgement:
+            progress.advance(0, current=f"testing {version}")
+            judgement = oracle.classify(version)
+            progress.advance(1)
+            return judgement
+
+        search = find_boundary(versions, classify, known, progress=_say)
+        evidence, saved = "", None
+        if search.last_good is not None and search.first_bad is not None:
+            progress.advance(0, current=f"the boundary, {search.last_good} and {search.first_bad}")
+            evidence = oracle.boundary(search.last_good, search.first_bad)
+            progress.advance(boundary_steps)
+            if isinstance(oracle, MetricOracle) and runner is not None and oracle.comparison is not None:
+                saved = save_comparison(oracle, runner, search, plan.package, runtime_for, args.results)
     label = "replays" if plan.record else ("outcome" if plan.spec is None else f"{plan.spec.label} (median)")
     sys.stdout.write(report(search, plan.span, plan.package, label, evidence, saved))
     return 0 if search.status == "found" else 1

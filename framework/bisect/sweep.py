@@ -20,6 +20,7 @@ from framework.bisect.oracles import ReleaseRunner, metric_samples
 from framework.errors import EnvironmentBuildError
 from framework.models import Runtime
 from framework.pipeline import _say
+from framework.progress import Progress
 from framework.stats import METRICS, MetricSpec
 
 Row = dict[str, Any]
@@ -44,21 +45,26 @@ def run_sweep(
     skipped: dict[str, str] = {}
     total = passes * len(versions)
     done = 0
-    for index in range(passes):
-        runner.run_ids.clear()  # each pass of a release is a run of its own: one point of the history
-        for version in order_of_pass(versions, index):
-            done += 1
-            if version in skipped:
-                continue
-            clock = time.monotonic()
-            try:
-                measured = runner(version, runtime_for(version), repeat)
-            except EnvironmentBuildError as error:
-                skipped[version] = f"environment not built: {str(error).splitlines()[0][:200]}"
-                _say(f"sweep {done}/{total}: {version} skipped — {skipped[version]}")
-                continue
-            rows[version] += [row for row in measured if row.get("phase") == "measure"]
-            _say(f"sweep {done}/{total}: {version} pass {index + 1} in {time.monotonic() - clock:.0f} s")
+    with Progress("sweep", total, "runs") as progress:
+        for index in range(passes):
+            runner.run_ids.clear()  # each pass of a release is a run of its own: one point of the history
+            for version in order_of_pass(versions, index):
+                done += 1
+                if version in skipped:
+                    progress.total -= 1  # a release that could not be built is not tried again
+                    continue
+                progress.advance(0, current=f"pass {index + 1}/{passes}: {version}")
+                clock = time.monotonic()
+                try:
+                    measured = runner(version, runtime_for(version), repeat)
+                except EnvironmentBuildError as error:
+                    skipped[version] = f"environment not built: {str(error).splitlines()[0][:200]}"
+                    _say(f"sweep {done}/{total}: {version} skipped — {skipped[version]}")
+                    progress.advance(1)
+                    continue
+                rows[version] += [row for row in measured if row.get("phase") == "measure"]
+                _say(f"sweep {done}/{total}: {version} pass {index + 1} in {time.monotonic() - clock:.0f} s")
+                progress.advance(1, failed=int(any(row.get("outcome") != "passed" for row in measured)))
     return rows, skipped
 
 

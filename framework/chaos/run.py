@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from framework import provenance
+from framework.progress import runner_line
 from framework.runner import RowWriter, apply_runtime_settings, base_row, now, read_plan
 
 # Where progress goes: the console, even after stderr is redirected to the log file (see ``main``).
@@ -28,6 +29,21 @@ _console: dict[str, TextIO] = {"stream": sys.stderr}
 
 def say(message: str) -> None:
     print(message, file=_console["stream"], flush=True)
+
+
+def report_progress(**fields: Any) -> None:
+    """How far the run is, for the controller to show as a bar or a status line (``framework.progress``)."""
+    say(runner_line(**fields))
+
+
+def examples_planned(plan: dict[str, Any]) -> dict[str, int]:
+    """Each tier's examples: with one unit per regression case (a program replayed once), a fuzz run's units."""
+    from framework.chaos.machine import tier_settings
+
+    return {
+        tier: int(tier_settings(plan["profile"], tier, plan.get("examples"), plan.get("steps")).max_examples)
+        for tier in plan["tiers"]
+    }
 
 
 def _outcome(error: Optional[BaseException], kind: Optional[str]) -> str:
@@ -322,7 +338,11 @@ def run(plan: dict[str, Any]) -> int:
             return 0
         if plan["mode"] == "replay":
             record = plan["replay"]
+            until_hit, title = bool(plan.get("until_hit")), f"replay {record['failure_id']}"
+            bound = "at most" if until_hit else "exact"  # until_hit stops at the first replay that fails
+            report_progress(title=title, total=int(plan["times"]), unit="replays", bound=bound)
             for attempt in range(int(plan["times"])):
+                report_progress(current=f"{prefix} replay {attempt + 1}/{plan['times']}")
                 row = run_program_row(
                     plan,
                     base,
@@ -338,10 +358,15 @@ def run(plan: dict[str, Any]) -> int:
                 writer.write(row)
                 say(f"{prefix} replay {attempt + 1}/{plan['times']}: {_label(row)}")
                 not_passed += row["outcome"] != "passed"
-                if plan.get("until_hit") and row["outcome"] != "passed":
+                report_progress(advance=1, failed=int(row["outcome"] != "passed"))
+                if until_hit and row["outcome"] != "passed":
                     break  # bisection only asks whether it reproduces: one hit answers, the rest would cost hangs
             return not_passed
+        examples = examples_planned(plan)
+        total = len(plan.get("regressions", [])) + sum(examples.values())
+        report_progress(title=f"stability {plan['runtime']['name']}", total=total, unit="examples")
         for case in plan.get("regressions", []):
+            report_progress(current=f"{prefix} regression[{case['id']}]")
             row = run_program_row(
                 plan,
                 base,
@@ -356,12 +381,16 @@ def run(plan: dict[str, Any]) -> int:
             writer.write(row)
             say(f"{prefix} {_label(row)}")
             not_passed += row["outcome"] != "passed"
+            report_progress(advance=1, failed=int(row["outcome"] != "passed"))
         for tier in plan["tiers"]:
             say(f"{prefix} fuzzing tier {tier!r} (profile {plan['profile']}, seed {plan['seed']}) …")
+            report_progress(current=f"{prefix} fuzz[{tier}], {examples[tier]} examples")
             row = run_fuzz_batch(plan, base, tier)
             writer.write(row)
             say(f"{prefix} {_label(row)}")
             not_passed += row["outcome"] != "passed"
+            # The batch counts whole: it may stop at its first failure, and hypothesis does not report each example.
+            report_progress(advance=examples[tier], failed=int(row["outcome"] != "passed"))
     finally:
         writer.close()
     return not_passed

@@ -11,12 +11,27 @@ RUN_1 = "2026-01-01T00:00:00+00:00"
 RUN_2 = "2026-01-02T00:00:00+00:00"
 
 
-def _lines_by_case(text: str) -> dict[str, list[str]]:
-    """Rows of the summary table (before "Not passed"), split into cells, keyed by the case column."""
-    table = text.split("\n\n", 1)[0].splitlines()
-    header = table[0].split("  ")
-    assert "case" in [cell.strip() for cell in header]
-    return {cells[2]: cells for cells in (line.split() for line in table[2:])}
+def _blocks(text: str) -> dict[str, dict[str, list[str]]]:
+    """The summary's blocks: heading → rows split into cells, keyed by the case column (before "Not passed")."""
+    blocks: dict[str, dict[str, list[str]]] = {}
+    heading = None
+    for line in text.split("\n\nNot passed:", 1)[0].splitlines():
+        if line and not line.startswith(" "):
+            heading = line
+            if heading[0].isdigit():  # the totals line
+                break
+            blocks[heading] = {}
+        elif line.startswith("  ") and heading is not None:
+            cells = line.split()
+            if cells[0] != "case" and not cells[0].startswith("--"):
+                blocks[heading][cells[0]] = cells
+    return blocks
+
+
+def _lines_by_case(text: str, block: str = "latest × local") -> dict[str, list[str]]:
+    """The rows of one runtime × hardware block, keyed by case: case outcome passed wall "s" Δwall … tasks."""
+    [heading] = [heading for heading in _blocks(text) if heading.startswith(block + " ")]
+    return _blocks(text)[heading]
 
 
 @pytest.fixture
@@ -53,42 +68,84 @@ def history(results_dir, case_row, write_run):
 def test_second_run_shows_the_change_vs_the_first(history):
     rows = _lines_by_case(run_summary(history, "run-2"))
 
-    # runtime hardware case size outcome passed wall "s" Δwall "%" peak "MiB" Δpeak "%" spilled unit tasks
-    assert rows["a"][:6] == ["latest", "local", "a", "tiny", "passed", "2/2"]
-    assert rows["a"][6:10] == ["1.10", "s", "+10", "%"]
-    assert rows["a"][10:14] == ["95.0", "MiB", "-5", "%"]  # median of 90 MiB and the default 100 MiB
+    # case outcome passed wall "s" Δwall "%" peak "MiB" Δpeak "%" spilled unit tasks
+    assert rows["a"][:3] == ["a", "passed", "2/2"]
+    assert rows["a"][3:7] == ["1.10", "s", "+10", "%"]
+    assert rows["a"][7:11] == ["95.0", "MiB", "-5", "%"]  # median of 90 MiB and the default 100 MiB
+
+
+def test_one_block_per_runtime_and_hardware_under_a_heading_with_dask_and_size(history):
+    text = run_summary(history, "run-2")
+
+    assert [line for line in text.splitlines() if line and not line.startswith(" ")][:2] == [
+        "latest × local — dask 2026.1.0, size tiny",
+        "Not passed:",
+    ]
+    assert "latest" not in "".join(line for line in text.splitlines() if line.startswith("  a "))
 
 
 def test_a_case_with_no_passed_previous_run_is_new(history):
     rows = _lines_by_case(run_summary(history, "run-2"))
 
-    assert rows["d"][7:9] == ["s", "new"], "run-1's failed d is no baseline"
+    assert rows["d"][4:6] == ["s", "new"], "run-1's failed d is no baseline"
     assert rows["d"][-3:] == ["3.0", "GiB", "–"], "spilled in GiB, unknown task count as a dash"
-    assert rows["b"][7:9] == ["s", "new"]
+    assert rows["b"][4:6] == ["s", "new"]
 
 
 def test_the_baseline_is_the_same_runtime_only(history):
     rows = _lines_by_case(run_summary(history, "run-2"))
 
-    assert rows["c"][0] == "latest"
-    assert rows["c"][8] == "new", "stable's c of run-1 is not latest's baseline"
+    assert rows["c"][5] == "new", "stable's c of run-1 is not latest's baseline"
 
 
 def test_a_later_run_is_never_the_baseline(history):
-    rows = _lines_by_case(run_summary(history, "run-1"))
+    text = run_summary(history, "run-1")
+    rows = _lines_by_case(text)
 
-    assert rows["a"][8] == "new"
-    assert set(rows) == {"a", "c", "d"}
+    assert rows["a"][5] == "new"
+    assert set(rows) == {"a", "d"}
+    assert set(_lines_by_case(text, "stable × local")) == {"c"}
 
 
-def test_failed_cases_are_listed_under_not_passed_with_their_error(history):
+def test_failed_cases_come_first_in_capitals_with_their_error_under_the_table(history):
     text = run_summary(history, "run-2")
     rows = _lines_by_case(text)
 
-    assert rows["b"][4:6] == ["FAILED", "0/1"]
-    _, not_passed = text.split("\n\nNot passed:\n")
+    assert list(rows) == ["b", "a", "c", "d"], "not passed first, then by case"
+    assert rows["b"][1:3] == ["FAILED", "0/1"]
+    not_passed = text.split("\n\nNot passed:\n")[1].split("\n\n")[0]
     assert not_passed.splitlines() == ["  latest × local × b: WorkloadCheckFailed: sum is 41, expected 42"]
     assert "old failure" not in text
+
+
+def test_the_last_line_counts_the_cases_by_outcome(history):
+    assert run_summary(history, "run-2").splitlines()[-1] == "4 cases: 3 passed, 1 failed, 0 error, 0 timeout"
+
+
+def test_a_failure_with_a_previous_run_shows_no_change(results_dir, case_row, write_run):
+    write_run([case_row(run_id="run-1", run_started_at=RUN_1, wall_s=1.0)])
+    write_run([case_row(run_id="run-2", run_started_at=RUN_2, wall_s=60.0, outcome="timeout", error="timed out")])
+
+    with Results(results_dir) as results:
+        rows = _lines_by_case(run_summary(results, "run-2"))
+
+    assert rows["groupby_agg[by=id]"][1:7] == ["TIMEOUT", "0/1", "60.00", "s", "–", "100.0"]
+
+
+def test_blocks_line_up_and_mixed_sizes_get_a_column(results_dir, case_row, write_run):
+    write_run([case_row(run_id="run-1", case_id="a", size="tiny"), case_row(run_id="run-1", case_id="b", size="small")])
+    write_run([case_row(run_id="run-1", case_id="a-much-longer-case-name", runtime="stable", dask_version=None)])
+
+    with Results(results_dir) as results:
+        text = run_summary(results, "run-1")
+
+    lines = text.splitlines()
+    assert "latest × local — dask 2026.1.0" in lines, "sizes differ: not in the heading"
+    assert "stable × local" in lines, "no dask version, mixed sizes: the heading is the pair only"
+    headers = [line for line in lines if line.lstrip().startswith("case ")]
+    assert len(headers) == 2 and headers[0] == headers[1]
+    assert headers[0].split()[:3] == ["case", "size", "outcome"]
+    assert sorted(cells[1] for cells in _blocks(text)["latest × local — dask 2026.1.0"].values()) == ["small", "tiny"]
 
 
 def test_a_run_where_everything_passed_has_no_not_passed_section(results_dir, case_row, write_run):
@@ -98,7 +155,8 @@ def test_a_run_where_everything_passed_has_no_not_passed_section(results_dir, ca
         text = run_summary(results, "run-1")
 
     assert "Not passed" not in text
-    assert len(text.splitlines()) == 3
+    assert len(text.splitlines()) == 6  # heading, header, rule, row, blank, totals
+    assert text.splitlines()[-1] == "1 case: 1 passed, 0 failed, 0 error, 0 timeout"
 
 
 def test_a_setup_failure_shows_its_error_and_no_measurements(results_dir, case_row, write_run):
@@ -108,8 +166,8 @@ def test_a_setup_failure_shows_its_error_and_no_measurements(results_dir, case_r
         text = run_summary(results, "run-1")
 
     cells = _lines_by_case(text)["groupby_agg[by=id]"]
-    assert cells[4:7] == ["ERROR", "0/0", "–"]
-    assert text.endswith("Not passed:\n  latest × local × groupby_agg[by=id]: ImportError: zarr")
+    assert cells[1:5] == ["ERROR", "0/0", "–", "new"]
+    assert "Not passed:\n  latest × local × groupby_agg[by=id]: ImportError: zarr\n\n1 case: 0 passed" in text
 
 
 @pytest.mark.parametrize(
@@ -118,7 +176,7 @@ def test_a_setup_failure_shows_its_error_and_no_measurements(results_dir, case_r
         (1.1, 1.0, "+10 %"),
         (0.5, 1.0, "-50 %"),
         (1.0, 1.0, "+0 %"),
-        (1.0, None, "new"),
+        (1.0, None, "–"),
         (None, 1.0, "–"),
         (None, None, "–"),
         (1.0, 0.0, "–"),
@@ -170,6 +228,12 @@ def test_format_table_shows_null_floats_and_cuts_long_cells():
     assert all(len(line) <= len("1.23457e+07") + 2 + 12 for line in lines)
 
 
+def test_format_table_aligns_named_columns_right():
+    text = format_table(["name", "wall"], [["a", "1.00 s"], ["b", "12.00 s"]], right=["wall"])
+
+    assert text.splitlines()[2:] == ["a      1.00 s", "b     12.00 s"]
+
+
 def test_format_table_with_no_rows_prints_the_header():
     assert format_table(["run_id", "n"], []).splitlines() == ["run_id  n", "------  -"]
 
@@ -182,4 +246,4 @@ def test_a_previous_run_with_other_parameters_is_not_the_baseline(results_dir, c
     with Results(results_dir) as results:
         rows = _lines_by_case(run_summary(results, "run-2"))
 
-    assert rows["a"][6:9] == ["2.00", "s", "new"]
+    assert rows["a"][3:6] == ["2.00", "s", "new"]
