@@ -72,6 +72,8 @@ class Results:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.connection = duckdb.connect(":memory:")
+        # Every query of a connection reads the same footers (one per run file): read them once.
+        self.connection.execute("SET parquet_metadata_cache = true")
         self._create_views()
         # From here on, no statement may touch a file outside results/, write anything, or change that.
         self.connection.execute(f"SET allowed_directories=['{_quote(str(self.root))}/']")
@@ -91,9 +93,15 @@ class Results:
         for view, directory, empty in sources:
             files = sorted((self.root / directory).glob("*.parquet"))
             if files:
-                listing = ", ".join(f"'{_quote(str(path))}'" for path in files)
+                # A glob, not a list of thousands of names: binding a listed file costs DuckDB far more (opening
+                # a 2,733-file history took 5.3 s listed, 0.5 s globbed). A directory whose name holds a glob
+                # character is listed instead. Names of partial files end in .partial: the glob skips them.
+                if any(char in str(self.root / directory) for char in "*?[]{}"):
+                    pattern = "[" + ", ".join(f"'{_quote(str(path))}'" for path in files) + "]"
+                else:
+                    pattern = f"'{_quote(str(self.root / directory))}/*.parquet'"
                 source = (
-                    f"SELECT * FROM read_parquet([{listing}], union_by_name = true) "
+                    f"SELECT * FROM read_parquet({pattern}, union_by_name = true) "
                     f"UNION ALL BY NAME SELECT * FROM {empty}"
                 )
             else:
