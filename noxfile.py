@@ -6,6 +6,7 @@ nox -s compare -- --baseline=stable --candidate=latest   A/B, interleaved, with 
 nox -s regressions                     change points over history; Markdown summary; exit 1 on a new regression
 nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_memory   first bad release
 nox -s bless -- --runtime=latest --baseline=stable   run what is missing, decide blessed or not (exit 0 = blessed)
+nox -s report [-- --out=DIR]          a static site of the results (opens offline, from disk)
 nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
@@ -82,6 +83,13 @@ def bless(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="uv")
+def report(session: nox.Session) -> None:
+    """The benchmarks site from the results store: nox -s report [-- --out=DIR] (default results/report/)."""
+    session.install("-e", ".[report]")
+    session.run("python", "-m", "framework.cli", "report", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
 def workloads(session: nox.Session) -> None:
     """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG]."""
     _controller(session)
@@ -113,7 +121,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration [--rounds=N]."""
+    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration | report."""
     session.install("-e", ".[test]")
     names = [arg for arg in session.posargs if not arg.startswith("-")] or ["overhead"]
     options = [arg for arg in session.posargs if arg.startswith("-")]

@@ -5,7 +5,7 @@ python -m framework.cli sql ["SELECT ..."]
 python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
 python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--repeat=N] [--until-decided]
-python -m framework.cli regressions | bisect | bless ...   (their options: framework/history.py, bisect.py, blessing.py)
+python -m framework.cli regressions | bisect | bless | report ...   (options: beside each feature)
 """
 
 from __future__ import annotations
@@ -386,6 +386,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "regressions": lambda argv: _feature("framework.history", argv),
     "bisect": lambda argv: _feature("framework.bisect", argv),
     "bless": lambda argv: _feature("framework.blessing", argv),
+    "report": lambda argv: _feature("framework.report", argv),
 }
 
 

@@ -1,0 +1,281 @@
+"""The detail pages: a workload's history, a run with every recorded column, and one A/B comparison."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from framework.report.data import (
+    HISTORY_FIELDS,
+    ROW_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    RunSection,
+    WorkloadHistory,
+)
+from framework.report.layout import Context, cells, link, local_file, outcome, page, status, table, text, when
+from framework.report.pages import section_anchor
+from framework.stats import METRICS
+
+FAILURES_SHOWN = 50
+
+
+def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str, Any]], versions: Sequence[str]) -> str:
+    name = history.workload
+    meta = {
+        "fields": list(HISTORY_FIELDS),  # what each point's array holds
+        "metrics": [{"name": key, "label": spec.label, "unit": spec.unit} for key, spec in METRICS.items()],
+        "versions": list(versions),
+        "package": "dask",
+        "changes": [
+            {key: change[key] for key in ("along", "metric", "case_id", "size", "hardware", "runtime", "direction")}
+            | {"run_id": change["change_run_id"], "status": change["status"], "sentence": change["sentence"]}
+            for change in changes
+        ],
+    }
+    tabs = "".join(
+        f'<button class="tab{" active" if axis == "date" else ""}" data-tab="{axis}">{label}</button>'
+        for axis, label in (("date", "along run dates"), ("version", "along dask versions"))
+    )
+    panels = "".join(
+        f'<div class="tab-panel" data-panel="{axis}"{"" if axis == "date" else " hidden"}>'
+        f'<p class="note">{_AXIS_NOTES[axis]}</p><div class="legend" data-axis="{axis}"></div>'
+        + "".join(f'<div class="plot" data-axis="{axis}" data-metric="{key}"></div>' for key in METRICS)
+        + "</div>"
+        for axis in ("date", "version")
+    )
+    body = [
+        f"<h1>Workload {escape(name)}</h1>",
+        f"<p>{history.runs} run(s) from {when(history.first_at)} to {when(history.last_at)} UTC, {history.points} "
+        f"run × case points, {history.not_passed} not passed. Each point is one run's median over its passed "
+        'measured repeats; <span class="fail-mark">×</span> marks a run where a repeat failed, erred or timed '
+        "out (at the bottom of the plot when nothing was measured); dashed lines are change points found by "
+        "<code>nox -s regressions</code>. Hover a point for its versions and values, click it for the run.</p>",
+        f'<div class="tabs">{tabs}</div>{panels}',
+        '<p class="note" id="version-note"></p>',
+        "<h2>Change points</h2>",
+        _changes_table(changes),
+        "<h2>Failures</h2>",
+        _failures_table(history.failures),
+    ]
+    data = {"history-points": history.data, "history-meta": json.dumps(meta)}
+    return page(ctx, title=name, depth=1, active="workloads", body="\n".join(body), plots=True, data=data)
+
+
+_AXIS_NOTES = {
+    "date": "One line per runtime × hardware × case, as <code>nox -s regressions</code> scans along run dates.",
+    "version": "One line per hardware × case through the runs of every runtime, ordered by dask's version and "
+    "then by date, as <code>nox -s regressions -- --along=version</code> scans them.",
+}
+
+
+def _changes_table(changes: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        "<tr>"
+        + cells(
+            status(change["status"]),
+            text(change["direction"]),
+            text(change["along"]),
+            escape(change["sentence"] or ""),
+            link(f"../runs/{change['page']}.html", escape(change["change_run_id"])),
+            f"{escape(change['scan_id'])} ({when(change['scanned_at'])})",
+        )
+        + "</tr>"
+        for change in changes
+    ]
+    headers = ["status", "direction", "along", "change", "first run after", "last reported by scan (UTC)"]
+    return table(headers, rows, empty="No change point found in this workload's history by any scan.")
+
+
+def _failures_table(failures: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        "<tr>"
+        + cells(
+            text(failure["started_at"]),
+            text(failure["runtime"]),
+            text(failure["hardware"]),
+            escape(failure["case_id"]),
+            outcome(failure["outcome"]),
+            f"{failure['passed']}/{failure['repeats']}",
+            f'<span class="error">{text(failure["error"])}</span>',
+            link(f"../runs/{failure['page']}.html", escape(failure["run_id"])),
+        )
+        + "</tr>"
+        for failure in failures[:FAILURES_SHOWN]
+    ]
+    more = ""
+    if len(failures) > FAILURES_SHOWN:
+        more = f'<p class="note">The newest {FAILURES_SHOWN} of {len(failures)}; every one is marked in the plots.</p>'
+    headers = ["started (UTC)", "runtime", "hardware", "case", "outcome", "passed", "error", "run"]
+    return table(headers, rows, empty="Every execution of this workload passed.") + more
+
+
+def run(ctx: Context, sections: Sequence[RunSection], environments: dict[str, dict[str, Any]]) -> str:
+    run_id = sections[0].run_id
+    page_dir = ctx.out_dir / "runs"
+    dumps = {dump["cluster_dump"] for section in sections for dump in section.dumps}
+    links = {dump: local_file(dump, ctx.results_dir, page_dir) for dump in sorted(dumps)}
+    index = " · ".join(
+        link(f"#{section_anchor(s.summary['runtime'], s.summary['hardware'])}", _section_title(s)) for s in sections
+    )
+    started = min(section.summary["run_started_at"] for section in sections)
+    body = [
+        f"<h1>Run {escape(run_id)}</h1>",
+        f"<p>Started {when(started)} UTC; {len(sections)} runtime × hardware section(s): {index}</p>",
+    ]
+    data = {"columns": _COLUMNS, "dump-links": json.dumps(links)}
+    for number, section in enumerate(sections):
+        data[f"executions-{number}"] = f"[{section.executions}]"
+        body.append(_run_section(section, number, links, environments))
+    return page(ctx, title=f"run {run_id}", depth=1, active="runs", body="\n".join(body), data=data)
+
+
+def _section_title(section: RunSection) -> str:
+    return f"{escape(section.summary['runtime'])} @ {escape(section.summary['hardware'])}"
+
+
+_COLUMNS = json.dumps({"names": list(ROW_COLUMNS), "timestamps": list(TIMESTAMP_COLUMNS)})
+_SUMMARY_HEADERS = ["case", "size", "outcome", "passed", "wall (median)", "peak memory", "mean memory", "spilled"]
+
+
+def _run_section(
+    section: RunSection, number: int, links: dict[str, str], environments: dict[str, dict[str, Any]]
+) -> str:
+    summary = section.summary
+    anchor = section_anchor(summary["runtime"], summary["hardware"])
+    headers = "".join(f"<th>{h}</th>" for h in [*_SUMMARY_HEADERS, "error"])
+    parts = [
+        f'<section id="{anchor}"><h2>{_section_title(section)}</h2>',
+        f"<p>dask {text(summary['dask_version'])}, distributed {text(summary['distributed_version'])}; "
+        f"{summary['passed']} of {summary['cases']} cases passed, {summary['repeats_passed']} of "
+        f"{summary['repeats']} measured repeats. Medians are over the passed measured repeats; a case's outcome is "
+        "the worst of its executions.</p>",
+        f'<div class="scroll"><table><thead><tr>{headers}</tr></thead><tbody>{section.case_rows}</tbody></table></div>',
+    ]
+    if section.dumps:
+        rows = [
+            "<tr>"
+            + cells(
+                escape(d["case_id"]),
+                text(d["phase"]),
+                text(d["repeat"]),
+                outcome(d["outcome"]),
+                links[d["cluster_dump"]],
+            )
+            + "</tr>"
+            for d in section.dumps
+        ]
+        parts.append("<h3>Cluster dumps</h3>" + table(["case", "phase", "repeat", "outcome", "dump"], rows))
+    parts.append(
+        "<h3>Runtime, hardware and machine</h3>"
+        f'<div class="scroll"><table class="keyvalue"><tbody>{section.provenance}</tbody></table></div>'
+    )
+    parts.append(_locks(section.env_hash, environments))
+    parts.append(
+        f"<h3>Every execution ({summary['n_rows']} rows, every recorded column)</h3>"
+        f'<div class="executions scroll" data-source="executions-{number}"></div></section>'
+    )
+    return "\n".join(parts)
+
+
+def _locks(env_hash: str | None, environments: dict[str, dict[str, Any]]) -> str:
+    if env_hash is None:
+        return '<h3>Environment</h3><p class="note">No environment hash recorded.</p>'
+    found = environments.get(env_hash)
+    if found is None:
+        return (
+            f'<h3>Environment</h3><p class="note">No lock recorded for environment <code>{escape(env_hash)}</code>.</p>'
+        )
+    lock = found["lock"] or ""
+    lines = [line for line in lock.splitlines() if line.strip()]
+    return (
+        f"<h3>Environment</h3><details><summary>Lock of environment <code>{escape(env_hash)}</code>: "
+        f"{len(lines)} packages, built {when(found['built_at'])} UTC, Python {text(found['python'])}</summary>"
+        f"<pre>{escape(lock)}</pre></details>"
+    )
+
+
+def comparison(ctx: Context, group: dict[str, Any]) -> str:
+    rows = sorted(group["rows"], key=_effect_order)
+    plotted, items = [], []
+    for row in rows:
+        spec = METRICS.get(row["metric"])
+        size = f" ({row['size']})" if row["size"] else ""
+        label = f"{row['case_id']}{size} · {spec.label if spec else row['metric']}"
+        kind = verdict_kind(row)
+        sentence = row["sentence"] or f"could not be compared: {row['missing'] or 'no reason recorded'}"
+        items.append(
+            f'<li class="{kind}"><span class="badge {kind}">{kind}</span> '
+            f"<b>{escape(label)}</b>: {escape(sentence)}</li>"
+        )
+        if _finite(row["ratio"]) and _finite(row["ci_low"]) and _finite(row["ci_high"]):
+            plotted.append(
+                {
+                    "label": label,
+                    "change": (row["ratio"] - 1) * 100,
+                    "low": (row["ci_low"] - 1) * 100,
+                    "high": (row["ci_high"] - 1) * 100,
+                    "verdict": kind,
+                    "sentence": sentence,
+                }
+            )
+    versions = " · ".join(
+        f"{escape(side)}: {escape(_versions(group[f'{side}_versions']))}" for side in ("baseline", "candidate")
+    )
+    body = [
+        f"<h1>Comparison {escape(group['comparison_id'])}</h1>",
+        f"<p><b>{text(group['candidate'])}</b> against <b>{text(group['baseline'])}</b> on {text(group['hardware'])}, "
+        f"{text(group['mode'])}, {when(group['created_at'])} UTC. {versions}.</p>",
+        "<p class=\"note\">Change of the candidate's median against the baseline's with its 95 % bootstrap interval, "
+        "the two-sided rank test's p-value and the repeats per side; sorted by the size of the change. A change is "
+        "regressed or improved only when it is significant and at least the metric's minimum effect.</p>",
+        _VERDICT_LEGEND + '<div class="plot comparison" data-comparison="comparison-data"></div>' if plotted else "",
+        f'<ol class="sentences">{"".join(items)}</ol>',
+    ]
+    data = {"comparison-data": json.dumps(plotted)}
+    title = f"comparison {group['comparison_id']}"
+    return page(ctx, title=title, depth=1, active="comparisons", body="\n".join(body), plots=bool(plotted), data=data)
+
+
+_VERDICT_LEGEND = (
+    '<div class="verdict-legend">'
+    + "".join(
+        f'<span><span class="dot" style="background:{colour}"></span>{kind}</span>'
+        for kind, colour in (
+            ("regressed", "#d62728"),
+            ("improved", "#2ca02c"),
+            ("unchanged", "#7f7f7f"),
+            ("inconclusive", "#e6a100"),
+        )
+    )
+    + "</div>"
+)
+
+
+def verdict_kind(row: dict[str, Any]) -> str:
+    if row["ratio"] is None or row["sentence"] is None:
+        return "missing"
+    if row["verdict"] == "unchanged" and row["conclusive"] is False:
+        return "inconclusive"
+    return str(row["verdict"])
+
+
+def _effect_order(row: dict[str, Any]) -> tuple[int, float]:
+    ratio = row["ratio"]
+    if not _finite(ratio) or ratio <= 0:
+        return (1 if ratio is None else 0, 0.0 if ratio is None else -math.inf)
+    return (0, -abs(math.log(ratio)))
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _versions(value: str | None) -> str:
+    try:
+        versions = json.loads(value or "{}")
+    except ValueError:
+        return value or "versions not recorded"
+    return ", ".join(f"{name} {version}" for name, version in versions.items()) or "versions not recorded"

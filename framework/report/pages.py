@@ -1,0 +1,255 @@
+"""The site-level pages: overview, the lists of workloads, runs and comparisons, and stability."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from framework.report.data import WorkloadHistory, page_name
+from framework.report.layout import (
+    MISSING,
+    Context,
+    cells,
+    link,
+    page,
+    status,
+    table,
+    text,
+    when,
+)
+
+NO_RUNS = "No runs yet — <code>nox -s matrix -- --runtime=latest</code> records the first."
+
+
+def section_anchor(runtime: str, hardware: str) -> str:
+    """The id of a run page's section for one runtime × hardware."""
+    return "sec-" + page_name(f"{runtime}__{hardware}")
+
+
+def overview(
+    ctx: Context,
+    *,
+    runs: Sequence[dict[str, Any]],
+    verdicts: Sequence[dict[str, Any]],
+    scan: Sequence[dict[str, Any]],
+    scans: Sequence[dict[str, Any]],
+    latest: Sequence[dict[str, Any]],
+    comparisons: Sequence[dict[str, Any]],
+) -> str:
+    if not runs and not verdicts and not comparisons:
+        return page(ctx, title="Overview", depth=0, active="overview", body=f"<h1>Overview</h1><p>{NO_RUNS}</p>")
+    parts = ["<h1>Overview</h1>", _verdicts(verdicts, runs), _latest_runs(runs), _regressions(scan, scans)]
+    parts += [_matrix(latest), _recent_comparisons(comparisons)]
+    return page(ctx, title="Overview", depth=0, active="overview", body="\n".join(parts))
+
+
+def _verdicts(verdicts: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for verdict in verdicts:
+        word = "blessed" if verdict["blessed"] else "not blessed"
+        reasons = "".join(f"<li>{escape(str(reason))}</li>" for reason in verdict["reasons"])
+        passed = sum(1 for check in verdict["checks"] if check.get("passed"))
+        judged = sum(1 for check in verdict["checks"] if check.get("passed") is not None)
+        detail = f"<ul>{reasons}</ul>" if reasons else f"every check passed ({passed} of {judged})"
+        rows.append(
+            "<tr>"
+            + cells(
+                text(verdict["runtime"]),
+                f'<span class="badge {"passed" if verdict["blessed"] else "failed"}">{word}</span>',
+                text(verdict["baseline"]),
+                text(verdict["criteria"]),
+                text(verdict["hardware"]),
+                when(verdict["decided_at"]),
+                detail,
+            )
+            + "</tr>"
+        )
+    with_verdict = {verdict["runtime"] for verdict in verdicts}
+    waiting = sorted({run["runtime"] for run in runs} - with_verdict)
+    note = ""
+    if waiting:
+        note = (
+            f'<p class="note">No verdict yet for {escape(", ".join(waiting))} — '
+            "<code>nox -s bless -- --runtime=NAME</code> decides one.</p>"
+        )
+    headers = ["runtime", "verdict", "baseline", "criteria", "hardware", "decided (UTC)", "reasons"]
+    return "<h2>Verdicts</h2>" + table(headers, rows, empty="No blessing verdicts yet.") + note
+
+
+def _latest_runs(runs: Sequence[dict[str, Any]]) -> str:
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:  # newest first
+        newest.setdefault((run["runtime"], run["hardware"]), run)
+    rows = [
+        "<tr>"
+        + cells(
+            text(runtime),
+            text(hardware),
+            link(f"runs/{run['page']}.html#{section_anchor(runtime, hardware)}", escape(run["run_id"])),
+            when(run["started_at"]),
+            text(run["dask_version"]),
+            text(run["distributed_version"]),
+            _counts(run),
+            f"{run['repeats_passed']}/{run['repeats']}",
+        )
+        + "</tr>"
+        for (runtime, hardware), run in sorted(newest.items())
+    ]
+    headers = ["runtime", "hardware", "latest run", "started (UTC)", "dask", "distributed", "cases", "repeats passed"]
+    return "<h2>Latest run of each runtime × hardware</h2>" + table(headers, rows, empty=NO_RUNS)
+
+
+def _counts(run: dict[str, Any]) -> str:
+    """'3 of 4 cases passed, 1 timeout'."""
+    every = "passed" if run["passed"] == run["cases"] else ""
+    shown = f'<span class="count {every}">{run["passed"]} of {run["cases"]} cases passed</span>'
+    others = [
+        f'<span class="count {kind}">{run[kind]} {kind}</span>' for kind in ("failed", "error", "timeout") if run[kind]
+    ]
+    return ", ".join([shown, *others])
+
+
+def _regressions(scan: Sequence[dict[str, Any]], scans: Sequence[dict[str, Any]]) -> str:
+    head = "<h2>Latest regressions</h2>"
+    if not scans:
+        return head + '<p class="empty">No regression scan yet — <code>nox -s regressions</code> runs one.</p>'
+    latest = scans[0]
+    shown = [finding for finding in scan if finding["status"] in ("open", "pending")]
+    other = len(scan) - len(shown)
+    intro = (
+        f"<p>Scan <code>{escape(latest['scan_id'])}</code> ({when(latest['scanned_at'])} UTC, along "
+        f"{escape(str(latest['along']))}): {len(shown)} open or pending"
+        + (f", {other} other finding(s) (accepted or improvements)" if other else "")
+        + f". {len(scans)} scan(s) in all.</p>"
+    )
+    rows = [
+        "<tr>"
+        + cells(
+            status(finding["status"]),
+            text(finding["direction"]),
+            link(f"workloads/{page_name(finding['workload'])}.html", escape(finding["workload"])),
+            escape(finding["sentence"] or ""),
+            link(f"runs/{page_name(finding['change_run_id'])}.html", escape(finding["change_run_id"])),
+        )
+        + "</tr>"
+        for finding in shown
+    ]
+    headers = ["status", "direction", "workload", "finding", "first run after"]
+    return head + intro + table(headers, rows, empty="The latest scan found nothing open or pending.")
+
+
+def _matrix(latest: Sequence[dict[str, Any]]) -> str:
+    coverage: dict[tuple[str, str], int] = {}
+    for row in latest:
+        coverage[row["runtime"], row["hardware"]] = coverage.get((row["runtime"], row["hardware"]), 0) + 1
+    columns = sorted(coverage, key=lambda column: (-coverage[column], column))  # the widest runs first
+    if not columns:
+        return ""
+    several_hardware = len({hardware for _, hardware in columns}) > 1
+    cases = sorted({(row["case_id"], row["size"]) for row in latest})
+    by_key = {(row["case_id"], row["size"], row["runtime"], row["hardware"]): row for row in latest}
+    headers = ["case", "size", *(f"{r} @ {h}" if several_hardware else r for r, h in columns)]
+    rows = []
+    for case_id, size in cases:
+        row_cells = [escape(case_id), text(size or None)]
+        for runtime, hardware in columns:
+            found = by_key.get((case_id, size, runtime, hardware))
+            if found is None:
+                row_cells.append('<span class="missing" title="not run">–</span>')
+                continue
+            mark = "✓" if found["outcome"] == "passed" else "✗ " + found["outcome"]
+            title = escape(found["error"] or f"{found['run_id']}, {when(found['started_at'])} UTC", quote=True)
+            href = f"runs/{found['page']}.html#{section_anchor(runtime, hardware)}"
+            row_cells.append(
+                f'<a class="cell {escape(found["outcome"])}" title="{title}" href="{escape(href, quote=True)}">'
+                f"{escape(mark)} {found['passed']}/{found['repeats']}</a>"
+            )
+        rows.append("<tr>" + cells(*row_cells) + "</tr>")
+    return (
+        "<h2>Matrix: the latest outcome of each case</h2>"
+        '<p class="note">Each cell is the newest run of that case; ✓ all measured repeats passed, the count is '
+        "passed/measured repeats; hover for the error, click for the run.</p>" + table(headers, rows, css="matrix")
+    )
+
+
+def _recent_comparisons(comparisons: Sequence[dict[str, Any]]) -> str:
+    if not comparisons:
+        return ""
+    rows = [_comparison_row(group, "comparisons/") for group in comparisons[:5]]
+    more = f' <a href="comparisons/index.html">All {len(comparisons)} comparisons</a>.' if len(comparisons) > 5 else ""
+    return "<h2>Latest comparisons</h2>" + table(_COMPARISON_HEADERS, rows) + f'<p class="note">{more}</p>'
+
+
+_COMPARISON_HEADERS = ["comparison", "created (UTC)", "mode", "baseline → candidate", "hardware", "verdicts"]
+
+
+def _comparison_row(group: dict[str, Any], prefix: str) -> str:
+    counts = group["counts"]
+    verdicts = ", ".join(f'<span class="count {kind}">{counts[kind]} {kind}</span>' for kind in counts if counts[kind])
+    return (
+        "<tr>"
+        + cells(
+            link(f"{prefix}{page_name(group['comparison_id'])}.html", escape(group["comparison_id"])),
+            when(group["created_at"]),
+            text(group["mode"]),
+            f"{text(group['baseline'])} → {text(group['candidate'])}",
+            text(group["hardware"]),
+            verdicts or MISSING,
+        )
+        + "</tr>"
+    )
+
+
+def comparisons_index(ctx: Context, comparisons: Sequence[dict[str, Any]]) -> str:
+    rows = [_comparison_row(group, "") for group in comparisons]
+    body = "<h1>A/B comparisons</h1>" + table(
+        _COMPARISON_HEADERS,
+        rows,
+        empty="No comparisons yet — <code>nox -s compare -- --baseline=stable --candidate=latest</code> runs one.",
+    )
+    return page(ctx, title="Comparisons", depth=1, active="comparisons", body=body)
+
+
+def workloads_index(ctx: Context, histories: Sequence[WorkloadHistory]) -> str:
+    rows = [
+        "<tr>"
+        + cells(
+            link(f"{page_name(history.workload)}.html", escape(history.workload)),
+            str(history.runs),
+            str(history.points),
+            f'<span class="count {"failed" if history.not_passed else "passed"}">{history.not_passed}</span>',
+            when(history.first_at),
+            when(history.last_at),
+        )
+        + "</tr>"
+        for history in histories
+    ]
+    headers = ["workload", "runs", "run × case points", "not passed", "first (UTC)", "last (UTC)"]
+    body = "<h1>Workloads</h1>" + table(headers, rows, empty=NO_RUNS)
+    body += (
+        '<p class="note">Stability runs (chaos fuzzing) are on the <a href="../stability.html">Stability</a> page.</p>'
+    )
+    return page(ctx, title="Workloads", depth=1, active="workloads", body=body)
+
+
+def runs_index(ctx: Context, runs: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        "<tr>"
+        + cells(
+            link(f"{run['page']}.html#{section_anchor(run['runtime'], run['hardware'])}", escape(run["run_id"])),
+            text(run["runtime"]),
+            text(run["hardware"]),
+            when(run["started_at"]),
+            text(run["dask_version"]),
+            _counts(run),
+            f"{run['repeats_passed']}/{run['repeats']}",
+        )
+        + "</tr>"
+        for run in runs
+    ]
+    headers = ["run", "runtime", "hardware", "started (UTC)", "dask", "cases", "repeats passed"]
+    body = f"<h1>Runs</h1><p>{len({run['run_id'] for run in runs})} run(s), newest first.</p>" + table(
+        headers, rows, empty=NO_RUNS
+    )
+    return page(ctx, title="Runs", depth=1, active="runs", body=body)

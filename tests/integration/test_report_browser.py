@@ -1,0 +1,337 @@
+"""The report site in a real browser: every page opened from disk (file://) in headless Chromium.
+
+Debian's /usr/bin/chromium driven by Playwright (no browser download). Without it the test is skipped — unless
+DASK_BLESSING_REQUIRE_BROWSER=1 (CI), where a missing browser is a failure. Screenshots of every page go to
+$DASK_BLESSING_SCREENSHOTS when set (a temporary directory otherwise).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from framework.records import write_record
+from framework.report import build_site
+from framework.results import CASE_COLUMNS, SCHEMA_VERSION, ResultsStore, case_table, write_atomic
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DAY0 = dt.datetime(2026, 1, 1, 2, 0, tzinfo=dt.timezone.utc)
+CASES = [
+    ("groupby_agg", "groupby_agg[by=id]"),
+    ("groupby_agg", "groupby_agg[by=name]"),
+    ("array_mean_var", "array_mean_var"),
+]
+PLOT_TIMEOUT_MS = 30_000
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(CASE_COLUMNS)
+    row.update(
+        schema_version=SCHEMA_VERSION,
+        function="workloads.synthetic:f",
+        size="tiny",
+        params={},
+        tags=["smoke"],
+        phase="measure",
+        timeout_s=60.0,
+        outcome="passed",
+        memory_method="rss-probe",
+        spilled_bytes=0,
+        tasks=20,
+        missing={},
+        runtime_hash="r" * 16,
+        env_hash="e" * 16,
+        distributed_version=values.get("dask_version"),
+        python_version="3.11.7",
+        hardware="local",
+        hardware_backend="local",
+        hostname="host",
+        git_commit="0" * 40,
+        git_dirty=False,
+    )
+    row.update(values)
+    return row
+
+
+def _store(results: Path) -> None:
+    """Two runtimes × 8 daily runs × 3 cases, a failure, a timeout with its dump, a step in latest's peak
+    memory found by a scan, a comparison, a verdict and a stability failure."""
+    store = ResultsStore(results)
+    change_run = ""
+    for day in range(8):
+        for runtime, dask in (("latest", f"2026.{1 + day // 3}.0"), ("stable", "2025.12.0")):
+            at = DAY0 + dt.timedelta(days=day, hours=0 if runtime == "latest" else 1)
+            run_id = f"{at:%Y%m%dT%H%M%SZ}-{runtime[:4]}{day:02d}"
+            if runtime == "latest" and day == 5:
+                change_run = run_id
+            rows = []
+            for n, (workload, case_id) in enumerate(CASES):
+                for repeat in range(3):
+                    started = at + dt.timedelta(seconds=10 * (3 * n + repeat))
+                    peak = (400 + (40 if runtime == "latest" and day >= 5 else 0) + repeat + n * 50) * 2**20
+                    values = {"outcome": "passed", "wall_s": 0.2 + 0.01 * repeat + 0.1 * n}
+                    if (runtime, day, n, repeat) == ("latest", 3, 0, 2):
+                        values = {"outcome": "failed", "wall_s": 0.3, "error": "WorkloadCheckFailed: wrong sum"}
+                    if (runtime, day, n, repeat) == ("stable", 6, 2, 1):
+                        dump = store.dumps_dir(run_id) / "array_mean_var-measure1.msgpack.gz"
+                        dump.parent.mkdir(parents=True, exist_ok=True)
+                        dump.write_bytes(b"cluster state")
+                        values = {"outcome": "timeout", "wall_s": None, "error": "timed out", "cluster_dump": str(dump)}
+                    rows.append(
+                        _row(
+                            run_id=run_id,
+                            run_started_at=at,
+                            runtime=runtime,
+                            workload=workload,
+                            case_id=case_id,
+                            repeat=repeat,
+                            started_at=started,
+                            ended_at=started + dt.timedelta(seconds=1),
+                            peak_memory_bytes=peak,
+                            mean_memory_bytes=peak - 20 * 2**20,
+                            dask_version=dask,
+                            packages={"dask": dask, "distributed": dask},
+                            **values,
+                        )
+                    )
+            write_atomic(case_table(rows), store.cases_dir / f"{run_id}__{runtime}__local.parquet")
+    store.record_environment(
+        {
+            "env_hash": "e" * 16,
+            "runtime": "latest",
+            "runtime_hash": "r" * 16,
+            "python": "3.11",
+            "built_at": DAY0,
+            "requirements": ["dask"],
+            "lock": "dask==2026.1.0\ndistributed==2026.1.0",
+        }
+    )
+    write_record(
+        results,
+        "regressions",
+        "20260110T000000Z-scan01",
+        [
+            {
+                "scan_id": "20260110T000000Z-scan01",
+                "scanned_at": DAY0 + dt.timedelta(days=9),
+                "series": f"local|latest|{case_id}|tiny|peak_memory",
+                "along": "date",
+                "hardware": "local",
+                "runtime": "latest",
+                "workload": workload,
+                "case_id": case_id,
+                "size": "tiny",
+                "metric": "peak_memory",
+                "direction": "regression",
+                "status": "open",
+                "new": True,
+                "change_run_id": change_run,
+                "ratio": 1.1,
+                "sentence": f"peak memory of {case_id} (tiny) on local / latest rose +10 % at run {change_run}",
+            }
+            for workload, case_id in CASES
+        ],
+    )
+    write_record(
+        results,
+        "comparisons",
+        "20260110T000000Z-cmp001",
+        [
+            {
+                "comparison_id": "20260110T000000Z-cmp001",
+                "created_at": DAY0 + dt.timedelta(days=9),
+                "mode": "interleaved",
+                "baseline": "stable",
+                "candidate": "latest",
+                "hardware": "local",
+                "workload": workload,
+                "case_id": case_id,
+                "size": "tiny",
+                "metric": metric,
+                "ratio": ratio,
+                "ci_low": ratio - 0.03,
+                "ci_high": ratio + 0.04,
+                "p_value": 0.001,
+                "verdict": "regressed" if ratio > 1.05 else "unchanged",
+                "conclusive": True,
+                "sentence": f"{metric} {(ratio - 1) * 100:+.0f} %, p = 0.001, n = 7 vs 7",
+            }
+            for workload, case_id in CASES
+            for metric, ratio in (("wall", 0.97), ("peak_memory", 1.1))
+        ],
+    )
+    write_record(
+        results,
+        "verdicts",
+        "20260110T000000Z-verd01",
+        [
+            {
+                "verdict_id": "20260110T000000Z-verd01",
+                "decided_at": DAY0 + dt.timedelta(days=9),
+                "criteria": "default",
+                "runtime": "latest",
+                "baseline": "stable",
+                "hardware": "local",
+                "blessed": False,
+                "reasons": ["groupby_agg[by=id]: peak memory +10 % vs stable, allowed ≤ 5 %"],
+                "checks": [{"criterion": "metric", "subject": "groupby_agg[by=id]", "passed": False}],
+            }
+        ],
+    )
+    failure_id = "20260109T000000Z-stab01-latest-process"
+    failure = results / "stability" / "failures" / failure_id
+    failure.mkdir(parents=True)
+    (failure / "failure.json").write_text(
+        json.dumps({"failure_id": failure_id, "tier": "process", "kind": "result", "error": "result: wrong value"})
+    )
+    at = DAY0 + dt.timedelta(days=8)
+    write_atomic(
+        case_table(
+            [
+                _row(
+                    run_id="20260109T000000Z-stab01",
+                    run_started_at=at,
+                    started_at=at,
+                    runtime="latest",
+                    hardware="chaos",
+                    workload="stability.fuzz",
+                    case_id="fuzz[process]",
+                    outcome="failed",
+                    wall_s=30.0,
+                    error="result: wrong value",
+                    failure_id=failure_id,
+                    dask_version="2026.3.0",
+                    extra_metrics={"examples": 12, "steps": 90},
+                )
+            ]
+        ),
+        store.cases_dir / "20260109T000000Z-stab01__latest__chaos.parquet",
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    _store(root / "results")
+    return build_site(root / "results", root / "site").out_dir
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    required = os.environ.get("DASK_BLESSING_REQUIRE_BROWSER") == "1"
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} not found — install Debian's chromium (apt-get install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "the playwright package is not installed — pip install -e '.[test]'"
+    if problem:
+        if required:
+            pytest.fail(f"DASK_BLESSING_REQUIRE_BROWSER=1 but {problem}")
+        pytest.skip(problem)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = Path(os.environ.get("DASK_BLESSING_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _wait_for_plots(page: Any, scope: str) -> list[dict[str, Any]]:
+    """Wait until every plot under ``scope`` is drawn; return each one's points and canvas count."""
+    page.wait_for_function(
+        "(scope) => [...document.querySelectorAll(`${scope} .plot`)].every((p) => p.dataset.rendered === 'true')",
+        arg=scope,
+        timeout=PLOT_TIMEOUT_MS,
+    )
+    plots = page.locator(f"{scope} .plot")
+    return [
+        {
+            "points": int(plots.nth(i).get_attribute("data-points") or 0),
+            # Playwright's CSS locators pierce BokehJS's open shadow roots: the canvas it draws on.
+            "canvases": plots.nth(i).locator("canvas").count(),
+        }
+        for i in range(plots.count())
+    ]
+
+
+def test_every_page_opens_from_disk_without_errors_and_draws_its_plots(site, browser, screenshots):
+    pages = sorted(site.rglob("*.html"))
+    # overview, stability, 3 lists, 2 workloads, 1 comparison, 16 matrix runs and 1 stability run
+    assert len(pages) == 2 + 3 + 2 + 1 + 17
+    problems: list[str] = []
+    plotted: dict[str, list[dict[str, Any]]] = {}
+    for path in pages:
+        name = str(path.relative_to(site))
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda message, name=name: message.type == "error" and problems.append(f"{name}: console: {message.text}"),
+        )
+        page.on("pageerror", lambda error, name=name: problems.append(f"{name}: page error: {error}"))
+        page.on("requestfailed", lambda request, name=name: problems.append(f"{name}: failed to load {request.url}"))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        tabs = page.locator(".tab")
+        shot = name.replace("/", "__").removesuffix(".html")
+        if tabs.count():
+            for i in range(tabs.count()):
+                tabs.nth(i).click()
+                axis = tabs.nth(i).get_attribute("data-tab")
+                plotted[f"{name}#{axis}"] = _wait_for_plots(page, f'.tab-panel[data-panel="{axis}"]')
+                page.screenshot(path=str(screenshots / f"{shot}-{axis}.png"), full_page=True)
+        else:
+            if page.locator(".plot").count():
+                plotted[name] = _wait_for_plots(page, "main")
+            page.screenshot(path=str(screenshots / f"{shot}.png"), full_page=True)
+        tables = page.locator(".executions")
+        for i in range(tables.count()):
+            if tables.nth(i).get_attribute("data-rendered") != "true" or not tables.nth(i).locator("tbody tr").count():
+                problems.append(f"{name}: execution table {i} is empty")
+        for href in page.eval_on_selector_all("a[href]", "links => links.map((a) => a.href)"):
+            target = urlparse(href)
+            if target.scheme == "file" and not Path(unquote(target.path)).exists():
+                problems.append(f"{name}: broken link {href}")
+        context.close()
+    assert not problems, "\n".join(problems)
+    assert sorted(plotted) == [
+        "comparisons/20260110T000000Z-cmp001.html",
+        "workloads/array_mean_var.html#date",
+        "workloads/array_mean_var.html#version",
+        "workloads/groupby_agg.html#date",
+        "workloads/groupby_agg.html#version",
+    ]
+    for key, plots in plotted.items():
+        expected = 1 if key.startswith("comparisons/") else 4  # workloads: wall, peak, mean memory, spill
+        assert len(plots) == expected, key
+        for plot in plots:
+            assert plot["canvases"] > 0, f"{key}: nothing drawn"
+            assert plot["points"] > 0, f"{key}: no points"
