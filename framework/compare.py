@@ -389,24 +389,27 @@ def record_rows(report: ComparisonReport, common: dict[str, Any]) -> list[dict[s
             },
         }
         if result is not None:
-            row.update(
-                {
-                    "baseline_median": result.median_a,
-                    "candidate_median": result.median_b,
-                    "ratio": result.ratio,
-                    "ci_low": result.ci_low,
-                    "ci_high": result.ci_high,
-                    "p_value": result.p_value,
-                    "min_effect": result.min_effect,
-                    "alpha": result.alpha,
-                    "verdict": result.verdict,
-                    "conclusive": result.conclusive,
-                    "mde": result.mde,
-                    "repeats_needed": result.repeats_needed,
-                }
-            )
+            row.update(result_fields(result))
         out.append(row)
     return out
+
+
+def result_fields(result: MetricComparison) -> dict[str, Any]:
+    """A comparison's figures as the ``comparisons`` record stores them."""
+    return {
+        "baseline_median": result.median_a,
+        "candidate_median": result.median_b,
+        "ratio": result.ratio,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "p_value": result.p_value,
+        "min_effect": result.min_effect,
+        "alpha": result.alpha,
+        "verdict": result.verdict,
+        "conclusive": result.conclusive,
+        "mde": result.mde,
+        "repeats_needed": result.repeats_needed,
+    }
 
 
 # --------------------------------------------------------------------------------------------------

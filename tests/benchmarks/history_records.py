@@ -12,6 +12,7 @@ import numpy as np
 from history_synth import HARDWARE, STEPS
 from packaging.version import Version
 
+from framework.compare import result_fields
 from framework.records import write_record
 from framework.stats import METRICS, bootstrap_ratio_ci, compare_samples, mann_whitney_p
 
@@ -119,23 +120,7 @@ def _comparison_rows(
                 out.append(line)
                 continue
             result = compare_samples(a, b, spec, alpha=0.01, seed=seed, n_boot=_BOOTSTRAP)
-            line.update(
-                {
-                    "baseline_median": result.median_a,
-                    "candidate_median": result.median_b,
-                    "ratio": result.ratio,
-                    "ci_low": result.ci_low,
-                    "ci_high": result.ci_high,
-                    "p_value": result.p_value,
-                    "min_effect": result.min_effect,
-                    "alpha": result.alpha,
-                    "verdict": result.verdict,
-                    "conclusive": result.conclusive,
-                    "mde": result.mde,
-                    "repeats_needed": result.repeats_needed,
-                    "sentence": result.sentence(),
-                }
-            )
+            line.update({**result_fields(result), "sentence": result.sentence()})
             out.append(line)
     return sides, out
 
