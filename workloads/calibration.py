@@ -50,7 +50,7 @@ def known_shift(
 
     check(extra_memory_percent >= 0 and extra_work_percent >= 0, "extra percentages must be ≥ 0")
     client = get_client()
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = sorted(client.nthreads())  # asked of the scheduler now (see workloads/system.py _workers)
     nbytes = int(mib_per_worker * MiB * (1 + extra_memory_percent / 100)) // 8 * 8
     work = int(work_mib_per_worker * MiB * (1 + extra_work_percent / 100))
     futures = [

@@ -158,7 +158,9 @@ def _check_every_worker_ran(shares: dict[str, float], min_share_of_even: float, 
 
 
 def _workers(client: Any) -> list[str]:
-    return sorted(client.scheduler_info()["workers"])
+    # client.nthreads() asks the scheduler now; scheduler_info() can return an identity its periodic refresh
+    # just replaced with one that lists no workers (distributed 2026.x), so it is not used for worker lists here.
+    return sorted(client.nthreads())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -299,7 +301,7 @@ def stealing_inhomogeneous(
 
     client = get_client()
     workers = _workers(client)
-    threads = sum(int(w["nthreads"]) for w in client.scheduler_info()["workers"].values())
+    threads = sum(int(n) for n in client.nthreads().values())
     durations = np.random.default_rng(seed).uniform(0.0, max_sleep_s, tasks)
     started = time.perf_counter()
     results = dask.compute(*[dask.delayed(_sleep_task)(i, float(d)) for i, d in enumerate(durations)])
@@ -386,7 +388,7 @@ def adaptive_scale(
             f" (started with {initial}, maximum {maximum}) while {tasks} tasks waited",
         )
         while not all(future.done() for future in futures):
-            peak = max(peak, len(client.scheduler_info()["workers"]))
+            peak = max(peak, len(client.nthreads()))
             time.sleep(0.05)
         done = time.perf_counter()
         low = _wait_for_workers(client, lambda n: n <= 1, scale_timeout_s)
@@ -432,7 +434,7 @@ def _wait_for_workers(client: Any, condition: Any, timeout: float) -> int:
     """Poll the scheduler's worker count until ``condition(count)`` holds or ``timeout``; return the last count."""
     deadline = time.monotonic() + timeout
     while True:
-        count = len(client.scheduler_info()["workers"])
+        count = len(client.nthreads())
         if condition(count) or time.monotonic() > deadline:
             return count
         time.sleep(0.05)
