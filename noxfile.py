@@ -90,6 +90,13 @@ def report(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="uv")
+def compact(session: nox.Session) -> None:
+    """Merge each month's result files into one (a long history reads faster); safe while others query."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "compact", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
 def workloads(session: nox.Session) -> None:
     """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG]."""
     _controller(session)

@@ -5,7 +5,7 @@ python -m framework.cli sql ["SELECT ..."]
 python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
 python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--repeat=N] [--until-decided]
-python -m framework.cli regressions | bisect | bless | report ...   (options: beside each feature)
+python -m framework.cli regressions | bisect | bless | report | compact ...   (options: beside each feature)
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def matrix_parser() -> _Parser:
 
 
 def cmd_matrix(argv: Sequence[str]) -> int:
+    from framework.compaction import compact_if_due
     from framework.matrix import Selection, build_plan
     from framework.pipeline import MatrixOptions, run_matrix
     from framework.query import Results
@@ -114,6 +115,8 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         _, [(not_passed,)] = results.sql(
             "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
         )
+    for line in compact_if_due(args.results):
+        print(line)
     # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
     return 1 if not_passed else 0
 
@@ -387,6 +390,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "bisect": lambda argv: _feature("framework.bisect", argv),
     "bless": lambda argv: _feature("framework.blessing", argv),
     "report": lambda argv: _feature("framework.report", argv),
+    "compact": lambda argv: _feature("framework.compaction", argv),
 }
 
 

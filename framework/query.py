@@ -14,7 +14,9 @@ Views:
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import pyarrow as pa
 
 from framework.errors import QueryError
 from framework.records import SCHEMAS as RECORD_SCHEMAS
-from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA
+from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, compacted_files, compacted_sources, store_lock
 
 _ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 
@@ -66,6 +68,10 @@ VIEWS: dict[str, str] = {
 }
 
 
+# View → the store directory it reads.
+_SOURCES = (("rows", "cases"), ("environments", "environments"), *((kind, kind) for kind in RECORD_SCHEMAS))
+
+
 class Results:
     """Read-only SQL over a results directory. ``Results(path).sql("SELECT ...")`` → (columns, rows)."""
 
@@ -74,41 +80,65 @@ class Results:
         self.connection = duckdb.connect(":memory:")
         # Every query of a connection reads the same footers (one per run file): read them once.
         self.connection.execute("SET parquet_metadata_cache = true")
-        self._create_views()
+        self.connection.execute("SET enable_progress_bar = false")  # a library prints nothing of its own
+        self._register_empty()
+        with store_lock(self.root, exclusive=False):
+            self._compacted = self._compacted_now()
+            self._create_views()
         # From here on, no statement may touch a file outside results/, write anything, or change that.
         self.connection.execute(f"SET allowed_directories=['{_quote(str(self.root))}/']")
         self.connection.execute("SET enable_external_access=false")
         self.connection.execute("SET lock_configuration=true")
 
-    def _create_views(self) -> None:
+    def _register_empty(self) -> None:
         con = self.connection
         con.register("_empty_rows", pa.Table.from_pylist([], schema=CASE_SCHEMA))
         con.register("_empty_environments", pa.Table.from_pylist([], schema=ENVIRONMENT_SCHEMA))
-        sources = [("rows", "cases", "_empty_rows"), ("environments", "environments", "_empty_environments")]
         for kind, schema in RECORD_SCHEMAS.items():
             con.register(f"_empty_{kind}", pa.Table.from_pylist([], schema=schema))
-            sources.append((kind, kind, f"_empty_{kind}"))
+
+    def _compacted_now(self) -> tuple[tuple[str, ...], ...]:
+        """The compacted files of each directory: when they change (a compaction ran), the views are remade."""
+        return tuple(tuple(path.name for path in compacted_files(self.root / name)) for _, name in _SOURCES)
+
+    def _create_views(self) -> None:
+        con = self.connection
         # Files of older schema versions lack newer columns: union_by_name fills them with NULL, and the empty
         # current-schema table guarantees every current column exists even when no file has it yet.
-        for view, directory, empty in sources:
-            files = sorted((self.root / directory).glob("*.parquet"))
-            if files:
+        for view, name in _SOURCES:
+            directory = self.root / name
+            files = sorted(directory.glob("*.parquet"))
+            merged = compacted_sources(directory) if any(path.name.startswith("compacted__") for path in files) else {}
+            kept = [path for path in files if path.name not in merged]
+            if kept:
                 # A glob, not a list of thousands of names: binding a listed file costs DuckDB far more (opening
-                # a 2,733-file history took 5.3 s listed, 0.5 s globbed). A directory whose name holds a glob
-                # character is listed instead. Names of partial files end in .partial: the glob skips them.
-                if any(char in str(self.root / directory) for char in "*?[]{}"):
-                    pattern = "[" + ", ".join(f"'{_quote(str(path))}'" for path in files) + "]"
+                # a 2,733-file history took 5.3 s listed, 0.5 s globbed). Listed instead: a directory whose name
+                # holds a glob character, and one still holding files a compacted file merged (a compaction that
+                # died before deleting them: the next one will). Partial files end in .partial: the glob skips them.
+                if len(kept) < len(files) or any(char in str(directory) for char in "*?[]{}"):
+                    pattern = "[" + ", ".join(f"'{_quote(str(path))}'" for path in kept) + "]"
                 else:
-                    pattern = f"'{_quote(str(self.root / directory))}/*.parquet'"
+                    pattern = f"'{_quote(str(directory))}/*.parquet'"
                 source = (
                     f"SELECT * FROM read_parquet({pattern}, union_by_name = true) "
-                    f"UNION ALL BY NAME SELECT * FROM {empty}"
+                    f"UNION ALL BY NAME SELECT * FROM _empty_{view}"
                 )
             else:
-                source = f"SELECT * FROM {empty}"
-            con.execute(f"CREATE VIEW {view} AS {source}")
+                source = f"SELECT * FROM _empty_{view}"
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}")
         for view, body in VIEWS.items():
-            con.execute(f"CREATE VIEW {view} AS {body}")
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+
+    @contextlib.contextmanager
+    def _consistent(self) -> Iterator[None]:
+        """Hold the store's lock shared while a statement runs (no compaction swaps files under it), and remake
+        the views first if a compaction ran since they were made."""
+        with store_lock(self.root, exclusive=False):
+            compacted = self._compacted_now()
+            if compacted != self._compacted:
+                self._create_views()
+                self._compacted = compacted
+            yield
 
     def sql(
         self, query: str, parameters: list[Any] | dict[str, Any] | None = None
@@ -116,9 +146,10 @@ class Results:
         """Run one read-only statement; return column names and rows."""
         _check(query)
         try:
-            cursor = self.connection.execute(query, parameters or [])
-            columns = [column[0] for column in cursor.description or []]
-            return columns, cursor.fetchall()
+            with self._consistent():
+                cursor = self.connection.execute(query, parameters or [])
+                columns = [column[0] for column in cursor.description or []]
+                return columns, cursor.fetchall()
         except duckdb.Error as error:
             raise QueryError(f"SQL: {_first_line(error)}") from None
 
@@ -126,10 +157,11 @@ class Results:
         """Like :meth:`sql`, as an Arrow table (for pandas: ``.to_pandas()``)."""
         _check(query)
         try:
-            relation = self.connection.sql(query, params=parameters or None)
-            # DuckDB 2.0 renamed fetch_arrow_table() to to_arrow_table().
-            fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-            table: pa.Table = fetch()
+            with self._consistent():
+                relation = self.connection.sql(query, params=parameters or None)
+                # DuckDB 2.0 renamed fetch_arrow_table() to to_arrow_table().
+                fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+                table: pa.Table = fetch()
         except duckdb.Error as error:
             raise QueryError(f"SQL: {_first_line(error)}") from None
         return table

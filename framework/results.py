@@ -8,17 +8,24 @@ Layout (every file is written once, under a new name, and never modified):
     results/stability/failures/<failure_id>/                 a stability failure: program, versions, dump, logs
     results/stability/logs/<run_id>__<runtime>.log           what the clusters of a stability run logged
     results/.staging/<pid>__<name>.jsonl                     rows as the runner writes them (not queried)
+    results/<kind>/compacted__<month>__<stamp>.parquet       many files of one month merged (``nox -s compact``)
+    results/.lock                                            readers share it per query; compaction's swap excludes
 
 A file appears under its final name only complete (written to a hidden ``.partial`` file, fsync'd, then
-renamed), so a crash leaves nothing half-written where a query looks. Only this module writes Parquet.
+renamed), so a crash leaves nothing half-written where a query looks. Only :func:`write_atomic` writes Parquet.
+A compacted file lists the files it merged in its footer (``compacted_sources``): readers skip a listed file that
+is still there (a compaction that died before deleting it), and no new file may take a listed name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,33 +160,129 @@ def case_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist([_normalise(row) for row in rows], schema=CASE_SCHEMA)
 
 
-def write_atomic(table: pa.Table, target: Path) -> Path:
-    """Write ``table`` to ``target`` so it appears whole or not at all; never replace an existing file."""
-    if target.exists():
-        raise ResultsError(f"{target}: already exists — results are append-only; choose a new run id")
+COMPACTED_PREFIX = "compacted__"
+SOURCES_KEY = b"dask_blessing.compacted_from"  # footer key of a compacted file: JSON [{"name": ..., "rows": ...}]
+
+
+def write_atomic(table: pa.Table, target: Path, *, staged: Path | None = None) -> Path:
+    """Write ``table`` to ``target`` so it appears whole or not at all; never replace an existing file.
+
+    With ``staged``, the file is written complete and fsync'd under that hidden name and not linked: the caller
+    publishes it (compaction links it under the store's lock, with the deletion of what it merged)."""
+    _refuse_taken(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial = staged or target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        pq.write_table(table, partial, compression="zstd")
+        # Row groups of 100,000 rows: a query filtering a sorted column (a compacted file is sorted by workload)
+        # skips the groups whose statistics exclude it.
+        pq.write_table(table, partial, compression="zstd", row_group_size=100_000)
         with partial.open("rb") as handle:
             os.fsync(handle.fileno())
+        if staged is not None:
+            return staged
         # link() fails if the target appeared meanwhile: a second writer can never overwrite the first.
         os.link(partial, target)
     except FileExistsError:
         raise ResultsError(f"{target}: already exists — results are append-only; choose a new run id") from None
     except OSError as error:
+        if staged is not None:
+            partial.unlink(missing_ok=True)
         raise ResultsError(
             f"{target}: could not be written ({error.strerror or error}) — nothing was written; free space or fix"
             " permissions, then run again (unpublished rows stay in results/.staging and are published next run)"
         ) from error
     finally:
-        partial.unlink(missing_ok=True)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        if staged is None:
+            partial.unlink(missing_ok=True)
+    fsync_directory(target.parent)
     return target
+
+
+def fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _refuse_taken(target: Path) -> None:
+    if target.exists():
+        raise ResultsError(f"{target}: already exists — results are append-only; choose a new run id")
+    if target.name.startswith(COMPACTED_PREFIX) or not target.parent.is_dir():
+        return
+    merged = compacted_sources(target.parent).get(target.name)
+    if merged is not None:
+        raise ResultsError(
+            f"{target}: already exists, merged into {merged} — results are append-only; choose a new run id"
+        )
+
+
+def compacted_files(directory: Path) -> list[Path]:
+    """The compacted files of a store directory, oldest first (their names sort by month, then creation)."""
+    try:
+        names = [entry.name for entry in os.scandir(directory) if entry.name.startswith(COMPACTED_PREFIX)]
+    except FileNotFoundError:
+        return []
+    return [directory / name for name in sorted(names) if name.endswith(".parquet")]
+
+
+def compacted_sources(directory: Path) -> dict[str, str]:
+    """Name of each file a compacted file of ``directory`` merged → that compacted file's name."""
+    merged: dict[str, str] = {}
+    for path in compacted_files(directory):
+        for source in read_sources(path):
+            merged[source["name"]] = path.name
+    return merged
+
+
+def read_sources(path: Path) -> list[dict[str, Any]]:
+    """What a compacted file merged: [{"name": file name, "rows": its row count}], from its footer."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        sources: list[dict[str, Any]] = json.loads(metadata[SOURCES_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowException) as error:
+        raise ResultsError(
+            f"{path}: a compacted file without a readable list of what it merged ({error}) — the store cannot tell"
+            " which files it replaces; move it out of the results directory, then run nox -s compact"
+        ) from None
+    return sources
+
+
+@contextlib.contextmanager
+def store_lock(root: Path, *, exclusive: bool, timeout_s: float = 300.0) -> Iterator[bool]:
+    """``results/.lock``: every query holds it shared while it runs; compaction holds it exclusively while it links
+    its file and deletes what it merged, so no query sees both, or misses a file it listed. Yields whether the lock
+    is held. Readers never create the file (a query writes nothing): a store that was never compacted has none,
+    and its readers go unlocked until the first compaction creates it."""
+    path = root / ".lock"
+    try:
+        handle = os.open(path, (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY, 0o644)
+    except FileNotFoundError:
+        yield False
+        return
+    except OSError as error:
+        if not exclusive:  # e.g. a store copied without read permission on the lock: nothing can compact it here
+            yield False
+            return
+        raise ResultsError(f"{path}: cannot be created ({error.strerror or error}) — fix the permissions") from None
+    try:
+        deadline = time.monotonic() + timeout_s
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        while True:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ResultsError(
+                        f"{path}: still locked after {timeout_s:.0f} s by another process's "
+                        f"{'query' if exclusive else 'compaction'} — wait for it to finish, then run again"
+                    ) from None
+                time.sleep(0.02)
+        yield True
+    finally:
+        os.close(handle)
 
 
 def read_rows(jsonl: Path) -> list[dict[str, Any]]:
@@ -239,12 +342,13 @@ class ResultsStore:
     def record_environment(self, info: dict[str, Any]) -> Path | None:
         """Store an environment's lock once (keyed by its hash); later runs in the same environment share it."""
         target = self.root / "environments" / f"{info['env_hash']}.parquet"
-        if target.exists():
+        if target.exists() or target.name in compacted_sources(target.parent):
             return None
         row = {"schema_version": SCHEMA_VERSION, **info}
         return write_atomic(pa.Table.from_pylist([row], schema=ENVIRONMENT_SCHEMA), target)
 
     def case_files(self) -> list[Path]:
+        """Every case file, compacted or not (a compacted file's listed sources are gone or skipped by queries)."""
         return sorted(self.cases_dir.glob("*.parquet"))
 
 

@@ -169,3 +169,18 @@ def test_differences_names_what_differs() -> None:
 def test_records_parse_as_json(results: Results) -> None:
     _, rows = results.sql("SELECT detail FROM comparisons LIMIT 5")
     assert all(isinstance(json.loads(detail), dict) for (detail,) in rows)
+
+
+def test_the_benchmark_runs_end_to_end_on_both_layouts_and_prints_its_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--rows=3000", f"--keep={tmp_path}", "--repeats=1", "--builds=1"]) == 0
+
+    out = capsys.readouterr().out
+    assert (tmp_path / "results" / "cases").is_dir()  # the store as written is kept as it was…
+    assert not list((tmp_path / "results" / "cases").glob("compacted__*"))
+    assert list((tmp_path / "compacted" / "results" / "cases").glob("compacted__*"))  # …and a compacted copy
+    table = out[out.index("| figure | as written (one file per run) | as kept (compacted) | target |") :]
+    assert "| history: 3,000 rows |" in table
+    assert "| DuckDB speed-up over SQLite |" in table
+    assert "DuckDB (compacted) gives the same rows" in out
