@@ -103,7 +103,8 @@ class Compaction:
         for part in self.directories:
             lines += [f"  left as it is: {part.directory / reason}" for reason in part.left]
         total = sum(part.merged for part in self.directories)
-        lines.append(f"compaction of {self.root}: {total:,} files merged in {self.seconds:.1f} s")
+        verb = "would be merged (dry run: nothing changed)" if self.dry_run else "merged"
+        lines.append(f"compaction of {self.root}: {total:,} files {verb} in {self.seconds:.1f} s")
         return lines
 
 
