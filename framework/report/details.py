@@ -15,7 +15,18 @@ from framework.report.data import (
     RunSection,
     WorkloadHistory,
 )
-from framework.report.layout import Context, cells, link, local_file, outcome, page, status, table, text, when
+from framework.report.layout import (
+    Context,
+    link,
+    local_file,
+    outcome,
+    page,
+    status,
+    table,
+    table_row,
+    text,
+    when,
+)
 from framework.report.pages import section_anchor
 from framework.stats import METRICS
 
@@ -73,8 +84,7 @@ _AXIS_NOTES = {
 
 def _changes_table(changes: Sequence[dict[str, Any]]) -> str:
     rows = [
-        "<tr>"
-        + cells(
+        table_row(
             status(change["status"]),
             text(change["direction"]),
             text(change["along"]),
@@ -82,7 +92,6 @@ def _changes_table(changes: Sequence[dict[str, Any]]) -> str:
             link(f"../runs/{change['page']}.html", escape(change["change_run_id"])),
             f"{escape(change['scan_id'])} ({when(change['scanned_at'])})",
         )
-        + "</tr>"
         for change in changes
     ]
     headers = ["status", "direction", "along", "change", "first run after", "last reported by scan (UTC)"]
@@ -91,8 +100,7 @@ def _changes_table(changes: Sequence[dict[str, Any]]) -> str:
 
 def _failures_table(failures: Sequence[dict[str, Any]]) -> str:
     rows = [
-        "<tr>"
-        + cells(
+        table_row(
             text(failure["started_at"]),
             text(failure["runtime"]),
             text(failure["hardware"]),
@@ -102,7 +110,6 @@ def _failures_table(failures: Sequence[dict[str, Any]]) -> str:
             f'<span class="error">{text(failure["error"])}</span>',
             link(f"../runs/{failure['page']}.html", escape(failure["run_id"])),
         )
-        + "</tr>"
         for failure in failures[:FAILURES_SHOWN]
     ]
     more = ""
@@ -156,15 +163,13 @@ def _run_section(
     ]
     if section.dumps:
         rows = [
-            "<tr>"
-            + cells(
+            table_row(
                 escape(d["case_id"]),
                 text(d["phase"]),
                 text(d["repeat"]),
                 outcome(d["outcome"]),
                 links[d["cluster_dump"]],
             )
-            + "</tr>"
             for d in section.dumps
         ]
         parts.append("<h3>Cluster dumps</h3>" + table(["case", "phase", "repeat", "outcome", "dump"], rows))

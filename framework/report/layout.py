@@ -90,6 +90,11 @@ def cells(*values: str) -> str:
     return "".join(f"<td>{value}</td>" for value in values)
 
 
+def table_row(*values: str) -> str:
+    """A ``<tr>`` of :func:`cells`."""
+    return f"<tr>{cells(*values)}</tr>"
+
+
 def text(value: Any) -> str:
     """A value as escaped text; None as the missing mark."""
     return MISSING if value is None else escape(str(value))

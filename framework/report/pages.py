@@ -15,6 +15,7 @@ from framework.report.layout import (
     page,
     status,
     table,
+    table_row,
     text,
     when,
 )
@@ -53,8 +54,7 @@ def _verdicts(verdicts: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]
         judged = sum(1 for check in verdict["checks"] if check.get("passed") is not None)
         detail = f"<ul>{reasons}</ul>" if reasons else f"every check passed ({passed} of {judged})"
         rows.append(
-            "<tr>"
-            + cells(
+            table_row(
                 text(verdict["runtime"]),
                 f'<span class="badge {"passed" if verdict["blessed"] else "failed"}">{word}</span>',
                 text(verdict["baseline"]),
@@ -63,7 +63,6 @@ def _verdicts(verdicts: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]
                 when(verdict["decided_at"]),
                 detail,
             )
-            + "</tr>"
         )
     with_verdict = {verdict["runtime"] for verdict in verdicts}
     waiting = sorted({run["runtime"] for run in runs} - with_verdict)
@@ -82,8 +81,7 @@ def _latest_runs(runs: Sequence[dict[str, Any]]) -> str:
     for run in runs:  # newest first
         newest.setdefault((run["runtime"], run["hardware"]), run)
     rows = [
-        "<tr>"
-        + cells(
+        table_row(
             text(runtime),
             text(hardware),
             link(f"runs/{run['page']}.html#{section_anchor(runtime, hardware)}", escape(run["run_id"])),
@@ -93,7 +91,6 @@ def _latest_runs(runs: Sequence[dict[str, Any]]) -> str:
             _counts(run),
             f"{run['repeats_passed']}/{run['repeats']}",
         )
-        + "</tr>"
         for (runtime, hardware), run in sorted(newest.items())
     ]
     headers = ["runtime", "hardware", "latest run", "started (UTC)", "dask", "distributed", "cases", "repeats passed"]
@@ -124,15 +121,13 @@ def _regressions(scan: Sequence[dict[str, Any]], scans: Sequence[dict[str, Any]]
         + f". {len(scans)} scan(s) in all.</p>"
     )
     rows = [
-        "<tr>"
-        + cells(
+        table_row(
             status(finding["status"]),
             text(finding["direction"]),
             link(f"workloads/{page_name(finding['workload'])}.html", escape(finding["workload"])),
             escape(finding["sentence"] or ""),
             link(f"runs/{page_name(finding['change_run_id'])}.html", escape(finding["change_run_id"])),
         )
-        + "</tr>"
         for finding in shown
     ]
     headers = ["status", "direction", "workload", "finding", "first run after"]
@@ -187,17 +182,13 @@ _COMPARISON_HEADERS = ["comparison", "created (UTC)", "mode", "baseline → cand
 def _comparison_row(group: dict[str, Any], prefix: str) -> str:
     counts = group["counts"]
     verdicts = ", ".join(f'<span class="count {kind}">{counts[kind]} {kind}</span>' for kind in counts if counts[kind])
-    return (
-        "<tr>"
-        + cells(
-            link(f"{prefix}{page_name(group['comparison_id'])}.html", escape(group["comparison_id"])),
-            when(group["created_at"]),
-            text(group["mode"]),
-            f"{text(group['baseline'])} → {text(group['candidate'])}",
-            text(group["hardware"]),
-            verdicts or MISSING,
-        )
-        + "</tr>"
+    return table_row(
+        link(f"{prefix}{page_name(group['comparison_id'])}.html", escape(group["comparison_id"])),
+        when(group["created_at"]),
+        text(group["mode"]),
+        f"{text(group['baseline'])} → {text(group['candidate'])}",
+        text(group["hardware"]),
+        verdicts or MISSING,
     )
 
 
@@ -213,8 +204,7 @@ def comparisons_index(ctx: Context, comparisons: Sequence[dict[str, Any]]) -> st
 
 def workloads_index(ctx: Context, histories: Sequence[WorkloadHistory]) -> str:
     rows = [
-        "<tr>"
-        + cells(
+        table_row(
             link(f"{page_name(history.workload)}.html", escape(history.workload)),
             str(history.runs),
             str(history.points),
@@ -222,7 +212,6 @@ def workloads_index(ctx: Context, histories: Sequence[WorkloadHistory]) -> str:
             when(history.first_at),
             when(history.last_at),
         )
-        + "</tr>"
         for history in histories
     ]
     headers = ["workload", "runs", "run × case points", "not passed", "first (UTC)", "last (UTC)"]
@@ -235,8 +224,7 @@ def workloads_index(ctx: Context, histories: Sequence[WorkloadHistory]) -> str:
 
 def runs_index(ctx: Context, runs: Sequence[dict[str, Any]]) -> str:
     rows = [
-        "<tr>"
-        + cells(
+        table_row(
             link(f"{run['page']}.html#{section_anchor(run['runtime'], run['hardware'])}", escape(run["run_id"])),
             text(run["runtime"]),
             text(run["hardware"]),
@@ -245,7 +233,6 @@ def runs_index(ctx: Context, runs: Sequence[dict[str, Any]]) -> str:
             _counts(run),
             f"{run['repeats_passed']}/{run['repeats']}",
         )
-        + "</tr>"
         for run in runs
     ]
     headers = ["run", "runtime", "hardware", "started (UTC)", "dask", "cases", "repeats passed"]

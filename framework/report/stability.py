@@ -8,7 +8,18 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from framework.report.layout import MISSING, Context, cells, code, link, local_file, outcome, page, table, text
+from framework.report.layout import (
+    MISSING,
+    Context,
+    code,
+    link,
+    local_file,
+    outcome,
+    page,
+    table,
+    table_row,
+    text,
+)
 from framework.report.pages import section_anchor
 
 ERROR_SHOWN = 240  # characters of an error in the runs table; the whole of it on hover
@@ -143,19 +154,15 @@ def _run_row(row: dict[str, Any], known: set[str]) -> str:
         shown = error if len(error) <= ERROR_SHOWN else error[: ERROR_SHOWN - 1] + "…"
         error_cell = f'<span class="error" title="{escape(error, quote=True)}">{escape(shown)}</span>'
     anchor = section_anchor(row["runtime"], row["hardware"])
-    return (
-        "<tr>"
-        + cells(
-            link(f"runs/{row['page']}.html#{anchor}", escape(row["run_id"])),
-            text(row["started_at"]),
-            text(row["runtime"]),
-            text(row["dask_version"]),
-            escape(row["case_id"]),
-            outcome(row["outcome"]),
-            text(None if row["wall_s"] is None else f"{row['wall_s']:.1f} s"),
-            text(examples),
-            failure_cell,
-            error_cell,
-        )
-        + "</tr>"
+    return table_row(
+        link(f"runs/{row['page']}.html#{anchor}", escape(row["run_id"])),
+        text(row["started_at"]),
+        text(row["runtime"]),
+        text(row["dask_version"]),
+        escape(row["case_id"]),
+        outcome(row["outcome"]),
+        text(None if row["wall_s"] is None else f"{row['wall_s']:.1f} s"),
+        text(examples),
+        failure_cell,
+        error_cell,
     )

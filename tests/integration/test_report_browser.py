@@ -19,7 +19,8 @@ import pytest
 
 from framework.records import write_record
 from framework.report import build_site
-from framework.results import CASE_COLUMNS, SCHEMA_VERSION, ResultsStore, case_table, write_atomic
+from framework.results import ResultsStore, case_table, write_atomic
+from tests.unit.conftest import _case_row, locked_environment
 
 pytestmark = pytest.mark.browser
 
@@ -41,35 +42,6 @@ CASES = [
     ("array_mean_var", "array_mean_var"),
 ]
 PLOT_TIMEOUT_MS = 30_000
-
-
-def _row(**values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(CASE_COLUMNS)
-    row.update(
-        schema_version=SCHEMA_VERSION,
-        function="workloads.synthetic:f",
-        size="tiny",
-        params={},
-        tags=["smoke"],
-        phase="measure",
-        timeout_s=60.0,
-        outcome="passed",
-        memory_method="rss-probe",
-        spilled_bytes=0,
-        tasks=20,
-        missing={},
-        runtime_hash="r" * 16,
-        env_hash="e" * 16,
-        distributed_version=values.get("dask_version"),
-        python_version="3.11.7",
-        hardware="local",
-        hardware_backend="local",
-        hostname="host",
-        git_commit="0" * 40,
-        git_dirty=False,
-    )
-    row.update(values)
-    return row
 
 
 def _store(results: Path) -> None:
@@ -97,7 +69,7 @@ def _store(results: Path) -> None:
                         dump.write_bytes(b"cluster state")
                         values = {"outcome": "timeout", "wall_s": None, "error": "timed out", "cluster_dump": str(dump)}
                     rows.append(
-                        _row(
+                        _case_row(
                             run_id=run_id,
                             run_started_at=at,
                             runtime=runtime,
@@ -109,22 +81,14 @@ def _store(results: Path) -> None:
                             peak_memory_bytes=peak,
                             mean_memory_bytes=peak - 20 * 2**20,
                             dask_version=dask,
+                            distributed_version=dask,
                             packages={"dask": dask, "distributed": dask},
+                            params={},
                             **values,
                         )
                     )
             write_atomic(case_table(rows), store.cases_dir / f"{run_id}__{runtime}__local.parquet")
-    store.record_environment(
-        {
-            "env_hash": "e" * 16,
-            "runtime": "latest",
-            "runtime_hash": "r" * 16,
-            "python": "3.11",
-            "built_at": DAY0,
-            "requirements": ["dask"],
-            "lock": "dask==2026.1.0\ndistributed==2026.1.0",
-        }
-    )
+    store.record_environment(locked_environment(DAY0))
     write_record(
         results,
         "regressions",
@@ -207,7 +171,7 @@ def _store(results: Path) -> None:
     write_atomic(
         case_table(
             [
-                _row(
+                _case_row(
                     run_id="20260109T000000Z-stab01",
                     run_started_at=at,
                     started_at=at,
@@ -220,6 +184,8 @@ def _store(results: Path) -> None:
                     error="result: wrong value",
                     failure_id=failure_id,
                     dask_version="2026.3.0",
+                    distributed_version="2026.3.0",
+                    params={},
                     extra_metrics={"examples": 12, "steps": 90},
                 )
             ]

@@ -13,6 +13,19 @@ from framework.results import CASE_COLUMNS, SCHEMA_VERSION, ResultsStore, case_t
 Row = dict[str, Any]
 
 
+def locked_environment(built_at: Any) -> Row:
+    """The environment every synthetic row ran in (``env_hash`` e…e), with its lock: what a run page shows."""
+    return {
+        "env_hash": "e" * 16,
+        "runtime": "latest",
+        "runtime_hash": "r" * 16,
+        "python": "3.11",
+        "built_at": built_at,
+        "requirements": ["dask"],
+        "lock": "dask==2026.1.0\ndistributed==2026.1.0",
+    }
+
+
 def _case_row(**overrides: Any) -> Row:
     """One execution of a case with every column of ``CASE_COLUMNS``; ``overrides`` replace the defaults."""
     unknown = set(overrides) - set(CASE_COLUMNS)

@@ -16,6 +16,7 @@ from framework.query import Results
 from framework.records import write_record
 from framework.report import build_site, data, details
 from framework.results import CASE_COLUMNS, ResultsStore
+from tests.unit.conftest import locked_environment
 
 DAY0 = dt.datetime(2026, 1, 1, 2, 0, tzinfo=dt.timezone.utc)
 
@@ -252,17 +253,7 @@ def test_a_run_page_has_every_column_the_lock_and_the_dump(case_row, write_run, 
             case_row(run_id="r1", repeat=2, outcome="timeout", wall_s=None, cluster_dump=elsewhere),
         ]
     )
-    ResultsStore(results_dir).record_environment(
-        {
-            "env_hash": "e" * 16,
-            "runtime": "latest",
-            "runtime_hash": "r" * 16,
-            "python": "3.11",
-            "built_at": DAY0,
-            "requirements": ["dask"],
-            "lock": "dask==2026.1.0\ndistributed==2026.1.0",
-        }
-    )
+    ResultsStore(results_dir).record_environment(locked_environment(DAY0))
     out = _site(results_dir, tmp_path)
     page = out / "runs" / "r1.html"
     html = page.read_text()
