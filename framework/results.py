@@ -334,10 +334,26 @@ class ResultsStore:
             pid = int(prefix) if prefix.isdigit() else None
             if pid is not None and pid != os.getpid() and _alive(pid):
                 continue
+            if self._published_before(staging):  # died after publishing, before removing its staging file
+                staging.unlink()
+                continue
             target = self.publish(staging)
             if target is not None:
                 published.append(target)
         return published
+
+    def _published_before(self, staging: Path) -> bool:
+        """Whether a staging file's rows are already in the store: its target (or the compacted file that merged
+        it) holds as many rows as it does. Anything else is published, or refused without losing the rows."""
+        target = self.cases_dir / f"{staging.stem.split('__', 1)[-1]}.parquet"
+        if target.exists():
+            held = pq.read_metadata(target).num_rows
+        else:
+            merged = compacted_sources(self.cases_dir).get(target.name)
+            if merged is None:
+                return False
+            held = next(s["rows"] for s in read_sources(self.cases_dir / merged) if s["name"] == target.name)
+        return held == len(read_rows(staging))
 
     def record_environment(self, info: dict[str, Any]) -> Path | None:
         """Store an environment's lock once (keyed by its hash); later runs in the same environment share it."""

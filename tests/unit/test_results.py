@@ -319,3 +319,25 @@ def test_salvage_ignores_files_that_are_not_staged_rows(tmp_path):
 
     assert store.salvage() == []
     assert stray.exists()
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["published", "published-then-compacted"])
+def test_salvage_drops_a_staging_file_whose_rows_were_published_before_its_controller_died(
+    tmp_path, case_row, dead_pid, compacted
+):
+    from framework.compaction import compact
+
+    store = ResultsStore(tmp_path)
+    rows = [case_row(run_id="run-0"), case_row(run_id="run-0", repeat=1)]
+    store.publish(_stage(store, 1, "run-0__latest__local", rows))
+    store.publish(_stage(store, 1, "run-1__latest__local", [case_row(run_id="run-1")]))
+    if compacted:
+        compact(tmp_path)
+    staging = _stage(store, dead_pid, "run-0__latest__local", rows)  # as if its removal never ran
+    different = _stage(store, dead_pid, "run-1__latest__local", [case_row(run_id="run-1")] * 2)
+
+    with pytest.raises(ResultsError, match=r"run-1__latest__local\.parquet: already exists"):
+        store.salvage()
+
+    assert not staging.exists()  # its rows are in the store
+    assert different.exists(), "rows that differ from what was published must never be thrown away"
