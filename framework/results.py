@@ -346,13 +346,14 @@ class ResultsStore:
         """Whether a staging file's rows are already in the store: its target (or the compacted file that merged
         it) holds as many rows as it does. Anything else is published, or refused without losing the rows."""
         target = self.cases_dir / f"{staging.stem.split('__', 1)[-1]}.parquet"
+        held: int
         if target.exists():
             held = pq.read_metadata(target).num_rows
         else:
             merged = compacted_sources(self.cases_dir).get(target.name)
             if merged is None:
                 return False
-            held = next(s["rows"] for s in read_sources(self.cases_dir / merged) if s["name"] == target.name)
+            held = next(int(s["rows"]) for s in read_sources(self.cases_dir / merged) if s["name"] == target.name)
         return held == len(read_rows(staging))
 
     def record_environment(self, info: dict[str, Any]) -> Path | None:
