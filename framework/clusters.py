@@ -216,13 +216,25 @@ class ClusterSession:
     # -- what the cluster really is ---------------------------------------------------------------------
     def shape(self) -> dict[str, Any]:
         """Workers, threads and memory as the scheduler sees them (a remote cluster may differ from its profile)."""
-        info = self.client.scheduler_info()
-        workers = info.get("workers", {}).values()
+        workers = scheduler_workers(self.client).values()
         return {
             "cluster_workers": len(workers),
             "cluster_threads": sum(int(w.get("nthreads", 0)) for w in workers),
             "cluster_memory_limit_bytes": sum(int(w.get("memory_limit") or 0) for w in workers) or None,
         }
+
+
+def scheduler_workers(client: Any) -> dict[str, dict[str, Any]]:
+    """Every worker's info (name, nanny, nthreads, memory_limit …), asked of the scheduler now.
+
+    Not ``client.scheduler_info()["workers"]``: distributed 2025.4–2025.5 list 5 workers by default, and from 2026
+    the client's periodic refresh (which asks for no workers) can replace the answer before it is returned."""
+    try:
+        identity = client.sync(client.scheduler.identity, n_workers=-1)
+    except TypeError:  # before identity took n_workers, it always listed every worker
+        identity = client.sync(client.scheduler.identity)
+    workers: dict[str, dict[str, Any]] = identity.get("workers", {})
+    return workers
 
 
 def coiled_kwargs(hardware: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:

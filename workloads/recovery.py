@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from framework.checks import check
+from framework.clusters import scheduler_workers as cluster_workers  # every worker, asked of the scheduler now
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tasks (module-level functions: shipped by value to remote clusters with this module)
@@ -77,11 +78,6 @@ def _spill_written(dask_worker: Any) -> Optional[tuple[str, float]]:
 def unique_name(what: str) -> str:
     """A name for an Event or a key, unique to this execution."""
     return f"blessing-{what}-{uuid.uuid4().hex}"
-
-
-def cluster_workers(client: Any) -> dict[str, dict[str, Any]]:
-    workers: dict[str, dict[str, Any]] = client.scheduler_info()["workers"]
-    return workers
 
 
 def enough_workers(client: Any, minimum: int, workload: str) -> dict[str, dict[str, Any]]:

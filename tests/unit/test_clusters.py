@@ -10,7 +10,7 @@ from typing import Any
 import dask
 import pytest
 
-from framework.clusters import ClusterSession, coiled_kwargs
+from framework.clusters import ClusterSession, coiled_kwargs, scheduler_workers
 from framework.config import load_catalog
 from framework.errors import ClusterError
 from framework.runner import _cluster_environ
@@ -134,3 +134,39 @@ def test_cluster_environ_turns_dask_config_into_dask_variables():
 
 def test_cluster_environ_of_a_runtime_without_settings_is_empty():
     assert _cluster_environ({"name": "bare"}) == {}
+
+
+@pytest.mark.cluster
+def test_scheduler_workers_lists_every_worker_however_many_there_are():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=7, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        workers = scheduler_workers(client)
+        shape = ClusterSession.shape(type("Session", (), {"client": client})())
+        addresses = sorted(cluster.scheduler.workers)
+
+    assert sorted(workers) == addresses and len(addresses) == 7
+    assert all(info["nthreads"] == 1 for info in workers.values())
+    assert shape["cluster_workers"] == 7 and shape["cluster_threads"] == 7
+
+
+def test_scheduler_workers_asks_releases_without_n_workers_plainly():
+    calls = []
+
+    class Client:
+        class scheduler:  # noqa: N801 - the rpc attribute's name
+            @staticmethod
+            def identity(**kwargs: Any) -> dict[str, Any]:
+                calls.append(kwargs)
+                if kwargs:
+                    raise TypeError("identity() got an unexpected keyword argument 'n_workers'")
+                return {"workers": {"tcp://a:1": {"nthreads": 2}}}
+
+        def sync(self, function: Any, **kwargs: Any) -> Any:
+            return function(**kwargs)
+
+    assert scheduler_workers(Client()) == {"tcp://a:1": {"nthreads": 2}}
+    assert calls == [{"n_workers": -1}, {}]
