@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -164,16 +165,18 @@ class LeakWatch:
             return (*ALLOWED_THREADS, "IO loop")
         return ALLOWED_THREADS
 
-    def found(self) -> list[str]:
-        """Processes and threads started during this program that are still alive."""
-        found = [f"child process {pid}" for pid in sorted(self.children() - self.children_before)]
+    def leaked_threads(self) -> list[threading.Thread]:
         allowed = self.allowed_threads()
-        found += [
-            f"thread {thread.name!r}"
+        return [
+            thread
             for thread in threading.enumerate()
             if thread.ident not in self.threads_before and thread.is_alive() and not thread.name.startswith(allowed)
         ]
-        return found
+
+    def found(self) -> list[str]:
+        """Processes and threads started during this program that are still alive."""
+        found = [f"child process {pid}" for pid in sorted(self.children() - self.children_before)]
+        return found + [f"thread {thread.name!r}" for thread in self.leaked_threads()]
 
     def check(self) -> None:
         deadline = time.monotonic() + LEAK_GRACE_S
@@ -185,12 +188,45 @@ class LeakWatch:
             time.sleep(0.2)
         if found:
             self.kill_children()
-            raise TeardownError(f"left running {LEAK_GRACE_S:g} s after the cluster closed: {', '.join(found)}")
+            stacks = thread_stacks(self.leaked_threads())
+            where = "; ".join(f"{name} {summary}" for name, (summary, _) in stacks.items())
+            error = TeardownError(
+                f"left running {LEAK_GRACE_S:g} s after the cluster closed: {', '.join(found)}"
+                + (f" — where the threads wait: {where}" if where else "")
+            )
+            # The whole stack of each, in the recorded traceback (the message keeps the innermost frames).
+            error.__notes__ = [f"stack of thread {name}:\n{stack}" for name, (_, stack) in stacks.items()]
+            raise error
 
     def kill_children(self) -> None:
         for pid in self.children() - self.children_before:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def thread_stacks(threads: list[threading.Thread]) -> dict[str, tuple[str, str]]:
+    """Thread name → (its innermost frames in one line, ``in f (file:line) ← g (file:line)``; its whole stack)."""
+    frames = sys._current_frames()
+    stacks = {}
+    for thread in threads:
+        frame = frames.get(thread.ident or -1)
+        if frame is None:
+            continue
+        summary = traceback.extract_stack(frame)
+        # The innermost frames outside the standard library's threading module say what it waits for.
+        own = [entry for entry in summary if not entry.filename.endswith(("threading.py", "queue.py"))] or summary
+        where = " ← ".join(f"{entry.name} ({_short(entry.filename)}:{entry.lineno})" for entry in reversed(own[-3:]))
+        stacks[thread.name] = (f"in {where}", "".join(traceback.format_list(summary)))
+    return stacks
+
+
+def _short(filename: str) -> str:
+    """``…/site-packages/distributed/worker.py`` → ``distributed/worker.py``; a project file from its package."""
+    parts = filename.replace("\\", "/").split("/")
+    for anchor in ("site-packages", "dist-packages"):
+        if anchor in parts:
+            return "/".join(parts[parts.index(anchor) + 1 :])
+    return "/".join(parts[-2:])
 
 
 _WARMED: list[bool] = []
@@ -227,4 +263,7 @@ def describe(error: BaseException) -> str:
 
 
 def format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))[-4000:]
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if sys.version_info < (3, 11):  # older Pythons do not print an exception's notes
+        text += "".join(f"{note}\n" for note in getattr(error, "__notes__", []))
+    return text[-4000:]

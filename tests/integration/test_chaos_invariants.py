@@ -8,6 +8,7 @@ records its program, and that program replays to the same failure.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from typing import Any
@@ -177,14 +178,25 @@ def test_a_leaked_thread_trips_teardown(monkeypatch: pytest.MonkeyPatch, tmp_pat
     stop = threading.Event()
     executor = Executor(config(), settle_s=30, work_dir=tmp_path)
     executor.start()
-    thread = threading.Thread(target=stop.wait, name="planted-leak", daemon=True)
+
+    def planted() -> None:
+        stop.wait()
+
+    thread = threading.Thread(target=planted, name="planted-leak", daemon=True)
     thread.start()
     try:
-        with pytest.raises(TeardownError, match="thread 'planted-leak'"):
+        with pytest.raises(TeardownError, match="thread 'planted-leak'") as raised:
             executor.finish()
     finally:
         stop.set()
         thread.join()
+    # and says where it waits: the innermost frames outside threading.py, its whole stack in the traceback
+    assert re.search(
+        r"where the threads wait: planted-leak in planted \(\w+/test_chaos_invariants\.py:\d+\)", str(raised.value)
+    )
+    [note] = raised.value.__notes__
+    assert note.startswith("stack of thread planted-leak:\n") and "stop.wait()" in note
+    assert "stop.wait()" in invariants.format_traceback(raised.value)
 
 
 def test_unknown_steps_and_programs_without_start_are_refused(tmp_path: Any) -> None:
