@@ -10,7 +10,8 @@ row groups. Nothing is lost or counted twice, whenever it stops:
 2. under the store's exclusive lock (queries hold it shared) the file is linked under its name and the files it
    merged are deleted; its footer lists them, so if the process dies between the two, queries skip the listed
    files still there, and the next compaction deletes them;
-3. a month compacted before is merged again with its new files: the new file lists the old one.
+3. a month compacted before is merged again with its new files (the new file lists the old one) until its file
+   holds ``FULL_ROWS``; then the month starts another file, so a compaction's memory stays bounded.
 
 A file that cannot be read, or has columns this version does not know, is left as it is and reported.
 """
@@ -47,6 +48,7 @@ from framework.results import (
 )
 
 AUTO_THRESHOLD = 100  # loose files in one directory before a matrix run compacts it
+FULL_ROWS = 500_000  # a compacted file this long is not merged again (about 40 MB of cases, 1 GB while merged)
 _STAGED_SUFFIX = ".compacting"
 
 
@@ -177,13 +179,17 @@ def _compact_directory(
                 months.setdefault(_month(table, layout.month_of), []).append((path, table))
     merged, written, rows = 0, [], 0
     for month, parts in sorted(months.items()):
+        loose_parts = [path for path, _ in parts]
         try:
             for path in compacted_files(directory):
-                if path.name.split("__")[1] == month:
+                # A month's compacted file is merged again with the month's new files until it is full; then it
+                # stays as it is and the month gets another: what a compaction holds in memory stays bounded.
+                if path.name.split("__")[1] == month and pq.read_metadata(path).num_rows < FULL_ROWS:
                     parts.append((path, _conform(pq.read_table(path), layout.schema)))
         except (OSError, pa.ArrowException, ValueError) as error:
             left += [
-                f"{path.name}: month {month} not merged, {path.name} unreadable: {_reason(error)}" for path, _ in parts
+                f"{loose.name}: not merged — {path.name}, a compacted file of {month}, is unreadable: {_reason(error)}"
+                for loose in loose_parts
             ]
             continue
         if len(parts) < 2:  # one loose file alone in its month: merging would only rename it

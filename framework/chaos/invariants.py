@@ -213,8 +213,10 @@ def thread_stacks(threads: list[threading.Thread]) -> dict[str, tuple[str, str]]
         if frame is None:
             continue
         summary = traceback.extract_stack(frame)
-        # The innermost frames outside the standard library's threading module say what it waits for.
-        own = [entry for entry in summary if not entry.filename.endswith(("threading.py", "queue.py"))] or summary
+        # The innermost frames outside the standard library's threading, queue and contextlib modules say what it
+        # waits for (leaving a `with worker_client():` block passes through contextlib).
+        plumbing = ("threading.py", "queue.py", "contextlib.py")
+        own = [entry for entry in summary if not entry.filename.endswith(plumbing)] or summary
         where = " ← ".join(f"{entry.name} ({_short(entry.filename)}:{entry.lineno})" for entry in reversed(own[-3:]))
         stacks[thread.name] = (f"in {where}", "".join(traceback.format_list(summary)))
     return stacks

@@ -301,3 +301,38 @@ def test_compact_command_refuses_a_missing_results_directory_in_one_line(tmp_pat
     assert capsys.readouterr().err == (
         f"--results={tmp_path / 'missing'}: no such directory — pass the results directory of your runs\n"
     )
+
+
+def test_a_full_month_file_is_left_as_it_is_and_the_month_gets_another(tmp_path, monkeypatch):
+    _write_runs(tmp_path, [(1, 3), (1, 4)])
+    compact(tmp_path)
+    [full] = compacted_files(tmp_path / "cases")
+    monkeypatch.setattr(compaction, "FULL_ROWS", 8)  # the 8 rows it holds
+    _write_runs(tmp_path, [(1, 5), (1, 6)], first=2)
+    before = _everything(tmp_path)
+
+    compact(tmp_path)
+
+    files = compacted_files(tmp_path / "cases")
+    assert len(files) == 2 and files[0] == full  # untouched; the new one merged only the new files
+    assert [source["name"] for source in read_sources(files[1])] == [
+        "20260105T030000Z-000002__latest__local.parquet",
+        "20260106T030000Z-000003__latest__local.parquet",
+    ]
+    assert _everything(tmp_path) == before
+
+
+def test_new_files_of_a_month_whose_compacted_file_is_unreadable_are_left_and_say_why(tmp_path):
+    _write_runs(tmp_path, [(1, 3), (1, 4)])
+    compact(tmp_path)
+    [merged] = compacted_files(tmp_path / "cases")
+    later = _write_runs(tmp_path, [(1, 5), (1, 6)], first=2)
+    sources = pq.read_schema(merged).metadata
+    pq.write_table(pa.table({"x": [1]}).replace_schema_metadata(sources), merged)  # same footer list, wrong rows
+
+    report = compact(tmp_path)
+
+    assert loose_files(tmp_path / "cases") == later
+    reasons = report.directories[0].left
+    assert [reason.split(":")[0] for reason in reasons] == [path.name for path in later]
+    assert reasons[0].startswith(f"{later[0].name}: not merged — {merged.name}, a compacted file of 2026-01, is ")
