@@ -169,43 +169,65 @@ def _compact_directory(
     loose = loose_files(directory)
     if len(loose) < min_files:
         return DirectoryCompaction(directory, 0, (), 0, finished, ())
-    months: dict[str, list[tuple[Path, pa.Table]]] = {}
+    # First only each file's month (one column); then a month at a time, whole: a compaction holds one month's
+    # rows (and at most a FULL_ROWS file of it) in memory, not the history's.
+    months: dict[str, list[Path]] = {}
     left = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # reading releases the GIL
-        for path, table in zip(loose, pool.map(lambda path: _read(path, layout.schema), loose)):
-            if isinstance(table, str):
-                left.append(f"{path.name}: {table}")
+        for path, month in zip(loose, pool.map(lambda path: _file_month(path, layout.month_of), loose)):
+            if month.startswith("!"):
+                left.append(f"{path.name}: {month[1:]}")
             else:
-                months.setdefault(_month(table, layout.month_of), []).append((path, table))
-    merged, written, rows = 0, [], 0
-    for month, parts in sorted(months.items()):
-        loose_parts = [path for path, _ in parts]
-        try:
-            for path in compacted_files(directory):
-                # A month's compacted file is merged again with the month's new files until it is full; then it
-                # stays as it is and the month gets another: what a compaction holds in memory stays bounded.
-                if path.name.split("__")[1] == month and pq.read_metadata(path).num_rows < FULL_ROWS:
-                    parts.append((path, _conform(pq.read_table(path), layout.schema)))
-        except (OSError, pa.ArrowException, ValueError) as error:
-            left += [
-                f"{loose.name}: not merged — {path.name}, a compacted file of {month}, is unreadable: {_reason(error)}"
-                for loose in loose_parts
-            ]
-            continue
-        if len(parts) < 2:  # one loose file alone in its month: merging would only rename it
-            continue
-        table = pa.concat_tables([table for _, table in parts])
-        table = table.sort_by([(column, "ascending") for column in layout.sort_by])
-        sources = [{"name": path.name, "rows": part.num_rows} for path, part in parts]
-        table = table.replace_schema_metadata({SOURCES_KEY: json.dumps(sources).encode()})
-        merged += len(parts)
-        rows += table.num_rows
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        target = directory / f"{COMPACTED_PREFIX}{month}__{stamp}.parquet"
-        written.append(target.name)
-        if not dry_run:
-            _publish(root, table, target, [path for path, _ in parts])
+                months.setdefault(month, []).append(path)
+        merged, written, rows = 0, [], 0
+        for month, paths in sorted(months.items()):
+            parts = []
+            for path, table in zip(paths, pool.map(lambda path: _read(path, layout.schema), paths)):
+                if isinstance(table, str):
+                    left.append(f"{path.name}: {table}")
+                else:
+                    parts.append((path, table))
+            written_now, rows_now = _merge_month(root, directory, layout, month, parts, left, dry_run)
+            merged += len(parts) if written_now else 0
+            written += written_now
+            rows += rows_now
     return DirectoryCompaction(directory, merged, tuple(written), rows, finished, tuple(left))
+
+
+def _merge_month(
+    root: Path,
+    directory: Path,
+    layout: Layout,
+    month: str,
+    parts: list[tuple[Path, pa.Table]],
+    left: list[str],
+    dry_run: bool,
+) -> tuple[list[str], int]:
+    """Merge one month's loose files (and its compacted file, unless full) into a new file; (its name, rows)."""
+    loose_parts = [path for path, _ in parts]
+    try:
+        for path in compacted_files(directory):
+            # A month's compacted file is merged again with the month's new files until it is full; then it
+            # stays as it is and the month gets another.
+            if path.name.split("__")[1] == month and pq.read_metadata(path).num_rows < FULL_ROWS:
+                parts.append((path, _conform(pq.read_table(path), layout.schema)))
+    except (OSError, pa.ArrowException, ValueError) as error:
+        left += [
+            f"{loose.name}: not merged — {path.name}, a compacted file of {month}, is unreadable: {_reason(error)}"
+            for loose in loose_parts
+        ]
+        return [], 0
+    if len(parts) < 2:  # one loose file alone in its month: merging would only rename it
+        return [], 0
+    table = pa.concat_tables([table for _, table in parts])
+    table = table.sort_by([(column, "ascending") for column in layout.sort_by])
+    sources = [{"name": path.name, "rows": part.num_rows} for path, part in parts]
+    table = table.replace_schema_metadata({SOURCES_KEY: json.dumps(sources).encode()})
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = directory / f"{COMPACTED_PREFIX}{month}__{stamp}.parquet"
+    if not dry_run:
+        _publish(root, table, target, [path for path, _ in parts])
+    return [target.name], table.num_rows
 
 
 def _publish(root: Path, table: pa.Table, target: Path, sources: list[Path]) -> None:
@@ -265,8 +287,16 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _month(table: pa.Table, column: str) -> str:
-    first = pc.min(table.column(column)).as_py() if table.num_rows else None
+def _file_month(path: Path, column: str) -> str:
+    """The month (UTC) of a file's first time in ``column`` ("undated" without one); "!why" if it cannot be read."""
+    try:
+        file = pq.ParquetFile(path)
+        if column not in file.schema_arrow.names:
+            return "undated"
+        times = file.read(columns=[column], use_threads=False).column(column)
+    except (OSError, pa.ArrowException, ValueError) as error:
+        return "!" + _reason(error)
+    first = pc.min(times).as_py() if len(times) else None
     return first.astimezone(dt.timezone.utc).strftime("%Y-%m") if first is not None else "undated"
 
 
