@@ -21,21 +21,30 @@ def test_stability_session_fuzzes_both_tiers_and_records_them(tmp_path: Path) ->
     process = nox(
         "-s", "stability", "--", "--runtime=latest", "--examples=2", "--steps=4", "--seed=11", f"--results={results}"
     )
-    assert process.returncode == 0, process.stdout[-4000:]
-    assert "fuzz[inprocess]: passed" in process.stdout
-    assert "fuzz[process]: passed" in process.stdout
     with Results(results) as store:
         _, rows = store.sql(
-            "SELECT case_id, outcome, params, extra_metrics, distributed_version, python_version FROM rows"
-            " WHERE workload = 'stability.fuzz' ORDER BY case_id"
+            "SELECT case_id, outcome, params, extra_metrics, distributed_version, python_version, failure_id, error"
+            " FROM rows WHERE workload = 'stability.fuzz' ORDER BY case_id"
         )
         _, regressions = store.sql("SELECT case_id, outcome FROM rows WHERE workload = 'stability.regression'")
-    assert [row[0] for row in rows] == ["fuzz[inprocess]", "fuzz[process]"]
-    for case_id, outcome, params, extra, distributed, python in rows:
-        assert outcome == "passed", case_id
+    assert [row[0] for row in rows] == ["fuzz[inprocess]", "fuzz[process]"], process.stdout[-4000:]
+    findings = []
+    for case_id, outcome, params, extra, distributed, python, failure_id, error in rows:
         assert json.loads(params)["seed"] == 11
-        assert json.loads(extra)["examples"] >= 2
         assert distributed and python
+        if outcome == "passed":
+            assert json.loads(extra)["examples"] >= 2
+            assert f"{case_id}: passed" in process.stdout
+            continue
+        # The fuzzer may find a real, timing-dependent failure of distributed itself in a seeded batch (a worker
+        # still closing gracefully when its cluster closes; a task thread stuck in rejoin() after its worker
+        # closed): what this test asks is that such a finding is recorded whole and replayable.
+        assert outcome == "failed" and error, (case_id, outcome, error)
+        record = json.loads((results / "stability" / "failures" / failure_id / "failure.json").read_text())
+        assert record["program"] and record["kind"] and record["versions"]["distributed"] == distributed
+        assert f"[failure {failure_id}]" in process.stdout
+        findings.append(case_id)
+    assert process.returncode == (1 if findings else 0), process.stdout[-4000:]
     # the committed regression cases ran first, on this runtime, and are recorded too
     committed = sorted((ROOT / "workloads" / "regressions").glob("*.json"))
     assert len(regressions) == len(committed)
