@@ -110,6 +110,8 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         print(f"skipped {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
     with Results(args.results) as results:
         print()
+        for headline in report.unusable:  # first: the loudest finding (no table of setup errors above it)
+            print(headline)
         print(f"run {report.run_id} — results in {args.results}")
         print(run_summary(results, report.run_id))
         _, [(not_passed,)] = results.sql(

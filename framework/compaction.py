@@ -69,6 +69,8 @@ LAYOUTS: dict[str, Layout] = {
     "comparisons": Layout(RECORD_SCHEMAS["comparisons"], "created_at", ("created_at", "comparison_id")),
     "regressions": Layout(RECORD_SCHEMAS["regressions"], "scanned_at", ("scanned_at", "scan_id")),
     "verdicts": Layout(RECORD_SCHEMAS["verdicts"], "decided_at", ("decided_at", "verdict_id")),
+    "health": Layout(RECORD_SCHEMAS["health"], "checked_at", ("checked_at", "run_id", "runtime")),
+    "lock_changes": Layout(RECORD_SCHEMAS["lock_changes"], "recorded_at", ("recorded_at", "run_id", "package")),
 }
 
 

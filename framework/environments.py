@@ -1,16 +1,17 @@
-"""Runtime → a uv virtual environment holding exactly the runtime's packages, built once per exact spec.
+"""A lock → a uv virtual environment built from it, named by the lock's content; and how locks are read.
 
-The environment's directory is named by a hash of what decides its contents (Python, requirements, the
-``as_of`` date, and — for runtimes not fully pinned — the day it was resolved, so ``latest`` follows new
-releases daily). A complete build leaves a marker file holding the lock (``uv pip freeze``); a directory
-without one is a broken build and is rebuilt. The framework itself is not installed: the runner imports it
-from the project through ``PYTHONPATH`` and needs nothing but the standard library and the runtime's packages.
+``uv venv`` + ``uv pip sync`` of the lock (hashes checked) into ``.blessing/envs/<runtime>-<lock hash>/``
+(:func:`build_from_lock`). A complete build leaves a marker holding the lock; a directory without one is a broken
+build and is rebuilt. An unchanged lock reuses its environment. How a runtime becomes a lock — coherent lockstep
+families, ``as_of`` — is :mod:`framework.resolution`.
+
+The framework itself is not installed: the runner imports it from the project through ``PYTHONPATH`` and needs
+nothing but the standard library and the runtime's packages.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import os
@@ -18,16 +19,23 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framework.errors import EnvironmentBuildError
 from framework.models import Runtime
 
+if TYPE_CHECKING:
+    from framework.health import Health
+
 ENVS_DIR = ".blessing/envs"
 MARKER = "blessing-lock.txt"
+BUILD_INFO = "blessing-build.json"
 # Bump when the way environments are built changes, so old builds are not reused.
-BUILD_RECIPE = 1
+BUILD_RECIPE = 2
+# Older environments of a runtime kept beside the newest (a reproduce of last week's run reuses them).
+KEEP_PER_RUNTIME = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +47,14 @@ class BuiltEnvironment:
     lock: str
     reused: bool
     build_seconds: float
+    note: str | None = None
+    resolve_seconds: float = 0.0
+    health: Health | None = None  # set by the pipeline once checked (framework.health)
+
+    @property
+    def usable(self) -> bool:
+        """False only when a health check ran and failed (an unchecked environment is not called unusable)."""
+        return self.health is None or self.health.usable
 
     @property
     def python(self) -> Path:
@@ -49,38 +65,70 @@ class BuiltEnvironment:
         return parse_lock(self.lock)
 
 
-def _digest(data: Any) -> str:
+def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def runtime_hash(runtime: Runtime) -> str:
     """Hash of everything that defines the runtime (packages, Python, env vars, Dask config) — not its name."""
-    return _digest(runtime.model_dump(mode="json", exclude={"name", "description"}))
+    return digest(runtime.model_dump(mode="json", exclude={"name", "description"}))
 
 
-def environment_spec(runtime: Runtime, today: dt.date | None = None) -> dict[str, Any]:
-    """What decides the environment's contents; its hash names the directory."""
-    return {
-        "recipe": BUILD_RECIPE,
-        "python": runtime.python,
-        "requirements": runtime.requirements,
-        "as_of": runtime.as_of.isoformat() if runtime.as_of else None,
-        "resolved_on": None if runtime.fully_pinned else (today or dt.date.today()).isoformat(),
-    }
+def lock_lines(lock: str) -> list[str]:
+    """The lock's content without comments and blank lines: what decides the environment."""
+    lines = []
+    for line in lock.splitlines():
+        text = line.split("#", 1)[0].rstrip() if not line.lstrip().startswith("--hash") else line.strip()
+        if text.strip():
+            lines.append(text.strip())
+    return lines
 
 
-def environment_hash(runtime: Runtime, today: dt.date | None = None) -> str:
-    return _digest(environment_spec(runtime, today))
+def environment_hash(lock: str, python: str) -> str:
+    """The name of the environment a lock builds (with the runtime's Python ``3.X``)."""
+    return digest({"recipe": BUILD_RECIPE, "python": python, "lock": lock_lines(lock)})
+
+
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;\\#]+)")
 
 
 def parse_lock(lock: str) -> dict[str, str]:
-    """``name==version`` lines → {normalised name: version}."""
+    """``name==version`` lines (a compiled lock's ``name==version \\`` too) → {normalised name: version}."""
     packages = {}
     for line in lock.splitlines():
-        name, sep, version = line.strip().partition("==")
-        if sep:
-            packages[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+        match = _PIN.match(line)
+        if match:
+            packages[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
     return packages
+
+
+def lock_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:
+    """(package, old version, new version) for each package changed, added (old None) or removed (new None)."""
+    return [
+        (name, old.get(name), new.get(name)) for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)
+    ]
+
+
+def describe_changes(changes: Sequence[tuple[str, str | None, str | None]], limit: int = 12) -> str:
+    """``dask 2026.8.0 → 2026.11.0, pandas 3.0.2 → 3.0.3, + toolz 1.1.0, − partd 1.4.2``; family packages first."""
+    if not changes:
+        return "no package changed"
+    order = sorted(changes, key=lambda change: (change[0] not in ("dask", "distributed"), change[0]))
+    parts = []
+    for name, before, after in order[:limit]:
+        if before is None:
+            parts.append(f"+ {name} {after}")
+        elif after is None:
+            parts.append(f"− {name} {before}")
+        else:
+            parts.append(f"{name} {before} → {after}")
+    if len(order) > limit:
+        parts.append(f"and {len(order) - limit} more")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Python interpreters
 
 
 def _python_candidates(version: str) -> list[Path]:
@@ -130,57 +178,95 @@ def find_python(version: str, runtime_name: str) -> Path:
     )
 
 
+# --------------------------------------------------------------------------------------------------
+# uv
+
+
 def _uv() -> str:
     from uv import find_uv_bin
 
     return str(find_uv_bin())
 
 
-def _run_uv(args: list[str], runtime: Runtime, what: str) -> str:
+def run_uv(args: list[str], runtime: Runtime, what: str, stdin: str | None = None) -> str:
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": ""}
-    process = subprocess.run([_uv(), *args], capture_output=True, text=True, env=env, check=False)
+    process = subprocess.run([_uv(), *args], input=stdin, capture_output=True, text=True, env=env, check=False)
     if process.returncode != 0:
-        lines = [line.strip() for line in process.stderr.splitlines() if line.strip()]
-        detail = " | ".join(lines[-6:]) if lines else f"exit code {process.returncode}"
         raise EnvironmentBuildError(
-            f"matrices/runtimes.yaml: runtimes.{runtime.name}: {what} failed: {detail}"
+            f"matrices/runtimes.yaml: runtimes.{runtime.name}: {what} failed: {_uv_error(process)}"
             " — check the runtime's python, packages and as_of"
         )
     return process.stdout
 
 
-def build_environment(
-    runtime: Runtime, root: Path, rebuild: bool = False, today: dt.date | None = None
+def _uv_error(process: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in process.stderr.splitlines() if line.strip()]
+    return " | ".join(lines[-6:]) if lines else f"exit code {process.returncode}"
+
+
+def build_from_lock(
+    runtime: Runtime, lock: str, root: Path, rebuild: bool = False, note: str | None = None
 ) -> BuiltEnvironment:
-    """Build the runtime's environment under ``root/.blessing/envs``, or reuse a complete one."""
-    env_hash = environment_hash(runtime, today)
+    """The environment ``lock`` describes, under ``root/.blessing/envs``: reused when complete, else built."""
+    env_hash = environment_hash(lock, runtime.python)
     envs = root / ENVS_DIR
     path = envs / f"{runtime.name}-{env_hash}"
     marker = path / MARKER
     if marker.exists() and not rebuild:
-        return BuiltEnvironment(runtime, path, env_hash, runtime_hash(runtime), marker.read_text(), True, 0.0)
+        os.utime(marker)  # the newest use decides what pruning keeps
+        return BuiltEnvironment(runtime, path, env_hash, runtime_hash(runtime), marker.read_text(), True, 0.0, note)
 
     started = time.perf_counter()
     python = find_python(runtime.python, runtime.name)
     if path.exists():
         shutil.rmtree(path)
     envs.mkdir(parents=True, exist_ok=True)
-    _run_uv(["venv", "--quiet", "--python", str(python), str(path)], runtime, "creating the environment")
-    install = ["pip", "install", "--quiet", "--python", str(path / "bin" / "python")]
-    if runtime.as_of is not None:
-        # Midnight UTC of the as_of date: everything released before that day, as a user would have had it.
-        install += ["--exclude-newer", f"{runtime.as_of.isoformat()}T00:00:00Z"]
-    _run_uv([*install, *runtime.requirements], runtime, "installing its packages")
-    lock = _run_uv(["pip", "freeze", "--python", str(path / "bin" / "python")], runtime, "listing its packages")
+    run_uv(["venv", "--quiet", "--python", str(python), str(path)], runtime, "creating the environment")
+    lock_file = path / "blessing-requirements.txt"
+    lock_file.write_text(lock)
+    run_uv(
+        ["pip", "sync", "--quiet", "--python", str(path / "bin" / "python"), str(lock_file)],
+        runtime,
+        "installing its lock",
+    )
+    (path / BUILD_INFO).write_text(json.dumps({"runtime": runtime.name, "runtime_hash": runtime_hash(runtime)}))
     partial = path / (MARKER + ".partial")
     partial.write_text(lock)
     partial.replace(marker)  # the marker appears only once the build is complete
     _prune(envs, runtime.name, keep=path)
-    return BuiltEnvironment(runtime, path, env_hash, runtime_hash(runtime), lock, False, time.perf_counter() - started)
+    return BuiltEnvironment(
+        runtime, path, env_hash, runtime_hash(runtime), lock, False, time.perf_counter() - started, note
+    )
+
+
+def existing_environment(runtime: Runtime, root: Path) -> BuiltEnvironment | None:
+    """The runtime's most recently used complete environment of today's spec, without resolving (dry runs)."""
+    wanted = runtime_hash(runtime)
+    found = []
+    for marker in (root / ENVS_DIR).glob(f"{runtime.name}-*/{MARKER}"):
+        info = marker.parent / BUILD_INFO
+        try:
+            if json.loads(info.read_text()).get("runtime_hash") == wanted:
+                found.append((marker.stat().st_mtime, marker))
+        except (OSError, ValueError):
+            continue
+    if not found:
+        return None
+    _, marker = max(found)
+    lock = marker.read_text()
+    return BuiltEnvironment(runtime, marker.parent, environment_hash(lock, runtime.python), wanted, lock, True, 0.0)
 
 
 def _prune(envs: Path, runtime_name: str, keep: Path) -> None:
-    """Older environments of the same runtime (yesterday's `latest`) are dead weight: remove them."""
-    for old in envs.glob(f"{runtime_name}-*"):
-        if old != keep and re.fullmatch(re.escape(runtime_name) + r"-[0-9a-f]{16}", old.name):
-            shutil.rmtree(old, ignore_errors=True)
+    """Keep the runtime's few most recently used environments; older ones are dead weight."""
+    pattern = re.compile(re.escape(runtime_name) + r"-[0-9a-f]{16}")
+    others = [old for old in envs.glob(f"{runtime_name}-*") if old != keep and pattern.fullmatch(old.name)]
+
+    def last_used(path: Path) -> float:
+        try:
+            return (path / MARKER).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    for old in sorted(others, key=last_used, reverse=True)[KEEP_PER_RUNTIME - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -20,15 +20,7 @@ from typing import Any
 from framework.compare import CompareOptions, resolve_side, run_interleaved
 from framework.config import ROOT, Catalog
 from framework.criteria import Criteria, Scope
-from framework.environments import (
-    ENVS_DIR,
-    MARKER,
-    BuiltEnvironment,
-    build_environment,
-    environment_hash,
-    parse_lock,
-    runtime_hash,
-)
+from framework.environments import BuiltEnvironment, existing_environment, parse_lock, runtime_hash
 from framework.errors import FrameworkError
 from framework.matrix import Case, Selection
 from framework.models import Runtime
@@ -119,8 +111,8 @@ class Identity:
 def identity(results: Results, runtime: Runtime, environment: BuiltEnvironment | None) -> Identity:
     """Today's environment and the earlier builds with an identical lock (same Python, same package versions)."""
     if environment is None:
-        today = environment_hash(runtime)
-        return Identity(runtime.name, runtime_hash(runtime), today, frozenset([today]), {}, built=False)
+        # No environment of this spec yet: nothing stored can match (the builds are named by their locks).
+        return Identity(runtime.name, runtime_hash(runtime), "not-built", frozenset(["not-built"]), {}, built=False)
     packages = environment.packages
     _, rows = results.sql("SELECT env_hash, lock FROM environments WHERE python = ?", [runtime.python])
     same = {env_hash for env_hash, lock in rows if lock is not None and parse_lock(lock) == packages}
@@ -286,12 +278,6 @@ def find(
     )
 
 
-def existing_environment(runtime: Runtime, root: Path) -> BuiltEnvironment | None:
-    """Today's environment if it is already built (a dry run builds nothing)."""
-    path = root / ENVS_DIR / f"{runtime.name}-{environment_hash(runtime)}"
-    return build_environment(runtime, root) if (path / MARKER).exists() else None
-
-
 # --------------------------------------------------------------------------------------------------
 # Producing what is missing
 
@@ -403,7 +389,7 @@ class Plan:
 def make_plan(criteria: Criteria, who: Identity, base: Identity, hardware: str, cases: Scope, found: Found) -> Plan:
     """What is reused and what must run."""
     lines = [
-        f"environment {side.runtime}-{side.env_hash} is not built yet today — it will be, and the evidence of an"
+        f"no environment of {side.runtime} as declared is built yet — it will be, and the evidence of an"
         " earlier build with identical packages is then reused too"
         for side in (who, base)
         if not side.built and (side is who or criteria.metrics)

@@ -274,6 +274,32 @@ HardwareProfile = Annotated[Union[LocalHardware, AddressHardware, CoiledHardware
 # Runtimes
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Packages released in lockstep (distributed X needs dask X): every environment holds one version of the family.
+DEFAULT_LOCKSTEP: tuple[tuple[str, ...], ...] = (("dask", "distributed"),)
+
+
+def package_name(key: str) -> str:
+    """A ``packages`` key (``dask[dataframe]``) → its normalised distribution name (``dask``)."""
+    return re.sub(r"[-_.]+", "-", Requirement(key).name).lower()
+
+
+def release_line(version: str) -> tuple[int, ...]:
+    """What lockstep releases share: the first three numeric parts (distributed 2023.3.2.1 goes with dask 2023.3.2)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+", maxsplit=1)[0])[:3])
+
+
+def _lockstep_families(value: Any) -> Any:
+    """Names normalised; a family listed twice (the file's and a runtime's own) counts once."""
+    if not isinstance(value, list):
+        return value
+    families: list[Any] = []
+    for family in value:
+        if isinstance(family, list):
+            family = [re.sub(r"[-_.]+", "-", str(name)).lower() for name in family]
+            if any(isinstance(f, list) and set(f) == set(family) for f in families):
+                continue
+        families.append(family)
+    return families
 
 
 class Runtime(_Model):
@@ -294,6 +320,11 @@ class Runtime(_Model):
     dask_config: dict[str, Any] = Field(
         default_factory=dict,
         description="Dotted Dask config keys, e.g. distributed.scheduler.worker-saturation.",
+    )
+    lockstep: Annotated[list[list[str]], BeforeValidator(_lockstep_families)] = Field(
+        default_factory=lambda: [list(family) for family in DEFAULT_LOCKSTEP],
+        description="Families of packages released together: each gets one version in the environment"
+        " (the file's `lockstep`, default [[dask, distributed]], plus the runtime's own).",
     )
 
     @field_validator("packages")
@@ -349,6 +380,66 @@ class Runtime(_Model):
                 )
         _check_json_value(value, "dask_config")
         return value
+
+    @field_validator("lockstep")
+    @classmethod
+    def _families(cls, value: list[list[str]]) -> list[list[str]]:
+        seen: dict[str, int] = {}
+        for index, family in enumerate(value):
+            if len(set(family)) < 2:
+                raise PydanticCustomError(
+                    "lockstep",
+                    "lockstep {index} lists {family} — a family names at least two packages, e.g. [dask, distributed]",
+                    {"index": index, "family": family},
+                )
+            for name in family:
+                if not re.match(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", name):
+                    raise PydanticCustomError(
+                        "lockstep",
+                        "lockstep {index}: {name} is not a package name — use the name as on PyPI",
+                        {"index": index, "name": repr(name)},
+                    )
+                if seen.get(name, index) != index:
+                    raise PydanticCustomError(
+                        "lockstep",
+                        "{name} is in two lockstep families ({a} and {b}) — merge them into one",
+                        {"name": name, "a": seen[name], "b": index},
+                    )
+                seen[name] = index
+        return value
+
+    @model_validator(mode="after")
+    def _lockstep_pins_agree(self) -> Runtime:
+        """Exact pins inside one family must name one release: dask 2026.3.0 cannot run distributed 2026.2.0."""
+        pins: dict[str, tuple[str, str]] = {}  # package → (its key, the pinned version)
+        for key, specifier in self.packages.items():
+            specifiers = list(SpecifierSet(specifier))
+            exact = [s.version for s in specifiers if s.operator in ("==", "===") and "*" not in s.version]
+            if exact:
+                pins[package_name(key)] = (key, exact[0])
+        for family in self.lockstep:
+            pinned = [(name, *pins[name]) for name in family if name in pins]
+            for (first, first_key, first_version), (_, key, version) in zip(pinned, pinned[1:]):
+                if release_line(version) != release_line(first_version):
+                    raise PydanticCustomError(
+                        "lockstep_pins",
+                        "packages.{key}: {version} does not match {first} {first_version} — {family} are released in"
+                        " lockstep; pin both to one release, e.g. {first_key}: '=={first_version}' and {key}:"
+                        " '=={first_version}'",
+                        {
+                            "key": key,
+                            "version": repr(f"=={version}"),
+                            "first": first,
+                            "first_key": first_key,
+                            "first_version": first_version,
+                            "family": " and ".join(family),
+                        },
+                    )
+        return self
+
+    @property
+    def lockstep_packages(self) -> set[str]:
+        return {name for family in self.lockstep for name in family}
 
     @property
     def requirements(self) -> list[str]:
@@ -447,8 +538,29 @@ class HardwareFile(_Model):
 
 
 class RuntimesFile(_Model):
+    lockstep: Annotated[list[list[str]], BeforeValidator(_lockstep_families)] = Field(
+        default_factory=lambda: [list(family) for family in DEFAULT_LOCKSTEP],
+        description="Families of packages released together, for every runtime (each may add its own).",
+    )
     runtimes: Annotated[dict[str, Runtime], BeforeValidator(_name_from_key)]
     _names = field_validator("runtimes")(_check_names)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_families_first(cls, data: Any) -> Any:
+        """Each runtime's ``lockstep`` = the file's families, then its own (a runtime cannot drop dask's)."""
+        if not isinstance(data, dict) or not isinstance(data.get("runtimes"), dict):
+            return data
+        shared = data.get("lockstep", [list(family) for family in DEFAULT_LOCKSTEP])
+        if not isinstance(shared, list):
+            return data
+        runtimes = {}
+        for key, spec in data["runtimes"].items():
+            if isinstance(spec, dict):
+                own = spec.get("lockstep", [])
+                spec = {**spec, "lockstep": [*shared, *(own if isinstance(own, list) else [own])]}
+            runtimes[key] = spec
+        return {**data, "runtimes": runtimes}
 
 
 class MatricesFile(_Model):

@@ -24,11 +24,15 @@ from typing import Any
 
 from framework import provenance
 from framework.config import ROOT, Catalog, load_catalog
-from framework.environments import BuiltEnvironment, build_environment
+from framework.environments import BuiltEnvironment
 from framework.errors import SelectionError
+from framework.health import check_health
+from framework.locks import LockDiff, diff_since_previous, record_lock_diff
 from framework.matrix import Case, Plan, Selection, build_plan
 from framework.models import HardwareProfile, Runtime
 from framework.progress import Progress, RunnerProgress, echo
+from framework.records import write_record
+from framework.resolution import build_environment
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
 
@@ -52,6 +56,16 @@ class MatrixReport:
     published: list[Path] = dataclasses.field(default_factory=list)
     environments: list[BuiltEnvironment] = dataclasses.field(default_factory=list)
     not_passed: int = 0
+    lock_diffs: dict[str, LockDiff] = dataclasses.field(default_factory=dict)
+
+    @property
+    def unusable(self) -> list[str]:
+        """``latest is UNUSABLE: …`` for each runtime whose health check failed: the summary's first lines."""
+        return [
+            environment.health.headline(environment.runtime.name)
+            for environment in self.environments
+            if environment.health is not None and not environment.health.usable
+        ]
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -283,15 +297,26 @@ def unfinished_rows(
 
 
 def prepare_environment(
-    runtime: Runtime, root: Path, store: ResultsStore, rebuild: bool, when: dt.datetime
+    runtime: Runtime,
+    root: Path,
+    store: ResultsStore,
+    rebuild: bool,
+    when: dt.datetime,
+    run_id: str | None = None,
+    check: bool = True,
 ) -> BuiltEnvironment:
-    """Build (or reuse) the runtime's environment, say which, and store its lock in the results."""
+    """Resolve and build (or reuse) the runtime's environment, say which, check its health, store lock and health.
+
+    The returned environment's ``health`` says whether it is usable; nothing is raised for an unusable runtime
+    (that is a finding to record, not a user mistake)."""
     _say(f"environment for runtime {runtime.name!r} (Python {runtime.python}) …")
     environment = build_environment(runtime, root, rebuild=rebuild)
+    if environment.note:
+        _say(f"  note: {environment.note}")
     how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
     _say(
         f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
-        f" distributed {environment.packages.get('distributed', '?')})"
+        f" distributed {environment.packages.get('distributed', '?')}; resolved in {environment.resolve_seconds:.1f} s)"
     )
     store.record_environment(
         {
@@ -304,7 +329,55 @@ def prepare_environment(
             "lock": environment.lock,
         }
     )
+    if not check:
+        return environment
+    health = check_health(environment, root)
+    environment = dataclasses.replace(environment, health=health)
+    if health.usable:
+        _say(f"  health: usable — imports, lockstep versions, a one-worker cluster ({health.seconds:.1f} s)")
+    else:
+        _say(f"  health: {health.headline(runtime.name)}")
+    record_health(store.root, run_id or new_run_id(when), environment, when)
     return environment
+
+
+def record_health(results_dir: Path, run_id: str, environment: BuiltEnvironment, when: dt.datetime) -> Path | None:
+    """One ``health`` record per check (``nox -s sql -- "SELECT * FROM health WHERE NOT usable"``)."""
+    health = environment.health
+    if health is None:
+        return None
+    name = f"{run_id}__{environment.runtime.name}"
+    if (results_dir / "health" / f"{name}.parquet").exists():
+        name += f"__{secrets.token_hex(2)}"  # checked twice in one run (compare's two sides of one runtime)
+    return write_record(
+        results_dir,
+        "health",
+        name,
+        [
+            {
+                "run_id": run_id,
+                "checked_at": when,
+                "runtime": environment.runtime.name,
+                "runtime_hash": environment.runtime_hash,
+                "env_hash": environment.env_hash,
+                "usable": health.usable,
+                "cause": health.cause,
+                "problems": health.problems,
+                "seconds": health.seconds,
+                "note": environment.note,
+                "dask_version": environment.packages.get("dask"),
+                "distributed_version": environment.packages.get("distributed"),
+                "steps": list(health.steps),
+            }
+        ],
+    )
+
+
+def unusable_rows(plan: dict[str, Any], environment: BuiltEnvironment) -> list[dict[str, Any]]:
+    """A ``setup`` row for every planned case of an unusable runtime; the error is the headline with its cause."""
+    assert environment.health is not None
+    reason = environment.health.headline(environment.runtime.name)
+    return unfinished_rows(plan, Path("/nonexistent"), reason, environment)
 
 
 def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> MatrixReport:
@@ -332,9 +405,14 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
             if runtime.name not in built:
                 with progress.setup(f"environment for {runtime.name}"):
                     built[runtime.name] = prepare_environment(
-                        runtime, options.root, store, options.rebuild, run_started
+                        runtime, options.root, store, options.rebuild, run_started, report.run_id
                     )
                 report.environments.append(built[runtime.name])
+                diff = diff_since_previous(options.results_dir, built[runtime.name], report.run_id, run_started)
+                if diff is not None:
+                    record_lock_diff(options.results_dir, report.run_id, diff, run_started)
+                    report.lock_diffs[runtime.name] = diff
+                    _say(f"  lock {diff.line()}")
             _say(f"running {len(cases)} case(s) of runtime {runtime.name!r} on hardware {hardware.name!r} …")
             group = CaseGroup(built[runtime.name], hardware, cases)
             published, _ = run_group(
@@ -385,10 +463,13 @@ def run_group(
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     plan_path.write_text(json.dumps(plan_payload, indent=1))
     executions = ExecutionProgress(progress, group) if progress is not None else None
-    code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
-    last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-    reason = f"runner exited with code {code} before reporting this case: {last}"
-    extra = unfinished_rows(plan_payload, rows_path, reason, environment)
+    if environment.usable:
+        code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
+        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+        reason = f"runner exited with code {code} before reporting this case: {last}"
+        extra = unfinished_rows(plan_payload, rows_path, reason, environment)
+    else:  # no cluster is started for a runtime that cannot even import: every case is a setup failure
+        extra = unusable_rows(plan_payload, environment)
     if extra:
         writer = RowWriter(rows_path)
         for row in extra:

@@ -10,6 +10,8 @@ Views:
     comparisons   A/B comparisons: one line per case × metric (nox -s compare)
     regressions   change points found by history scans (nox -s regressions)
     verdicts      blessing decisions with their reasons (nox -s bless)
+    health        each health check of an environment: usable, or the one-line cause (WHERE NOT usable)
+    lock_changes  what changed in a runtime's lock since its previous run (package, old → new version)
 """
 
 from __future__ import annotations

@@ -5,8 +5,11 @@ Layout (beside the case rows; every file written once under a new name, as in :m
     results/comparisons/<comparison_id>.parquet    one row per case × metric of one A/B comparison
     results/regressions/<scan_id>.parquet          one row per change point found by one history scan
     results/verdicts/<verdict_id>.parquet          one row per blessing decision (criteria, reasons, evidence)
+    results/health/<run_id>__<runtime>.parquet     one row per health check of a runtime's environment
+    results/lock_changes/<run_id>__<runtime>.parquet  what changed in a runtime's lock since its previous run
 
-``nox -s sql`` sees them as the views ``comparisons``, ``regressions`` and ``verdicts``.
+``nox -s sql`` sees them as the views ``comparisons``, ``regressions``, ``verdicts``, ``health`` and
+``lock_changes``.
 """
 
 from __future__ import annotations
@@ -116,10 +119,47 @@ VERDICT_SCHEMA = pa.schema(
     ]
 )
 
+HEALTH_SCHEMA = pa.schema(
+    [
+        ("record_version", pa.int32()),
+        ("run_id", pa.string()),  # the run that checked it (a matrix, compare, stability or bless run)
+        ("checked_at", _TS),
+        ("runtime", pa.string()),
+        ("runtime_hash", pa.string()),
+        ("env_hash", pa.string()),
+        ("usable", pa.bool_()),
+        ("cause", pa.string()),  # the first failure, one line (NULL when usable)
+        ("problems", pa.int32()),  # how many checks failed
+        ("seconds", pa.float64()),
+        ("note", pa.string()),  # what resolution had to steer (a lockstep family), NULL otherwise
+        ("dask_version", pa.string()),
+        ("distributed_version", pa.string()),
+        ("steps", pa.string()),  # JSON list: each check with ok, seconds, detail
+    ]
+)
+
+LOCK_CHANGES_SCHEMA = pa.schema(
+    [
+        ("record_version", pa.int32()),
+        ("run_id", pa.string()),
+        ("recorded_at", _TS),
+        ("runtime", pa.string()),
+        ("env_hash", pa.string()),
+        ("previous_run_id", pa.string()),
+        ("previous_env_hash", pa.string()),
+        ("change", pa.string()),  # changed | added | removed | unchanged (one row, package NULL: nothing moved)
+        ("package", pa.string()),
+        ("old_version", pa.string()),
+        ("new_version", pa.string()),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "comparisons": COMPARISON_SCHEMA,
     "regressions": REGRESSION_SCHEMA,
     "verdicts": VERDICT_SCHEMA,
+    "health": HEALTH_SCHEMA,
+    "lock_changes": LOCK_CHANGES_SCHEMA,
 }
 
 

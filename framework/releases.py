@@ -307,4 +307,6 @@ def derived_runtime(
         as_of=as_of,
         env=dict(base.env),
         dask_config=dict(base.dask_config),
+        # A family split by --alone (dask moved, distributed held) is what the user asked to measure: not checked.
+        lockstep=[family for family in base.lockstep if len({name in moved_names for name in family}) == 1],
     )

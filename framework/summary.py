@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from framework.locks import recorded_diff_lines
 from framework.query import Results
 
 SUMMARY_SQL = """
@@ -95,10 +96,12 @@ def run_summary(results: Results, run_id: str) -> str:
     columns = ["case", *([] if sized_blocks else ["size"]), *SUMMARY_COLUMNS]
     table: list[list[str]] = []
     headings: list[tuple[int, str]] = []  # (first row of the block, its heading)
+    since = recorded_diff_lines(results, run_id)
     for (runtime, hardware), block in blocks.items():
         about = [f"dask {block[0]['dask_version']}"] if block[0]["dask_version"] else []
         about += [f"size {block[0]['size']}"] if sized_blocks and block[0]["size"] else []
-        headings.append((len(table), f"{runtime} × {hardware}" + (f" — {', '.join(about)}" if about else "")))
+        heading = f"{runtime} × {hardware}" + (f" — {', '.join(about)}" if about else "")
+        headings.append((len(table), heading + (f"\n  {since[runtime]}" if runtime in since else "")))
         table += [[case["case_id"], *([] if sized_blocks else [case["size"] or ""]), *_cells(case)] for case in block]
     # One table for all blocks, so their columns line up; cut into blocks under their headings.
     header, rule, *lines = format_table(columns, table, right=SUMMARY_COLUMNS[1:]).splitlines()

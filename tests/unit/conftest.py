@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from package_index import local_index  # noqa: F401 (a fixture: a local package index, tests/unit/package_index.py)
 
 from framework.results import CASE_COLUMNS, SCHEMA_VERSION, ResultsStore, case_table, write_atomic
 
