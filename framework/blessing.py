@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from framework.config import ROOT
 from framework.criteria import Criteria, load, scope
-from framework.errors import SelectionError
+from framework.environments import BuiltEnvironment
+from framework.errors import FrameworkError, SelectionError
 from framework.evidence import (
     BlessOptions,
     Evidence,
@@ -31,6 +32,7 @@ from framework.evidence import (
     metric_keys,
     produce,
 )
+from framework.export import FORMATS, Export, export_blessed, shown_path
 from framework.pipeline import _say, new_run_id
 from framework.query import Results
 from framework.records import write_record
@@ -42,7 +44,7 @@ from framework.stats import METRICS, MetricComparison, compare_samples
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    criterion: str  # must_pass | stability | metric
+    criterion: str  # usable | must_pass | stability | metric
     subject: str  # a case, 'profile ci', 'case × metric'
     passed: bool
     reason: str  # one line, with its evidence
@@ -206,6 +208,7 @@ def store_verdict(
     hardware: str,
     now: dt.datetime,
     base: Identity | None = None,
+    export_path: str | None = None,
 ) -> Path:
     """One row in ``results/verdicts/<verdict_id>.parquet`` (the ``verdicts`` view)."""
     checks = [dataclasses.asdict(check) for check in verdict.checks]
@@ -227,6 +230,7 @@ def store_verdict(
         "checks": checks,
         "criteria_spec": criteria.model_dump(mode="json"),
         "versions": who.versions,
+        "export_path": export_path,
     }
     return write_record(results_dir, "verdicts", verdict_id, [row])
 
@@ -251,6 +255,21 @@ def format_verdict(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
+def unusable_checks(
+    runtime: str, environment: BuiltEnvironment | None, baseline: BuiltEnvironment | None
+) -> list[Check]:
+    """A failed ``usable`` check for each side whose health check failed (the runtime's first)."""
+    checks = []
+    for side, built in (("runtime", environment), ("baseline", baseline)):
+        if built is None or built.health is None or built.health.usable:
+            continue
+        reason = built.health.headline(built.runtime.name)
+        if side == "baseline":
+            reason = f"baseline {reason} — {runtime} cannot be compared with it"
+        checks.append(Check("usable", built.runtime.name, False, reason))
+    return checks
+
+
 # --------------------------------------------------------------------------------------------------
 # The command: find what is reusable, run what is missing, decide, store
 
@@ -261,10 +280,23 @@ class BlessReport:
     verdict: Verdict | None = None  # None for a dry run
     verdict_id: str | None = None
     record: Path | None = None
+    exports: Sequence[Export] = ()  # a blessed runtime's lock, written beside the verdict (results/blessed/)
+    export_problem: str | None = None  # why it could not be written (the verdict stands)
 
 
-def bless(options: BlessOptions, runners: Runners | None = None, now: dt.datetime | None = None) -> BlessReport:
-    """Decide whether ``options.runtime`` is blessed; run only the evidence that is missing or stale."""
+# Writes a blessed environment's lock for installing: framework.export.export_blessed (fakes in tests).
+Exporter = Callable[[BuiltEnvironment, Path, dt.date], Sequence[Export]]
+
+
+def bless(
+    options: BlessOptions,
+    runners: Runners | None = None,
+    now: dt.datetime | None = None,
+    exporter: Exporter | None = None,
+) -> BlessReport:
+    """Decide whether ``options.runtime`` is blessed; run only the evidence that is missing or stale.
+
+    With ``exporter``, a blessed runtime's lock is also written for installing and the verdict records where."""
     runners = runners or Runners()
     now = now or dt.datetime.now(dt.timezone.utc)
     catalog, criteria = load(options.root, options.criteria)
@@ -281,6 +313,12 @@ def bless(options: BlessOptions, runners: Runners | None = None, now: dt.datetim
     with Results(options.results_dir) as results:
         who, base = identity(results, runtime, environment), identity(results, baseline, baseline_environment)
         found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)
+    unusable = unusable_checks(runtime.name, environment, baseline_environment)
+    if unusable and not options.dry_run:  # nothing can run on it: the cause is the verdict, stored like any other
+        verdict = Verdict(runtime.name, baseline.name, options.criteria, tuple(unusable), cases.skipped)
+        verdict_id = new_run_id(now)
+        record = store_verdict(options.results_dir, verdict_id, verdict, criteria, who, hardware, now, base)
+        return BlessReport([], verdict, verdict_id, record)
     plan = make_plan(criteria, who, base, hardware, cases, found)
     if options.dry_run:
         return BlessReport(plan.lines)
@@ -303,8 +341,17 @@ def bless(options: BlessOptions, runners: Runners | None = None, now: dt.datetim
     )
     verdict = decide(criteria, evidence, options.criteria)
     verdict_id = new_run_id(now)
-    record = store_verdict(options.results_dir, verdict_id, verdict, criteria, who, hardware, now, base)
-    return BlessReport(plan.lines, verdict, verdict_id, record)
+    exports: Sequence[Export] = ()
+    problem = None
+    if verdict.blessed and exporter is not None and environment is not None:
+        try:
+            exports = exporter(environment, options.results_dir, now.date())
+        except FrameworkError as error:  # the verdict stands; the missing export is said, not hidden
+            problem = str(error)
+    # Relative to the results directory, like the store's other paths: it moves with the results.
+    export_path = next((shown_path(e.path, options.results_dir) for e in exports if e.format == "requirements"), None)
+    record = store_verdict(options.results_dir, verdict_id, verdict, criteria, who, hardware, now, base, export_path)
+    return BlessReport(plan.lines, verdict, verdict_id, record, exports, problem)
 
 
 def bless_parser() -> argparse.ArgumentParser:
@@ -332,8 +379,11 @@ def bless_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command(argv: Sequence[str], runners: Runners | None = None) -> int:
-    """``nox -s bless``: exit 0 when blessed, 1 when not; a user mistake raises FrameworkError (exit 2)."""
+def command(argv: Sequence[str], runners: Runners | None = None, exporter: Exporter | None = None) -> int:
+    """``nox -s bless``: exit 0 when blessed, 1 when not; a user mistake raises FrameworkError (exit 2).
+
+    A blessed runtime's lock is written beside the verdict; fake ``runners`` build no real environment, so with them
+    only an explicit ``exporter`` writes one."""
     args = bless_parser().parse_args(argv)
     options = BlessOptions(
         runtime=args.runtime,
@@ -345,11 +395,19 @@ def command(argv: Sequence[str], runners: Runners | None = None) -> int:
         reuse=args.reuse,
         dry_run=args.dry_run,
     )
-    report = bless(options, runners)
+    if runners is None:  # the real pipeline: its environments' locks are what production installs
+        exporter = exporter or export_blessed
+    report = bless(options, runners, exporter=exporter)
     if report.verdict is None:
         _print("\n".join(report.plan) or "nothing to run: every piece of evidence is reusable")
         return 0
     _print(format_verdict(report.verdict))
+    for exported in report.exports:
+        _print(f"export ({FORMATS[exported.format]}): {shown_path(exported.path)}")
+    if report.exports:
+        _print(f"install it with: {report.exports[0].install_command()}")
+    if report.export_problem:
+        _print(f"blessed, but its lock could not be exported: {report.export_problem}")
     _print(f"verdict {report.verdict_id} stored in {report.record}")
     return 0 if report.verdict.blessed else 1
 

@@ -6,6 +6,8 @@ python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
 python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--repeat=N] [--until-decided]
 python -m framework.cli regressions | bisect | bless | report | compact ...   (options: beside each feature)
+python -m framework.cli export --runtime=NAME | --run=RUN_ID [--format=requirements|pylock] [--out=PATH]
+python -m framework.cli reproduce --run=RUN_ID [--case=CASE_ID] [--repeat=N]
 """
 
 from __future__ import annotations
@@ -251,6 +253,8 @@ def cmd_stability(argv: Sequence[str]) -> int:
         regressions=not args.no_regressions,
     )
     report = run_stability(options)
+    for headline in report.unusable:  # first: the cause, not a table
+        print(headline)
     with Results(args.results) as results:
         columns, rows = results.sql(
             "SELECT runtime, distributed_version AS distributed, case_id, outcome, round(wall_s, 1) AS wall_s,"
@@ -262,6 +266,9 @@ def cmd_stability(argv: Sequence[str]) -> int:
     print()
     print(f"stability run {report.run_id} — results in {args.results}")
     print(format_table(columns, rows, max_width=150))
+    if not rows:  # a run that recorded nothing tested nothing: never a pass
+        print(f"stability run {report.run_id} recorded no batch — nothing was tested; see the lines above for why")
+        return 1
     failed = [row for row in rows if row[3] != "passed"]
     for row in failed:
         if row[7]:
@@ -381,6 +388,67 @@ def compare_text(report: Any) -> str:
     return "\n".join(lines)
 
 
+def cmd_export(argv: Sequence[str]) -> int:
+    """A runtime's lock (resolved today, or as a run recorded it) as a file a production user installs."""
+    from framework import export
+    from framework.config import load_catalog
+
+    parser = _Parser(prog="nox -s export --", description="Write a runtime's lock as a file to install in production.")
+    parser.add_argument("--runtime", help="runtime in matrices/runtimes.yaml, resolved today (with --run: which one)")
+    parser.add_argument("--format", default="requirements", help="requirements (with hashes, default) or pylock")
+    parser.add_argument("--out", type=Path, help="file to write (default: exports/<runtime>-requirements.txt or"
+                        " exports/pylock.<runtime>.toml)")  # fmt: skip
+    parser.add_argument("--run", metavar="RUN_ID", help="export the lock this run recorded instead of resolving today")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory (for --run)")
+    args = parser.parse_args(argv)
+    export.check_format(args.format, args.out)
+    if args.run:
+        exported = export.export_run(args.results, args.run, ROOT, args.format, args.out, args.runtime)
+    elif args.runtime:
+        runtime = load_catalog().runtime(args.runtime)
+        exported = export.export_runtime(runtime, ROOT, args.format, args.out)
+    else:
+        raise SelectionError("nothing to export — give --runtime=NAME (resolved today) or --run=RUN_ID (a run's lock)")
+    packages = exported.packages
+    print(
+        f"{exported.runtime}: {len(packages)} packages (dask {packages.get('dask', '–')},"
+        f" distributed {packages.get('distributed', '–')}), {exported.source}"
+    )
+    print(f"wrote {export.shown_path(exported.path)} ({export.FORMATS[exported.format]})")
+    also = f"  (or: pip install --require-hashes -r {export.shown_path(exported.path)})"
+    print(f"install it with: {exported.install_command()}{also if exported.format == 'requirements' else ''}")
+    return 0
+
+
+def cmd_reproduce(argv: Sequence[str]) -> int:
+    """Rebuild a recorded run's environment from its stored lock, run its cases again, print recorded vs now."""
+    from framework.reproduce import ReproduceOptions, format_report, reproduce
+
+    parser = _Parser(
+        prog="nox -s reproduce --",
+        description="Rebuild a recorded run's exact environment from its stored lock and run its cases again.",
+    )
+    parser.add_argument("--run", required=True, metavar="RUN_ID", help="the run to reproduce (see the runs view)")
+    parser.add_argument("--case", action="append", help="case id(s) of the run, comma separated (default: all)")
+    parser.add_argument("--repeat", type=_positive, help="measured repeats per case (default: as recorded)")
+    parser.add_argument("--address", help="scheduler address, when the run's hardware is an 'address' profile")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the environment even if it still exists")
+    args = parser.parse_args(argv)
+    options = ReproduceOptions(
+        args.run, args.results, _split(args.case), args.repeat, address=args.address, rebuild=args.rebuild
+    )
+    report = reproduce(options)
+    if report.unusable is not None:
+        print(report.unusable)
+        return 1
+    print()
+    print(format_report(report))
+    print(f"results in {args.results}")
+    # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
+    return 1 if any(outcome.not_passed for outcome in report.outcomes) else 0
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "matrix": cmd_matrix,
     "sql": cmd_sql,
@@ -388,6 +456,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "workloads": cmd_workloads,
     "stability": cmd_stability,
     "compare": cmd_compare,
+    "export": cmd_export,
+    "reproduce": cmd_reproduce,
     "regressions": lambda argv: _feature("framework.history", argv),
     "bisect": lambda argv: _feature("framework.bisect", argv),
     "bless": lambda argv: _feature("framework.blessing", argv),

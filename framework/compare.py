@@ -24,7 +24,7 @@ from typing import Any
 from framework import provenance
 from framework.config import ROOT, Catalog
 from framework.environments import BuiltEnvironment
-from framework.errors import SelectionError, near_miss
+from framework.errors import SelectionError, UnusableRuntimeError, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.models import HardwareProfile, Runtime
 from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group
@@ -213,9 +213,16 @@ def make_measure(
     started = dt.datetime.now(dt.timezone.utc)
     sides = {BASELINE: options.baseline, CANDIDATE: options.candidate}
     environments = {
-        side: prepare_environment(spec.runtime, options.root, store, options.rebuild, started)
+        side: prepare_environment(spec.runtime, options.root, store, options.rebuild, started, run_ids[side])
         for side, spec in sides.items()
     }
+    unusable = [
+        f"the {side} {environment.health.headline(environment.runtime.name)}"
+        for side, environment in environments.items()
+        if environment.health is not None and not environment.health.usable
+    ]
+    if unusable:  # stop before the rounds: measuring a runtime that cannot import is no comparison
+        raise UnusableRuntimeError(f"compare stopped before its rounds: {'; '.join(unusable)} — nothing was compared")
     git = provenance.git_commit(options.root)
     one = {"repeats": 1}  # one measured repeat per round; the rounds are the repeats
     single = [dataclasses.replace(case, workload=case.workload.model_copy(update=one)) for case in options.cases]

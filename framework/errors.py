@@ -27,6 +27,12 @@ class EnvironmentBuildError(FrameworkError):
     """A runtime's environment could not be built (no such Python, unresolvable pins...)."""
 
 
+class UnusableRuntimeError(EnvironmentBuildError):
+    """A runtime's environment was built but fails its health check: a finding about upstream, not a mistake."""
+
+    exit_code = 1
+
+
 class ClusterError(FrameworkError):
     """The cluster a hardware profile describes could not be started or reached."""
 

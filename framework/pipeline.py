@@ -25,7 +25,7 @@ from typing import Any
 from framework import provenance
 from framework.config import ROOT, Catalog, load_catalog
 from framework.environments import BuiltEnvironment
-from framework.errors import SelectionError
+from framework.errors import SelectionError, UnusableRuntimeError
 from framework.health import check_health
 from framework.locks import LockDiff, diff_since_previous, record_lock_diff
 from framework.matrix import Case, Plan, Selection, build_plan
@@ -371,6 +371,13 @@ def record_health(results_dir: Path, run_id: str, environment: BuiltEnvironment,
             }
         ],
     )
+
+
+def usable(environment: BuiltEnvironment, what: str) -> BuiltEnvironment:
+    """The environment, or UnusableRuntimeError (exit 1; bisection skips the release) when its health check failed."""
+    if environment.health is not None and not environment.health.usable:
+        raise UnusableRuntimeError(f"{what}: {environment.health.headline(environment.runtime.name)} — nothing was run")
+    return environment
 
 
 def unusable_rows(plan: dict[str, Any], environment: BuiltEnvironment) -> list[dict[str, Any]]:

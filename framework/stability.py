@@ -23,7 +23,15 @@ from framework import provenance
 from framework.config import ROOT, load_catalog
 from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
 from framework.models import Runtime
-from framework.pipeline import _say, new_run_id, prepare_environment, run_runner, runtime_payload, unfinished_rows
+from framework.pipeline import (
+    _say,
+    new_run_id,
+    prepare_environment,
+    run_runner,
+    runtime_payload,
+    unfinished_rows,
+    usable,
+)
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
 
@@ -98,6 +106,7 @@ class StabilityReport:
     run_id: str
     published: list[Path] = dataclasses.field(default_factory=list)
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    unusable: list[str] = dataclasses.field(default_factory=list)  # "latest is UNUSABLE: …" per runtime
 
 
 def _check_runtime(runtime: Runtime) -> None:
@@ -143,26 +152,31 @@ def _execute(plan: dict[str, Any], environment: Any, store: ResultsStore, root: 
         # The runner died: a row for the run itself (as if it were one case), so the failure is in the results
         # rather than only in a log.
         last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-        whole_run = {
-            "case_id": f"stability[{plan['mode']}]",
-            "workload": f"stability.{plan['mode']}",
-            "function": "framework.chaos.run:run",
-            "size": None,
-            "params": {k: plan.get(k) for k in ("profile", "seed", "examples", "tiers")},
-            "tags": ["stability"],
-            "timeout_s": budget_s,
-        }
-        extra = unfinished_rows(
-            {**plan, "cases": [whole_run]}, rows_path, f"stability runner exited with code {code}: {last}", environment
-        )
-        if extra:
-            writer = RowWriter(rows_path)
-            for row in extra:
-                writer.write(row)
-            writer.close()
+        _whole_run_failed(plan, environment, budget_s, f"stability runner exited with code {code}: {last}")
     published = store.publish(rows_path)
     plan_path.unlink(missing_ok=True)
     return published
+
+
+def _whole_run_failed(plan: dict[str, Any], environment: Any, budget_s: float, reason: str) -> None:
+    """One ``error`` row for the whole batch (as if it were one case): a runner that died, a runtime unusable."""
+    whole_run = {
+        "case_id": f"stability[{plan['mode']}]",
+        "workload": f"stability.{plan['mode']}",
+        "function": "framework.chaos.run:run",
+        "size": None,
+        "params": {k: plan.get(k) for k in ("profile", "seed", "examples", "tiers")},
+        "tags": ["stability"],
+        "timeout_s": budget_s,
+    }
+    rows_path = Path(plan["rows_path"])
+    extra = unfinished_rows({**plan, "cases": [whole_run]}, rows_path, reason, environment)
+    if extra:
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        writer = RowWriter(rows_path)
+        for row in extra:
+            writer.write(row)
+        writer.close()
 
 
 def run_stability(options: StabilityOptions) -> StabilityReport:
@@ -183,7 +197,7 @@ def run_stability(options: StabilityOptions) -> StabilityReport:
     report = StabilityReport(new_run_id(started))
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     for runtime in runtimes:
-        environment = prepare_environment(runtime, options.root, store, options.rebuild, started)
+        environment = prepare_environment(runtime, options.root, store, options.rebuild, started, report.run_id)
         plan = {
             **_base_plan(report.run_id, started, environment, store, options.root, "fuzz"),
             "profile": options.profile,
@@ -199,7 +213,13 @@ def run_stability(options: StabilityOptions) -> StabilityReport:
             f" then tiers {', '.join(options.tiers)} (profile {options.profile}, seed {seed}) …"
         )
         budget = BUDGET_S[options.profile] + REGRESSION_BUDGET_S * len(plan["regressions"])
-        published = _execute(plan, environment, store, options.root, budget)
+        if environment.health is not None and not environment.health.usable:
+            # A failed batch with the cause: never an empty table and a pass.
+            report.unusable.append(environment.health.headline(runtime.name))
+            _whole_run_failed(plan, environment, budget, environment.health.headline(runtime.name))
+            published = store.publish(Path(plan["rows_path"]))
+        else:
+            published = _execute(plan, environment, store, options.root, budget)
         if published is not None:
             report.published.append(published)
     return report
@@ -259,7 +279,7 @@ def replay(
     store = ResultsStore(results_dir)
     started = dt.datetime.now(dt.timezone.utc)
     run_id = new_run_id(started)
-    environment = prepare_environment(runtime, root, store, False, started)
+    environment = usable(prepare_environment(runtime, root, store, False, started, run_id), f"replay {failure_id}")
     plan = {
         **_base_plan(run_id, started, environment, store, root, "replay"),
         "replay": record,
@@ -292,7 +312,7 @@ def shrink_failure(record: dict[str, Any], results_dir: Path, root: Path, runtim
     store = ResultsStore(results_dir)
     started = dt.datetime.now(dt.timezone.utc)
     run_id = new_run_id(started)
-    environment = prepare_environment(runtime, root, store, False, started)
+    environment = usable(prepare_environment(runtime, root, store, False, started, run_id), "shrink")
     plan = {**_base_plan(run_id, started, environment, store, root, "shrink"), "replay": record, "tries": 2}
     steps = len(record["program"]) - 1
     _say(f"shrinking {record['failure_id']} ({steps} steps) on {runtime.name!r}: dropping steps while it fails …")

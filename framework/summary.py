@@ -97,7 +97,14 @@ def run_summary(results: Results, run_id: str) -> str:
     table: list[list[str]] = []
     headings: list[tuple[int, str]] = []  # (first row of the block, its heading)
     since = recorded_diff_lines(results, run_id)
+    unusable = {}  # runtime × hardware whose every case is a setup row of an unusable runtime: one line, no table
     for (runtime, hardware), block in blocks.items():
+        headline = block[0]["first_error"] or ""
+        if headline.startswith(f"{runtime} is UNUSABLE:") and all(case["first_error"] == headline for case in block):
+            unusable[(runtime, hardware)] = headline
+    for (runtime, hardware), block in blocks.items():
+        if (runtime, hardware) in unusable:
+            continue
         about = [f"dask {block[0]['dask_version']}"] if block[0]["dask_version"] else []
         about += [f"size {block[0]['size']}"] if sized_blocks and block[0]["size"] else []
         heading = f"{runtime} × {hardware}" + (f" — {', '.join(about)}" if about else "")
@@ -106,13 +113,17 @@ def run_summary(results: Results, run_id: str) -> str:
     # One table for all blocks, so their columns line up; cut into blocks under their headings.
     header, rule, *lines = format_table(columns, table, right=SUMMARY_COLUMNS[1:]).splitlines()
     out: list[str] = []
+    for (runtime, hardware), headline in unusable.items():
+        n = len(blocks[(runtime, hardware)])
+        heading = f"{runtime} × {hardware} — UNUSABLE" + (f"\n  {since[runtime]}" if runtime in since else "")
+        out += [*([""] if out else []), heading, f"  {n} case{'s' if n != 1 else ''} not run: {headline}"]
     for index, (first, heading) in enumerate(headings):
         last = headings[index + 1][0] if index + 1 < len(headings) else len(lines)
         out += [*([""] if out else []), heading, *(f"  {line}" for line in (header, rule, *lines[first:last]))]
     errors = [
         f"  {case['runtime']} × {case['hardware']} × {case['case_id']}: {case['first_error']}"
         for case in cases
-        if case["outcome"] != "passed" and case["first_error"]
+        if case["outcome"] != "passed" and case["first_error"] and (case["runtime"], case["hardware"]) not in unusable
     ]
     if errors:
         out += ["", "Not passed:", *errors]

@@ -23,7 +23,7 @@ from framework.environments import BuiltEnvironment
 from framework.errors import EnvironmentBuildError
 from framework.matrix import Case
 from framework.models import HardwareProfile, Runtime
-from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group
+from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group, usable
 from framework.results import ResultsStore
 from framework.stats import MetricComparison, MetricSpec, compare_samples
 
@@ -256,7 +256,7 @@ class ReleaseRunner:
             self.environments[runtime.name] = prepare_environment(
                 runtime, self.root, self.store, self.rebuild, self.started
             )
-        return self.environments[runtime.name]
+        return usable(self.environments[runtime.name], "bisect")  # an unusable release is skipped
 
     def __call__(self, version: str, runtime: Runtime, repeats: int) -> list[dict[str, Any]]:
         environment = self.environment(runtime)

@@ -277,13 +277,15 @@ def _environment(declared: Runtime, day: dt.date) -> _Environment:
         runtime = declared.model_copy(update={"as_of": as_of, "packages": pins})
     spec = json.dumps(runtime.model_dump(mode="json"), sort_keys=True)
     requirements = runtime.requirements
+    ordered = dict(sorted(versions.items()))
+    lock = "".join(f"{name}=={version}\n" for name, version in ordered.items())
     return _Environment(
         declared.name,
         as_of,
-        dict(sorted(versions.items())),
+        ordered,
         spec,
         runtime_hash(runtime),
-        environment_hash(runtime, today=day),
+        environment_hash(lock, runtime.python),  # environments are named by their lock
         requirements,
     )
 

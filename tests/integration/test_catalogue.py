@@ -21,7 +21,7 @@ import pytest
 from nox_session import ROOT, nox
 
 from framework.config import load_catalog
-from framework.environments import build_environment
+from framework.resolution import build_environment
 from framework.matrix import Selection, build_plan
 from framework.query import Results
 

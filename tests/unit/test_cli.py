@@ -67,6 +67,8 @@ def test_sql_without_a_query_lists_the_views_and_their_columns(results_dir, caps
         "comparisons",
         "regressions",
         "verdicts",
+        "health",
+        "lock_changes",
     }
     assert views["rows"].startswith(" schema_version INTEGER, run_id VARCHAR")
     assert "wall_s DOUBLE" in views["cases"]

@@ -129,14 +129,16 @@ def test_identity_gathers_the_environments_whose_lock_is_identical(results_dir: 
     assert who.versions == {"dask": "2026.9.0", "distributed": "2026.9.0"}
 
 
-def test_identity_without_todays_environment_is_todays_hash_alone(results_dir: Path) -> None:
-    from framework.environments import environment_hash
-
+def test_identity_without_a_built_environment_matches_no_stored_environment(results_dir: Path) -> None:
     runtime = load_catalog().runtime("stable")
+    store = ResultsStore(results_dir)
+    store.record_environment({"env_hash": "a" * 16, "runtime": "stable", "python": "3.11", "lock": "dask==1.0\n"})
     with Results(results_dir) as results:
         who = identity(results, runtime, None)
 
-    assert who.env_hashes == {environment_hash(runtime)}
+    # Environments are named by their lock: without a resolution there is no name, and no stored build counts.
+    assert "a" * 16 not in who.env_hashes
+    assert who.env_hashes == {who.env_hash}
     assert not who.built
 
 

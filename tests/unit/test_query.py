@@ -28,7 +28,13 @@ def results(results_dir):
 def test_views_exist_and_list_columns_without_any_file(results):
     described = results.views()
 
-    assert set(described) == {"rows", "environments", *VIEWS, "comparisons", "regressions", "verdicts"}
+    assert set(described) == {
+        "rows", "environments", *VIEWS, "comparisons", "regressions", "verdicts", "health", "lock_changes"
+    }  # fmt: skip
+    assert {"usable", "cause", "note", "env_hash"} <= set(dict(described["health"]))
+    assert {"previous_run_id", "package", "old_version", "new_version", "change"} <= set(
+        dict(described["lock_changes"])
+    )
     assert [name for name, _ in described["rows"]] == list(CASE_COLUMNS)
     assert dict(described["rows"])["wall_s"] == "DOUBLE"
     assert dict(described["rows"])["run_started_at"] == "TIMESTAMP WITH TIME ZONE"
