@@ -104,8 +104,13 @@ def shared_releases(runtime: Runtime, members: Sequence[str], list_releases: Lis
     per_member: list[dict[tuple[int, ...], Version]] = []
     for name in members:
         usable: dict[tuple[int, ...], Version] = {}
+        pinned = {Version(s.version) for s in specifiers.get(name, SpecifierSet()) if s.operator == "=="
+                  and "*" not in s.version}  # fmt: skip
         for version, release in list_releases(name).items():
-            if version.is_prerelease or getattr(release, "yanked", None) or not release.supports(runtime.python):
+            # A yanked release only where it is pinned exactly (PEP 592; dask 2022.10.1 was yanked, and is pinned).
+            if getattr(release, "yanked", None) and version not in pinned:
+                continue
+            if (version.is_prerelease and version not in pinned) or not release.supports(runtime.python):
                 continue
             uploaded = getattr(release, "uploaded", None)
             if runtime.as_of is not None and uploaded is not None and uploaded.date() >= runtime.as_of:

@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 from package_index import LocalIndex
+from packaging.version import Version
 
 from framework.config import ROOT, load_file
 from framework.environments import ENVS_DIR, MARKER, build_from_lock, lock_changes, parse_lock
 from framework.errors import ConfigError, EnvironmentBuildError
 from framework.health import check_health
 from framework.models import Runtime, RuntimesFile
-from framework.resolution import LOCKS_DIR, build_environment, resolve
+from framework.releases import Release
+from framework.resolution import LOCKS_DIR, build_environment, resolve, shared_releases
 
 pytestmark = pytest.mark.environment  # real uv resolutions and builds (a second or two each, no network)
 
@@ -221,3 +223,41 @@ def test_a_runtime_that_imports_is_usable(index: LocalIndex, tmp_path: Path) -> 
     assert health.usable, health.cause
     assert health.cause is None
     assert health.versions == {"toy-lib": "1.0"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared_releases: pure, over a listed index
+
+
+def _listing(*versions: str, yanked: tuple[str, ...] = (), uploaded: dt.datetime = OLD) -> dict[Version, Release]:
+    return {Version(v): Release(Version(v), uploaded, "yanked" if v in yanked else None) for v in versions}
+
+
+def test_shared_releases_are_newest_first_and_skip_yanked_and_pre_releases() -> None:
+    listed = {
+        "dask": _listing("2022.10.0", "2022.10.1", "2022.10.2", "2022.11.0rc1", yanked=("2022.10.1",)),
+        "distributed": _listing("2022.10.0", "2022.10.1", "2022.10.2", "2022.11.0rc1", yanked=("2022.10.1",)),
+    }
+    offer = shared_releases(runtime(), ["dask", "distributed"], listed.__getitem__)
+    assert [pick["dask"] for pick in offer.releases] == ["2022.10.2", "2022.10.0"]
+    assert offer.newest == {"dask": "2022.10.2", "distributed": "2022.10.2"}
+
+
+def test_a_yanked_release_counts_where_it_is_pinned_exactly() -> None:
+    # dask and distributed 2022.10.1 were yanked; the runtime that reproduces distributed#7223 pins them.
+    listed = {name: _listing("2022.10.0", "2022.10.1", yanked=("2022.10.1",)) for name in ("dask", "distributed")}
+    pinned = runtime({"dask[dataframe]": "==2022.10.1", "distributed": "==2022.10.1"})
+    offer = shared_releases(pinned, ["dask", "distributed"], listed.__getitem__)
+    assert offer.releases == [{"dask": "2022.10.1", "distributed": "2022.10.1"}]
+
+
+def test_a_fourth_release_number_still_matches_its_release_line() -> None:
+    listed = {"dask": _listing("2023.3.2"), "distributed": _listing("2023.3.2", "2023.3.2.1")}
+    offer = shared_releases(runtime(), ["dask", "distributed"], listed.__getitem__)
+    assert offer.releases == [{"dask": "2023.3.2", "distributed": "2023.3.2.1"}]
+
+
+def test_as_of_hides_releases_uploaded_on_or_after_that_day() -> None:
+    listed = {"dask": {**_listing("1.0"), **_listing("2.0", uploaded=NEWER)}, "distributed": _listing("1.0", "2.0")}
+    offer = shared_releases(runtime(as_of=NEWER.date()), ["dask", "distributed"], listed.__getitem__)
+    assert [pick["dask"] for pick in offer.releases] == ["1.0"]
