@@ -49,6 +49,7 @@ class BuiltEnvironment:
     build_seconds: float
     note: str | None = None
     resolve_seconds: float = 0.0
+    resolution: str = ""  # how the lock was found: "resolved in 1.8 s", "resolution of 3 min ago reused …"
     health: Health | None = None  # set by the pipeline once checked (framework.health)
 
     @property

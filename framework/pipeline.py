@@ -316,7 +316,7 @@ def prepare_environment(
     how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
     _say(
         f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
-        f" distributed {environment.packages.get('distributed', '?')}; resolved in {environment.resolve_seconds:.1f} s)"
+        f" distributed {environment.packages.get('distributed', '?')}; {environment.resolution or 'resolved'})"
     )
     store.record_environment(
         {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,10 @@ from framework.errors import EnvironmentBuildError, FrameworkError
 from framework.models import Runtime, package_name, release_line
 
 LOCKS_DIR = ".blessing/locks"
+# A ranged runtime's resolution is reused this long: what uv and pip consider a fresh index page on PyPI
+# (max-age=600). Re-resolving costs ~2 s against an index without cache headers (every page is fetched again).
+DEFAULT_RESOLVE_TTL_S = 600.0
+TTL_VARIABLE = "DASK_BLESSING_RESOLVE_TTL"
 # Shared releases of a lockstep family tried, newest first, before giving up.
 COHERENT_TRIES = 4
 
@@ -51,8 +56,21 @@ class Resolution:
     runtime: Runtime
     lock: str
     note: str | None  # e.g. "latest: dask 2026.11.0 has no matching distributed on the index — using …"
-    reused: bool  # an as_of runtime's kept lock, not resolved again
+    reused: bool  # a kept lock, not resolved again (an as_of runtime's, or one inside the freshness window)
     seconds: float
+    age_s: float | None = None  # how old the kept lock is
+
+    def how(self) -> str:
+        """``resolved in 1.8 s``, or how old the reused resolution is."""
+        if not self.reused:
+            return f"resolved in {self.seconds:.1f} s"
+        if self.runtime.as_of is not None:
+            return f"resolution as of {self.runtime.as_of} reused"
+        minutes = (self.age_s or 0.0) / 60
+        return (
+            f"resolution of {minutes:.0f} min ago reused (fresh for {resolve_ttl_s() / 60:.0f} min;"
+            f" {TTL_VARIABLE}=0 or --rebuild resolves now)"
+        )
 
     @property
     def packages(self) -> dict[str, str]:
@@ -226,10 +244,25 @@ def _steer_after(
 # Resolve, then build
 
 
-def _resolution_key(runtime: Runtime, python: Path) -> str | None:
-    """For a runtime that resolves the same way every time (``as_of``): the key of its kept lock."""
-    if runtime.as_of is None:
-        return None
+def resolve_ttl_s(environ: Mapping[str, str] | None = None) -> float:
+    """How long a ranged runtime's resolution is reused (``DASK_BLESSING_RESOLVE_TTL`` seconds; 0: never)."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(TTL_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_RESOLVE_TTL_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise EnvironmentBuildError(
+            f"{TTL_VARIABLE}={text!r} is not a number of seconds — use e.g. {TTL_VARIABLE}=0 (always resolve) or 600"
+        ) from None
+    if value < 0:
+        raise EnvironmentBuildError(f"{TTL_VARIABLE}={text!r} is negative — use 0 (always resolve) or more")
+    return value
+
+
+def _resolution_key(runtime: Runtime, python: Path) -> str:
+    """What decides a resolution besides the index's contents: the name of a kept lock."""
     from framework.releases import index_url
 
     return digest(
@@ -237,7 +270,7 @@ def _resolution_key(runtime: Runtime, python: Path) -> str | None:
             "recipe": BUILD_RECIPE,
             "python": str(python),
             "requirements": [f"{package}{specifier}" for package, specifier in runtime.packages.items()],
-            "as_of": runtime.as_of.isoformat(),
+            "as_of": runtime.as_of.isoformat() if runtime.as_of else None,
             "lockstep": runtime.lockstep,
             "index": index_url(),
         }
@@ -247,20 +280,26 @@ def _resolution_key(runtime: Runtime, python: Path) -> str | None:
 def resolve(
     runtime: Runtime, root: Path, refresh: bool = False, list_releases: ListReleases | None = None
 ) -> Resolution:
-    """The runtime's lock: resolved now, or (``as_of`` runtimes, unless ``refresh``) the one kept from before."""
+    """The runtime's lock: resolved now, or the one kept from before when it cannot have changed (``as_of``) or
+    is younger than the freshness window (``DASK_BLESSING_RESOLVE_TTL``, default 10 minutes); ``refresh``
+    always resolves."""
     started = time.perf_counter()
     python = find_python(runtime.python, runtime.name)
-    key = _resolution_key(runtime, python)
-    kept = root / LOCKS_DIR / f"{runtime.name}-{key}.json" if key else None
-    if kept is not None and kept.exists() and not refresh:
-        saved = json.loads(kept.read_text())
-        return Resolution(runtime, saved["lock"], saved["note"], True, time.perf_counter() - started)
+    kept = root / LOCKS_DIR / f"{runtime.name}-{_resolution_key(runtime, python)}.json"
+    if kept.exists() and not refresh:
+        try:
+            saved = json.loads(kept.read_text())
+            age = time.time() - float(saved["resolved_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            saved, age = None, float("inf")  # unreadable: resolve again
+        if saved is not None and (runtime.as_of is not None or 0 <= age < resolve_ttl_s()):
+            seconds = time.perf_counter() - started
+            return Resolution(runtime, saved["lock"], saved["note"], True, seconds, age)
     lock, note = coherent_lock(runtime, python, list_releases)
-    if kept is not None:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        partial = kept.with_suffix(".partial")
-        partial.write_text(json.dumps({"lock": lock, "note": note}))
-        partial.replace(kept)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    partial = kept.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps({"lock": lock, "note": note, "resolved_at": time.time()}))
+    partial.replace(kept)
     return Resolution(runtime, lock, note, False, time.perf_counter() - started)
 
 
@@ -270,4 +309,4 @@ def build_environment(
     """Resolve the runtime to a lock, then build (or reuse) the environment of that lock."""
     resolution = resolve(runtime, root, refresh=rebuild, list_releases=list_releases)
     environment = build_from_lock(runtime, resolution.lock, root, rebuild=rebuild, note=resolution.note)
-    return dataclasses.replace(environment, resolve_seconds=resolution.seconds)
+    return dataclasses.replace(environment, resolve_seconds=resolution.seconds, resolution=resolution.how())

@@ -2,8 +2,9 @@
 
     results/ → DuckDB (data.py) → HTML pages (pages.py, details.py) → OUT/ (site.py), plots drawn by BokehJS
 
-Pages: the overview (verdicts, latest runs, latest regressions, the matrix), a history per workload, every
-run with all its recorded columns, every A/B comparison, and the stability runs with their failures.
+Pages: the overview (unusable runtimes first, verdicts, latest runs, latest regressions, the matrix), a history
+per workload, every run with all its recorded columns and its environment's health and lock changes, every A/B
+comparison, and the stability runs with their failures.
 """
 
 from __future__ import annotations

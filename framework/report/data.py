@@ -3,7 +3,8 @@
 Never one query per page: two queries read the executions (binding the ``rows`` view reads every file's footer,
 so every query over it costs), one the narrow columns per case, one every column per run section; DuckDB groups
 the rows per workload or per run and writes the JSON and table rows each page embeds, so Python mostly cuts the
-answers into pages. The records (comparisons, regressions, verdicts, environments) take one small query each.
+answers into pages. The records (comparisons, regressions, verdicts, environments, health checks, lock changes)
+take one small query each.
 Values that were not measured stay NULL (shown as missing), never 0.
 """
 
@@ -44,6 +45,11 @@ def page_name(text: str) -> str:
     if _SAFE_NAME.fullmatch(text) and not text.startswith("."):
         return text
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80].lstrip(".") + "-" + hashlib.md5(text.encode()).hexdigest()[:8]
+
+
+def section_anchor(runtime: str, hardware: str) -> str:
+    """The id of a run page's section for one runtime × hardware."""
+    return "sec-" + page_name(f"{runtime}__{hardware}")
 
 
 def _page_name_sql(column: str) -> str:
@@ -340,6 +346,27 @@ def environments(results: Results) -> dict[str, dict[str, Any]]:
             results, "SELECT env_hash, runtime, python, built_at, lock FROM environments ORDER BY built_at"
         )
     }
+
+
+def health_checks(results: Results) -> list[dict[str, Any]]:
+    """Every health check of an environment (empty in a store older than health checks), the newest first."""
+    rows = _dicts(
+        results,
+        "SELECT run_id, checked_at, runtime, env_hash, usable, cause, problems, seconds, note, dask_version,"
+        " distributed_version, steps FROM health ORDER BY checked_at DESC, run_id DESC",
+    )
+    for row in rows:
+        row["steps"] = json.loads(row["steps"] or "[]")
+    return rows
+
+
+def lock_changes(results: Results) -> list[dict[str, Any]]:
+    """Every recorded lock change (one row per package that moved, or one 'unchanged' row per run × runtime)."""
+    return _dicts(
+        results,
+        "SELECT run_id, runtime, previous_run_id, previous_env_hash, change, package, old_version, new_version"
+        " FROM lock_changes ORDER BY run_id, runtime, package",
+    )
 
 
 def verdicts(results: Results) -> list[dict[str, Any]]:

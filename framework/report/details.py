@@ -14,7 +14,9 @@ from framework.report.data import (
     TIMESTAMP_COLUMNS,
     RunSection,
     WorkloadHistory,
+    section_anchor,
 )
+from framework.report.environment import EnvironmentRecords, run_facts
 from framework.report.layout import (
     Context,
     link,
@@ -27,7 +29,6 @@ from framework.report.layout import (
     text,
     when,
 )
-from framework.report.pages import section_anchor
 from framework.stats import METRICS
 
 FAILURES_SHOWN = 50
@@ -119,7 +120,12 @@ def _failures_table(failures: Sequence[dict[str, Any]]) -> str:
     return table(headers, rows, empty="Every execution of this workload passed.") + more
 
 
-def run(ctx: Context, sections: Sequence[RunSection], environments: dict[str, dict[str, Any]]) -> str:
+def run(
+    ctx: Context,
+    sections: Sequence[RunSection],
+    environments: dict[str, dict[str, Any]],
+    records: EnvironmentRecords,
+) -> str:
     run_id = sections[0].run_id
     page_dir = ctx.out_dir / "runs"
     dumps = {dump["cluster_dump"] for section in sections for dump in section.dumps}
@@ -135,7 +141,7 @@ def run(ctx: Context, sections: Sequence[RunSection], environments: dict[str, di
     data = {"columns": _COLUMNS, "dump-links": json.dumps(links)}
     for number, section in enumerate(sections):
         data[f"executions-{number}"] = f"[{section.executions}]"
-        body.append(_run_section(section, number, links, environments))
+        body.append(_run_section(section, number, links, environments, records))
     return page(ctx, title=f"run {run_id}", depth=1, active="runs", body="\n".join(body), data=data)
 
 
@@ -148,17 +154,23 @@ _SUMMARY_HEADERS = ["case", "size", "outcome", "passed", "wall (median)", "peak 
 
 
 def _run_section(
-    section: RunSection, number: int, links: dict[str, str], environments: dict[str, dict[str, Any]]
+    section: RunSection,
+    number: int,
+    links: dict[str, str],
+    environments: dict[str, dict[str, Any]],
+    records: EnvironmentRecords,
 ) -> str:
     summary = section.summary
     anchor = section_anchor(summary["runtime"], summary["hardware"])
     headers = "".join(f"<th>{h}</th>" for h in [*_SUMMARY_HEADERS, "error"])
+    facts = run_facts(records, summary, section.env_hash)  # "" in a store older than health checks and lock diffs
     parts = [
         f'<section id="{anchor}"><h2>{_section_title(section)}</h2>',
         f"<p>dask {text(summary['dask_version'])}, distributed {text(summary['distributed_version'])}; "
         f"{summary['passed']} of {summary['cases']} cases passed, {summary['repeats_passed']} of "
         f"{summary['repeats']} measured repeats. Medians are over the passed measured repeats; a case's outcome is "
         "the worst of its executions.</p>",
+        *([facts] if facts else []),
         f'<div class="scroll"><table><thead><tr>{headers}</tr></thead><tbody>{section.case_rows}</tbody></table></div>',
     ]
     if section.dumps:
@@ -204,17 +216,20 @@ def _locks(env_hash: str | None, environments: dict[str, dict[str, Any]]) -> str
 
 def comparison(ctx: Context, group: dict[str, Any]) -> str:
     rows = sorted(group["rows"], key=_effect_order)
-    plotted, items = [], []
+    unusable = group["unusable"]
+    plotted: list[dict[str, Any]] = []
+    items: list[str] = []
+    not_compared: list[str] = []
     for row in rows:
         spec = METRICS.get(row["metric"])
         size = f" ({row['size']})" if row["size"] else ""
         label = f"{row['case_id']}{size} · {spec.label if spec else row['metric']}"
         kind = verdict_kind(row)
         sentence = row["sentence"] or f"could not be compared: {row['missing'] or 'no reason recorded'}"
-        items.append(
-            f'<li class="{kind}"><span class="badge {kind}">{kind}</span> '
-            f"<b>{escape(label)}</b>: {escape(sentence)}</li>"
-        )
+        badge = f'<span class="badge {kind}">{kind}</span>'
+        item = f'<li class="{kind}">{badge} <b>{escape(label)}</b>: {escape(sentence)}</li>'
+        # A side that could not run leaves every row missing: those fold away under its cause.
+        (not_compared if unusable and kind == "missing" else items).append(item)
         if _finite(row["ratio"]) and _finite(row["ci_low"]) and _finite(row["ci_high"]):
             plotted.append(
                 {
@@ -231,14 +246,22 @@ def comparison(ctx: Context, group: dict[str, Any]) -> str:
     )
     body = [
         f"<h1>Comparison {escape(group['comparison_id'])}</h1>",
+        *(f'<div class="unusable"><p class="cause">{cause}</p></div>' for cause in unusable),
         f"<p><b>{text(group['candidate'])}</b> against <b>{text(group['baseline'])}</b> on {text(group['hardware'])}, "
         f"{text(group['mode'])}, {when(group['created_at'])} UTC. {versions}.</p>",
         "<p class=\"note\">Change of the candidate's median against the baseline's with its 95 % bootstrap interval, "
         "the two-sided rank test's p-value and the repeats per side; sorted by the size of the change. A change is "
-        "regressed or improved only when it is significant and at least the metric's minimum effect.</p>",
+        "regressed or improved only when it is significant and at least the metric's minimum effect.</p>"
+        if items
+        else "",
         _VERDICT_LEGEND + '<div class="plot comparison" data-comparison="comparison-data"></div>' if plotted else "",
-        f'<ol class="sentences">{"".join(items)}</ol>',
+        f'<ol class="sentences">{"".join(items)}</ol>' if items else "",
     ]
+    if not_compared:
+        body.append(
+            f"<details><summary>{len(not_compared)} case × metric(s) not compared: a side could not run</summary>"
+            f'<ol class="sentences">{"".join(not_compared)}</ol></details>'
+        )
     data = {"comparison-data": json.dumps(plotted)}
     title = f"comparison {group['comparison_id']}"
     return page(ctx, title=title, depth=1, active="comparisons", body="\n".join(body), plots=bool(plotted), data=data)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from framework.report.data import WorkloadHistory, page_name
+from framework.report.data import WorkloadHistory, page_name, section_anchor
+from framework.report.environment import EnvironmentRecords, overview_banner, unusable_cell
 from framework.report.layout import (
     MISSING,
     Context,
@@ -23,11 +24,6 @@ from framework.report.layout import (
 NO_RUNS = "No runs yet — <code>nox -s matrix -- --runtime=latest</code> records the first."
 
 
-def section_anchor(runtime: str, hardware: str) -> str:
-    """The id of a run page's section for one runtime × hardware."""
-    return "sec-" + page_name(f"{runtime}__{hardware}")
-
-
 def overview(
     ctx: Context,
     *,
@@ -37,11 +33,14 @@ def overview(
     scans: Sequence[dict[str, Any]],
     latest: Sequence[dict[str, Any]],
     comparisons: Sequence[dict[str, Any]],
+    records: EnvironmentRecords,
 ) -> str:
+    banner = overview_banner(records)  # first: a runtime that cannot even run is the loudest finding
     if not runs and not verdicts and not comparisons:
-        return page(ctx, title="Overview", depth=0, active="overview", body=f"<h1>Overview</h1><p>{NO_RUNS}</p>")
-    parts = ["<h1>Overview</h1>", _verdicts(verdicts, runs), _latest_runs(runs), _regressions(scan, scans)]
-    parts += [_matrix(latest), _recent_comparisons(comparisons)]
+        body = f"<h1>Overview</h1>{banner}<p>{NO_RUNS}</p>"
+        return page(ctx, title="Overview", depth=0, active="overview", body=body)
+    parts = ["<h1>Overview</h1>", *([banner] if banner else []), _verdicts(verdicts, runs), _latest_runs(runs, records)]
+    parts += [_regressions(scan, scans), _matrix(latest, records), _recent_comparisons(comparisons)]
     return page(ctx, title="Overview", depth=0, active="overview", body="\n".join(parts))
 
 
@@ -76,7 +75,7 @@ def _verdicts(verdicts: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]
     return "<h2>Verdicts</h2>" + table(headers, rows, empty="No blessing verdicts yet.") + note
 
 
-def _latest_runs(runs: Sequence[dict[str, Any]]) -> str:
+def _latest_runs(runs: Sequence[dict[str, Any]], records: EnvironmentRecords) -> str:
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     for run in runs:  # newest first
         newest.setdefault((run["runtime"], run["hardware"]), run)
@@ -88,13 +87,20 @@ def _latest_runs(runs: Sequence[dict[str, Any]]) -> str:
             when(run["started_at"]),
             text(run["dask_version"]),
             text(run["distributed_version"]),
-            _counts(run),
-            f"{run['repeats_passed']}/{run['repeats']}",
+            *_outcome_cells(run, records),
         )
         for (runtime, hardware), run in sorted(newest.items())
     ]
     headers = ["runtime", "hardware", "latest run", "started (UTC)", "dask", "distributed", "cases", "repeats passed"]
     return "<h2>Latest run of each runtime × hardware</h2>" + table(headers, rows, empty=NO_RUNS)
+
+
+def _outcome_cells(run: dict[str, Any], records: EnvironmentRecords) -> tuple[str, str]:
+    """A run's cases and repeats passed; for a run whose runtime was unusable, that and why (none of it ran)."""
+    check = records.of_run(run["run_id"], run["runtime"])
+    if check is not None and not check["usable"]:
+        return unusable_cell(check), MISSING
+    return _counts(run), f"{run['repeats_passed']}/{run['repeats']}"
 
 
 def _counts(run: dict[str, Any]) -> str:
@@ -134,7 +140,7 @@ def _regressions(scan: Sequence[dict[str, Any]], scans: Sequence[dict[str, Any]]
     return head + intro + table(headers, rows, empty="The latest scan found nothing open or pending.")
 
 
-def _matrix(latest: Sequence[dict[str, Any]]) -> str:
+def _matrix(latest: Sequence[dict[str, Any]], records: EnvironmentRecords) -> str:
     coverage: dict[tuple[str, str], int] = {}
     for row in latest:
         coverage[row["runtime"], row["hardware"]] = coverage.get((row["runtime"], row["hardware"]), 0) + 1
@@ -154,6 +160,9 @@ def _matrix(latest: Sequence[dict[str, Any]]) -> str:
                 row_cells.append('<span class="missing" title="not run">–</span>')
                 continue
             mark = "✓" if found["outcome"] == "passed" else "✗ " + found["outcome"]
+            check = records.of_run(found["run_id"], runtime)
+            if check is not None and not check["usable"]:
+                mark = "✗ unusable"  # its setup rows' error is the headline, shown on hover
             title = escape(found["error"] or f"{found['run_id']}, {when(found['started_at'])} UTC", quote=True)
             href = f"runs/{found['page']}.html#{section_anchor(runtime, hardware)}"
             row_cells.append(
@@ -182,6 +191,8 @@ _COMPARISON_HEADERS = ["comparison", "created (UTC)", "mode", "baseline → cand
 def _comparison_row(group: dict[str, Any], prefix: str) -> str:
     counts = group["counts"]
     verdicts = ", ".join(f'<span class="count {kind}">{counts[kind]} {kind}</span>' for kind in counts if counts[kind])
+    if group["unusable"]:  # its rows are all 'missing': the reason is what matters
+        verdicts = '<span class="unusable-cause"><b>UNUSABLE</b>: a side could not run</span>'
     return table_row(
         link(f"{prefix}{page_name(group['comparison_id'])}.html", escape(group["comparison_id"])),
         when(group["created_at"]),
@@ -222,7 +233,7 @@ def workloads_index(ctx: Context, histories: Sequence[WorkloadHistory]) -> str:
     return page(ctx, title="Workloads", depth=1, active="workloads", body=body)
 
 
-def runs_index(ctx: Context, runs: Sequence[dict[str, Any]]) -> str:
+def runs_index(ctx: Context, runs: Sequence[dict[str, Any]], records: EnvironmentRecords) -> str:
     rows = [
         table_row(
             link(f"{run['page']}.html#{section_anchor(run['runtime'], run['hardware'])}", escape(run["run_id"])),
@@ -230,8 +241,7 @@ def runs_index(ctx: Context, runs: Sequence[dict[str, Any]]) -> str:
             text(run["hardware"]),
             when(run["started_at"]),
             text(run["dask_version"]),
-            _counts(run),
-            f"{run['repeats_passed']}/{run['repeats']}",
+            *_outcome_cells(run, records),
         )
         for run in runs
     ]

@@ -24,6 +24,7 @@ from framework.config import ROOT
 from framework.errors import FrameworkError, ResultsError
 from framework.query import Results
 from framework.report import data, details, pages
+from framework.report.environment import EnvironmentRecords, comparison_causes
 from framework.report.layout import Context
 from framework.report.stability import stability_page
 
@@ -144,18 +145,28 @@ def _write_pages(results_dir: Path, ctx: Context, write: Callable[[str, str], No
         wide = pool.submit(_run_details, results_dir)
         with Results(results_dir) as results:
             found = data.cases(results)
-            groups = _comparison_groups(data.comparisons(results))
+            comparison_rows = data.comparisons(results)
             verdicts, scan, scans = data.verdicts(results), data.latest_scan(results), data.scans(results)
             change_points = data.change_points(results)
             environments = data.environments(results)
+            checks, lock_changes = data.health_checks(results), data.lock_changes(results)
         runs = found.runs()
+        records = EnvironmentRecords(checks, lock_changes, runs)
+        groups = _comparison_groups(comparison_rows, records)
         write(
             "index.html",
             pages.overview(
-                ctx, runs=runs, verdicts=verdicts, scan=scan, scans=scans, latest=found.latest, comparisons=groups
+                ctx,
+                runs=runs,
+                verdicts=verdicts,
+                scan=scan,
+                scans=scans,
+                latest=found.latest,
+                comparisons=groups,
+                records=records,
             ),
         )
-        write("runs/index.html", pages.runs_index(ctx, runs))
+        write("runs/index.html", pages.runs_index(ctx, runs, records))
         write("comparisons/index.html", pages.comparisons_index(ctx, groups))
         for group in groups:
             write(f"comparisons/{data.page_name(group['comparison_id'])}.html", details.comparison(ctx, group))
@@ -173,7 +184,8 @@ def _write_pages(results_dir: Path, ctx: Context, write: Callable[[str, str], No
     stability_rows.sort(key=lambda row: (row["started_at"] or "", row["run_id"]), reverse=True)
     write("stability.html", stability_page(ctx, stability_rows, data.failure_records(results_dir), results_dir))
     for run_sections in _by_run(sections):
-        write(f"runs/{run_sections[0].summary['page']}.html", details.run(ctx, run_sections, environments))
+        html = details.run(ctx, run_sections, environments, records)
+        write(f"runs/{run_sections[0].summary['page']}.html", html)
 
 
 def _run_details(results_dir: Path) -> Any:
@@ -193,7 +205,7 @@ def _by_run(sections: Iterable[data.RunSection]) -> Iterator[list[data.RunSectio
         yield current
 
 
-def _comparison_groups(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def _comparison_groups(rows: Iterable[dict[str, Any]], records: EnvironmentRecords) -> list[dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
     for row in rows:
         group = groups.get(row["comparison_id"])
@@ -201,6 +213,8 @@ def _comparison_groups(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             group = groups[row["comparison_id"]] = {**row, "rows": [], "counts": dict.fromkeys(VERDICT_KINDS, 0)}
         group["rows"].append(row)
         group["counts"][details.verdict_kind(row)] += 1
+    for group in groups.values():  # a side that could not run: its cause heads the comparison
+        group["unusable"] = comparison_causes(group, records)
     return list(groups.values())
 
 

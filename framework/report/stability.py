@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from framework.report.data import section_anchor
 from framework.report.layout import (
     MISSING,
     Context,
@@ -20,7 +21,6 @@ from framework.report.layout import (
     table_row,
     text,
 )
-from framework.report.pages import section_anchor
 
 ERROR_SHOWN = 240  # characters of an error in the runs table; the whole of it on hover
 

@@ -42,11 +42,16 @@ CASES = [
     ("array_mean_var", "array_mean_var"),
 ]
 PLOT_TIMEOUT_MS = 30_000
+CAUSE = "import distributed failed: ImportError: cannot import name 'collections_to_dsk' from 'dask.base'"
+NOTE = "stable: dask 2026.1.0 has no matching distributed on the index — using dask and distributed 2025.12.0"
+UNUSABLE_RUN = "20260109T020000Z-late08"
+UNUSABLE_COMPARISON = "20260110T000000Z-cmp002"
 
 
 def _store(results: Path) -> None:
     """Two runtimes × 8 daily runs × 3 cases, a failure, a timeout with its dump, a step in latest's peak
-    memory found by a scan, a comparison, a verdict and a stability failure."""
+    memory found by a scan, a comparison, a verdict and a stability failure; then a ninth run of latest whose
+    health check failed (every case a setup error), its lock diff, and a comparison it stopped."""
     store = ResultsStore(results)
     change_run = ""
     for day in range(8):
@@ -161,6 +166,7 @@ def _store(results: Path) -> None:
             }
         ],
     )
+    _unusable_latest(results)
     failure_id = "20260109T000000Z-stab01-latest-process"
     failure = results / "stability" / "failures" / failure_id
     failure.mkdir(parents=True)
@@ -192,6 +198,69 @@ def _store(results: Path) -> None:
         ),
         store.cases_dir / "20260109T000000Z-stab01__latest__chaos.parquet",
     )
+
+
+def _unusable_latest(results: Path) -> None:
+    """Day 8: latest re-resolved to a dask that its distributed cannot import; stable's resolution was steered."""
+    at = DAY0 + dt.timedelta(days=8)
+    headline = f"latest is UNUSABLE: {CAUSE}"
+    rows = [
+        _case_row(run_id=UNUSABLE_RUN, run_started_at=at, started_at=at, ended_at=at, runtime="latest",
+                  workload=workload, case_id=case_id, phase="setup", outcome="error", error=headline, wall_s=None,
+                  peak_memory_bytes=None, mean_memory_bytes=None, dask_version="2026.11.0",
+                  distributed_version="2026.11.0", params={})
+        for workload, case_id in CASES
+    ]  # fmt: skip
+    write_atomic(case_table(rows), ResultsStore(results).cases_dir / f"{UNUSABLE_RUN}__latest__local.parquet")
+    for run_id, runtime, checked_at, cause, note in (
+        ("20260108T030000Z-stab07", "stable", DAY0 + dt.timedelta(days=7, hours=1), None, NOTE),
+        (UNUSABLE_RUN, "latest", at, CAUSE, None),
+    ):
+        write_record(
+            results,
+            "health",
+            f"{run_id}__{runtime}",
+            [
+                {
+                    "run_id": run_id,
+                    "checked_at": checked_at,
+                    "runtime": runtime,
+                    "env_hash": ("f" if cause else "e") * 16,
+                    "usable": cause is None,
+                    "cause": cause,
+                    "problems": 1 if cause else 0,
+                    "seconds": 3.1,
+                    "note": note,
+                    "dask_version": "2026.11.0" if cause else "2025.12.0",
+                    "distributed_version": "2026.11.0" if cause else "2025.12.0",
+                    "steps": [{"step": "import distributed", "ok": cause is None, "seconds": 0.2, "detail": cause}],
+                }
+            ],
+        )
+    previous = f"{DAY0 + dt.timedelta(days=7):%Y%m%dT%H%M%SZ}-late07"
+    write_record(
+        results,
+        "lock_changes",
+        f"{UNUSABLE_RUN}__latest",
+        [
+            {"run_id": UNUSABLE_RUN, "recorded_at": at, "runtime": "latest", "env_hash": "f" * 16,
+             "previous_run_id": previous, "previous_env_hash": "e" * 16, "change": "changed", "package": package,
+             "old_version": old, "new_version": new}
+            for package, old, new in (("dask", "2026.3.0", "2026.11.0"), ("pandas", "3.0.2", "3.0.3"))
+        ],
+    )  # fmt: skip
+    write_record(
+        results,
+        "comparisons",
+        UNUSABLE_COMPARISON,
+        [
+            {"comparison_id": UNUSABLE_COMPARISON, "created_at": DAY0 + dt.timedelta(days=9), "mode": "interleaved",
+             "baseline": "stable", "candidate": "latest", "candidate_env_hash": "f" * 16, "hardware": "local",
+             "workload": workload, "case_id": case_id, "size": "tiny", "metric": "wall",
+             "missing": "0 baseline and 0 candidate repeat(s) passed with a value"}
+            for workload, case_id in CASES
+        ],
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +319,8 @@ def _wait_for_plots(page: Any, scope: str) -> list[dict[str, Any]]:
 
 def test_every_page_opens_from_disk_without_errors_and_draws_its_plots(site, browser, screenshots):
     pages = sorted(site.rglob("*.html"))
-    # overview, stability, 3 lists, 2 workloads, 1 comparison, 16 matrix runs and 1 stability run
-    assert len(pages) == 2 + 3 + 2 + 1 + 17
+    # overview, stability, 3 lists, 2 workloads, 2 comparisons, 17 matrix runs and 1 stability run
+    assert len(pages) == 2 + 3 + 2 + 2 + 18
     problems: list[str] = []
     plotted: dict[str, list[dict[str, Any]]] = {}
     for path in pages:
@@ -301,3 +370,53 @@ def test_every_page_opens_from_disk_without_errors_and_draws_its_plots(site, bro
         for plot in plots:
             assert plot["canvases"] > 0, f"{key}: nothing drawn"
             assert plot["points"] > 0, f"{key}: no points"
+
+
+def _colour(page: Any, selector: str) -> tuple[int, ...]:
+    rgb = page.eval_on_selector(selector, "(element) => getComputedStyle(element).color")
+    return tuple(int(part) for part in rgb.removeprefix("rgb(").removesuffix(")").split(","))
+
+
+def _red(colour: tuple[int, ...]) -> bool:
+    red, green, blue = colour[:3]
+    return red >= 150 and green <= 80 and blue <= 80
+
+
+def test_an_unusable_runtime_is_first_and_red_on_the_overview_and_its_run_page(site, browser, screenshots):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto((site / "index.html").as_uri())
+    banner = page.locator('.unusable[data-runtime="latest"] .unusable-cause')
+    assert banner.is_visible()
+    assert banner.inner_text() == f"latest is UNUSABLE: {CAUSE}"
+    assert _red(_colour(page, '.unusable[data-runtime="latest"] .unusable-cause')), "the cause is not red"
+    top = page.locator(".unusable").bounding_box()
+    verdicts = page.locator("h2", has_text="Verdicts").bounding_box()
+    assert top and verdicts and top["y"] < verdicts["y"]  # above everything else, in the first screenful
+    assert top["y"] + top["height"] < 900
+    assert page.locator("p.note.resolution").inner_text().startswith(NOTE)
+    latest_row = page.locator("tr", has_text=UNUSABLE_RUN).first
+    assert latest_row.locator(".unusable-cause").inner_text() == f"UNUSABLE: {CAUSE}"
+    page.screenshot(path=str(screenshots / "overview-unusable.png"))
+    page.locator(".unusable").first.screenshot(path=str(screenshots / "overview-unusable-banner.png"))
+
+    page.goto((site / "runs" / f"{UNUSABLE_RUN}.html").as_uri())
+    facts = page.locator("ul.environment-facts")
+    assert facts.locator(".unusable-cause").inner_text() == f"latest is UNUSABLE: {CAUSE}"
+    assert _red(_colour(page, "ul.environment-facts .unusable-cause"))
+    previous = f"{DAY0 + dt.timedelta(days=7):%Y%m%dT%H%M%SZ}-late07"
+    lock = facts.locator("li.lock-diff")
+    assert lock.inner_text() == f"lock: since {previous}: dask 2026.3.0 → 2026.11.0, pandas 3.0.2 → 3.0.3"
+    lock.locator("a").click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith(f"runs/{previous}.html#sec-latest__local")
+    page.goto((site / "runs" / f"{UNUSABLE_RUN}.html").as_uri())
+    page.screenshot(path=str(screenshots / "run-unusable.png"))
+
+    page.goto((site / "comparisons" / f"{UNUSABLE_COMPARISON}.html").as_uri())
+    cause = page.locator(".unusable .unusable-cause")
+    assert cause.inner_text() == f"the candidate, latest is UNUSABLE: {CAUSE}"
+    assert _red(_colour(page, ".unusable .unusable-cause"))
+    assert page.locator(".plot").count() == 0
+    page.screenshot(path=str(screenshots / "comparison-unusable.png"))
+    context.close()

@@ -63,6 +63,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
             "UV_CACHE_DIR": str(root / "uv-cache"),
             "PYTHONPATH": str(root),
             "DASK_BLESSING_PROGRESS": "plain",
+            "DASK_BLESSING_RESOLVE_TTL": "0",
         }
         yield root, environ
 

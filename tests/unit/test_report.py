@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from html import unescape
+from html import escape, unescape
 from pathlib import Path
 
 import pytest
@@ -434,3 +434,189 @@ def test_page_names_from_sql_match_the_files_python_writes(case_row, write_run, 
     point = dict(zip(_json(page, "history-meta")["fields"], _json(page, "history-points")[0]))
     assert point["page"] == name
     assert data.page_name("20260101T000000Z-abc123") == "20260101T000000Z-abc123"
+
+
+CAUSE = "import distributed failed: ImportError: cannot import name 'collections_to_dsk' from 'dask.base'"
+NOTE = "latest: dask 2026.11.0 has no matching distributed on the index — using dask and distributed 2026.8.0"
+
+
+def _health(results_dir, run_id, day, *, runtime="latest", env_hash="e" * 16, cause=None, note=None, problems=0):
+    write_record(
+        results_dir,
+        "health",
+        f"{run_id}__{runtime}",
+        [
+            {
+                "run_id": run_id,
+                "checked_at": DAY0 + dt.timedelta(days=day, hours=0 if runtime == "latest" else 1),
+                "runtime": runtime,
+                "env_hash": env_hash,
+                "usable": cause is None,
+                "cause": cause,
+                "problems": problems or (0 if cause is None else 1),
+                "seconds": 2.54,
+                "note": note,
+                "dask_version": "2026.11.0",
+                "distributed_version": "2026.11.0",
+                "steps": [
+                    {"step": "import dask", "ok": True, "seconds": 0.4, "detail": None},
+                    {"step": "import distributed", "ok": cause is None, "seconds": 0.1, "detail": cause},
+                ],
+            }
+        ],
+    )
+
+
+def _lock_changes(results_dir, run_id, previous_run_id, changes, runtime="latest"):
+    base = {
+        "run_id": run_id,
+        "recorded_at": DAY0,
+        "runtime": runtime,
+        "env_hash": "e" * 16,
+        "previous_run_id": previous_run_id,
+        "previous_env_hash": "d" * 16,
+    }
+    rows = [
+        {**base, "change": kind, "package": package, "old_version": old, "new_version": new}
+        for kind, package, old, new in changes
+    ] or [{**base, "change": "unchanged"}]
+    write_record(results_dir, "lock_changes", f"{run_id}__{runtime}", rows)
+
+
+@pytest.fixture
+def unusable_latest(history, case_row, write_run, results_dir):
+    """latest: two usable runs, then one whose health check failed (every case a setup error, as the pipeline
+    records it); stable: one usable run whose resolution was steered. Returns latest's run ids."""
+    run_ids = history([1.0, 1.0])
+    history([2.0], runtime="stable")
+    broken = _run_id(2)
+    headline = f"latest is UNUSABLE: {CAUSE}"
+    at = (DAY0 + dt.timedelta(days=2)).isoformat()
+    write_run([case_row(run_id=broken, run_started_at=at, phase="setup", outcome="error", wall_s=None, error=headline)])
+    _health(results_dir, run_ids[0], 0)
+    _health(results_dir, run_ids[1], 1)
+    _health(results_dir, broken, 2, cause=CAUSE)
+    _health(results_dir, _run_id(0, "stable"), 0, runtime="stable", env_hash="s" * 16, note=NOTE)
+    _lock_changes(
+        results_dir,
+        run_ids[1],
+        run_ids[0],
+        [
+            ("changed", "pandas", "3.0.2", "3.0.3"),
+            ("changed", "dask", "2026.8.0", "2026.11.0"),
+            ("added", "toolz", None, "1.1.0"),
+            ("removed", "partd", "1.4.2", None),
+        ],
+    )
+    _lock_changes(results_dir, broken, run_ids[1], [])
+    return [*run_ids, broken]
+
+
+def test_the_overview_puts_an_unusable_runtime_first_in_red(unusable_latest, tmp_path, results_dir):
+    page = _site(results_dir, tmp_path) / "index.html"
+    html, text = page.read_text(), _text(page)
+    banner = re.search(r'<div class="unusable" data-runtime="latest">(.*?)</div>', html, re.S)
+    assert banner, "no banner for latest"
+    assert html.index(banner.group(0)) < html.index("<h2>Verdicts</h2>")  # before anything else
+    cause = re.search(r'<span class="unusable-cause">(.*?)</span>', banner.group(1))
+    assert cause
+    assert unescape(re.sub(r"<[^>]+>", "", cause.group(1))) == f"latest is UNUSABLE: {CAUSE}"
+    broken = unusable_latest[2]
+    assert f'health check of run <a href="runs/{broken}.html">{broken}</a>, 2026-01-03 02:00 UTC' in banner.group(1)
+    assert "stable is UNUSABLE" not in text  # its newest check passed
+    # latest's latest-run line says UNUSABLE and why, not '0 of 1 cases passed, 1 error'
+    assert f"latest local {broken} 2026-01-03 02:00 2026.1.0 2026.1.0 UNUSABLE: {CAUSE} –" in text
+    assert "0 of 1 cases passed, 1 error" not in text
+    assert "groupby_agg[by=id] tiny ✗ unusable 0/0 ✓ 3/3" in text  # the matrix: latest, stable
+    # stable's resolution note, quietly
+    assert f'<p class="note resolution">{escape(NOTE)} (noted when run' in html
+    runs = _text(page.parent / "runs" / "index.html")
+    assert f"{broken} latest local 2026-01-03 02:00 2026.1.0 UNUSABLE: {CAUSE} –" in runs
+
+
+def test_a_runtime_whose_newest_check_passed_is_not_called_unusable(unusable_latest, results_dir, tmp_path):
+    _health(results_dir, "20260104T020000Z-late04", 3)  # a later check (e.g. of a comparison) passed
+    page = _site(results_dir, tmp_path) / "index.html"
+    assert '<div class="unusable"' not in page.read_text()
+    assert f"UNUSABLE: {CAUSE}" in _text(page)  # the run itself stays unusable in its line
+
+
+def test_a_run_page_shows_its_lock_diff_its_health_and_the_resolution_note(unusable_latest, results_dir, tmp_path):
+    first, second, broken = unusable_latest
+    out = _site(results_dir, tmp_path)
+    html = (out / "runs" / f"{second}.html").read_text()
+    text = _text(out / "runs" / f"{second}.html")
+    assert f"lock: since {first}: dask 2026.8.0 → 2026.11.0, pandas 3.0.2 → 3.0.3, − partd 1.4.2, + toolz 1.1.0" in text
+    assert f'since <a href="{first}.html#sec-latest__local">{first}</a>:' in html  # the previous run's page
+    assert "health check: usable in 2.5 s" in text
+    assert "lock: first recorded run of this runtime" in _text(out / "runs" / f"{first}.html")
+    text = _text(out / "runs" / f"{broken}.html")
+    assert f"health check: latest is UNUSABLE: {CAUSE}" in text
+    assert f"lock: since {second}: no package changed" in text
+    assert "its 2 check(s)" in text  # the probe's steps, folded
+    stable = _text(out / "runs" / f"{_run_id(0, 'stable')}.html")
+    assert f"resolution: {NOTE}" in stable
+    assert "lock: first recorded run of this runtime" in stable
+
+
+def test_a_lock_diff_since_a_run_without_a_page_names_it_without_a_link(history, results_dir, tmp_path):
+    (run_id,) = history([1.0])
+    _health(results_dir, run_id, 0)
+    _lock_changes(results_dir, run_id, "20251231T000000Z-gone00", [("changed", "dask", "2025.12.0", "2026.1.0")])
+    html = (_site(results_dir, tmp_path) / "runs" / f"{run_id}.html").read_text()
+    assert "lock: since <code>20251231T000000Z-gone00</code>: dask 2025.12.0 → 2026.1.0" in html
+
+
+def test_a_comparison_with_an_unusable_side_shows_the_cause_instead_of_a_plot(history, results_dir, tmp_path):
+    history([1.0])
+    _health(results_dir, "20260104T000000Z-side01", 3, env_hash="c" * 16, cause=CAUSE, problems=3)
+
+    def not_compared(comparison_id, metric, **extra):
+        row = _comparison_row("groupby_agg[by=id]", metric, None, None, **extra)
+        return row | {"comparison_id": comparison_id, "created_at": DAY0 + dt.timedelta(days=4), "sentence": None}
+
+    first, second = "20260105T000000Z-cmp001", "20260105T000000Z-cmp002"
+    side = {"candidate_env_hash": "c" * 16, "missing": "0 candidate repeat(s) passed"}
+    write_record(results_dir, "comparisons", first, [not_compared(first, m, **side) for m in ("wall", "peak_memory")])
+    # the cause only in 'missing' (no environment hash recorded for a side that never ran)
+    write_record(
+        results_dir,
+        "comparisons",
+        second,
+        [not_compared(second, "wall", missing=f"the candidate, latest is UNUSABLE: {CAUSE}")],
+    )
+    out = _site(results_dir, tmp_path)
+    page = out / "comparisons" / f"{first}.html"
+    html, text = page.read_text(), _text(page)
+    assert text.index(f"the candidate, latest is UNUSABLE: {CAUSE} (and 2 more problems)") < text.index("against")
+    assert re.search(r'<div class="unusable"><p class="cause"><span class="unusable-cause">', html)
+    assert '<div class="plot' not in html  # no grey plot of missing rows
+    assert "2 case × metric(s) not compared: a side could not run" in text  # folded under <details>
+    assert html.count('<li class="missing">') == 2 and html.index("<details>") < html.index('<li class="missing">')
+    other = _text(out / "comparisons" / f"{second}.html")
+    assert other.index(f"the candidate, latest is UNUSABLE: {CAUSE}") < other.index("against")
+    listing = _text(out / "comparisons" / "index.html")
+    assert listing.count("UNUSABLE: a side could not run") == 2
+
+
+def test_a_store_without_health_or_lock_records_builds_as_before(history, results_dir, tmp_path):
+    run_ids = history([1.0, 1.0], outcomes={1: "error"})
+    out = _site(results_dir, tmp_path)
+    with Results(results_dir) as results:  # the views exist, empty
+        assert results.sql("SELECT count(*) FROM health")[1] == [(0,)]
+        assert results.sql("SELECT count(*) FROM lock_changes")[1] == [(0,)]
+    overview = (out / "index.html").read_text()
+    assert "unusable" not in overview.lower() and "resolution" not in overview
+    assert f"latest local {run_ids[1]}" in _text(out / "index.html")
+    assert "0 of 1 cases passed, 1 error" in _text(out / "index.html")
+    for run_id in run_ids:
+        html = (out / "runs" / f"{run_id}.html").read_text()
+        assert "environment-facts" not in html and "health check" not in html
+
+
+def test_a_runtime_unusable_before_any_run_still_heads_the_overview(results_dir, tmp_path):
+    _health(results_dir, "20260101T020000Z-cmpsid", 0, cause=CAUSE)  # a comparison that stopped before its rounds
+    page = _site(results_dir, tmp_path) / "index.html"
+    text = _text(page)
+    assert text.index(f"latest is UNUSABLE: {CAUSE}") < text.index("No runs yet")
+    assert "health check of run <code>20260101T020000Z-cmpsid</code>" in page.read_text()  # no page to link to

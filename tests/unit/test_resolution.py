@@ -19,7 +19,7 @@ from framework.errors import ConfigError, EnvironmentBuildError
 from framework.health import check_health
 from framework.models import Runtime, RuntimesFile
 from framework.releases import Release
-from framework.resolution import LOCKS_DIR, build_environment, resolve, shared_releases
+from framework.resolution import LOCKS_DIR, build_environment, resolve, resolve_ttl_s, shared_releases
 
 pytestmark = pytest.mark.environment  # real uv resolutions and builds (a second or two each, no network)
 
@@ -32,6 +32,7 @@ def index(local_index: LocalIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """uv and the release lister both read this index (and only it); uv's cache is the test's own."""
     monkeypatch.setenv("UV_DEFAULT_INDEX", local_index.url)
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("DASK_BLESSING_RESOLVE_TTL", "0")  # look at the index every time (a test adds releases)
     monkeypatch.delenv("UV_INDEX_URL", raising=False)
     monkeypatch.delenv("PIP_INDEX_URL", raising=False)
     # The situation of 2026-12-06, in miniature: dask 2.0 is out, distributed 2.0 is not, and distributed 1.0 sets
@@ -184,6 +185,29 @@ def test_an_as_of_runtime_resolves_as_of_its_day_and_keeps_its_lock(index: Local
     assert kept.reused
     assert kept.lock == resolution.lock
     assert len(list((tmp_path / LOCKS_DIR).glob("toy-*.json"))) == 1
+
+
+def test_inside_the_freshness_window_a_ranged_resolution_is_reused_until_refreshed(
+    index: LocalIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASK_BLESSING_RESOLVE_TTL", "600")
+    first = resolve(runtime(), tmp_path)
+    index.add("distributed", "2.0", requires=["dask==2.0"])
+
+    kept = resolve(runtime(), tmp_path)
+    refreshed = resolve(runtime(), tmp_path, refresh=True)
+
+    assert kept.reused and kept.lock == first.lock
+    assert kept.how().startswith("resolution of 0 min ago reused (fresh for 10 min;")
+    assert not refreshed.reused
+    assert refreshed.packages["distributed"] == "2.0"
+    assert refreshed.how().startswith("resolved in ")
+
+
+def test_a_bad_freshness_window_is_one_line_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASK_BLESSING_RESOLVE_TTL", "ten minutes")
+    with pytest.raises(EnvironmentBuildError, match=r"^DASK_BLESSING_RESOLVE_TTL='ten minutes' is not a number of"):
+        resolve_ttl_s()
 
 
 # ---------------------------------------------------------------------------------------------------------------
