@@ -8,6 +8,8 @@ nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_m
 nox -s bless -- --runtime=latest --baseline=stable   run what is missing, decide blessed or not (exit 0 = blessed)
 nox -s report [-- --out=DIR]          a static site of the results (opens offline, from disk)
 nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
+nox -s export -- --runtime=latest      a runtime's lock as a file to install (requirements with hashes, or pylock)
+nox -s reproduce -- --run=RUN_ID       rebuild a recorded run's environment from its lock, re-run, recorded vs now
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
 nox -s lint                            ruff and mypy
@@ -80,6 +82,20 @@ def bless(session: nox.Session) -> None:
     """Blessed or not: nox -s bless -- --runtime=latest --baseline=stable [--criteria=NAME] (exit 0 = blessed)."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "bless", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def export(session: nox.Session) -> None:
+    """A lock to install: nox -s export -- --runtime=latest [--format=requirements|pylock] [--out=PATH] [--run=ID]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "export", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def reproduce(session: nox.Session) -> None:
+    """Run a recorded run again in its exact environment: nox -s reproduce -- --run=RUN_ID [--case=ID] [--repeat=N]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "reproduce", *session.posargs)
 
 
 @nox.session(venv_backend="uv")

@@ -411,9 +411,12 @@ def cmd_export(argv: Sequence[str]) -> int:
         raise SelectionError("nothing to export — give --runtime=NAME (resolved today) or --run=RUN_ID (a run's lock)")
     packages = exported.packages
     print(
-        f"{exported.runtime}: {len(packages)} packages (dask {packages.get('dask', '–')},"
+        f"{exported.runtime}: {len(packages)} package{'s' if len(packages) != 1 else ''}"
+        f" (dask {packages.get('dask', '–')},"
         f" distributed {packages.get('distributed', '–')}), {exported.source}"
     )
+    if exported.note:
+        print(f"  note: {exported.note}")
     print(f"wrote {export.shown_path(exported.path)} ({export.FORMATS[exported.format]})")
     also = f"  (or: pip install --require-hashes -r {export.shown_path(exported.path)})"
     print(f"install it with: {exported.install_command()}{also if exported.format == 'requirements' else ''}")
@@ -456,13 +459,13 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "workloads": cmd_workloads,
     "stability": cmd_stability,
     "compare": cmd_compare,
-    "export": cmd_export,
-    "reproduce": cmd_reproduce,
     "regressions": lambda argv: _feature("framework.history", argv),
     "bisect": lambda argv: _feature("framework.bisect", argv),
     "bless": lambda argv: _feature("framework.blessing", argv),
     "report": lambda argv: _feature("framework.report", argv),
     "compact": lambda argv: _feature("framework.compaction", argv),
+    "export": cmd_export,
+    "reproduce": cmd_reproduce,
 }
 
 

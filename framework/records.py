@@ -116,6 +116,9 @@ VERDICT_SCHEMA = pa.schema(
         ("checks", pa.string()),  # JSON list: every criterion with passed/failed and evidence ids
         ("criteria_spec", pa.string()),  # JSON: the criteria as declared when decided
         ("versions", pa.string()),  # JSON: the runtime's package versions
+        # a blessed runtime's lock (requirements with hashes; pylock.*.toml beside it), relative to the results
+        # directory: blessed/<runtime>-<date>.txt. NULL when not blessed, and in files older than this column.
+        ("export_path", pa.string()),
     ]
 )
 

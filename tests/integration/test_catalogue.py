@@ -21,9 +21,9 @@ import pytest
 from nox_session import ROOT, nox
 
 from framework.config import load_catalog
-from framework.resolution import build_environment
 from framework.matrix import Selection, build_plan
 from framework.query import Results
+from framework.resolution import build_environment
 
 pytestmark = pytest.mark.environment
 
