@@ -242,12 +242,13 @@ def _budget(cases: list[Case]) -> float:
 
 
 def unfinished_rows(
-    plan: dict[str, Any], rows_path: Path, reason: str, environment: BuiltEnvironment
+    plan: dict[str, Any], rows_path: Path | None, reason: str, environment: BuiltEnvironment
 ) -> list[dict[str, Any]]:
-    """Rows for the cases a dead runner never reported, so no case silently disappears."""
+    """Rows for the cases a dead runner never reported (all of them when no runner ran: ``rows_path`` None), so
+    no case silently disappears."""
     from framework.results import read_rows
 
-    reported = {row["case_id"] for row in read_rows(rows_path)} if rows_path.exists() else set()
+    reported = {row["case_id"] for row in read_rows(rows_path)} if rows_path and rows_path.exists() else set()
     packages = environment.packages
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     rows = []
@@ -384,7 +385,7 @@ def unusable_rows(plan: dict[str, Any], environment: BuiltEnvironment) -> list[d
     """A ``setup`` row for every planned case of an unusable runtime; the error is the headline with its cause."""
     assert environment.health is not None
     reason = environment.health.headline(environment.runtime.name)
-    return unfinished_rows(plan, Path("/nonexistent"), reason, environment)
+    return unfinished_rows(plan, None, reason, environment)
 
 
 def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> MatrixReport:
