@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,15 +25,48 @@ from typing import Any, NoReturn
 from framework.config import ROOT
 from framework.errors import FrameworkError, SelectionError
 
+# The most a count option takes: beyond it a value is a typo (--repeat=99999999999999999999), not a plan. Counts
+# without an entry take at most DEFAULT_COUNT_LIMIT.
+COUNT_LIMITS = {
+    "--repeat": 1000,  # measured repeats, rounds of a comparison, repeats per bisected release
+    "--times": 1000,  # replays
+    "--budget": 1000,  # rounds with --until-decided
+    "--passes": 100,  # sweeps over every release
+    "--examples": 100_000,  # hypothesis examples per tier (the nightly profile runs 400)
+    "--steps": 1000,  # steps per example (the nightly profile runs 25; shrinking costs steps squared)
+}
+DEFAULT_COUNT_LIMIT = 10_000
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a mistake in one line, with the near miss, and exits 2.
 
-    Abbreviations are refused: ``--runtim=latest`` must not silently start a run.
+    Abbreviations are refused: ``--runtim=latest`` must not silently start a run. A count (``type=_positive``) is
+    bounded by ``COUNT_LIMITS``; ``--results`` must name a directory (or where one can be created), writable unless
+    the verb only reads it (``results_read_only``, or an ``--out`` elsewhere was given).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, results_read_only: bool = False, **kwargs: Any) -> None:
         super().__init__(allow_abbrev=False, **kwargs)
+        self.results_read_only = results_read_only
+
+    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("type") is _positive and names:
+            option = str(names[0])
+            kwargs["type"] = _count(option, COUNT_LIMITS.get(option, DEFAULT_COUNT_LIMIT), kwargs.get("default"))
+        return super().add_argument(*names, **kwargs)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        results = getattr(parsed, "results", None)
+        if isinstance(results, Path) and any("--results" in action.option_strings for action in self._actions):
+            written = not self.results_read_only and getattr(parsed, "out", None) is None
+            problem = results_problem(results, written)
+            if problem:
+                self.error(f"--results={results}: {problem}")
+        return parsed, extras
 
     def error(self, message: str) -> NoReturn:
         hint = ""
@@ -59,6 +94,86 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not ≥ 1 — use e.g. --repeat=5")
     return value
+
+
+def _count(option: str, maximum: int, default: Any = None) -> Callable[[str], int]:
+    """A whole number from 1 to ``maximum``; the message names the option, the value and the range."""
+    example = f"{option}={default if isinstance(default, int) else min(5, maximum)}"
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number — use e.g. {example}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} is not ≥ 1 — use e.g. {example}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is more than {maximum} — use 1 to {maximum}, e.g. {example}")
+        return value
+
+    return count
+
+
+def _bounded_number(low: float, high: float, example: str, low_allowed: bool = True) -> Callable[[str], float]:
+    """A finite number in [low, high] (or (low, high] without ``low_allowed``) for options like --settle."""
+    shown = f"{'from' if low_allowed else 'above'} {low:g} {'to' if low_allowed else 'up to'} {high:g}"
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number — use one {shown}, e.g. {example}") from None
+        in_range = math.isfinite(value) and (value >= low if low_allowed else value > low) and value <= high
+        if not in_range:
+            raise argparse.ArgumentTypeError(f"{text} is out of range — use a number {shown}, e.g. {example}")
+        return value
+
+    return number
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed — use a whole number from 0 to 2**63-1, e.g. --seed=1"
+        )
+    return value
+
+
+_RESULTS_FIX = "pass a results directory (it is created if missing), e.g. --results=results"
+
+
+def results_problem(path: Path, written: bool) -> str | None:
+    """Why ``path`` cannot be the results directory (read, or also ``written``), with the fix; None if it can."""
+    try:
+        return _existing_results_problem(path, written) if path.exists() else _new_results_problem(path, written)
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return f"is not a usable path ({reason}) — {_RESULTS_FIX}"
+
+
+def _existing_results_problem(path: Path, written: bool) -> str | None:
+    if not path.is_dir():
+        return f"is {'a file' if path.is_file() else 'a device or special file'}, not a directory — {_RESULTS_FIX}"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "is not readable — fix its permissions, or pass another results directory"
+    if written and not os.access(path, os.W_OK):
+        return "is not writable — pass a directory you can write to (e.g. a copy of it), or fix its permissions"
+    return None
+
+
+def _new_results_problem(path: Path, written: bool) -> str | None:
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot be created: {ancestor} is not a directory — {_RESULTS_FIX}"
+    if written and not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot be created: {ancestor} is not writable — pass a directory you can write to"
+    return None
 
 
 def matrix_parser() -> _Parser:
@@ -129,7 +244,7 @@ def cmd_sql(argv: Sequence[str]) -> int:
     from framework.query import Results
     from framework.summary import format_table
 
-    parser = _Parser(prog="nox -s sql --", description="Read-only SQL over all results.")
+    parser = _Parser(prog="nox -s sql --", description="Read-only SQL over all results.", results_read_only=True)
     parser.add_argument("query", nargs="?", help="one SELECT statement; omit to list the views and their columns")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
     parser.add_argument("--json", action="store_true", help="print rows as JSON lines")
@@ -201,8 +316,12 @@ def stability_parser() -> _Parser:
     parser.add_argument("--tier", action="append", help="inprocess and/or process (default: both)")
     parser.add_argument("--examples", type=_positive, help="examples per tier (overrides the profile)")
     parser.add_argument("--steps", type=_positive, help="steps per example (overrides the profile)")
-    parser.add_argument("--seed", type=int, help="hypothesis seed (default: random; recorded with the results)")
-    parser.add_argument("--settle", type=float, help="seconds futures get to finish once faults stop")
+    parser.add_argument("--seed", type=_seed, help="hypothesis seed (default: random; recorded with the results)")
+    parser.add_argument(
+        "--settle",
+        type=_bounded_number(0, 3600, "--settle=10"),
+        help="seconds futures get to finish once faults stop",
+    )
     parser.add_argument("--no-regressions", action="store_true", help="skip the saved regression cases")
     parser.add_argument("--replay", metavar="FAILURE_ID", help="re-run a recorded failure and report its hit rate")
     parser.add_argument("--times", type=_positive, default=5, help="replays of --replay (default: 5)")
@@ -292,7 +411,12 @@ def compare_parser() -> _Parser:
     parser.add_argument("--repeat", type=_positive, default=5, help="rounds, i.e. repeats per side (default: 5)")
     parser.add_argument("--until-decided", action="store_true", help="add rounds until every metric is decided")
     parser.add_argument("--budget", type=_positive, default=30, help="most rounds with --until-decided (default 30)")
-    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop adding rounds after this long")
+    parser.add_argument(
+        "--time-budget",
+        type=_bounded_number(0, 7 * 86400, "--time-budget=3600", low_allowed=False),
+        metavar="SECONDS",
+        help="stop adding rounds after this long (at most a week)",
+    )
     parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
     parser.add_argument("--min-effect", action="append", help="smallest change that matters, e.g. wall=10%%")
     parser.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate per comparison (default 0.01)")
@@ -393,7 +517,11 @@ def cmd_export(argv: Sequence[str]) -> int:
     from framework import export
     from framework.config import load_catalog
 
-    parser = _Parser(prog="nox -s export --", description="Write a runtime's lock as a file to install in production.")
+    parser = _Parser(
+        prog="nox -s export --",
+        description="Write a runtime's lock as a file to install in production.",
+        results_read_only=True,
+    )
     parser.add_argument("--runtime", help="runtime in matrices/runtimes.yaml, resolved today (with --run: which one)")
     parser.add_argument("--format", default="requirements", help="requirements (with hashes, default) or pylock")
     parser.add_argument("--out", type=Path, help="file to write (default: exports/<runtime>-requirements.txt or"

@@ -13,7 +13,9 @@ row groups. Nothing is lost or counted twice, whenever it stops:
 3. a month compacted before is merged again with its new files (the new file lists the old one) until its file
    holds ``FULL_ROWS``; then the month starts another file, so a compaction's memory stays bounded.
 
-A file that cannot be read, or has columns this version does not know, is left as it is and reported.
+A file no reader can read as the store's — not Parquet, empty, cut short, without its version column, or with a
+known column of another type — is moved to ``results/quarantine/<kind>/`` (never deleted; readers skip it until
+then). A file with columns this version does not know is left as it is and reported.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import fcntl
+import itertools
 import json
 import os
 import time
@@ -34,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from framework.errors import ResultsError
+from framework.footers import QUARANTINE, FooterChecks
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import (
     CASE_SCHEMA,
@@ -82,6 +86,7 @@ class DirectoryCompaction:
     rows: int  # rows in them
     finished: int  # files an interrupted compaction had merged but not deleted, deleted now
     left: tuple[str, ...]  # "name: why" for files left as they are
+    quarantined: tuple[str, ...] = ()  # "path → where it went: why" for files moved to results/quarantine/
 
     def line(self, dry_run: bool = False) -> str:
         name = f"{self.directory.parent.name}/{self.directory.name}"
@@ -92,6 +97,9 @@ class DirectoryCompaction:
             text = f"{name}: {verb} {self.merged:,} files into {len(self.written)} ({self.rows:,} rows)"
         if self.finished:
             text += f"; deleted {self.finished} files an interrupted compaction had already merged"
+        if self.quarantined:
+            files = "file" if len(self.quarantined) == 1 else "files"
+            text += f"; {len(self.quarantined)} unreadable {files} {'to move' if dry_run else 'moved'} to quarantine"
         return text
 
 
@@ -103,8 +111,14 @@ class Compaction:
     dry_run: bool = False
 
     def lines(self) -> list[str]:
-        lines = [part.line(self.dry_run) for part in self.directories if part.merged or part.finished or part.left]
+        lines = [
+            part.line(self.dry_run)
+            for part in self.directories
+            if part.merged or part.finished or part.left or part.quarantined
+        ]
         for part in self.directories:
+            verb = "would be moved to quarantine" if self.dry_run else "moved to quarantine"
+            lines += [f"  {verb}: {moved}" for moved in part.quarantined]
             lines += [f"  left as it is: {part.directory / reason}" for reason in part.left]
         total = sum(part.merged for part in self.directories)
         verb = "would be merged (dry run: nothing changed)" if self.dry_run else "merged"
@@ -167,10 +181,11 @@ def _only_compaction(root: Path, dry_run: bool) -> Iterator[None]:
 def _compact_directory(
     root: Path, directory: Path, layout: Layout, min_files: int, dry_run: bool
 ) -> DirectoryCompaction:
+    quarantined = _quarantine(root, directory, layout.schema, dry_run)
     finished = 0 if dry_run else _finish_interrupted(root, directory)
-    loose = loose_files(directory)
+    loose = [path for path in loose_files(directory) if path.name not in quarantined]
     if len(loose) < min_files:
-        return DirectoryCompaction(directory, 0, (), 0, finished, ())
+        return DirectoryCompaction(directory, 0, (), 0, finished, (), tuple(quarantined.values()))
     # First only each file's month (one column); then a month at a time, whole: a compaction holds one month's
     # rows (and at most a FULL_ROWS file of it) in memory, not the history's.
     months: dict[str, list[Path]] = {}
@@ -193,7 +208,41 @@ def _compact_directory(
             merged += len(parts) if written_now else 0
             written += written_now
             rows += rows_now
-    return DirectoryCompaction(directory, merged, tuple(written), rows, finished, tuple(left))
+    return DirectoryCompaction(
+        directory, merged, tuple(written), rows, finished, tuple(left), tuple(quarantined.values())
+    )
+
+
+def _quarantine(root: Path, directory: Path, schema: pa.Schema, dry_run: bool) -> dict[str, str]:
+    """Move the files of ``directory`` that no reader can read as ``schema`` to ``results/quarantine/<kind>/`` (a
+    taken name gets a number: nothing is replaced); name → "path → where it went: why"."""
+    checks = FooterChecks()
+    try:
+        paths = sorted(directory / entry.name for entry in os.scandir(directory) if entry.name.endswith(".parquet"))
+    except FileNotFoundError:
+        return {}
+    bad = {path: footer.problem for path in paths if (footer := checks.check(path, schema)) and footer.problem}
+    if not bad:
+        return {}
+    place = root / QUARANTINE / directory.name
+    if dry_run:
+        return {path.name: f"{path} → {place / path.name}: {why}" for path, why in bad.items()}
+    place.mkdir(parents=True, exist_ok=True)
+    moved = {}
+    with store_lock(root, exclusive=True):  # no query lists a file and then misses it
+        for path, why in bad.items():
+            for number in itertools.count():
+                target = place / (path.name if not number else f"{path.stem}.{number}{path.suffix}")
+                try:
+                    os.link(path, target)
+                    break
+                except FileExistsError:
+                    continue
+            fsync_directory(place)  # the file is in the quarantine before it leaves the store
+            path.unlink()
+            moved[path.name] = f"{path} → {target}: {why}"
+        fsync_directory(directory)
+    return moved
 
 
 def _merge_month(
@@ -331,4 +380,5 @@ def command(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     report = compact(args.results, dry_run=args.dry_run)
     print("\n".join(report.lines()))  # noqa: T201 - the command's output
-    return 0 if not any(part.left for part in report.directories) else 1
+    # 1: a file needs a look (left where it is, or moved to the quarantine)
+    return 0 if not any(part.left or part.quarantined for part in report.directories) else 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from framework.models import (
     Workload,
     WorkloadFile,
 )
+from framework.signatures import SignatureError, read_signature
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +41,8 @@ _FIXES = {
     "byte_size_unit": "use a unit such as B, KiB, MiB, GiB, MB or GB",
     "greater_than": "use a larger value",
     "greater_than_equal": "use a larger value",
+    "less_than": "use a smaller value",
+    "less_than_equal": "use a smaller value",
     "too_short": "give at least one entry",
     "literal_error": "use one of the listed values",
     "dict_type": "write a mapping (key: value)",
@@ -49,7 +53,16 @@ _FIXES = {
     "union_tag_not_found": "add 'backend: local', 'backend: address' or 'backend: coiled'",
     "date_from_datetime_parsing": "use a date like 2025-01-15",
     "date_parsing": "use a date like 2025-01-15",
+    "date_type": "use a date like 2025-01-15",
+    "float_type": "use a number",
+    "bool_type": "use true or false",
+    "int_from_float": "use a whole number",
+    "string_too_long": "shorten it",
+    "string_too_short": "write some text",
+    "too_long": "give fewer entries",
 }
+# Any other kind of problem: where the fix is spelt out.
+_SCHEMA_FIX = "see matrices/schemas/ for what the field takes"
 
 # string_pattern_mismatch: the fix depends on which kind of string it is.
 _PATTERN_FIXES = {
@@ -71,6 +84,12 @@ def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key is a {type(key).__name__} (keys are plain names)", key_node.start_mark
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
@@ -82,23 +101,84 @@ def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
+MAX_NESTING = 32  # levels of mappings and lists: no config needs more, and deeper ones exhaust the parser's stack
+
+
 def read_yaml(path: Path) -> Any:
     """Parse one YAML file; syntax errors become one ConfigError line with the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{_show(path)}: cannot read ({error.strerror}) — check the path") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{_show(path)}: line {line}: not UTF-8 text ({error.reason}) — save the file as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.reader.ReaderError as error:
+        line = text[: error.position].count("\n") + 1
+        character = chr(error.character) if isinstance(error.character, int) else error.character
+        raise ConfigError(
+            f"{_show(path)}: line {line}: invalid YAML: character {character!r} is not allowed"
+            " — remove it (or write it as an escape in a double-quoted string)"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "?"
+        where = f"line {mark.line + 1}" if mark is not None else "(top level)"
         problem = getattr(error, "problem", None) or str(error)
         context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
         if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
             # An unclosed bracket or quote is reported where the file ends; say where it was opened.
             problem += f" ({context} started on line {context_mark.line + 1})"
-        raise ConfigError(f"{_show(path)}: {where}: invalid YAML: {problem} — fix the syntax there") from None
+        raise ConfigError(
+            f"{_show(path)}: {where}: invalid YAML: {_one_line(problem)} — fix the syntax there"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{_show(path)}: (top level): nested too deeply to read — flatten it (at most {MAX_NESTING} levels)"
+        ) from None
+    except ValueError as error:  # a value YAML cannot build: an integer of over 4300 digits, a date like 2025-02-30
+        if "digits" in str(error):
+            problem = "a number has more than 4300 digits — write a smaller one"
+        else:
+            problem = (
+                f"a value cannot be read ({_one_line(str(error))[:100]}) — fix it, e.g. a date that does not exist"
+            )
+        raise ConfigError(f"{_show(path)}: (top level): {problem}") from None
+    problem = _nesting_problem(data)
+    if problem:
+        raise ConfigError(f"{_show(path)}: {problem}")
+    return data
+
+
+def _nesting_problem(data: Any) -> str | None:
+    """Refuse a value that contains itself (an alias inside its own anchor) or nests deeper than MAX_NESTING."""
+    pending: list[tuple[Any, tuple[str, ...], frozenset[int]]] = [(data, (), frozenset())]
+    while pending:
+        node, path, ancestors = pending.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        where = _one_line(".".join(path[:6]) + (".…" if len(path) > 6 else "")) or "(top level)"
+        if id(node) in ancestors:
+            return f"{where}: contains itself (a YAML alias inside its own anchor) — write the value out"
+        if len(path) >= MAX_NESTING:
+            return f"{where}: nested more than {MAX_NESTING} levels deep — flatten it"
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        inner = ancestors | {id(node)}
+        pending.extend((value, (*path, str(key)), inner) for key, value in items)
+    return None
+
+
+_LINE_BREAKS = str.maketrans({char: repr(char)[1:-1] for char in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every character that would break the line (keys may hold them) shown escaped."""
+    return text.translate(_LINE_BREAKS)
 
 
 def _show(path: Path) -> str:
@@ -117,14 +197,15 @@ def format_validation_error(path: Path, error: ValidationError, data: Any = None
         if problem["type"] in ("value_error", "assertion_error"):
             message = message.removeprefix("Value error, ")
         line = f"{_show(path)}: {location or '(top level)'}: {message}"
-        if problem["type"] not in ("missing", "unknown_field") and "input" in problem:
+        # A parameter's problem shows its value already; the input would be the whole params or sizes mapping.
+        if problem["type"] not in ("missing", "unknown_field", "quantity", "scaled_parameter") and "input" in problem:
             line += f" (got {_short(problem['input'])})"
         fix = _FIXES.get(problem["type"])
         if problem["type"] == "string_pattern_mismatch":
             fix = _PATTERN_FIXES.get(str(problem.get("ctx", {}).get("pattern")), "use the documented form")
-        if fix and "—" not in message:
-            line += f" — {fix}"
-        lines.append(line)
+        if "—" not in message:
+            line += f" — {fix or _SCHEMA_FIX}"
+        lines.append(_one_line(line))
     return "\n".join(lines)
 
 
@@ -225,6 +306,7 @@ def load_catalog(root: Path = ROOT) -> Catalog:
 
     catalog = Catalog(runtimes, hardware, workloads, matrices, workload_files)
     _check_references(catalog, matrices_path)
+    _check_parameters(catalog, root)
     return catalog
 
 
@@ -258,7 +340,93 @@ def _check_references(catalog: Catalog, matrices_path: Path) -> None:
                     if problem:
                         problems.append(f"{where}.{kind}.{index}.workload: {problem}")
     if problems:
+        # A name without a near miss: the known names are the fix.
+        raise ConfigError("\n".join(p if " — " in p else p.replace(" known: ", " — known: ", 1) for p in problems))
+
+
+def _check_parameters(catalog: Catalog, root: Path) -> None:
+    """Each workload's params, grid and sizes against its function's signature, read from source (not imported).
+
+    Functions are looked up in ``root/workloads/`` first, then in this project's (a copy of the YAML files elsewhere
+    still runs the project's functions).
+    """
+    package_dirs = list(dict.fromkeys([root / "workloads", ROOT / "workloads"]))
+    problems = []
+    for name, workload in catalog.workloads.items():
+        where = f"{_show(catalog.workload_files[name])}: workloads.{name}"
+        problems += [_one_line(line) for line in _parameter_problems(workload, where, package_dirs)]
+    if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _parameter_problems(workload: Workload, where: str, package_dirs: list[Path]) -> list[str]:
+    """Unknown keywords (with the near miss) and missing ones, one line each; ``where`` is ``file: workloads.NAME``."""
+    problems = []
+    try:
+        signature = read_signature(workload.function, package_dirs)
+    except SignatureError as error:
+        return [f"{where}.function: {error}"]
+    # What the fixture yields is passed too; None: it cannot be read, so nothing can be called missing.
+    from_fixture: frozenset[str] | None = frozenset()
+    if workload.fixture:
+        try:
+            fixture = read_signature(workload.fixture, package_dirs)
+        except SignatureError as error:
+            problems.append(f"{where}.fixture: {error}")
+            fixture = None
+        from_fixture = fixture.yields if fixture else None
+        if fixture and (fixture.required or fixture.positional_only):
+            needs = ", ".join(sorted(fixture.required | fixture.positional_only))
+            problems.append(
+                f"{where}.fixture: {workload.fixture} needs {needs} — a fixture is called without arguments;"
+                " give them defaults"
+            )
+    if signature is None:
+        return problems  # decorated or assigned: its source does not say what it accepts
+    function, accepted = workload.function, signature.parameters
+    listed = f"parameters: {', '.join(accepted) or '(none)'}"
+    if not signature.any_keyword:
+        declared = [(f"params.{key}", key) for key in workload.params]
+        declared += [(f"grid.{key}", key) for key in workload.grid]
+        declared += [(f"sizes.{size}.{key}", key) for size, values in workload.sizes.items() for key in values]
+        for field, key in declared:
+            if key not in accepted:
+                same_but_case = [name for name in accepted if name.lower() == key.lower()]
+                close = same_but_case or difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else "remove it or add it to the function; "
+                problems.append(f"{where}.{field}: unknown parameter {key!r} of {function} — {hint}{listed}")
+        yielded = sorted((from_fixture or frozenset()) - set(accepted))
+        if yielded:
+            problems.append(
+                f"{where}.fixture: {workload.fixture} yields {', '.join(map(repr, yielded))}, which {function}"
+                f" does not take — add {'it' if len(yielded) == 1 else 'them'} to the function's parameters"
+            )
+    if signature.positional_only:
+        names = ", ".join(map(repr, sorted(signature.positional_only)))
+        problems.append(
+            f"{where}.function: {function} takes {names} positional-only, and cases are called with keywords"
+            " — drop the '/' from its signature"
+        )
+    if from_fixture is None:
+        return problems
+    given = set(workload.params) | set(workload.grid) | from_fixture
+    sizes: dict[str, dict[str, Any]] = workload.sizes or {"": {}}
+    for key in sorted(signature.required - given):
+        lacking = [size for size, values in sizes.items() if key not in values]
+        if len(lacking) == len(sizes):
+            also = "grid or every size" if workload.sizes else "or grid"
+            problems.append(
+                f"{where}.params: missing parameter {key!r} of {function} (it has no default) — add {key} to params"
+                f"{', ' if workload.sizes else ' '}{also}"
+            )
+            continue
+        giving = ", ".join(size for size in sizes if size not in lacking)
+        for size in lacking:
+            problems.append(
+                f"{where}.sizes.{size}: missing parameter {key!r} of {function} (it has no default; {giving}"
+                f" give{'s' if ',' not in giving else ''} it) — add {key} to sizes.{size} or to params"
+            )
+    return problems
 
 
 def selector_problem(selector: str, catalog: Catalog) -> str | None:

@@ -29,6 +29,7 @@ from framework.environments import (
 )
 from framework.errors import EnvironmentBuildError, ResultsError, SelectionError
 from framework.models import Runtime
+from framework.redaction import redact_text
 
 FORMATS = {"requirements": "requirements with hashes", "pylock": "PEP 751 pylock.toml"}
 EXPORTS_DIR = "exports"
@@ -158,7 +159,7 @@ def write(runtime: Runtime, lock: str, fmt: str, path: Path, source: str, comman
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
+    partial.write_text(redact_text(text), encoding="utf-8")  # an index URL's password never reaches the file
     partial.replace(path)
 
 

@@ -32,6 +32,7 @@ from framework.config import ROOT
 from framework.errors import SelectionError, near_miss
 from framework.query import Results
 from framework.records import write_record
+from framework.redaction import redact_text
 from framework.stats import METRICS, metric, parse_effects
 
 MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)
@@ -450,7 +451,7 @@ def command(argv: Sequence[str]) -> int:
         accepted_file=args.accepted,
     )
     report = scan(options)
-    summary = markdown(report)
+    summary = redact_text(markdown(report))  # names and versions only, but a secret the process knows never leaves
     target = args.markdown or args.results / "regressions.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(summary, encoding="utf-8")  # a view of the latest scan; the Parquet record is the history

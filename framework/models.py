@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ByteSize,
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -58,7 +60,57 @@ def _parse_duration(value: object) -> object:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
+MAX_SECONDS = 86_400.0  # a day: a longer timeout is a typo (or `.inf`), not a plan
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0, le=MAX_SECONDS)]
+
+MAX_BYTES = 2**60  # 1 EiB: far beyond any cluster; a larger size is a typo such as '99999999PiB'
+_BYTE_STRING = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([kmgtpe]i?b|b)\s*$", re.IGNORECASE)
+_BYTE_UNITS = {"b": 1, **{f"{p}b": 1000 ** (i + 1) for i, p in enumerate("kmgtpe")}}
+_BYTE_UNITS.update({f"{p}ib": 1024 ** (i + 1) for i, p in enumerate("kmgtpe")})
+MAX_PARAMETER_INT = 2**63 - 1  # what a 64-bit integer holds: beyond it no workload means a number
+
+
+def _not_negative_bytes(value: Any) -> Any:
+    # ByteSize would call '-4GiB' unparsable; say what is wrong with it.
+    negative = isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0
+    match = _BYTE_STRING.match(value) if isinstance(value, str) else None
+    if negative or (match is not None and float(match.group(1)) < 0):
+        raise PydanticCustomError("byte_size", "{value} is a negative size — use e.g. '4GiB'", {"value": repr(value)})
+    return value
+
+
+def _at_most_max_bytes(value: ByteSize) -> ByteSize:
+    if value > MAX_BYTES:
+        raise PydanticCustomError(
+            "too_many_bytes", "{value} B is more than 1 EiB — use e.g. '4GiB' or '512MB'", {"value": int(value)}
+        )
+    return value
+
+
+Bytes = Annotated[ByteSize, BeforeValidator(_not_negative_bytes), AfterValidator(_at_most_max_bytes)]
+
+
+def _byte_string_problem(value: str) -> str | None:
+    match = _BYTE_STRING.match(value)
+    amount = float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()] if match else 0.0
+    if amount < 0:
+        return f"{value!r} is a negative size — use a positive one such as '64MiB'"
+    if amount > MAX_BYTES:
+        return f"{value!r} is more than 1 EiB — use a size such as '128MiB', or {{fraction_of_cluster_memory: 0.5}}"
+    return None
+
+
+def _quantity_problem(value: Any, is_size: bool) -> str | None:
+    """Why a parameter's value is no sane quantity: a negative or absurd byte string, a negative size, a huge int."""
+    if isinstance(value, str):
+        return _byte_string_problem(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and abs(value) > MAX_PARAMETER_INT:
+        return f"{value} is beyond a 64-bit integer — use a smaller number"
+    if is_size and value < 0:
+        return f"{value} is negative, and sizes are counts and amounts — use a positive number"
+    return None
 
 
 def _check_json_value(value: Any, where: str) -> None:
@@ -105,7 +157,7 @@ class HardwareRequirements(_Model):
 
     min_workers: PositiveInt = 1
     min_threads_per_worker: PositiveInt = 1
-    min_memory_per_worker: ByteSize | None = None
+    min_memory_per_worker: Bytes | None = None
     backends: list[Literal["local", "address", "coiled"]] | None = Field(
         default=None, description="Only these backends (e.g. a workload that scales a LocalCluster)."
     )
@@ -131,8 +183,8 @@ class Workload(_Model):
         description="'workloads.module:function', a generator run around the case (not timed) that sets up what it"
         " needs — e.g. a local S3 server — and yields extra parameters for it.",
     )
-    repeats: PositiveInt = 3
-    warmup: NonNegativeInt = 0
+    repeats: PositiveInt = Field(default=3, le=1000)  # as --repeat
+    warmup: NonNegativeInt = Field(default=0, le=100)
     timeout: Seconds = Field(default=300.0, description="Per repeat: '90s', '5m' or seconds.")
     requires: HardwareRequirements = Field(default_factory=HardwareRequirements)
 
@@ -145,7 +197,7 @@ class Workload(_Model):
 
     @field_validator("params", "sizes")
     @classmethod
-    def _plain_data(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _plain_data(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         _check_json_value(value, "this mapping")
         nested = [
             (f"{size}.{name}", v)
@@ -161,6 +213,9 @@ class Workload(_Model):
                     "{where}: {problem} — write e.g. {example}",
                     {"where": where, "problem": problem, "example": "{fraction_of_cluster_memory: 0.5}"},
                 )
+            problem = _quantity_problem(parameter, is_size=info.field_name == "sizes")
+            if problem:
+                raise PydanticCustomError("quantity", "{where}: {problem}", {"where": where, "problem": problem})
         return value
 
     @field_validator("grid")
@@ -182,6 +237,9 @@ class Workload(_Model):
                         {"key": key, "value": shown},
                     )
                 seen.add(shown)
+                problem = _quantity_problem(item, is_size=False)
+                if problem:
+                    raise PydanticCustomError("quantity", "{key}: {problem}", {"key": key, "problem": problem})
         return value
 
     @model_validator(mode="after")
@@ -211,7 +269,7 @@ class LocalHardware(_Hardware):
     backend: Literal["local"]
     n_workers: PositiveInt
     threads_per_worker: PositiveInt = 1
-    memory_limit_per_worker: ByteSize
+    memory_limit_per_worker: Bytes
     processes: bool = Field(default=True, description="Worker processes (with nannies) or in-process.")
 
 
@@ -234,7 +292,7 @@ class AddressHardware(_Hardware):
     )
     n_workers: PositiveInt | None = Field(default=None, description="Wait for this many workers before running.")
     threads_per_worker: PositiveInt | None = None
-    memory_limit_per_worker: ByteSize | None = None
+    memory_limit_per_worker: Bytes | None = None
     security: TLSSecurity | None = None
     connect_timeout: Seconds = 30.0
 
@@ -258,10 +316,10 @@ class CoiledHardware(_Hardware):
     worker_vm_types: list[str] = Field(min_length=1)
     scheduler_vm_types: list[str] = Field(min_length=1)
     region: str | None = None
-    worker_disk_size: ByteSize | None = None
+    worker_disk_size: Bytes | None = None
     spot_policy: Literal["on-demand", "spot", "spot_with_fallback"] = "on-demand"
     threads_per_worker: PositiveInt | None = None
-    memory_limit_per_worker: ByteSize | None = None
+    memory_limit_per_worker: Bytes | None = None
     idle_timeout: str = "1 hour"
     workspace: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)

@@ -15,14 +15,16 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from framework import provenance
+from framework import provenance, redaction
 from framework.config import ROOT, Catalog, load_catalog
 from framework.environments import BuiltEnvironment
 from framework.errors import SelectionError, UnusableRuntimeError
@@ -310,6 +312,7 @@ def prepare_environment(
 
     The returned environment's ``health`` says whether it is usable; nothing is raised for an unusable runtime
     (that is a finding to record, not a user mistake)."""
+    redaction.remember(runtime.env, runtime.dask_config)  # its secret values are masked in all this process writes
     _say(f"environment for runtime {runtime.name!r} (Python {runtime.python}) …")
     environment = build_environment(runtime, root, rebuild=rebuild)
     if environment.note:
@@ -467,12 +470,14 @@ def run_group(
     )
     for case in plan_payload["cases"]:
         case["first_repeat"] = group.first_repeat
-    plan_path = rows_path.with_suffix(".plan.json")
     rows_path.parent.mkdir(parents=True, exist_ok=True)
-    plan_path.write_text(json.dumps(plan_payload, indent=1))
     executions = ExecutionProgress(progress, group) if progress is not None else None
     if environment.usable:
-        code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
+        plan_path = write_plan(plan_payload)
+        try:
+            code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
+        finally:
+            remove_plan(plan_path)
         last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
         reason = f"runner exited with code {code} before reporting this case: {last}"
         extra = unfinished_rows(plan_payload, rows_path, reason, environment)
@@ -487,8 +492,20 @@ def run_group(
     if executions is not None:
         executions.finish(rows)
     published = store.publish(rows_path)
-    plan_path.unlink(missing_ok=True)
     return published, rows
+
+
+def write_plan(payload: dict[str, Any]) -> Path:
+    """The runner's plan, in a directory only this user can read, outside ``results/``: it holds the runtime's
+    environment variables and Dask config as given (secrets too), which the runner needs and results must not keep."""
+    directory = Path(tempfile.mkdtemp(prefix="blessing-plan-"))
+    path = directory / "plan.json"
+    path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    return path
+
+
+def remove_plan(path: Path) -> None:
+    shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def _say(message: str) -> None:

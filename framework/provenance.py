@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from framework.redaction import ENV_VALUE_ALLOW_LIST, is_secret_key
+
 # Environment variables whose *names* are recorded when set: they change how Dask behaves or performs.
 RECORDED_PREFIXES = (
     "DASK_",
@@ -29,22 +31,7 @@ RECORDED_PREFIXES = (
     "ARROW_",
 )
 # Values are recorded only for these names (exact) — tuning knobs, never credentials.
-VALUE_ALLOW_LIST = frozenset(
-    {
-        "MALLOC_TRIM_THRESHOLD_",
-        "MALLOC_ARENA_MAX",
-        "MALLOC_MMAP_THRESHOLD_",
-        "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS",
-        "OPENBLAS_NUM_THREADS",
-        "OPENBLAS_CORETYPE",
-        "OPENBLAS_L2_SIZE",
-        "PYTHONHASHSEED",
-        "PYTHONDONTWRITEBYTECODE",
-        "ARROW_DEFAULT_MEMORY_POOL",
-    }
-)
-_SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|_KEY|AUTH", re.IGNORECASE)
+VALUE_ALLOW_LIST = ENV_VALUE_ALLOW_LIST
 
 
 def environment_variables(
@@ -54,7 +41,7 @@ def environment_variables(
     environ = dict(os.environ if environ is None else environ)
     names = {name for name in environ if name.startswith(RECORDED_PREFIXES)} | set(declared)
     return {
-        name: (environ.get(name, declared.get(name)) if name in VALUE_ALLOW_LIST and not _SECRET.search(name) else None)
+        name: (environ.get(name, declared.get(name)) if name in VALUE_ALLOW_LIST and not is_secret_key(name) else None)
         for name in sorted(names)
     }
 

@@ -17,8 +17,11 @@ Views:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,26 @@ import duckdb
 import pyarrow as pa
 
 from framework.errors import QueryError
+from framework.footers import QUARANTINE, FooterChecks
 from framework.records import SCHEMAS as RECORD_SCHEMAS
-from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, compacted_files, compacted_sources, store_lock
+from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, store_lock
 
 _ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
+# The PRAGMAs that only read (the catalog, versions, sizes). Every other one is refused: import_database runs the
+# SQL files of a directory (writing where COPY may write: results/ itself), most others change settings.
+READ_ONLY_PRAGMAS = (
+    "collations",
+    "database_size",
+    "functions",
+    "platform",
+    "show_databases",
+    "show_tables",
+    "show_tables_expanded",
+    "table_info",
+    "user_agent",
+    "version",
+)
+_ALLOWED = f"use SELECT, EXPLAIN SELECT or PRAGMA {', '.join(READ_ONLY_PRAGMAS)}"
 
 VIEWS: dict[str, str] = {
     "cases": "SELECT * FROM rows WHERE phase = 'measure'",
@@ -70,8 +89,13 @@ VIEWS: dict[str, str] = {
 }
 
 
-# View → the store directory it reads.
+# View → the store directory it reads, and the schema of its files.
 _SOURCES = (("rows", "cases"), ("environments", "environments"), *((kind, kind) for kind in RECORD_SCHEMAS))
+_SCHEMAS = {"rows": CASE_SCHEMA, "environments": ENVIRONMENT_SCHEMA, **RECORD_SCHEMAS}
+
+# Lines said about skipped files: once per process, however many Results it opens (the report opens two at once).
+_SAID: set[str] = set()
+_SAID_LOCK = threading.Lock()
 
 
 class Results:
@@ -83,13 +107,19 @@ class Results:
         # Every query of a connection reads the same footers (one per run file): read them once.
         self.connection.execute("SET parquet_metadata_cache = true")
         self.connection.execute("SET enable_progress_bar = false")  # a library prints nothing of its own
+        self.skipped: dict[Path, str] = {}  # files the views leave out (unreadable or foreign) → why
+        self._checks = FooterChecks()
         self._register_empty()
         with store_lock(self.root, exclusive=False):
-            self._compacted = self._compacted_now()
-            self._create_views()
+            self._listing: dict[str, tuple[str, ...]] = {}
+            self._create_views(self._listing_now())
         # From here on, no statement may touch a file outside results/, write anything, or change that.
         self.connection.execute(f"SET allowed_directories=['{_quote(str(self.root))}/']")
         self.connection.execute("SET enable_external_access=false")
+        # Extensions this client does not link in are neither fetched nor loaded by a query (no network, no writes to
+        # ~/.duckdb): parquet, json and icu are built in.
+        self.connection.execute("SET autoinstall_known_extensions=false")
+        self.connection.execute("SET autoload_known_extensions=false")
         self.connection.execute("SET lock_configuration=true")
 
     def _register_empty(self) -> None:
@@ -99,47 +129,96 @@ class Results:
         for kind, schema in RECORD_SCHEMAS.items():
             con.register(f"_empty_{kind}", pa.Table.from_pylist([], schema=schema))
 
-    def _compacted_now(self) -> tuple[tuple[str, ...], ...]:
-        """The compacted files of each directory: when they change (a compaction ran), the views are remade."""
-        return tuple(tuple(path.name for path in compacted_files(self.root / name)) for _, name in _SOURCES)
+    def _listing_now(self) -> dict[str, tuple[str, ...]]:
+        """The Parquet files of each view's directory: when they change (a run wrote, a compaction ran), that view
+        is remade — new files are checked first."""
+        listing = {}
+        for view, name in _SOURCES:
+            try:
+                names = [entry.name for entry in os.scandir(self.root / name) if entry.name.endswith(".parquet")]
+            except (FileNotFoundError, NotADirectoryError):
+                names = []
+            listing[view] = tuple(sorted(names))
+        return listing
 
-    def _create_views(self) -> None:
+    def _create_views(self, listing: dict[str, tuple[str, ...]]) -> None:
         con = self.connection
         # Files of older schema versions lack newer columns: union_by_name fills them with NULL, and the empty
         # current-schema table guarantees every current column exists even when no file has it yet.
+        remade = set()
         for view, name in _SOURCES:
-            directory = self.root / name
-            files = sorted(directory.glob("*.parquet"))
-            merged = compacted_sources(directory) if any(path.name.startswith("compacted__") for path in files) else {}
-            kept = [path for path in files if path.name not in merged]
-            if kept:
-                # A glob, not a list of thousands of names: binding a listed file costs DuckDB far more (opening
-                # a 2,733-file history took 5.3 s listed, 0.5 s globbed). Listed instead: a directory whose name
-                # holds a glob character, and one still holding files a compacted file merged (a compaction that
-                # died before deleting them: the next one will). Partial files end in .partial: the glob skips them.
-                if len(kept) < len(files) or any(char in str(directory) for char in "*?[]{}"):
-                    pattern = "[" + ", ".join(f"'{_quote(str(path))}'" for path in kept) + "]"
-                else:
-                    pattern = f"'{_quote(str(directory))}/*.parquet'"
-                source = (
-                    f"SELECT * FROM read_parquet({pattern}, union_by_name = true) "
-                    f"UNION ALL BY NAME SELECT * FROM _empty_{view}"
-                )
-            else:
-                source = f"SELECT * FROM _empty_{view}"
+            if view in self._listing and listing[view] == self._listing[view]:
+                continue
+            source = self._source(view, self.root / name, listing[view])
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}")
-        for view, body in VIEWS.items():
-            con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+            remade.add(view)
+        if "rows" in remade:  # a view stores the columns it was made with: the views over rows are remade too
+            for view, body in VIEWS.items():
+                con.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
+        self._listing = listing
+
+    def _source(self, view: str, directory: Path, names: Sequence[str]) -> str:
+        """The query a view reads its directory with: every file but those it cannot read (said once on stderr)
+        and those a compacted file merged (a compaction that died before deleting them: the next one will)."""
+        schema = _SCHEMAS[view]
+        readable: list[Path] = []
+        casts: set[str] = set()
+        merged: set[str] = set()
+        for name in names:
+            path = directory / name
+            footer = self._checks.check(path, schema)
+            if footer is None:  # merged and deleted since it was listed
+                continue
+            if footer.problem is not None:
+                self._skip(path, footer.problem)
+                continue
+            readable.append(path)
+            casts |= footer.casts
+            merged.update(footer.merged)
+        kept = [path for path in readable if path.name not in merged]
+        if not kept:
+            return f"SELECT * FROM _empty_{view}"
+        # A glob, not a list of thousands of names: binding a listed file costs DuckDB far more (opening a 2,733-file
+        # history took 5.3 s listed, 0.5 s globbed). Listed instead: a directory whose name holds a glob character,
+        # and one holding a file to leave out. Partial files end in .partial: the glob skips them.
+        if len(kept) < len(names) or any(char in str(directory) for char in "*?[]{}"):
+            pattern = "[" + ", ".join(f"'{_quote(str(path))}'" for path in kept) + "]"
+        else:
+            pattern = f"'{_quote(str(directory))}/*.parquet'"
+        source = (
+            f"SELECT * FROM read_parquet({pattern}, union_by_name = true) UNION ALL BY NAME SELECT * FROM _empty_{view}"
+        )
+        if casts:  # a file stores a column in a compatible type (int64 for int32 …): the view keeps the schema's
+            types = dict(
+                self.connection.execute(f"SELECT column_name, column_type FROM (DESCRIBE _empty_{view})").fetchall()
+            )
+            replaced = ", ".join(f'CAST("{column}" AS {types[column]}) AS "{column}"' for column in sorted(casts))
+            source = f"SELECT * REPLACE ({replaced}) FROM ({source})"
+        return source
+
+    def _skip(self, path: Path, why: str) -> None:
+        """Leave a file out of the views, and say so in one line (once per process)."""
+        from framework.config import ROOT  # the project's own store: nox -s compact needs no --results
+
+        self.skipped[path] = why
+        root = _shown(self.root)
+        default = self.root == (ROOT / "results").resolve()
+        compact = "nox -s compact" if default else f"nox -s compact -- --results={root}"
+        line = f"{_shown(path)}: skipped — {why}; {compact} moves it to {root}/{QUARANTINE}/"
+        with _SAID_LOCK:
+            if line in _SAID:
+                return
+            _SAID.add(line)
+        sys.stderr.write(line + "\n")
 
     @contextlib.contextmanager
     def _consistent(self) -> Iterator[None]:
         """Hold the store's lock shared while a statement runs (no compaction swaps files under it), and remake
-        the views first if a compaction ran since they were made."""
+        the views of the directories whose files changed since they were made (a compaction ran, a file came)."""
         with store_lock(self.root, exclusive=False):
-            compacted = self._compacted_now()
-            if compacted != self._compacted:
-                self._create_views()
-                self._compacted = compacted
+            listing = self._listing_now()
+            if listing != self._listing:
+                self._create_views(listing)
             yield
 
     def sql(
@@ -194,9 +273,16 @@ def _check(query: str) -> None:
         raise QueryError(f"SQL: {_first_line(error)} — check the query's syntax") from None
     if len(statements) != 1:
         raise QueryError(f"SQL: expected one statement, got {len(statements)} — run them one at a time")
-    kind = statements[0].type.name
-    if kind not in _ALLOWED_STATEMENTS:
-        raise QueryError(f"SQL: {kind} statements are not allowed — the results are read-only; use SELECT")
+    words = _leading_words(query)
+    try:
+        kind = statements[0].type.name
+    except ValueError:  # a statement this duckdb's Python API has no name for (UPDATE EXTENSIONS …)
+        kind = words[0]
+    if kind == "PRAGMA" and words[0] == "PRAGMA" and words[1].lower() in READ_ONLY_PRAGMAS:
+        return
+    if kind not in _ALLOWED_STATEMENTS - {"PRAGMA"}:
+        name = f"PRAGMA {words[1]}" if words[0] == "PRAGMA" else words[0]  # IMPORT DATABASE is a PRAGMA too
+        raise QueryError(f"SQL: {name} statements are not allowed — the results are read-only; {_ALLOWED}")
     if kind == "EXPLAIN":
         try:
             explained = duckdb.extract_statements(_explained(query))
@@ -204,6 +290,18 @@ def _check(query: str) -> None:
             explained = []
         if len(explained) != 1 or explained[0].type.name != "SELECT":
             raise QueryError("SQL: only SELECT statements can be explained — the results are read-only")
+
+
+def _leading_words(query: str) -> tuple[str, str]:
+    """The first two words of a statement, comments skipped (``PRAGMA``, ``import_database``); quotes removed."""
+    tokens = [(offset, kind) for offset, kind in duckdb.tokenize(query) if kind != duckdb.token_type.comment]
+    words = []
+    for index, (offset, _) in enumerate(tokens[:2]):
+        end = tokens[index + 1][0] if index + 1 < len(tokens) else len(query)
+        word = re.match(r'\s*("[^"]*"|\w*)', query[offset:end])
+        words.append(word.group(1).strip('"') if word else "")
+    words += ["", ""]
+    return words[0].upper() or "?", words[1]
 
 
 def _explained(query: str) -> str:
@@ -221,6 +319,14 @@ def _explained(query: str) -> str:
             continue
         return query[offset:]
     return ""
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when it lies under it."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _quote(text: str) -> str:

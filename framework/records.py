@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from framework.errors import ResultsError
+from framework.redaction import known_secrets, redact_text
 from framework.results import write_atomic
 
 RECORD_VERSION = 1
@@ -167,8 +168,10 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 def record_table(kind: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Rows of one record kind → an Arrow table; dicts and lists in string columns become JSON text."""
+    """Rows of one record kind → an Arrow table; dicts and lists in string columns become JSON text, and every text
+    is redacted (a health step or a reason may echo a secret value the process knows)."""
     schema = SCHEMAS[kind]
+    masked = known_secrets()
     names = set(schema.names)
     out = []
     for row in rows:
@@ -180,6 +183,8 @@ def record_table(kind: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
             value = row.get(field.name, normalised.get(field.name))
             if pa.types.is_string(field.type) and value is not None and not isinstance(value, str):
                 value = json.dumps(value, sort_keys=True, default=str)
+            if isinstance(value, str):
+                value = redact_text(value, masked)
             normalised[field.name] = value
         out.append(normalised)
     return pa.Table.from_pylist(out, schema=schema)

@@ -28,7 +28,9 @@ from framework.environments import BuiltEnvironment, describe_changes, lock_chan
 from framework.errors import SelectionError, near_miss
 from framework.matrix import Case
 from framework.models import HardwareProfile, Runtime
+from framework.progress import echo
 from framework.query import Results
+from framework.redaction import masked_note, without_masked
 from framework.stats import METRICS, MetricComparison, compare_samples, smallest_p
 
 RECENT_RUNS = 'nox -s sql -- "SELECT DISTINCT run_id, runtime FROM runs ORDER BY 1 DESC LIMIT 10"'
@@ -134,6 +136,9 @@ def recorded_runtime(name: str, spec: dict[str, Any] | None, run_id: str) -> Run
             f"run {run_id} recorded no runtime spec for {name!r} (rows older than the runtime_spec column)"
             " — it cannot be rebuilt; reproduce a newer run"
         )
+    spec, dropped = without_masked(spec)
+    if dropped:
+        echo(masked_note(f"run {run_id}'s runtime {name!r}", dropped))
     known = {key: value for key, value in spec.items() if key in Runtime.model_fields and key != "name"}
     try:
         return Runtime.model_validate({**known, "name": name})

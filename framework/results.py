@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from framework.errors import ResultsError
+from framework.redaction import redact_row, redact_text
 
 # Bump when columns are added or their meaning changes; older files stay readable (missing columns are NULL).
 SCHEMA_VERSION = 2  # 2: failure_id (stability runs)
@@ -141,10 +142,11 @@ _TIMESTAMPS = {name for name, kind in CASE_COLUMNS.items() if kind == _TS}
 
 
 def _normalise(row: dict[str, Any]) -> dict[str, Any]:
-    """A runner row → values of the declared types; unknown keys are refused (they would be lost)."""
+    """A runner row → values of the declared types, redacted; unknown keys are refused (they would be lost)."""
     unknown = sorted(set(row) - set(CASE_COLUMNS))
     if unknown:
         raise ResultsError(f"row has columns the schema does not know: {', '.join(unknown)} — add them to CASE_COLUMNS")
+    row = redact_row(row)  # the runner redacted it already; rows from elsewhere (or an older runner) too
     out: dict[str, Any] = {}
     for name in CASE_COLUMNS:
         value = row.get(name)
@@ -362,6 +364,7 @@ class ResultsStore:
         if target.exists() or target.name in compacted_sources(target.parent):
             return None
         row = {"schema_version": SCHEMA_VERSION, **info}
+        row["lock"] = redact_text(row["lock"]) if row.get("lock") else row.get("lock")  # an index URL's password
         return write_atomic(pa.Table.from_pylist([row], schema=ENVIRONMENT_SCHEMA), target)
 
     def case_files(self) -> list[Path]:

@@ -15,7 +15,9 @@ import datetime as dt
 import importlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from framework import memory as memory_probe
-from framework import metrics, provenance
+from framework import metrics, provenance, redaction
 from framework.checks import WorkloadCheckFailed
 from framework.clusters import ClusterSession
 from framework.errors import ClusterError
@@ -44,6 +46,7 @@ class RowWriter:
         self._file = path.open("a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
+        row = redaction.redact_row(row)  # the first byte of a row on disk is already redacted
         self._file.write(json.dumps(row, default=str, allow_nan=False) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -109,15 +112,23 @@ def _extra_metrics(value: Any) -> tuple[Optional[dict[str, float]], Optional[str
 
 
 def dump_cluster_state(session: ClusterSession, directory: Path, stem: str) -> tuple[Optional[str], Optional[str]]:
-    """Write ``Client.dump_cluster_state`` next to the results; (path, None) or (None, why not)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / stem
+    """Write ``Client.dump_cluster_state`` next to the results, redacted; (path, None) or (None, why not).
+
+    The dump holds every worker's whole Dask config (tokens, TLS key paths): it is written to a private temporary
+    directory first, and only its redacted copy reaches ``directory``."""
+    scratch = Path(tempfile.mkdtemp(prefix="blessing-dump-"))
     try:
-        session.client.dump_cluster_state(str(target), format="msgpack")
+        session.client.dump_cluster_state(str(scratch / stem), format="msgpack")
+        written = sorted(scratch.glob(stem + ".*"))
+        if not written:
+            return None, "cluster dump failed: Client.dump_cluster_state wrote no file"
+        target = directory / written[0].name
+        redaction.redact_dump_file(written[0], target, redaction.known_secrets())
     except Exception as error:
         return None, f"cluster dump failed: {_one_line(error)}"
-    written = sorted(directory.glob(stem + ".*"))
-    return (str(written[0]) if written else str(target)), None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return str(target), None
 
 
 def run_case(
@@ -180,6 +191,7 @@ def _case_fields(case: dict[str, Any]) -> dict[str, Any]:
 
 def apply_runtime_settings(runtime: dict[str, Any]) -> None:
     """Environment variables and Dask config of the runtime, for this process and the workers it starts."""
+    redaction.remember(runtime.get("env"), runtime.get("dask_config"))  # masked wherever this process writes
     os.environ.update(runtime.get("env", {}))
     import dask
 

@@ -15,6 +15,9 @@ import math
 from typing import Any, Optional
 
 SCALES = ("fraction_of_cluster_memory", "per_worker", "per_thread")
+# Beyond these a factor is a typo: 100 × the cluster's memory fills any disk; counts per worker or thread may be rows
+# (ml.yaml: 2·10⁶ per worker), but 10¹² of anything per worker is no plan.
+MAX_FACTORS = {"fraction_of_cluster_memory": 100.0, "per_worker": 1e12, "per_thread": 1e12}
 
 
 def scale_of(value: Any) -> Optional[tuple[str, float]]:
@@ -35,6 +38,8 @@ def scale_problem(value: Any) -> Optional[str]:
     [(key, factor)] = value.items()
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
         return f"{key} needs a positive number, got {factor!r}"
+    if not factor <= MAX_FACTORS[key]:
+        return f"{key} is at most {MAX_FACTORS[key]:g}, got {factor!r}"
     return None
 
 

@@ -14,6 +14,8 @@ import dataclasses
 import datetime as dt
 import json
 import secrets
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,11 +29,14 @@ from framework.pipeline import (
     _say,
     new_run_id,
     prepare_environment,
+    remove_plan,
     run_runner,
     runtime_payload,
     unfinished_rows,
     usable,
+    write_plan,
 )
+from framework.redaction import known_secrets, masked_note, redact_text_file, secret_values, without_masked
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
 
@@ -145,17 +150,25 @@ def _execute(plan: dict[str, Any], environment: Any, store: ResultsStore, root: 
     rows_path = Path(plan["rows_path"])
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     Path(plan["work_dir"]).mkdir(parents=True, exist_ok=True)
-    plan_path = rows_path.with_suffix(".plan.json")
-    plan_path.write_text(json.dumps(plan, indent=1))
-    code, tail = run_runner(environment, plan_path, budget_s, root, module="framework.chaos.run")
+    # The clusters log to a private file while they run; results/ gets its redacted copy when the runner ends.
+    scratch = Path(tempfile.mkdtemp(prefix="blessing-stability-"))
+    raw_log = scratch / "cluster.log"
+    plan_path = write_plan({**plan, "raw_log_path": str(raw_log)})
+    try:
+        code, tail = run_runner(environment, plan_path, budget_s, root, module="framework.chaos.run")
+    finally:
+        remove_plan(plan_path)
+        if raw_log.exists():
+            runtime = plan["runtime"]
+            masked = known_secrets() | secret_values(runtime.get("env"), runtime.get("dask_config"))
+            redact_text_file(raw_log, Path(plan["log_path"]), masked)
+        shutil.rmtree(scratch, ignore_errors=True)
     if code not in (0, 1):
         # The runner died: a row for the run itself (as if it were one case), so the failure is in the results
         # rather than only in a log.
         last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
         _whole_run_failed(plan, environment, budget_s, f"stability runner exited with code {code}: {last}")
-    published = store.publish(rows_path)
-    plan_path.unlink(missing_ok=True)
-    return published
+    return store.publish(rows_path)
 
 
 def _whole_run_failed(plan: dict[str, Any], environment: Any, budget_s: float, reason: str) -> None:
@@ -303,7 +316,10 @@ def _replay_runtime(record: dict[str, Any], root: Path, runtime_name: str | None
     if runtime_name:
         return load_catalog(root).runtime(runtime_name)
     # The runtime exactly as it was when the failure was found, even if runtimes.yaml changed since.
-    return Runtime.model_validate({**record["runtime_spec"], "name": record["runtime"]})
+    spec, dropped = without_masked(record["runtime_spec"])
+    if dropped:
+        _say(masked_note(f"failure {record.get('failure_id')}'s runtime {record['runtime']!r}", dropped))
+    return Runtime.model_validate({**spec, "name": record["runtime"]})
 
 
 def shrink_failure(record: dict[str, Any], results_dir: Path, root: Path, runtime_name: str | None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from framework.matrix import Case, expand_workload, hardware_problem
 from framework.models import HardwareProfile, Runtime
 from framework.pipeline import _say, new_run_id, prepare_environment
 from framework.progress import Progress
+from framework.redaction import masked_note, without_masked
 from framework.releases import (
     Hold,
     ReleaseRange,
@@ -151,7 +152,10 @@ def _base_runtime(args: argparse.Namespace, catalog: Catalog, record: dict[str, 
     if record.get("runtime") in catalog.runtimes:
         return catalog.runtimes[str(record["runtime"])]
     if record.get("runtime_spec"):
-        return Runtime.model_validate({**record["runtime_spec"], "name": record["runtime"]})
+        spec, dropped = without_masked(record["runtime_spec"])
+        if dropped:
+            _say(masked_note(f"failure {args.failure}'s runtime {record['runtime']!r}", dropped))
+        return Runtime.model_validate({**spec, "name": record["runtime"]})
     raise BisectError(
         f"--failure={args.failure}: its runtime {record.get('runtime')!r} is not in matrices/runtimes.yaml"
         " — give the runtime to put the releases into with --runtime=NAME"

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from framework import provenance
+from framework import provenance, redaction
 from framework.progress import runner_line
 from framework.runner import RowWriter, apply_runtime_settings, base_row, now, read_plan
 
@@ -70,15 +70,23 @@ def write_failure(
     plan: dict[str, Any],
     source: dict[str, Any],
 ) -> Path:
-    """A failure's record, written once (to a temporary name, then renamed): all a replay needs."""
+    """A failure's record, written once (to a temporary name, then renamed): all a replay needs. Redacted: the
+    runtime spec by key, the dump's config sections by key, every text (error, traceback, log tail) by value."""
     target = failures_dir / failure_id
     partial = failures_dir / f".{failure_id}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    masked = redaction.known_secrets() | redaction.secret_values(
+        plan["runtime"].get("env"), plan["runtime"].get("dask_config")
+    )
     dump_name = None
     if dump_path and Path(dump_path).exists():
         dump_name = "cluster-dump" + "".join(Path(dump_path).suffixes)
-        shutil.copyfile(dump_path, partial / dump_name)
+        try:
+            redaction.redact_dump_file(Path(dump_path), partial / dump_name, masked)
+        except Exception as problem:  # an unreadable dump is not kept: it could hold what it failed to redact
+            dump_name = None
+            log_tail = [*log_tail, f"cluster dump not kept: it could not be redacted ({type(problem).__name__})"]
     packages = provenance.installed_packages()
     record = {
         "failure_id": failure_id,
@@ -91,7 +99,7 @@ def write_failure(
         "settle_s": plan.get("settle_s"),
         "source": source,  # how it was found: fuzz batch (profile, seed) or regression case or replay
         "runtime": plan["runtime"]["name"],
-        "runtime_spec": plan["runtime"]["spec"],
+        "runtime_spec": redaction.redact_runtime_spec(plan["runtime"]["spec"]),
         "runtime_hash": plan["runtime"]["hash"],
         "versions": {
             "python": provenance.machine().get("python_version"),
@@ -104,8 +112,10 @@ def write_failure(
         "cluster_dump": dump_name,
         "run_id": plan["run_id"],
     }
+    record = redaction.redact_strings(record, masked)
     (partial / "failure.json").write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
-    (partial / "log-tail.txt").write_text("\n".join(log_tail) + "\n", encoding="utf-8")
+    tail = redaction.redact_text("\n".join(log_tail) + "\n", masked)
+    (partial / "log-tail.txt").write_text(tail, encoding="utf-8")
     partial.replace(target)
     return target
 
@@ -401,14 +411,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if plan is None:
         return 2
     # The clusters log (and their worker processes inherit stderr): send all of it to a file, keep the console
-    # for progress lines.
-    log_path = Path(plan["log_path"])
+    # for progress lines. The controller gives a private file and copies it, redacted, to results/ at the end.
+    log_path = Path(plan.get("raw_log_path") or plan["log_path"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     _console["stream"] = os.fdopen(os.dup(2), "w", buffering=1)
     log_file = log_path.open("a", encoding="utf-8")
     os.dup2(log_file.fileno(), 2)
     sys.stderr = log_file
-    say(f"[{plan['runtime']['name']}] cluster logs: {log_path}")
+    say(f"[{plan['runtime']['name']}] cluster logs: {plan['log_path']}")
     started = dt.datetime.now(dt.timezone.utc)
     not_passed = run(plan)
     say(f"[{plan['runtime']['name']}] done in {(dt.datetime.now(dt.timezone.utc) - started).total_seconds():.0f} s")

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from framework import redaction
 from framework.query import Results
 from framework.report.layout import MISSING
 from framework.results import CASE_COLUMNS
@@ -105,7 +106,7 @@ SELECT run_id, runtime, hardware, workload, case_id, coalesce(size, '') AS size,
        {_OUTCOME} AS outcome,
        {_MEDIANS},
        left(any_value(error) FILTER (WHERE outcome <> 'passed'), 300) AS error,
-       count(*) AS n_rows
+       count(*) AS n_rows, any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config
 FROM rows GROUP BY run_id, runtime, hardware, workload, case_id, coalesce(size, '')
 """
 
@@ -176,7 +177,8 @@ SELECT 'section' AS kind, run_id, {_page_name_sql("run_id")} AS page, runtime, h
        count(*) FILTER (WHERE outcome = 'error') AS cases_error,
        count(*) FILTER (WHERE outcome = 'timeout') AS cases_timeout,
        sum(passed) AS repeats_passed, sum(repeats) AS repeats_measured, sum(n_rows) AS n_rows,
-       string_agg({_SUMMARY_ROW}, '' ORDER BY case_id, size) AS summary
+       string_agg({_SUMMARY_ROW}, '' ORDER BY case_id, size) AS summary,
+       any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config
 FROM per_case GROUP BY run_id, runtime, hardware
 """
 # The second reads every column: per run × runtime × hardware, its run-level values (as table rows, escaped here:
@@ -194,12 +196,22 @@ def _value_html(value: str) -> str:
     )
 
 
-_PROVENANCE_ROWS = " || ".join(
-    f"'<tr><th>{name}</th><td>' || {_value_html(f'run_{name}')} || '</td></tr>'" for name in RUN_COLUMNS
-)
+# Run-level columns that hold settings: shown redacted by Python (rows written before redaction hold secrets).
+REDACTED_RUN_COLUMNS = ("runtime_spec", "dask_config", "env_vars")
+_FIRST_REDACTED = RUN_COLUMNS.index(REDACTED_RUN_COLUMNS[0])
+_LAST_REDACTED = _FIRST_REDACTED + len(REDACTED_RUN_COLUMNS)
+if RUN_COLUMNS[_FIRST_REDACTED:_LAST_REDACTED] != REDACTED_RUN_COLUMNS:
+    raise AssertionError("REDACTED_RUN_COLUMNS must be consecutive in RUN_COLUMNS")
+
+
+def _provenance_rows(names: tuple[str, ...]) -> str:
+    return " || ".join(f"'<tr><th>{name}</th><td>' || {_value_html(f'run_{name}')} || '</td></tr>'" for name in names)
+
+
 _EXECUTIONS_SQL = f"""
-SELECT run_id, runtime, hardware, run_env_hash AS env_hash, {_PROVENANCE_ROWS} AS provenance, executions, dumps,
-       stability
+SELECT run_id, runtime, hardware, run_env_hash AS env_hash, {_provenance_rows(RUN_COLUMNS[:_FIRST_REDACTED])}
+       AS provenance_head, {_provenance_rows(RUN_COLUMNS[_LAST_REDACTED:])} AS provenance_tail,
+       {", ".join(f"run_{name}" for name in REDACTED_RUN_COLUMNS)}, executions, dumps, stability
 FROM (
     SELECT run_id, runtime, hardware, {", ".join(f"any_value({name})::VARCHAR AS run_{name}" for name in RUN_COLUMNS)},
            string_agg({_EXECUTION}, ',' ORDER BY started_at, repeat) AS executions,
@@ -256,6 +268,9 @@ class Cases:
     histories: list[WorkloadHistory]
     latest: list[dict[str, Any]]  # the newest run of each runtime × hardware × case: the overview's matrix
     summaries: dict[tuple[str, str, str], dict[str, Any]]  # (run, runtime, hardware) → counts, versions, case rows
+    # Secret values to mask in what is shown: those this process knows and those every run's settings hold (rows
+    # written before redaction hold them verbatim), longest first.
+    secrets: tuple[str, ...] = ()
 
     def runs(self) -> list[dict[str, Any]]:
         """One line per run × runtime × hardware, the newest first."""
@@ -264,7 +279,8 @@ class Cases:
 
 
 def cases(results: Results) -> Cases:
-    """Histories, the matrix and the run summaries: the first query over the executions."""
+    """Histories, the matrix and the run summaries: the first query over the executions. Every text is redacted by
+    the secret values this process knows and those any run's settings hold (:attr:`Cases.secrets`)."""
     table = results.arrow(_ROWS_SQL)
     kinds = table.column("kind").to_pylist()
 
@@ -272,6 +288,12 @@ def cases(results: Results) -> Cases:
         chosen = table.take(pa.array([i for i, value in enumerate(kinds) if value == kind], pa.int64()))
         columns = {name: chosen.column(name).to_pylist() for name in names}
         return [{name: columns[name][i] for name in names} for i in range(chosen.num_rows)]
+
+    section_lines = lines("section", (*_SUMMARY_FIELDS, "summary", "runtime_spec", "dask_config"))
+    found = set(redaction.known_secrets())
+    for line in section_lines:
+        found |= redaction.row_secrets(line)
+    masked = sorted(found, key=len, reverse=True)
 
     histories = [
         WorkloadHistory(
@@ -281,8 +303,8 @@ def cases(results: Results) -> Cases:
             not_passed=line["not_passed"],
             first_at=line["first_at"],
             last_at=line["last_at"],
-            data=line["data"],
-            failures=json.loads(line["failures"] or "[]"),
+            data=redaction.redact_text(line["data"], masked),
+            failures=redaction.redact_strings(json.loads(line["failures"] or "[]"), masked),
         )
         for line in sorted(
             lines("history", ("workload", "points", "runs", "not_passed", "first_at", "last_at", "data", "failures")),
@@ -291,14 +313,17 @@ def cases(results: Results) -> Cases:
     ]
     latest_fields = ("runtime", "hardware", "case_id", "size", "workload", "run_id", "page", "started_at", "outcome")
     latest = sorted(
-        lines("latest", (*latest_fields, "passed", "repeats", "error")),
+        redaction.redact_strings(lines("latest", (*latest_fields, "passed", "repeats", "error")), masked),
         key=lambda line: (line["case_id"], line["size"], line["runtime"], line["hardware"]),
     )
     summaries = {
-        (line["run_id"], line["runtime"], line["hardware"]): line
-        for line in lines("section", (*_SUMMARY_FIELDS, "summary"))
+        (line["run_id"], line["runtime"], line["hardware"]): {
+            **line,
+            "summary": redaction.redact_text(line["summary"], masked),
+        }
+        for line in section_lines
     }
-    return Cases(histories, latest, summaries)
+    return Cases(histories, latest, summaries, tuple(masked))
 
 
 def run_details(results: Results) -> pa.Table:
@@ -307,35 +332,76 @@ def run_details(results: Results) -> pa.Table:
     return results.arrow(_EXECUTIONS_SQL)
 
 
+def _value_html_text(value: str | None) -> str:
+    """:func:`_value_html` in Python, for the run-level values redacted here."""
+    if value is None:
+        return MISSING
+    if len(value) <= LONG_VALUE:
+        return f"<code>{_escape(value)}</code>"
+    folded = _escape(value[:LONG_VALUE])
+    return f"<details><summary><code>{folded}…</code></summary><pre>{_escape(value)}</pre></details>"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _redacted_settings(values: dict[str, str | None], secrets: list[str]) -> dict[str, str | None]:
+    """A section's runtime_spec, dask_config and env_vars (JSON text) as they may be shown: redacted by key and by
+    the secret values they (or ``secrets``) hold; a value with nothing to hide is shown as stored."""
+    redacted = redaction.redact_row(values, secrets)
+    shown: dict[str, str | None] = {}
+    for name, value in values.items():
+        after = redacted[name]
+        if after is None or isinstance(after, str):
+            shown[name] = after  # not the JSON of a mapping: redacted as text
+        elif value is not None and after == json.loads(value):
+            shown[name] = value
+        else:
+            shown[name] = json.dumps(after, sort_keys=True, default=str)
+    return shown
+
+
 def sections(found: Cases, details: pa.Table) -> list[RunSection]:
-    """The run sections, ordered by run, runtime and hardware."""
+    """The run sections, ordered by run, runtime and hardware. Settings and texts are redacted on the way (rows
+    written before redaction may hold secrets): by key, and by the secret values their own settings hold."""
     keys = list(zip(*(details.column(name).to_pylist() for name in ("run_id", "runtime", "hardware"))))
-    provenance, env_hash, dumps, stability = (
-        details.column(name).to_pylist() for name in ("provenance", "env_hash", "dumps", "stability")
+    head, tail, env_hash, dumps, stability = (
+        details.column(name).to_pylist()
+        for name in ("provenance_head", "provenance_tail", "env_hash", "dumps", "stability")
     )
+    settings = {name: details.column(f"run_{name}").to_pylist() for name in REDACTED_RUN_COLUMNS}
     executions = details.column("executions")
     ordered = []
     for i in sorted(range(len(keys)), key=keys.__getitem__):  # sorting here moves no page data
         line = found.summaries.get(keys[i])
         if line is None:  # published between the two queries' file listings: in the next build
             continue
+        stored = {name: settings[name][i] for name in REDACTED_RUN_COLUMNS}
+        masked = sorted(set(found.secrets) | redaction.row_secrets(stored), key=len, reverse=True)
+        shown = _redacted_settings(stored, masked)
+        middle = "".join(
+            f"<tr><th>{name}</th><td>{_value_html_text(shown[name])}</td></tr>" for name in REDACTED_RUN_COLUMNS
+        )
         ordered.append(
             RunSection(
                 summary={name: line[column] for column, name in _SUMMARY_FIELDS.items()},
-                provenance=provenance[i],
+                provenance=head[i] + middle + tail[i],
                 env_hash=env_hash[i],
-                executions=executions[i].as_py(),
-                case_rows=line["summary"],
+                executions=redaction.redact_text(executions[i].as_py(), masked),
+                case_rows=line["summary"],  # redacted by :func:`cases`
                 dumps=json.loads(dumps[i] or "[]"),
-                stability=json.loads(stability[i] or "[]"),
+                stability=redaction.redact_strings(json.loads(stability[i] or "[]"), masked),
             )
         )
     return ordered
 
 
 def _dicts(results: Results, query: str) -> list[dict[str, Any]]:
+    """The query's rows as mappings, every text redacted by the secret values this process knows."""
     columns, rows = results.sql(query)
-    return [dict(zip(columns, row)) for row in rows]
+    masked = redaction.known_secrets()
+    return [redaction.redact_strings(dict(zip(columns, row)), masked) for row in rows]
 
 
 def environments(results: Results) -> dict[str, dict[str, Any]]:
@@ -432,6 +498,11 @@ def failure_records(results_dir: Path) -> list[dict[str, Any]]:
             record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             record = {"failure_id": path.parent.name, "unreadable": f"{path}: {error}"}
+        if isinstance(record.get("runtime_spec"), dict):  # a record written before redaction
+            masked = redaction.row_secrets(record)
+            record = redaction.redact_strings(
+                {**record, "runtime_spec": redaction.redact_runtime_spec(record["runtime_spec"])}, masked
+            )
         record.setdefault("failure_id", path.parent.name)
         record["directory"] = path.parent
         records.append(record)

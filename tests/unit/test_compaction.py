@@ -126,7 +126,7 @@ def test_older_schema_versions_are_merged_with_their_missing_columns_null(tmp_pa
         ]
 
 
-def test_files_it_cannot_merge_are_left_as_they_are_and_named(tmp_path, capsys):
+def test_unreadable_files_are_quarantined_and_newer_ones_left_as_they_are_each_named(tmp_path, capsys):
     _write_runs(tmp_path, [(1, 3), (1, 4)])
     cases = tmp_path / "cases"
     (cases / "earlier.parquet").write_bytes(b"a file from an earlier run")
@@ -138,8 +138,11 @@ def test_files_it_cannot_merge_are_left_as_they_are_and_named(tmp_path, capsys):
 
     out = capsys.readouterr().out
     assert code == 1
-    assert sorted(path.name for path in loose_files(cases)) == ["earlier.parquet", "run-newer__latest__local.parquet"]
-    assert f"  left as it is: {cases / 'earlier.parquet'}: " in out
+    assert sorted(path.name for path in loose_files(cases)) == ["run-newer__latest__local.parquet"]
+    moved = tmp_path / "quarantine" / "cases" / "earlier.parquet"
+    assert moved.read_bytes() == b"a file from an earlier run"
+    assert f"  moved to quarantine: {cases / 'earlier.parquet'} → {moved}: not a Parquet file (" in out
+    assert f"  left as it is: {cases / 'run-newer__latest__local.parquet'}: " in out
     assert "gpu_memory_bytes) — written by a newer dask-blessing?" in out
     assert len(compacted_files(cases)) == 1
 
@@ -282,18 +285,21 @@ def test_commands_compact_only_when_a_directory_holds_many_loose_files(tmp_path)
     assert loose_files(tmp_path / "cases") == []
 
 
-def test_an_unreadable_compacted_file_is_a_one_line_error_naming_it(tmp_path):
-    (tmp_path / "cases").mkdir()
+def test_a_compacted_file_without_its_list_is_skipped_by_queries_in_one_line_then_quarantined(tmp_path, capsys):
+    _write_runs(tmp_path, [(1, 3)])
     broken = tmp_path / "cases" / "compacted__2026-01__x.parquet"
-    pq.write_table(case_table([_case_row()]), broken)  # no list of what it merged
+    pq.write_table(case_table([_case_row()]), broken)  # no list of what it merged: it may hold rows twice
 
-    with pytest.raises(ResultsError) as raised:
-        Results(tmp_path)
+    with Results(tmp_path) as results:
+        assert results.sql("SELECT count(*) FROM rows")[1] == [(4,)]  # the loose file's rows only
 
-    message = str(raised.value)
-    assert message.startswith(f"{broken}: a compacted file without a readable list of what it merged (")
-    assert message.endswith("move it out of the results directory, then run nox -s compact")
-    assert "\n" not in message
+    assert capsys.readouterr().err == (
+        f"{broken}: skipped — a compacted file without a readable list of the files it merged; "
+        f"nox -s compact -- --results={tmp_path} moves it to {tmp_path}/quarantine/\n"
+    )
+    compact(tmp_path)
+    assert (tmp_path / "quarantine" / "cases" / broken.name).exists()
+    assert not broken.exists()
 
 
 def test_compact_command_refuses_a_missing_results_directory_in_one_line(tmp_path, capsys):
@@ -327,8 +333,8 @@ def test_new_files_of_a_month_whose_compacted_file_is_unreadable_are_left_and_sa
     compact(tmp_path)
     [merged] = compacted_files(tmp_path / "cases")
     later = _write_runs(tmp_path, [(1, 5), (1, 6)], first=2)
-    sources = pq.read_schema(merged).metadata
-    pq.write_table(pa.table({"x": [1]}).replace_schema_metadata(sources), merged)  # same footer list, wrong rows
+    table = pq.read_table(merged)  # same rows and list, and a column this version cannot merge
+    pq.write_table(table.append_column("gpu_memory_bytes", pa.array([1] * table.num_rows, pa.int64())), merged)
 
     report = compact(tmp_path)
 

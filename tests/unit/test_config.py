@@ -390,7 +390,7 @@ def test_catalog_reference_without_near_miss_lists_known_names(project: Path) ->
     )
     message = catalog_error(project)
     assert message.endswith(
-        "matrices.default.hardware.0: unknown hardware profile 'zzzzzz' known: big, cloud, remote, small"
+        "matrices.default.hardware.0: unknown hardware profile 'zzzzzz' — known: big, cloud, remote, small"
     )
     assert "did you mean" not in message
 

@@ -201,10 +201,12 @@ def test_environments_view_reads_recorded_environments(results_dir):
         ("INSERT INTO rows (run_id) VALUES ('x')", "INSERT"),
         ("ATTACH '{root}/db.duckdb' AS other", "ATTACH"),
         ("SET enable_external_access = true", "SET"),
-        ("RESET lock_configuration", "SET"),
-        ("PRAGMA threads = 1", "SET"),
+        ("RESET lock_configuration", "RESET"),
+        ("PRAGMA threads = 1", "PRAGMA threads"),
         ("EXPORT DATABASE '{root}/export'", "EXPORT"),
-        ("INSTALL httpfs", "LOAD"),
+        ("IMPORT DATABASE '{root}'", "IMPORT"),
+        ("PRAGMA import_database('{root}')", "PRAGMA import_database"),
+        ("INSTALL httpfs", "INSTALL"),
         ("DROP VIEW rows", "DROP"),
     ],
 )
@@ -212,7 +214,11 @@ def test_statements_that_write_or_reconfigure_are_refused(results, results_dir, 
     with pytest.raises(QueryError) as caught:
         results.sql(query.format(root=results_dir))
 
-    assert str(caught.value) == f"SQL: {kind} statements are not allowed — the results are read-only; use SELECT"
+    assert str(caught.value) == (
+        f"SQL: {kind} statements are not allowed — the results are read-only; use SELECT, EXPLAIN SELECT or PRAGMA "
+        "collations, database_size, functions, platform, show_databases, show_tables, show_tables_expanded, "
+        "table_info, user_agent, version"
+    )
     assert sorted(path.name for path in results_dir.iterdir()) == []
 
 
