@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def mean_var_reduction(rows: int, cols: int, chunk_rows: int = 100, chunk_cols: int = 10) -> dict[str, float]:
-    raise NotImplementedError
+    raise RuntimeError("a signature for the catalogue check of tests/resources/good — never run")
 
 
 def scale_local(steps: int = 3) -> dict[str, float]:
-    raise NotImplementedError
+    raise RuntimeError("a signature for the catalogue check of tests/resources/good — never run")

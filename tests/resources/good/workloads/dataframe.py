@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def groupby_agg(days: int, freq: str = "1s", by: str = "name", seed: int = 42) -> dict[str, float]:
-    raise NotImplementedError
+    raise RuntimeError("a signature for the catalogue check of tests/resources/good — never run")
 
 
 def shuffle(rows: int, npartitions: int, method: str) -> dict[str, float]:
-    raise NotImplementedError
+    raise RuntimeError("a signature for the catalogue check of tests/resources/good — never run")
