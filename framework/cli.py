@@ -22,8 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from framework import lifetime
 from framework.config import ROOT
-from framework.errors import FrameworkError, SelectionError
+from framework.errors import WRITE_ERRNOS, FrameworkError, SelectionError, cannot_write
+from framework.runner import RowsUnwritableError
 
 # The most a count option takes: beyond it a value is a typo (--repeat=99999999999999999999), not a plan. Counts
 # without an entry take at most DEFAULT_COUNT_LIMIT.
@@ -160,6 +162,8 @@ def _existing_results_problem(path: Path, written: bool) -> str | None:
         return f"is {'a file' if path.is_file() else 'a device or special file'}, not a directory — {_RESULTS_FIX}"
     if not os.access(path, os.R_OK | os.X_OK):
         return "is not readable — fix its permissions, or pass another results directory"
+    if written and os.statvfs(path).f_flag & os.ST_RDONLY:
+        return "is on a read-only file system — remount it read-write, or pass --results on a writable one"
     if written and not os.access(path, os.W_OK):
         return "is not writable — pass a directory you can write to (e.g. a copy of it), or fix its permissions"
     return None
@@ -612,13 +616,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args[0]](args[1:])
-    except FrameworkError as error:
-        print(str(error), file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted — results of finished cases are kept", file=sys.stderr)
-        return 130
+    except (FrameworkError, RowsUnwritableError, OSError, KeyboardInterrupt, lifetime.Stopped) as error:
+        line, code = _failure(error)
+        print(line, file=sys.stderr)
+        return code
+
+
+def _failure(error: BaseException) -> tuple[str, int]:
+    """The one line and exit code for what stopped a command; anything else (a bug) is raised with its traceback."""
+    if isinstance(error, FrameworkError):
+        return str(error), error.exit_code
+    if isinstance(error, RowsUnwritableError):  # the controller's own rows (disk full, read-only …)
+        return cannot_write(str(error.path), error.errno, error.reason), 2
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+        return cannot_write(str(error.filename or "results"), error.errno, error.strerror or ""), 2
+    kept = "cases not finished are recorded as interrupted; finished ones are kept"
+    if isinstance(error, KeyboardInterrupt):
+        return f"interrupted (SIGINT) — {kept}", 130
+    if isinstance(error, lifetime.Stopped):
+        return f"{error.why} — {kept}", error.exit_code
+    raise error  # not the disk's state nor a stop: a bug, whose traceback is wanted
 
 
 if __name__ == "__main__":
+    lifetime.install()  # stop cleanly on SIGTERM/SIGHUP, and when the parent (nox, a shell) is gone
     sys.exit(main())

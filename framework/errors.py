@@ -6,6 +6,7 @@ Every message says where (file and field), what (the offending value) and the fi
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -53,3 +54,26 @@ def near_miss(name: str, known: Iterable[str], what: str) -> str:
     if close:
         message += f" — did you mean {close[0]!r}?"
     return message + f" known: {', '.join(known) if known else '(none declared)'}"
+
+
+# What to do when the results directory cannot take a write, by errno (the system's reason is said before it).
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk, or pass --results on another one",
+    errno.EDQUOT: "free space within your quota, or pass --results on another disk",
+    errno.EROFS: "the file system is read-only: remount it read-write, or pass --results on a writable one",
+    errno.ENOTDIR: "a part of that path is a file, not a directory: move the file, or pass another --results",
+    errno.EISDIR: "a directory stands where a file goes: move it, or pass another --results",
+    errno.EEXIST: "a file stands where a directory goes: move it, or pass another --results",
+    errno.EACCES: "fix its permissions, or pass --results somewhere you can write",
+    errno.EPERM: "fix its permissions, or pass --results somewhere you can write",
+}
+WRITE_ERRNOS = frozenset(_WRITE_FIXES)
+
+
+def cannot_write(path: str, code: int | None, why: str) -> str:
+    """``results/.staging/x.jsonl: No space left on device — free space …; rows written so far stay …``."""
+    fix = _WRITE_FIXES.get(code or 0, "fix the cause, or pass --results somewhere else")
+    return (
+        f"{path}: {why} — {fix}; rows written so far stay in the results directory's .staging/ and the next run"
+        " publishes them"
+    )

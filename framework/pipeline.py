@@ -9,6 +9,7 @@ process (``framework.runner``) inside each runtime's environment; this side writ
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -24,10 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from framework import provenance, redaction
+from framework import lifetime, provenance, redaction
 from framework.config import ROOT, Catalog, load_catalog
 from framework.environments import BuiltEnvironment
-from framework.errors import SelectionError, UnusableRuntimeError
+from framework.errors import ResultsError, SelectionError, UnusableRuntimeError, cannot_write
 from framework.health import check_health
 from framework.locks import LockDiff, diff_since_previous, record_lock_diff
 from framework.matrix import Case, Plan, Selection, build_plan
@@ -35,11 +36,13 @@ from framework.models import HardwareProfile, Runtime
 from framework.progress import Progress, RunnerProgress, echo
 from framework.records import write_record
 from framework.resolution import build_environment
-from framework.results import SCHEMA_VERSION, ResultsStore
-from framework.runner import PROTOCOL, RowWriter
+from framework.results import SCHEMA_VERSION, ResultsStore, read_rows
+from framework.runner import EXIT_ROWS_UNWRITABLE, PROTOCOL, ROWS_UNWRITABLE
+from framework.salvage import INTERRUPTED, append_rows, missing_rows, write_sidecar
 
 # Time allowed beyond the sum of case timeouts: imports, cluster start-up and teardown.
 RUNNER_SLACK_S = 180.0
+BUDGET_EXCEEDED = 124  # run_runner's exit code for a runner it killed at its time budget (as timeout(1) says)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +157,8 @@ def run_runner(
         [str(environment.python), "-m", module, str(plan_path)],
         cwd=root,
         env=env,
+        # Never written: the runner watches it, and its end-of-file says that this controller is gone.
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -176,17 +181,27 @@ def run_runner(
     try:
         code = process.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        code = process.wait()
+        _kill_group(process.pid)
+        process.wait()
+        code = BUDGET_EXCEEDED
         tail.append(f"runner killed after {budget_s:.0f} s, its time budget")
-    except KeyboardInterrupt:
-        os.killpg(process.pid, signal.SIGKILL)
+    except (KeyboardInterrupt, lifetime.Stopped):
+        _kill_group(process.pid)
         process.wait()
         raise
     finally:
+        _kill_group(process.pid)  # what the runner left running in its group (workers of a runner that was killed)
         reader.join(timeout=5)
         reported.close()
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):
+            process.stdin.close()
     return code, "\n".join(tail)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 # What framework.runner prints per execution, or when a case's set-up fails:
@@ -244,59 +259,47 @@ def _budget(cases: list[Case]) -> float:
 
 
 def unfinished_rows(
-    plan: dict[str, Any], rows_path: Path | None, reason: str, environment: BuiltEnvironment
+    plan: dict[str, Any],
+    rows_path: Path | None,
+    reason: str,
+    environment: BuiltEnvironment,
+    interrupted: str | None = None,
+    outcome: str = "error",
 ) -> list[dict[str, Any]]:
-    """Rows for the cases a dead runner never reported (all of them when no runner ran: ``rows_path`` None), so
-    no case silently disappears."""
+    """Rows for the cases a runner never reported (all of them when no runner ran: ``rows_path`` None), with
+    ``reason``, and an ``interrupted`` row for a case it cut short, so no case silently disappears."""
     from framework.results import read_rows
 
-    reported = {row["case_id"] for row in read_rows(rows_path)} if rows_path and rows_path.exists() else set()
-    packages = environment.packages
-    now = dt.datetime.now(dt.timezone.utc).isoformat()
-    rows = []
-    for case in plan["cases"]:
-        if case["case_id"] in reported:
-            continue
-        rows.append(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "run_id": plan["run_id"],
-                "run_started_at": plan["run_started_at"],
-                "workload": case["workload"],
-                "case_id": case["case_id"],
-                "function": case["function"],
-                "size": case["size"],
-                "params": case["params"],
-                "tags": case["tags"],
-                "timeout_s": case["timeout_s"],
-                "phase": "setup",
-                "repeat": 0,
-                "outcome": "error",
-                "error": reason,
-                "started_at": now,
-                "ended_at": now,
-                "missing": {},
-                "runtime": plan["runtime"]["name"],
-                "runtime_hash": plan["runtime"]["hash"],
-                "env_hash": plan["runtime"]["env_hash"],
-                "runtime_spec": plan["runtime"]["spec"],
-                "dask_config": plan["runtime"]["dask_config"],
-                "hardware": plan["hardware"]["name"],
-                "hardware_backend": plan["hardware"]["backend"],
-                "hardware_spec": plan["hardware"],
-                "packages": packages,
-                "dask_version": packages.get("dask"),
-                "distributed_version": packages.get("distributed"),
-                "python_version": None,
-                **{
-                    k: v
-                    for k, v in provenance.machine().items()
-                    if k not in ("python_version", "executable", "python_implementation")
-                },
-                **plan["provenance"],
-            }
+    rows = read_rows(rows_path) if rows_path and rows_path.exists() else []
+    return missing_rows(plan, rows, environment.packages, reason, interrupted or f"interrupted: {reason}", outcome)
+
+
+def runner_ending(code: int, tail: str) -> tuple[str, str, str]:
+    """How a runner that ended before reporting every case ended: (the reason for a case it never reported,
+    for a case it cut short, the outcome of the unreported). A runner killed by a signal interrupted the run;
+    one that exited with an error, or ran out of its time budget, is an error of the runtime."""
+    last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
+    if code == BUDGET_EXCEEDED:
+        return f"{last}, before reporting this case", f"interrupted: {last},", "error"
+    if code < 0:
+        name = _signal_name(-code)
+        return (
+            f"interrupted: the runner was killed by {name} before this case ran",
+            f"interrupted: the runner was killed by {name}",
+            INTERRUPTED,
         )
-    return rows
+    return (
+        f"runner exited with code {code} before reporting this case: {last}",
+        f"interrupted: the runner exited with code {code} ({last})",
+        "error",
+    )
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def prepare_environment(
@@ -460,8 +463,6 @@ def run_group(
     A runner that dies still yields a row for every case it did not report, so nothing silently disappears.
     With ``progress``, every execution is counted on it (and the runner's lines are printed through it).
     """
-    from framework.results import read_rows
-
     environment, hardware = group.environment, group.hardware
     name = f"{run_id}__{environment.runtime.name}__{hardware.name}{group.suffix}"
     rows_path = store.staging_file(name)
@@ -470,29 +471,59 @@ def run_group(
     )
     for case in plan_payload["cases"]:
         case["first_repeat"] = group.first_repeat
-    rows_path.parent.mkdir(parents=True, exist_ok=True)
     executions = ExecutionProgress(progress, group) if progress is not None else None
+    with lifetime.uninterruptible():
+        sidecar = write_sidecar(rows_path, plan_payload, environment.packages)  # salvage's map if this dies
     if environment.usable:
         plan_path = write_plan(plan_payload)
         try:
             code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
+        except (KeyboardInterrupt, lifetime.Stopped) as stop:
+            name = stop.signal_name if isinstance(stop, lifetime.Stopped) else "SIGINT"
+            with lifetime.uninterruptible():
+                append_rows(
+                    rows_path,
+                    unfinished_rows(
+                        plan_payload,
+                        rows_path,
+                        f"interrupted: the run was stopped by {name} before this case ran",
+                        environment,
+                        f"interrupted: the run was stopped by {name}",
+                        INTERRUPTED,
+                    ),
+                )
+                store.publish(rows_path)
+                sidecar.unlink(missing_ok=True)
+            raise
         finally:
             remove_plan(plan_path)
-        last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-        reason = f"runner exited with code {code} before reporting this case: {last}"
-        extra = unfinished_rows(plan_payload, rows_path, reason, environment)
+        if code == EXIT_ROWS_UNWRITABLE:
+            raise ResultsError(rows_unwritable(tail, rows_path))  # nothing more can be written: keep what is
+        reason, interrupted, outcome = runner_ending(code, tail)
+        extra = unfinished_rows(plan_payload, rows_path, reason, environment, interrupted, outcome)
     else:  # no cluster is started for a runtime that cannot even import: every case is a setup failure
         extra = unusable_rows(plan_payload, environment)
-    if extra:
-        writer = RowWriter(rows_path)
-        for row in extra:
-            writer.write(row)
-        writer.close()
-    rows = read_rows(rows_path) if rows_path.exists() else []
+    with lifetime.uninterruptible():
+        append_rows(rows_path, extra)
+        rows = read_rows(rows_path) if rows_path.exists() else []
+        published = store.publish(rows_path)
+        sidecar.unlink(missing_ok=True)
     if executions is not None:
         executions.finish(rows)
-    published = store.publish(rows_path)
     return published, rows
+
+
+_UNWRITABLE_LINE = re.compile(rf"^{re.escape(ROWS_UNWRITABLE)} errno=(?P<errno>\d+|None) (?P<path>.*): (?P<why>[^:]*)$")
+
+
+def rows_unwritable(tail: str, rows_path: Path) -> str:
+    """The one line for a runner that could not write its rows (its last line says which file and why)."""
+    for line in reversed(tail.splitlines()):
+        match = _UNWRITABLE_LINE.match(line.strip())
+        if match:
+            errno = int(match["errno"]) if match["errno"].isdigit() else None
+            return cannot_write(match["path"], errno, match["why"])
+    return cannot_write(str(rows_path), None, "could not be written")
 
 
 def write_plan(payload: dict[str, Any]) -> Path:
@@ -500,7 +531,7 @@ def write_plan(payload: dict[str, Any]) -> Path:
     environment variables and Dask config as given (secrets too), which the runner needs and results must not keep."""
     directory = Path(tempfile.mkdtemp(prefix="blessing-plan-"))
     path = directory / "plan.json"
-    path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    path.write_text(json.dumps({**payload, "remove_after_reading": True}, indent=1), encoding="utf-8")
     return path
 
 

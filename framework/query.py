@@ -63,7 +63,8 @@ VIEWS: dict[str, str] = {
                count(*) FILTER (WHERE outcome = 'passed' AND phase = 'measure') AS n_passed,
                count(*) FILTER (WHERE outcome = 'failed') AS n_failed,
                count(*) FILTER (WHERE outcome = 'error') AS n_error,
-               count(*) FILTER (WHERE outcome = 'timeout') AS n_timeout
+               count(*) FILTER (WHERE outcome = 'timeout') AS n_timeout,
+               count(*) FILTER (WHERE outcome = 'interrupted') AS n_interrupted
         FROM rows GROUP BY run_id, runtime, hardware""",
     "case_summary": """
         SELECT run_id, runtime, hardware, workload, case_id, size,
@@ -75,6 +76,7 @@ VIEWS: dict[str, str] = {
                CASE WHEN bool_or(outcome = 'timeout') THEN 'timeout'
                     WHEN bool_or(outcome = 'error') THEN 'error'
                     WHEN bool_or(outcome = 'failed') THEN 'failed'
+                    WHEN bool_or(outcome = 'interrupted') THEN 'interrupted'
                     ELSE 'passed' END AS outcome,
                median(wall_s) FILTER (WHERE phase = 'measure') AS median_wall_s,
                median(peak_memory_bytes) FILTER (WHERE phase = 'measure') AS median_peak_memory_bytes,

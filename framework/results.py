@@ -166,6 +166,10 @@ COMPACTED_PREFIX = "compacted__"
 SOURCES_KEY = b"dask_blessing.compacted_from"  # footer key of a compacted file: JSON [{"name": ..., "rows": ...}]
 
 
+class AlreadyWrittenError(ResultsError):
+    """The file to write is there already (results are append-only)."""
+
+
 def write_atomic(table: pa.Table, target: Path, *, staged: Path | None = None) -> Path:
     """Write ``table`` to ``target`` so it appears whole or not at all; never replace an existing file.
 
@@ -185,7 +189,7 @@ def write_atomic(table: pa.Table, target: Path, *, staged: Path | None = None) -
         # link() fails if the target appeared meanwhile: a second writer can never overwrite the first.
         os.link(partial, target)
     except FileExistsError:
-        raise ResultsError(f"{target}: already exists — results are append-only; choose a new run id") from None
+        raise AlreadyWrittenError(f"{target}: already exists — results are append-only; choose a new run id") from None
     except OSError as error:
         if staged is not None:
             partial.unlink(missing_ok=True)
@@ -210,7 +214,7 @@ def fsync_directory(directory: Path) -> None:
 
 def _refuse_taken(target: Path) -> None:
     if target.exists():
-        raise ResultsError(f"{target}: already exists — results are append-only; choose a new run id")
+        raise AlreadyWrittenError(f"{target}: already exists — results are append-only; choose a new run id")
     if target.name.startswith(COMPACTED_PREFIX) or not target.parent.is_dir():
         return
     merged = compacted_sources(target.parent).get(target.name)
@@ -329,22 +333,12 @@ class ResultsStore:
         return target
 
     def salvage(self) -> list[Path]:
-        """Publish staging files left by a controller that died (its process no longer exists)."""
-        published = []
-        for staging in sorted(self.staging_dir.glob("*__*.jsonl")):  # <pid>__<name>.jsonl, nothing else
-            prefix = staging.name.split("__", 1)[0]
-            pid = int(prefix) if prefix.isdigit() else None
-            if pid is not None and pid != os.getpid() and _alive(pid):
-                continue
-            if self._published_before(staging):  # died after publishing, before removing its staging file
-                staging.unlink()
-                continue
-            target = self.publish(staging)
-            if target is not None:
-                published.append(target)
-        return published
+        """Publish what runs whose controller is gone left in staging (``framework.salvage``)."""
+        from framework.salvage import salvage
 
-    def _published_before(self, staging: Path) -> bool:
+        return salvage(self)
+
+    def published_before(self, staging: Path) -> bool:
         """Whether a staging file's rows are already in the store: its target (or the compacted file that merged
         it) holds as many rows as it does. Anything else is published, or refused without losing the rows."""
         target = self.cases_dir / f"{staging.stem.split('__', 1)[-1]}.parquet"
@@ -356,7 +350,7 @@ class ResultsStore:
             if merged is None:
                 return False
             held = next(int(s["rows"]) for s in read_sources(self.cases_dir / merged) if s["name"] == target.name)
-        return held == len(read_rows(staging))
+        return held == (len(read_rows(staging)) if staging.exists() else 0)
 
     def record_environment(self, info: dict[str, Any]) -> Path | None:
         """Store an environment's lock once (keyed by its hash); later runs in the same environment share it."""
@@ -365,14 +359,18 @@ class ResultsStore:
             return None
         row = {"schema_version": SCHEMA_VERSION, **info}
         row["lock"] = redact_text(row["lock"]) if row.get("lock") else row.get("lock")  # an index URL's password
-        return write_atomic(pa.Table.from_pylist([row], schema=ENVIRONMENT_SCHEMA), target)
+        try:
+            return write_atomic(pa.Table.from_pylist([row], schema=ENVIRONMENT_SCHEMA), target)
+        except AlreadyWrittenError:
+            return None  # another run at the same time recorded it first: the same lock, keyed by its hash
 
     def case_files(self) -> list[Path]:
         """Every case file, compacted or not (a compacted file's listed sources are gone or skipped by queries)."""
         return sorted(self.cases_dir.glob("*.parquet"))
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

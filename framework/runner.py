@@ -6,16 +6,25 @@ Each row is written and fsync'd as soon as it is measured; the controller turns 
 
 A case is stopped at its timeout: the cluster state is dumped beside the results, the cluster is made usable
 again (a fresh LocalCluster, or ``Client.restart`` elsewhere) and the run goes on with the next case.
+
+The runner lives no longer than its controller: the controller holds the other end of the runner's stdin and never
+writes to it, so end-of-file there means the controller is gone (killed): the runner closes its cluster and exits
+with its whole process group. While it runs it holds a lock on its rows file, so the next run's salvage never
+publishes (and deletes) a file it is still writing. A row that cannot be written (disk full, read-only) stops the
+run: one line naming the file, exit ``EXIT_ROWS_UNWRITABLE``; the rows already written stay where they are.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import importlib
 import json
 import os
 import shutil
+import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -35,24 +44,59 @@ from framework.scaling import ScalingError, resolve_params
 
 PROTOCOL = 1
 ERROR_TEXT_LIMIT = 4000
+EXIT_ROWS_UNWRITABLE = 74  # sysexits' EX_IOERR: a row could not be written (the line before it says where, why)
+EXIT_CONTROLLER_GONE = 75  # nobody reads it: the controller is dead; for a person running the runner by hand
+ROWS_UNWRITABLE = "rows not writable:"  # the runner's last line then: "rows not writable: PATH: why"
+CLOSE_ON_ORPHAN_S = 20.0  # time a runner whose controller died gives its cluster to close (a remote one costs)
+
+
+class RowsUnwritableError(Exception):
+    """A row could not be written: ``path`` and the system's reason (``No space left on device``)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path, self.reason, self.errno = path, error.strerror or str(error), error.errno
+        super().__init__(f"{path}: {self.reason}")
 
 
 class RowWriter:
-    """Appends rows as JSON lines, each flushed to disk before the next case starts."""
+    """Appends rows as JSON lines, each flushed to disk before the next case starts.
+
+    The file is locked (``flock``) while open: salvage leaves a rows file alone while anyone holds it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as error:
+            raise RowsUnwritableError(path, error) from None
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+
+    # Set when the controller is gone: the cluster is being closed under the case that runs, whose failure then
+    # would be the harness's doing, not the runtime's: no row is written after it (salvage says "interrupted").
+    frozen = threading.Event()
 
     def write(self, row: dict[str, Any]) -> None:
+        if self.frozen.is_set():
+            return
         row = redaction.redact_row(row)  # the first byte of a row on disk is already redacted
-        self._file.write(json.dumps(row, default=str, allow_nan=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        line = json.dumps(row, default=str, allow_nan=False) + "\n"
+        try:
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as error:
+            raise RowsUnwritableError(self.path, error) from None
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a failed flush was already reported by write
+            self._file.close()
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def now() -> str:
@@ -226,6 +270,52 @@ def base_row(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The cluster session a runner has open: closed by ``watch_controller`` when the controller dies.
+_OPEN_SESSIONS: list[Any] = []
+
+
+def watch_controller(stdin_fd: int = 0) -> bool:
+    """Exit (with the whole process group) when the controller is gone: end-of-file on the pipe it gave as stdin.
+
+    Returns whether a controller is watched (not when stdin is a terminal or a file: started by hand)."""
+    try:
+        mode = os.fstat(stdin_fd).st_mode
+    except OSError:
+        return False
+    if not stat.S_ISFIFO(mode):
+        return False
+
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(stdin_fd, 4096):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        _log(
+            "the controller is gone (killed?): closing the cluster and stopping; rows written so far stay in"
+            " results/.staging and the next run publishes them, the cases not finished recorded as interrupted"
+        )
+        RowWriter.frozen.set()
+        closer = threading.Thread(target=_close_open_sessions, daemon=True)
+        closer.start()
+        closer.join(CLOSE_ON_ORPHAN_S)
+        if os.getpgid(0) == os.getpid():  # started in a session of its own: take the workers along
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(EXIT_CONTROLLER_GONE)
+
+    threading.Thread(target=watch, name="blessing-controller-watch", daemon=True).start()
+    return True
+
+
+def _close_open_sessions() -> None:
+    for session in list(_OPEN_SESSIONS):
+        with contextlib.suppress(Exception):
+            session.close()
+
+
 def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession] = ClusterSession) -> int:
     """Run every case of the plan; return how many executions did not pass."""
     apply_runtime_settings(plan["runtime"])
@@ -235,6 +325,7 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
     not_passed = 0
     try:
         session = session_factory(plan["hardware"], plan.get("address"), _cluster_environ(plan["runtime"]))
+        _OPEN_SESSIONS.append(session)
         cases = list(plan["cases"])
         try:
             session.start()
@@ -261,6 +352,7 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
                 )
             not_passed += len(cases)
         finally:
+            _OPEN_SESSIONS.remove(session)
             session.close()
     finally:
         writer.close()
@@ -377,7 +469,9 @@ def _cluster_environ(runtime: dict[str, Any]) -> dict[str, str]:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)  # noqa: T201 - progress for the person running the matrix
+    # A controller that died took the pipe's other end: saying so must not stop the runner from cleaning up.
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)  # noqa: T201 - progress for the person running the matrix
 
 
 def read_plan(argv: Optional[list[str]], module: str) -> Optional[dict[str, Any]]:
@@ -386,7 +480,13 @@ def read_plan(argv: Optional[list[str]], module: str) -> Optional[dict[str, Any]
     if len(args) != 1:
         _log(f"usage: python -m {module} PLAN.json")
         return None
-    plan: dict[str, Any] = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    path = Path(args[0])
+    plan: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if plan.get("remove_after_reading"):
+        # It holds the runtime's secrets as given: gone as soon as read, even if the controller is killed later.
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
     if plan.get("protocol") != PROTOCOL:
         _log(f"{args[0]}: protocol {plan.get('protocol')!r}, this runner speaks {PROTOCOL} — rebuild the plan")
         return None
@@ -397,7 +497,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     plan = read_plan(argv, "framework.runner")
     if plan is None:
         return 2
-    run_plan(plan)
+    watch_controller()
+    try:
+        run_plan(plan)
+    except RowsUnwritableError as error:
+        _log(f"{ROWS_UNWRITABLE} errno={error.errno} {error}")
+        return EXIT_ROWS_UNWRITABLE
     return 0
 
 

@@ -21,7 +21,17 @@ from typing import Any, Optional, TextIO
 
 from framework import provenance, redaction
 from framework.progress import runner_line
-from framework.runner import RowWriter, apply_runtime_settings, base_row, now, read_plan
+from framework.runner import (
+    EXIT_ROWS_UNWRITABLE,
+    ROWS_UNWRITABLE,
+    RowsUnwritableError,
+    RowWriter,
+    apply_runtime_settings,
+    base_row,
+    now,
+    read_plan,
+    watch_controller,
+)
 
 # Where progress goes: the console, even after stderr is redirected to the log file (see ``main``).
 _console: dict[str, TextIO] = {"stream": sys.stderr}
@@ -419,8 +429,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.dup2(log_file.fileno(), 2)
     sys.stderr = log_file
     say(f"[{plan['runtime']['name']}] cluster logs: {plan['log_path']}")
+    watch_controller()
     started = dt.datetime.now(dt.timezone.utc)
-    not_passed = run(plan)
+    try:
+        not_passed = run(plan)
+    except RowsUnwritableError as error:
+        say(f"{ROWS_UNWRITABLE} errno={error.errno} {error}")
+        return EXIT_ROWS_UNWRITABLE
     say(f"[{plan['runtime']['name']}] done in {(dt.datetime.now(dt.timezone.utc) - started).total_seconds():.0f} s")
     return 1 if not_passed else 0
 

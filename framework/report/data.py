@@ -67,7 +67,8 @@ def _finite(expression: str) -> str:
 
 
 _OUTCOME = """CASE WHEN bool_or(outcome = 'timeout') THEN 'timeout' WHEN bool_or(outcome = 'error') THEN 'error'
-                  WHEN bool_or(outcome = 'failed') THEN 'failed' WHEN count(outcome) = 0 THEN 'unknown'
+                  WHEN bool_or(outcome = 'failed') THEN 'failed'
+                  WHEN bool_or(outcome = 'interrupted') THEN 'interrupted' WHEN count(outcome) = 0 THEN 'unknown'
                   ELSE 'passed' END"""
 _MEDIANS = ",\n       ".join(
     _finite(f"median({spec.column}) FILTER (WHERE phase = 'measure' AND outcome = 'passed')") + f" AS {name}"
@@ -176,6 +177,7 @@ SELECT 'section' AS kind, run_id, {_page_name_sql("run_id")} AS page, runtime, h
        count(*) FILTER (WHERE outcome = 'failed') AS cases_failed,
        count(*) FILTER (WHERE outcome = 'error') AS cases_error,
        count(*) FILTER (WHERE outcome = 'timeout') AS cases_timeout,
+       count(*) FILTER (WHERE outcome = 'interrupted') AS cases_interrupted,
        sum(passed) AS repeats_passed, sum(repeats) AS repeats_measured, sum(n_rows) AS n_rows,
        string_agg({_SUMMARY_ROW}, '' ORDER BY case_id, size) AS summary,
        any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config
@@ -256,7 +258,7 @@ class RunSection:
 _SUMMARY_FIELDS = {
     **{name: name for name in ("run_id", "page", "runtime", "hardware", "run_started_at", "started_at")},
     **{name: name for name in ("dask_version", "distributed_version", "cases", "repeats_passed", "n_rows")},
-    **{f"cases_{kind}": kind for kind in ("passed", "failed", "error", "timeout")},
+    **{f"cases_{kind}": kind for kind in ("passed", "failed", "error", "timeout", "interrupted")},
     "repeats_measured": "repeats",
 }
 

@@ -107,9 +107,8 @@ def _counts(run: dict[str, Any]) -> str:
     """'3 of 4 cases passed, 1 timeout'."""
     every = "passed" if run["passed"] == run["cases"] else ""
     shown = f'<span class="count {every}">{run["passed"]} of {run["cases"]} cases passed</span>'
-    others = [
-        f'<span class="count {kind}">{run[kind]} {kind}</span>' for kind in ("failed", "error", "timeout") if run[kind]
-    ]
+    kinds = ("failed", "error", "timeout", "interrupted")
+    others = [f'<span class="count {kind}">{run[kind]} {kind}</span>' for kind in kinds if run.get(kind)]
     return ", ".join([shown, *others])
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,17 +21,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from project_copy import environ as project_environ
+from project_copy import make_project
+from project_copy import rows as rows_of
 
 from framework.chaos.run import write_failure
-from framework.config import load_catalog
 from framework.records import write_record
 from framework.redaction import MASK
 from framework.report import build_site
-from framework.resolution import build_environment
 from framework.results import CASE_COLUMNS, CASE_SCHEMA, SCHEMA_VERSION, write_atomic
 
-ROOT = Path(__file__).resolve().parents[2]
 IN_RUNTIME_ENV = "planted-secret-1"  # runtimes.stable.env.AWS_SECRET_ACCESS_KEY
 IN_DASK_CONFIG = "planted-secret-2"  # runtimes.stable.dask_config["coiled.token"]
 IN_PROCESS_ENV = "planted-secret-3"  # DASK_COILED__TOKEN of the person running
@@ -61,14 +58,14 @@ PROBE_WORKLOADS = """\
 workloads:
   secrets_hang:
     description: Sleeps in a task past its timeout, so the cluster is dumped.
-    function: workloads.secrets_probe:hangs
+    function: workloads.fault_probe:hangs
     params: {seconds: 60}
     sizes: {tiny: {}}
     repeats: 1
     timeout: 3s
   secrets_echo:
     description: Fails with every planted secret in its message.
-    function: workloads.secrets_probe:echoes
+    function: workloads.fault_probe:echoes
     sizes: {tiny: {}}
     repeats: 1
     timeout: 1m
@@ -96,43 +93,17 @@ def leaks(directory: Path) -> list[str]:
     return found
 
 
-def _project(root: Path) -> None:
-    """A copy of the project whose ``stable`` runtime carries the planted secrets and reuses the real environment."""
-    for part in ("framework", "workloads", "matrices"):
-        shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__", "schemas", "results"))
-    declared = yaml.safe_load((ROOT / "matrices" / "runtimes.yaml").read_text())
-    stable = declared["runtimes"]["stable"]
+def _planted(stable: dict[str, Any]) -> dict[str, Any]:
+    """The real ``stable`` runtime plus the planted secrets (env and dask_config change neither its lock nor build)."""
     stable["env"] = {**stable.get("env", {}), "AWS_SECRET_ACCESS_KEY": IN_RUNTIME_ENV}
     stable["dask_config"] = {**stable.get("dask_config", {}), "coiled.token": IN_DASK_CONFIG}
-    declared["runtimes"] = {"stable": stable}  # env and dask_config change neither its resolution nor its lock
-    # In declared order: the order of the packages is part of the key of the kept resolution.
-    (root / "matrices" / "runtimes.yaml").write_text(yaml.safe_dump(declared, sort_keys=False))
-    (root / "matrices" / "matrix.yaml").write_text(PROBE_MATRIX)
-    (root / "workloads" / "secrets_probe.py").write_text(PROBE_MODULE)
-    (root / "workloads" / "secrets_probe.yaml").write_text(PROBE_WORKLOADS)
-    (root / ".blessing" / "locks").mkdir(parents=True)
-    for kept in (ROOT / ".blessing" / "locks").glob("stable-*.json"):
-        shutil.copy(kept, root / ".blessing" / "locks" / kept.name)
-    (root / ".blessing" / "envs").mkdir()
-    for built in (ROOT / ".blessing" / "envs").glob("stable-*"):
-        (root / ".blessing" / "envs" / built.name).symlink_to(built)  # a symlink is never pruned (rmtree refuses)
+    return stable
 
 
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.CompletedProcess[str], Path]]:
-    if not any((ROOT / ".blessing" / "envs").glob("stable-*/blessing-lock.txt")):
-        # Built once here (later tests reuse it): a skip would leave the guarantee untested on a fresh clone.
-        build_environment(load_catalog().runtimes["stable"], ROOT)
-    root = tmp_path_factory.mktemp("planted")
-    _project(root)
-    environ = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "DASK_BLESSING_PROGRESS": "plain",
-        "UV_OFFLINE": "1",  # the kept resolution is reused: anything that would resolve again fails fast instead
-        "DASK_COILED__TOKEN": IN_PROCESS_ENV,
-        "DASK_PROBE__PASSWORD": IN_PROCESS_CONFIG,
-    }
+    root = make_project(tmp_path_factory.mktemp("planted"), PROBE_WORKLOADS, PROBE_MODULE, PROBE_MATRIX, _planted)
+    environ = project_environ(root, DASK_COILED__TOKEN=IN_PROCESS_ENV, DASK_PROBE__PASSWORD=IN_PROCESS_CONFIG)
     process = subprocess.run(
         [sys.executable, "-m", "framework.cli", "matrix", f"--results={root / 'results'}"],
         cwd=root,
@@ -145,15 +116,11 @@ def planted_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subp
     yield process, root / "results"
 
 
-def _rows(results: Path) -> list[dict[str, Any]]:
-    return [row for path in sorted((results / "cases").glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
-
-
 def test_no_planted_secret_reaches_any_byte_under_results(
     planted_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
     process, results = planted_run
-    rows = _rows(results)
+    rows = rows_of(results)
     assert {row["case_id"]: row["outcome"] for row in rows} == {
         "secrets_hang": "timeout",
         "secrets_echo": "error",
@@ -165,7 +132,7 @@ def test_no_planted_secret_reaches_any_byte_under_results(
 
 def test_the_keys_stay_with_their_values_masked(planted_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
     _, results = planted_run
-    rows = {row["case_id"]: row for row in _rows(results)}
+    rows = {row["case_id"]: row for row in rows_of(results)}
     echo = rows["secrets_echo"]
     spec = json.loads(echo["runtime_spec"])
     assert spec["env"]["AWS_SECRET_ACCESS_KEY"] == MASK

@@ -247,3 +247,30 @@ def test_a_previous_run_with_other_parameters_is_not_the_baseline(results_dir, c
         rows = _lines_by_case(run_summary(results, "run-2"))
 
     assert rows["a"][3:6] == ["2.00", "s", "new"]
+
+
+def test_a_case_cut_short_is_interrupted_never_a_pass_and_has_no_change(results_dir, case_row, write_run):
+    write_run([case_row(run_id="run-1", run_started_at=RUN_1, case_id="a", wall_s=1.0)])
+    write_run(
+        [
+            case_row(run_id="run-2", run_started_at=RUN_2, case_id="a", wall_s=2.0),
+            case_row(run_id="run-2", run_started_at=RUN_2, case_id="a", repeat=1, wall_s=2.0),
+            case_row(
+                run_id="run-2",
+                run_started_at=RUN_2,
+                case_id="a",
+                repeat=2,
+                outcome="interrupted",
+                wall_s=None,
+                error="interrupted: the runner was killed by SIGKILL at measured repeat 3 of 6 (2 measured)",
+            ),
+        ]
+    )
+    with Results(results_dir) as results:
+        text = run_summary(results, "run-2")
+
+    cells = _lines_by_case(text)["a"]
+    assert cells[1:3] == ["INTERRUPTED", "2/3"]
+    assert "+100 %" not in text  # a change from a run cut short is not reported
+    assert "interrupted: the runner was killed by SIGKILL at measured repeat 3 of 6" in text
+    assert text.endswith("1 case: 0 passed, 0 failed, 0 error, 0 timeout, 1 interrupted")
