@@ -370,14 +370,18 @@ class ResultsStore:
 
 
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one of another user counts)."""
+    """Whether process ``pid`` runs (one of another user counts; a zombie — dead, not yet reaped — does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # Linux: the state after the command's closing parenthesis; Z (zombie) and X (dead) are gone
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def iter_columns() -> Iterable[tuple[str, str]]:

@@ -206,3 +206,18 @@ def test_read_rows_stops_at_a_line_cut_in_half(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"a": 1}\n{"a": ')
     assert read_rows(path) == [{"a": 1}]
+
+
+def test_a_controller_dead_but_not_yet_reaped_is_gone(tmp_path, case_row):
+    from framework.results import alive
+
+    zombie = subprocess.Popen(["true"])
+    try:
+        time.sleep(0.5)  # exited; not waited for: a zombie until reaped, as a killed controller whose parent is slow
+        assert alive(zombie.pid) is False
+        store = ResultsStore(tmp_path)
+        _stage(store, zombie.pid, [case_row(run_id="run-1", case_id="a")], _plan(_case(repeats=1, warmup=0)))
+        assert len(salvage(store)) == 1
+    finally:
+        zombie.wait()
+    assert alive(os.getpid()) is True
