@@ -174,6 +174,8 @@ def run_runner(
             if reported.take(text):
                 continue
             tail.append(text.rstrip())
+            if text.startswith(ROWS_UNWRITABLE):
+                continue  # said once, by the controller, in its own words (rows_unwritable)
             (on_line or echo)(text)
 
     reader = threading.Thread(target=forward, daemon=True)

@@ -147,6 +147,7 @@ def test_a_disk_that_fills_mid_run_costs_no_row_and_says_so_in_one_line(tmp_path
     # The full disk: one line naming the rows file and the fix, exit 2, no traceback.
     assert codes["first"] == 2, seen["first"][-3000:]
     assert "Traceback" not in seen["first"]
+    assert "No space left on device" not in "".join(seen["first"].strip().splitlines(keepends=True)[:-1])  # once
     last = seen["first"].strip().splitlines()[-1]
     assert re.fullmatch(
         rf"{re.escape(str(results))}/\.staging/\d+__\S+__stable__local-inprocess\.jsonl: No space left on device"
