@@ -33,6 +33,7 @@ from framework.evidence import (
     produce,
 )
 from framework.export import FORMATS, Export, export_blessed, shown_path
+from framework.findings import Finding, affecting, load_findings
 from framework.pipeline import _say, new_run_id
 from framework.query import Results
 from framework.records import write_record
@@ -44,7 +45,7 @@ from framework.stats import METRICS, MetricComparison, compare_samples
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    criterion: str  # usable | must_pass | stability | metric
+    criterion: str  # usable | known_issue | must_pass | stability | metric
     subject: str  # a case, 'profile ci', 'case × metric'
     passed: bool
     reason: str  # one line, with its evidence
@@ -270,6 +271,27 @@ def unusable_checks(
     return checks
 
 
+def known_issue_checks(
+    runtime: str, environment: BuiltEnvironment | None, criteria: Criteria, findings: dict[str, Finding]
+) -> list[Check]:
+    """A ``known_issue`` check for each finding of the ledger the runtime's lock falls inside: failed, unless the
+    criteria accept it (``accept_findings``) with a reason."""
+    if environment is None:
+        return []
+    checks = []
+    for found in affecting(findings, environment.packages):
+        reason = found.line(runtime)
+        accepted = criteria.accept_findings.get(found.guard)
+        if accepted:
+            checks.append(Check("known_issue", found.guard, True, f"{reason}; accepted: {accepted}"))
+            continue
+        fix = (
+            "pick a release outside that range, or accept it in matrices/blessing.yaml (accept_findings) with a reason"
+        )
+        checks.append(Check("known_issue", found.guard, False, f"{reason} — {fix}"))
+    return checks
+
+
 # --------------------------------------------------------------------------------------------------
 # The command: find what is reusable, run what is missing, decide, store
 
@@ -340,6 +362,8 @@ def bless(
         unavailable,
     )
     verdict = decide(criteria, evidence, options.criteria)
+    known = known_issue_checks(runtime.name, environment, criteria, load_findings(catalog, options.root))
+    verdict = dataclasses.replace(verdict, checks=(*known, *verdict.checks))
     verdict_id = new_run_id(now)
     exports: Sequence[Export] = ()
     problem = None

@@ -245,6 +245,8 @@ def cmd_matrix(argv: Sequence[str]) -> int:
 
 
 def cmd_sql(argv: Sequence[str]) -> int:
+    from framework.config import load_catalog
+    from framework.findings import findings_table, load_findings
     from framework.query import Results
     from framework.summary import format_table
 
@@ -254,6 +256,7 @@ def cmd_sql(argv: Sequence[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print rows as JSON lines")
     args = parser.parse_args(argv)
     with Results(args.results) as results:
+        results.add_table("findings", findings_table(load_findings(load_catalog())))
         if not args.query:
             for view, described in results.views().items():
                 print(f"{view}: " + ", ".join(f"{name} {kind}" for name, kind in described))

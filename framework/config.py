@@ -307,6 +307,9 @@ def load_catalog(root: Path = ROOT) -> Catalog:
     catalog = Catalog(runtimes, hardware, workloads, matrices, workload_files)
     _check_references(catalog, matrices_path)
     _check_parameters(catalog, root)
+    from framework.findings import load_findings  # here: the ledger's model imports this module
+
+    load_findings(catalog, root)  # a ledger naming a guard that is not there fails every command, like any file
     return catalog
 
 

@@ -198,6 +198,10 @@ class Criteria(_Model):
     )
     stability: StabilityCriterion | None = None
     metrics: MetricsCriterion | None = None
+    accept_findings: dict[Name, str] = Field(
+        default_factory=dict,
+        description="Known issues (guards of matrices/findings.yaml) that may not block a blessing → why (a sentence).",
+    )
     max_age: Age = Field(
         default=dt.timedelta(days=7),
         json_schema_extra={"default": "7d"},
@@ -222,7 +226,10 @@ class BlessingFile(_Model):
 
 def criteria_problems(criteria: dict[str, Criteria], catalog: Catalog, path: Path) -> list[str]:
     """Names the criteria refer to that the catalogue does not declare: one line each, with the near miss."""
+    from framework.findings import load_findings  # here: it imports framework.config, as this module does
+
     problems = []
+    known_findings = load_findings(root=path.parent.parent)
     sizes = {size for workload in catalog.workloads.values() for size in workload.sizes}
     for name, spec in criteria.items():
         where = f"{_show(path)}: criteria.{name}"
@@ -232,6 +239,11 @@ def criteria_problems(criteria: dict[str, Criteria], catalog: Catalog, path: Pat
             problems.append(f"{where}.hardware: {near_miss(spec.hardware, catalog.hardware, 'hardware profile')}")
         if spec.size is not None and spec.size not in sizes:
             problems.append(f"{where}.size: {near_miss(spec.size, sizes, 'size')}")
+        for guard, reason in spec.accept_findings.items():
+            if guard not in known_findings:
+                problems.append(f"{where}.accept_findings.{guard}: {near_miss(guard, known_findings, 'finding')}")
+            elif not reason.strip():
+                problems.append(f"{where}.accept_findings.{guard}: no reason — say in a sentence why it may be blessed")
         fields = [("must_pass", spec.must_pass), ("metrics.workloads", spec.metrics.workloads if spec.metrics else [])]
         for field, selectors in fields:
             for index, selector in enumerate(selectors):

@@ -110,6 +110,7 @@ class Results:
         self.connection.execute("SET parquet_metadata_cache = true")
         self.connection.execute("SET enable_progress_bar = false")  # a library prints nothing of its own
         self.skipped: dict[Path, str] = {}  # files the views leave out (unreadable or foreign) → why
+        self._tables: list[str] = []  # added with add_table
         self._checks = FooterChecks()
         self._register_empty()
         with store_lock(self.root, exclusive=False):
@@ -249,10 +250,15 @@ class Results:
             raise QueryError(f"SQL: {_first_line(error)}") from None
         return table
 
+    def add_table(self, name: str, table: pa.Table) -> None:
+        """A table from outside the store (the findings ledger), queried like the views; listed by ``views``."""
+        self.connection.register(name, table)
+        self._tables.append(name)
+
     def views(self) -> dict[str, list[tuple[str, str]]]:
         """View → [(column, type)], for ``nox -s sql`` with no query."""
         described = {}
-        for view in ("rows", *VIEWS, "environments", *RECORD_SCHEMAS):
+        for view in ("rows", *VIEWS, "environments", *RECORD_SCHEMAS, *self._tables):
             cursor = self.connection.execute(f"DESCRIBE {view}")
             described[view] = [(row[0], row[1]) for row in cursor.fetchall()]
         return described

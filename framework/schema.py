@@ -14,10 +14,16 @@ def schema_texts() -> dict[str, str]:
     """File name → schema text, for each kind of YAML file."""
     from framework.accepted import AcceptedFile
     from framework.criteria import BlessingFile
+    from framework.findings import FindingsFile
 
     texts = {}
-    models: dict[str, type[BaseModel]] = {**FILE_MODELS, "blessing": BlessingFile, "accepted": AcceptedFile}
-    # blessing.yaml and accepted.yaml have their models beside their features (which import framework.models)
+    models: dict[str, type[BaseModel]] = {
+        **FILE_MODELS,
+        "blessing": BlessingFile,
+        "accepted": AcceptedFile,
+        "findings": FindingsFile,
+    }
+    # blessing, accepted and findings files have their models beside their features (which import framework.models)
     for kind, model in models.items():
         schema = model.model_json_schema()
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

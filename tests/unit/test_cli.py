@@ -69,7 +69,9 @@ def test_sql_without_a_query_lists_the_views_and_their_columns(results_dir, caps
         "verdicts",
         "health",
         "lock_changes",
+        "findings",  # the ledger, matrices/findings.yaml
     }
+    assert views["findings"].startswith(" guard VARCHAR, summary VARCHAR, package VARCHAR, first_bad VARCHAR")
     assert views["rows"].startswith(" schema_version INTEGER, run_id VARCHAR")
     assert "wall_s DOUBLE" in views["cases"]
     assert "n_passed BIGINT" in views["runs"]

@@ -1,0 +1,203 @@
+"""The findings ledger (``matrices/findings.yaml``): upstream bugs the proving ground met, each kept by a guard.
+
+A finding names its guard (a workload tagged ``guard`` whose own check fails exactly when the bug is present), a
+one-line summary, the upstream issue where one exists, the release range it was measured in (``first_bad``
+inclusive, ``first_fixed`` exclusive; dask and distributed move together, so a range is given for the package whose
+release carries the bug), the standalone reproducer kept beside the guard and the runs that are its evidence.
+
+``affecting(findings, packages)`` says which findings a lock falls inside; ``bless`` turns each into a ✗ line
+unless the criteria accept it with a reason, ``nox -s sql`` has them as the ``findings`` table and the report lists
+them per runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from packaging.version import InvalidVersion, Version
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from framework.config import ROOT, Catalog, _show, load_file
+from framework.errors import ConfigError, near_miss
+from framework.models import Name, _Model
+
+FINDINGS_FILE = Path("matrices") / "findings.yaml"
+GUARD_TAG = "guard"
+
+
+def _version(value: str) -> str:
+    try:
+        Version(value)
+    except InvalidVersion:
+        raise PydanticCustomError(
+            "version", "is not a release version — write it as on the index, e.g. 2026.3.0", {"value": value}
+        ) from None
+    return value
+
+
+class Finding(_Model):
+    """One upstream bug, the release range it was measured in, and the guard that keeps it."""
+
+    summary: str = Field(description="One line: what goes wrong, as a user would notice it.")
+    package: str = Field(
+        description="The package whose releases carry the bug: dask or distributed (they move together)."
+    )
+    first_bad: str = Field(description="The first release with the bug (measured with bisect), e.g. 2026.3.0.")
+    first_fixed: str | None = Field(
+        default=None, description="The first release without it again; omitted while no release fixes it."
+    )
+    last_good: str | None = Field(default=None, description="The release before first_bad that passed the guard.")
+    upstream: str | None = Field(default=None, description="The upstream issue or pull request, where one exists.")
+    reproducer: str = Field(description="The standalone script beside the guard, e.g. workloads/reproducers/x.py.")
+    evidence: list[str] = Field(default_factory=list, description="Run ids (bisect, matrix) that measured the range.")
+    workarounds: list[str] = Field(
+        default_factory=list, description="Workloads that route around the bug to measure other things."
+    )
+
+    @field_validator("first_bad", "first_fixed", "last_good")
+    @classmethod
+    def _release(cls, value: str | None) -> str | None:
+        return None if value is None else _version(value)
+
+    @field_validator("summary")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not value.strip() or "\n" in value.strip():
+            raise PydanticCustomError("summary", "must be one line saying what goes wrong", {})
+        return value.strip()
+
+    @field_validator("upstream")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise PydanticCustomError("upstream", "is not a link — give the issue's https:// URL", {"value": value})
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Finding:
+        if self.first_fixed is not None and Version(self.first_fixed) <= Version(self.first_bad):
+            raise PydanticCustomError(
+                "range",
+                "first_fixed {fixed} is not after first_bad {bad} — a fix comes after the bug",
+                {"fixed": self.first_fixed, "bad": self.first_bad},
+            )
+        if self.last_good is not None and Version(self.last_good) >= Version(self.first_bad):
+            raise PydanticCustomError(
+                "range",
+                "last_good {good} is not before first_bad {bad}",
+                {"good": self.last_good, "bad": self.first_bad},
+            )
+        return self
+
+    def affects(self, packages: dict[str, str]) -> str | None:
+        """The installed version of ``package`` when it lies in [first_bad, first_fixed); None otherwise."""
+        installed = packages.get(self.package)
+        if not installed:
+            return None
+        try:
+            version = Version(installed)
+        except InvalidVersion:
+            return None
+        if version < Version(self.first_bad):
+            return None
+        if self.first_fixed is not None and version >= Version(self.first_fixed):
+            return None
+        return installed
+
+    @property
+    def range_text(self) -> str:
+        fixed = f"fixed in {self.first_fixed}" if self.first_fixed else "no fix released yet"
+        return f"{self.package} {self.first_bad} and later, {fixed}"
+
+
+class FindingsFile(_Model):
+    findings: dict[Name, Finding] = Field(
+        default_factory=dict, description="Guard workload name → the finding it keeps."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Affected:
+    """A finding a lock falls inside: its guard, the finding, and the installed version that puts it there."""
+
+    guard: str
+    finding: Finding
+    installed: str
+
+    def line(self, runtime: str) -> str:
+        link = f" — {self.finding.upstream}" if self.finding.upstream else ""
+        return (
+            f"{runtime} has {self.finding.package} {self.installed}: known issue {self.guard} — {self.finding.summary}"
+            f" ({self.finding.range_text}){link}"
+        )
+
+
+def load_findings(catalog: Catalog | None = None, root: Path = ROOT) -> dict[str, Finding]:
+    """The ledger (empty when the file does not exist), checked against the catalogue and the reproducers on disk."""
+    path = root / FINDINGS_FILE
+    if not path.exists():
+        return {}
+    findings = load_file(path, FindingsFile).findings
+    if catalog is not None:
+        problems = findings_problems(findings, catalog, root, path)
+        if problems:
+            raise ConfigError("\n".join(problems))
+    return findings
+
+
+def findings_problems(findings: dict[str, Finding], catalog: Catalog, root: Path, path: Path) -> list[str]:
+    """Each guard a workload tagged ``guard``; each reproducer a file; each workaround a workload."""
+    problems = []
+    for guard, finding in findings.items():
+        where = f"{_show(path)}: findings.{guard}"
+        workload = catalog.workloads.get(guard)
+        if workload is None:
+            problems.append(
+                f"{where}: {near_miss(guard, catalog.workloads, 'workload')} (a finding is keyed by its guard)"
+            )
+        elif GUARD_TAG not in workload.tags:
+            problems.append(f"{where}: workload {guard!r} is not tagged {GUARD_TAG!r} — add the tag to its YAML entry")
+        if not (root / finding.reproducer).is_file():
+            problems.append(
+                f"{where}.reproducer: {finding.reproducer!r} is not a file — write the standalone script there"
+            )
+        for index, name in enumerate(finding.workarounds):
+            if name not in catalog.workloads:
+                problems.append(f"{where}.workarounds.{index}: {near_miss(name, catalog.workloads, 'workload')}")
+    return problems
+
+
+def affecting(findings: dict[str, Finding], packages: dict[str, str]) -> list[Affected]:
+    """The findings whose release range holds the installed packages, in the ledger's order."""
+    found = []
+    for guard, finding in findings.items():
+        installed = finding.affects(packages)
+        if installed is not None:
+            found.append(Affected(guard, finding, installed))
+    return found
+
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        ("guard", pa.string()),
+        ("summary", pa.string()),
+        ("package", pa.string()),
+        ("first_bad", pa.string()),
+        ("first_fixed", pa.string()),
+        ("last_good", pa.string()),
+        ("upstream", pa.string()),
+        ("reproducer", pa.string()),
+        ("evidence", pa.list_(pa.string())),
+        ("workarounds", pa.list_(pa.string())),
+    ]
+)
+
+
+def findings_table(findings: dict[str, Finding]) -> pa.Table:
+    """The ledger as a table: ``nox -s sql -- "SELECT guard, first_bad, first_fixed FROM findings"``."""
+    rows: list[dict[str, Any]] = [{"guard": guard, **finding.model_dump()} for guard, finding in findings.items()]
+    return pa.Table.from_pylist(rows, schema=FINDINGS_SCHEMA)
