@@ -22,6 +22,7 @@ NAV = (
     ("runs", "Runs", "runs/index.html"),
     ("comparisons", "Comparisons", "comparisons/index.html"),
     ("stability", "Stability", "stability.html"),
+    ("known-issues", "Known issues", "known-issues.html"),
 )
 MISSING = '<span class="missing">–</span>'
 _ACTIVE = ' class="active"'

@@ -22,9 +22,11 @@ from packaging.version import InvalidVersion, Version
 
 from framework.config import ROOT
 from framework.errors import FrameworkError, ResultsError
+from framework.findings import load_findings
 from framework.query import Results
 from framework.report import data, details, pages
 from framework.report.environment import EnvironmentRecords, comparison_causes
+from framework.report.known_issues import known_issues_page
 from framework.report.layout import Context
 from framework.report.stability import stability_page
 
@@ -183,6 +185,7 @@ def _write_pages(results_dir: Path, ctx: Context, write: Callable[[str, str], No
     stability_rows = [{**section.summary, **row} for section in sections for row in section.stability]
     stability_rows.sort(key=lambda row: (row["started_at"] or "", row["run_id"]), reverse=True)
     write("stability.html", stability_page(ctx, stability_rows, data.failure_records(results_dir), results_dir))
+    write("known-issues.html", known_issues_page(ctx, runs, load_findings(root=ROOT)))
     for run_sections in _by_run(sections):
         html = details.run(ctx, run_sections, environments, records)
         write(f"runs/{run_sections[0].summary['page']}.html", html)

@@ -167,3 +167,25 @@ def test_the_ledger_is_a_table_of_nox_s_sql(capsys: pytest.CaptureFixture[str], 
     assert main(["sql", f"--results={tmp_path}", "SELECT count(*) AS n FROM findings"]) == 0
     shipped = load_findings(load_catalog(ROOT), ROOT)
     assert f"\n{len(shipped)}\n" in capsys.readouterr().out
+
+
+def test_the_report_lists_per_runtime_the_findings_its_latest_run_falls_inside(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from framework.report.known_issues import known_issues_page
+    from framework.report.layout import Context
+
+    ctx = Context(dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc), tmp_path, tmp_path / "report", "nox -s report", ())
+    runs = [
+        {"runtime": "latest", "run_id": "r3", "dask_version": "2026.8.0", "distributed_version": "2026.8.0"},
+        {"runtime": "latest", "run_id": "r1", "dask_version": "2026.1.0", "distributed_version": "2026.1.0"},
+        {"runtime": "stable", "run_id": "r2", "dask_version": "2026.1.0", "distributed_version": "2026.1.0"},
+    ]
+    html = known_issues_page(ctx, runs, {"mean_var": FINDING})
+
+    latest, stable = html.split("<td>latest</td>")[1], html.split("<td>stable</td>")[1]
+    assert latest.index('known issue</span> <a href="#mean_var">mean_var</a>') < latest.index("</tr>")
+    assert stable.index("none known") < stable.index("</tr>")
+    assert '<tr id="mean_var"><td><code>mean_var</code></td><td>mean and variance come back swapped</td>' in html
+    assert "dask 2026.3.0 and later, fixed in 2026.9.0; last good 2026.1.0" in html
+    assert '<a href="https://github.com/dask/dask/issues/1">dask#1</a>' in html
