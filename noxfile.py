@@ -10,6 +10,7 @@ nox -s report [-- --out=DIR]          a static site of the results (opens offlin
 nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
 nox -s export -- --runtime=latest      a runtime's lock as a file to install (requirements with hashes, or pylock)
 nox -s reproduce -- --run=RUN_ID       rebuild a recorded run's environment from its lock, re-run, recorded vs now
+nox -s guard -- --from=RUN_ID:CASE_ID  a failed case (or a stability FAILURE_ID) becomes a guard + reproducer + finding
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
 nox -s lint                            ruff and mypy
@@ -103,6 +104,13 @@ def report(session: nox.Session) -> None:
     """The benchmarks site from the results store: nox -s report [-- --out=DIR] (default results/report/)."""
     session.install("-e", ".[report]")
     session.run("python", "-m", "framework.cli", "report", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def guard(session: nox.Session) -> None:
+    """A finding becomes a guard: nox -s guard -- --from=RUN_ID:CASE_ID | --from=FAILURE_ID [--name=NAME]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "guard", *session.posargs)
 
 
 @nox.session(venv_backend="uv")

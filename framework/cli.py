@@ -599,6 +599,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "bless": lambda argv: _feature("framework.blessing", argv),
     "report": lambda argv: _feature("framework.report", argv),
     "compact": lambda argv: _feature("framework.compaction", argv),
+    "guard": lambda argv: _feature("framework.promotion", argv),
     "export": cmd_export,
     "reproduce": cmd_reproduce,
 }

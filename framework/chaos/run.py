@@ -281,7 +281,7 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['case_id']}: {row['outcome']} in {row['wall_s']:.1f} s{detail}{found}{tail}"
 
 
-def _fails_like(program: list[dict[str, Any]], kind: str, settle_s: float, tries: int, work_dir: Path) -> bool:
+def fails_like(program: list[dict[str, Any]], kind: str, settle_s: float, tries: int, work_dir: Path) -> bool:
     """Whether ``program`` breaks the same invariant (``kind``) in any of ``tries`` runs."""
     from framework.chaos.executor import InvariantViolation, run_program
 
@@ -314,7 +314,7 @@ def shrink(plan: dict[str, Any], base: dict[str, Any], record: dict[str, Any]) -
         for index in range(len(steps)):
             candidate = steps[:index] + steps[index + 1 :]
             runs += 1
-            if _fails_like([start, *candidate], kind, settle_s, tries, work_dir):
+            if fails_like([start, *candidate], kind, settle_s, tries, work_dir):
                 say(f"[{plan['runtime']['name']}] shrink: {len(candidate)} step(s) still fail")
                 steps, changed = candidate, True
                 break
