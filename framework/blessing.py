@@ -342,8 +342,10 @@ def bless(
         record = store_verdict(options.results_dir, verdict_id, verdict, criteria, who, hardware, now, base)
         return BlessReport([], verdict, verdict_id, record)
     plan = make_plan(criteria, who, base, hardware, cases, found)
+    known = known_issue_checks(runtime.name, environment, criteria, load_findings(catalog, options.root))
     if options.dry_run:
-        return BlessReport(plan.lines)
+        verdict_lines = [f"known issue ({'accepted' if c.passed else 'a ✗ of the verdict'}): {c.reason}" for c in known]
+        return BlessReport([*plan.lines, *verdict_lines])
     for line in plan.lines:
         _say(line)
     unavailable = produce(options, runners, catalog, criteria, who, hardware, plan, since)
@@ -362,7 +364,6 @@ def bless(
         unavailable,
     )
     verdict = decide(criteria, evidence, options.criteria)
-    known = known_issue_checks(runtime.name, environment, criteria, load_findings(catalog, options.root))
     verdict = dataclasses.replace(verdict, checks=(*known, *verdict.checks))
     verdict_id = new_run_id(now)
     exports: Sequence[Export] = ()

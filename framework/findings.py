@@ -52,6 +52,10 @@ class Finding(_Model):
     )
     last_good: str | None = Field(default=None, description="The release before first_bad that passed the guard.")
     upstream: str | None = Field(default=None, description="The upstream issue or pull request, where one exists.")
+    note: str | None = Field(default=None, description="What else the range depends on, what was seen at its edges.")
+    related: list[str] = Field(
+        default_factory=list, description="Upstream links that bear on it (the change that introduced it, a neighbour)."
+    )
     reproducer: str = Field(description="The standalone script beside the guard, e.g. workloads/reproducers/x.py.")
     evidence: list[str] = Field(default_factory=list, description="Run ids (bisect, matrix) that measured the range.")
     workarounds: list[str] = Field(
@@ -69,6 +73,13 @@ class Finding(_Model):
         if not value.strip() or "\n" in value.strip():
             raise PydanticCustomError("summary", "must be one line saying what goes wrong", {})
         return value.strip()
+
+    @field_validator("related")
+    @classmethod
+    def _links(cls, value: list[str]) -> list[str]:
+        for link in value:
+            cls._link(link)
+        return value
 
     @field_validator("upstream")
     @classmethod
@@ -190,6 +201,8 @@ FINDINGS_SCHEMA = pa.schema(
         ("first_fixed", pa.string()),
         ("last_good", pa.string()),
         ("upstream", pa.string()),
+        ("note", pa.string()),
+        ("related", pa.list_(pa.string())),
         ("reproducer", pa.string()),
         ("evidence", pa.list_(pa.string())),
         ("workarounds", pa.list_(pa.string())),

@@ -139,8 +139,10 @@ def _tree(ddf: Any, chunk: Callable[[Any], Any], combine: Callable[[list[Any]], 
 def _answer_and_reference(answer: Any, reference: Any) -> tuple[Any, Any]:
     """Dask's answer by ``.compute()``, as a user gets it, then the reference of plain tasks in a compute of its own.
 
-    Not one ``dask.compute(answer, reference)``: dask warns when expressions and plain graphs mix, and dask 2024.12
-    loses the output key of ``groupby(string column, dropna=False)`` there (FutureCancelledError, reason unknown).
+    Not one ``dask.compute(answer, reference)``: from dask 2025.4.0 such a mixed compute returns its results out of
+    order (guard ``mixed_compute_order``), and dask 2024.11.1–2025.9.x (with the pandas and pyarrow of their day)
+    lose the output key of ``groupby(string column, dropna=False)`` there (FutureCancelledError; guard
+    ``groupby_dropna_keys``; both in matrices/findings.yaml).
     """
     import dask
 

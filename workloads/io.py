@@ -141,8 +141,9 @@ def parquet_hive_partitioned(
         ddf.to_parquet(target, partition_on=[partition_on], write_index=True, storage_options=storage_options)
         back = dd.read_parquet(target, storage_options=storage_options)
         fs, files = _partition_files(target, partition_on, storage_options)
-        # A compute of its own: dask 2026.3-2026.8 return the results of one compute that mixes delayed objects and
-        # DataFrame collections out of order (dask/_expr.py _HLGExprSequence._tune_down regroups them).
+        # A compute of its own: from dask 2025.4.0, one compute that mixes delayed objects and DataFrame collections
+        # returns its results out of order (dask/_expr.py _HLGExprSequence._tune_down regroups them). Guarded by
+        # workloads/guards/mixed_compute_order.py (matrices/findings.yaml).
         (footer_rows,) = dask.compute({value: dask.delayed(_footer_rows)(fs, paths) for value, paths in files.items()})
         rows_written, rows_read, counts_by_partition, counts_read, hash_written, hash_read = dask.compute(
             row_count(ddf),

@@ -13,7 +13,8 @@ def _regression_data(rows: int, features: int, chunk_rows: int, noise: float, se
 
     DataFrames rather than arrays: on dask 2024.12.1, ``dask.delayed`` over the ``to_delayed()`` parts of a persisted
     array computes to the parts' keys instead of their chunks, and xgboost.dask persists its inputs — array input
-    fails there ("'tuple' object has no attribute 'divisions'"); DataFrame input works on every runtime.
+    fails there ("'tuple' object has no attribute 'divisions'"); DataFrame input works on every runtime. Guarded by
+    ``persisted_array_parts`` (matrices/findings.yaml: dask 2024.12.0–2025.3.x).
     """
     import dask.array as da
     import dask.dataframe as dd

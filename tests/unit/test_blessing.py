@@ -704,8 +704,30 @@ def test_the_verdict_is_stored_and_reads_back_through_the_verdicts_view(lab: Lab
 
 
 @pytest.fixture
-def quick_lab(results_dir: Path, case_row: Callable[..., dict[str, Any]], catalog: Catalog) -> Lab:
+def quick_lab(
+    results_dir: Path, case_row: Callable[..., dict[str, Any]], catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> Lab:
+    # The fake runtimes' dask 2026.9.0 is inside a finding of the real ledger: these tests judge the evidence alone
+    # (the ledger's own check: test_a_lock_inside_a_finding_of_the_ledger_is_a_failed_check_first, and test_findings).
+    monkeypatch.setattr("framework.blessing.load_findings", lambda *args, **kwargs: {})
     return Lab(ROOT, results_dir, case_row, catalog)
+
+
+def test_a_lock_inside_a_finding_of_the_ledger_is_a_failed_check_first(
+    results_dir: Path, case_row: Callable[..., dict[str, Any]], catalog: Catalog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = Lab(ROOT, results_dir, case_row, catalog)
+    argv = ["--runtime=latest", "--baseline=stable", "--criteria=quick", f"--results={lab.results}"]
+
+    assert command([*argv, "--dry-run"], lab.runners()) == 0
+    dry = capsys.readouterr().out
+    assert "known issue (a ✗ of the verdict): latest has dask 2026.9.0: known issue mixed_compute_order — " in dry
+    assert command(argv, lab.runners()) == 1
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "latest is NOT BLESSED against stable (criteria quick): 1 of 4 checks failed"
+    assert out[1].startswith("  ✗ latest has dask 2026.9.0: known issue mixed_compute_order — One dask.compute mixing")
+    assert "(dask 2025.4.0 and later, no fix released yet)" in out[1]
 
 
 def test_command_prints_blessed_and_exits_0(quick_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
