@@ -53,6 +53,11 @@ class Finding(_Model):
     last_good: str | None = Field(default=None, description="The release before first_bad that passed the guard.")
     upstream: str | None = Field(default=None, description="The upstream issue or pull request, where one exists.")
     note: str | None = Field(default=None, description="What else the range depends on, what was seen at its edges.")
+    intermittent: bool = Field(
+        default=False,
+        description="The bug shows only some of the time inside its range (it hangs on memory layout, timing…): its"
+        " guard may pass there, and a pass proves nothing.",
+    )
     related: list[str] = Field(
         default_factory=list, description="Upstream links that bear on it (the change that introduced it, a neighbour)."
     )
@@ -168,7 +173,8 @@ def findings_problems(findings: dict[str, Finding], catalog: Catalog, root: Path
         workload = catalog.workloads.get(guard)
         if workload is None:
             problems.append(
-                f"{where}: {near_miss(guard, catalog.workloads, 'workload')} (a finding is keyed by its guard)"
+                f"{where}: {near_miss(guard, catalog.workloads, 'workload')} — a finding is keyed by its guard:"
+                " declare that workload (tag guard), or remove the finding"
             )
         elif GUARD_TAG not in workload.tags:
             problems.append(f"{where}: workload {guard!r} is not tagged {GUARD_TAG!r} — add the tag to its YAML entry")
@@ -202,6 +208,7 @@ FINDINGS_SCHEMA = pa.schema(
         ("last_good", pa.string()),
         ("upstream", pa.string()),
         ("note", pa.string()),
+        ("intermittent", pa.bool_()),
         ("related", pa.list_(pa.string())),
         ("reproducer", pa.string()),
         ("evidence", pa.list_(pa.string())),

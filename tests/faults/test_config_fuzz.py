@@ -43,6 +43,7 @@ KINDS = {
     "hardware": ["matrices/hardware.yaml"],
     "matrix": ["matrices/matrix.yaml"],
     "workloads": sorted(str(path.relative_to(ROOT)) for path in (ROOT / "workloads").glob("*.yaml")),
+    "findings": ["matrices/findings.yaml"],  # checked with the catalogue: every command loads it
 }
 
 # Values a careless edit leaves behind: each is wrong somewhere.
@@ -225,6 +226,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "workloads").mkdir()
     for path in (ROOT / "workloads").glob("*.yaml"):
         shutil.copy(path, root / "workloads" / path.name)
+    shutil.copytree(ROOT / "workloads" / "reproducers", root / "workloads" / "reproducers")  # the ledger names them
     read_yaml = framework.config.read_yaml
     cache: dict[tuple[Path, bytes], Any] = {}
 

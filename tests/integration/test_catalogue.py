@@ -49,16 +49,17 @@ def planned_cases(runtime: str, hardware: str) -> set[str]:
     return {planned.case.case_id for planned in plan.cases}
 
 
-def guards_expected_to_fail(rows: list[dict[str, Any]]) -> set[str]:
-    """The guards whose finding (matrices/findings.yaml) holds the run's packages: they must fail, the rest pass."""
+def guards_expected_to_fail(rows: list[dict[str, Any]], intermittent: bool = False) -> set[str]:
+    """The guards whose finding (matrices/findings.yaml) holds the run's packages: they must fail (an intermittent
+    one may, with ``intermittent``: it may also pass), every other case passes."""
     findings = load_findings(load_catalog())
     packages = {name: rows[0][f"{name}_version"] for name in ("dask", "distributed")} if rows else {}
-    return {found.guard for found in affecting(findings, packages)}
+    return {found.guard for found in affecting(findings, packages) if intermittent or not found.finding.intermittent}
 
 
 def check_catalogue(results: Path, runtime: str, hardware: str) -> list[dict[str, Any]]:
     rows = measured_rows(results)
-    failing = guards_expected_to_fail(rows)
+    failing = guards_expected_to_fail(rows, intermittent=True)
     not_passed = {row["workload"] for row in rows if row["outcome"] != "passed"}
     unexpected = [
         (r["case_id"], r["phase"], r["error"])
@@ -66,9 +67,11 @@ def check_catalogue(results: Path, runtime: str, hardware: str) -> list[dict[str
         if r["outcome"] != "passed" and r["workload"] not in failing
     ]
     assert not unexpected, unexpected
-    assert not_passed == failing, f"guards that passed inside their finding's range: {sorted(failing - not_passed)}"
+    required = guards_expected_to_fail(rows)
+    assert required <= not_passed, f"guards that passed inside their finding's range: {required - not_passed}"
+    assert not_passed <= failing
     for row in rows:
-        if row["workload"] in failing:  # a guard fails by its own check, naming its finding — not by crashing
+        if row["outcome"] != "passed":  # a guard fails by its own check, naming its finding — not by crashing
             assert row["outcome"] == "failed" and "matrices/findings.yaml" in row["error"], row["error"]
     assert {row["case_id"] for row in rows} == planned_cases(runtime, hardware)
     for row in rows:
@@ -99,7 +102,7 @@ def test_tiny_catalogue_passes_on_the_local_cluster(runtime: str, tmp_path: Path
     process = nox_matrix(f"--runtime={runtime}", f"--results={results}")
 
     rows = check_catalogue(results, runtime, "local")
-    assert process.returncode == (1 if guards_expected_to_fail(rows) else 0), process.stdout[-6000:]
+    assert process.returncode == (1 if any(row["outcome"] != "passed" for row in rows) else 0), process.stdout[-6000:]
     for row in tagged(rows, "spill"):
         if "stability" not in row["tags"]:  # merge_spill_after_restarts spills from size small up, not at tiny
             assert row["spilled_bytes"] > 0, row["case_id"]
@@ -185,6 +188,6 @@ def test_tiny_catalogue_passes_on_a_scheduler_given_by_address(scheduler_from_th
         "--runtime=latest", "--hardware=address", f"--address={scheduler_from_the_runtime}", f"--results={results}"
     )
     rows = check_catalogue(results, "latest", "address")
-    assert process.returncode == (1 if guards_expected_to_fail(rows) else 0), process.stdout[-6000:]
+    assert process.returncode == (1 if any(row["outcome"] != "passed" for row in rows) else 0), process.stdout[-6000:]
     assert {row["settings_scope"] for row in rows} == {"client only"}
     assert {row["cluster_workers"] for row in rows} == {2}

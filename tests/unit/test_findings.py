@@ -103,6 +103,8 @@ def test_a_wrong_entry_is_one_line_naming_file_field_value_and_fix(project: Path
 def test_a_finding_keyed_by_no_guard_is_refused(project: Path) -> None:
     write_ledger(project, {"findings": {"mean_vr": LEDGER["findings"]["mean_var"]}})
     assert "findings.mean_vr: unknown workload 'mean_vr' — did you mean 'mean_var'?" in error(project)
+    fix = "— a finding is keyed by its guard: declare that workload (tag guard), or remove the finding"
+    assert error(project).endswith(fix)
     write_ledger(project, {"findings": {"groupby_agg": LEDGER["findings"]["mean_var"]}})
     assert "workload 'groupby_agg' is not tagged 'guard' — add the tag to its YAML entry" in error(project)
 

@@ -45,6 +45,7 @@ def project_with_example(tmp_path: Path) -> Path:
     (tmp_path / "workloads").mkdir()
     for path in (ROOT / "workloads").glob("*.yaml"):
         shutil.copy(path, tmp_path / "workloads" / path.name)
+    shutil.copytree(ROOT / "workloads" / "reproducers", tmp_path / "workloads" / "reproducers")  # the ledger's
     (tmp_path / "workloads" / "readme_example.yaml").write_text(_example_yaml())
     return tmp_path
 

@@ -307,6 +307,7 @@ def test_copies_of_the_yaml_files_use_the_projects_functions(tmp_path: Path) -> 
     (tmp_path / "workloads").mkdir()
     for path in (ROOT / "workloads").glob("*.yaml"):
         shutil.copy(path, tmp_path / "workloads" / path.name)
+    shutil.copytree(ROOT / "workloads" / "reproducers", tmp_path / "workloads" / "reproducers")  # the ledger's
     assert len(load_catalog(tmp_path).workloads) == len(load_catalog().workloads)
 
 
