@@ -191,3 +191,12 @@ def test_the_report_lists_per_runtime_the_findings_its_latest_run_falls_inside(t
     assert '<tr id="mean_var"><td><code>mean_var</code></td><td>mean and variance come back swapped</td>' in html
     assert "dask 2026.3.0 and later, fixed in 2026.9.0; last good 2026.1.0" in html
     assert '<a href="https://github.com/dask/dask/issues/1">dask#1</a>' in html
+
+
+def test_guards_are_judged_by_the_ledger_not_as_must_pass_cases(project: Path) -> None:
+    from framework.criteria import scope
+
+    criteria = Criteria.model_validate({"baseline": "stable", "must_pass": ["*"], "metrics": None})
+    cases = scope(load_catalog(project), criteria, "latest", "big")
+    names = {case.workload.name for case in cases.must_pass}
+    assert "mean_var" not in names and "groupby_agg" in names  # mean_var is tagged guard in this project
