@@ -269,7 +269,11 @@ def command(argv: Sequence[str]) -> int:
     """``nox -s guard -- --from=RUN_ID:CASE_ID | --from=FAILURE_ID [--name=NAME] [--results=DIR]``."""
     from framework.cli import _Parser
 
-    parser = _Parser(prog="nox -s guard --", description="Turn a failed case or a stability failure into a guard.")
+    parser = _Parser(
+        prog="nox -s guard --",
+        description="Turn a failed case or a stability failure into a guard.",
+        results_read_only=True,  # it reads the results; what it writes goes to the project (workloads/, matrices/)
+    )
     parser.add_argument("--from", dest="source", required=True, help="RUN_ID:CASE_ID of a failed case, or a FAILURE_ID")
     parser.add_argument("--name", help="the guard's workload name (default: from the workload and outcome)")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")

@@ -90,4 +90,6 @@ def test_each_run_stored_a_verdict_that_agrees_with_its_exit_code(
         assert (runtime, baseline, criteria, hardware) == ("latest", "stable", "quick", "local")
         assert blessed == (process.returncode == 0)
         assert (json.loads(reasons) == []) == blessed
-        assert {check["criterion"] for check in json.loads(checks)} == {"must_pass", "stability", "metric"}
+        criteria_checked = {check["criterion"] for check in json.loads(checks)}
+        # latest's lock falls inside findings of matrices/findings.yaml: a known_issue check each (see test_findings)
+        assert criteria_checked - {"known_issue"} == {"must_pass", "stability", "metric"}
