@@ -184,7 +184,10 @@ def findings_problems(findings: dict[str, Finding], catalog: Catalog, root: Path
             )
         for index, name in enumerate(finding.workarounds):
             if name not in catalog.workloads:
-                problems.append(f"{where}.workarounds.{index}: {near_miss(name, catalog.workloads, 'workload')}")
+                problems.append(
+                    f"{where}.workarounds.{index}: {near_miss(name, catalog.workloads, 'workload')}"
+                    " — name a workload that exists, or take it off the list"
+                )
     return problems
 
 
