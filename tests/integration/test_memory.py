@@ -29,8 +29,9 @@ def test_a_short_allocation_raises_the_peak_by_its_size(make_plan, make_case, lo
         by_case.setdefault(row["case_id"], []).append(row)
     baseline = min(row["peak_memory_bytes"] for row in by_case[idle["case_id"]])
     peaks = [row["peak_memory_bytes"] for row in by_case["holds/300"]]
-    # Two workers at once: the peak of the sum grows by ≈ 600 MiB (allow for allocator and timing slack).
-    assert all(peak - baseline > 500 * MiB for peak in peaks), (baseline / MiB, [p / MiB for p in peaks])
+    # Two workers at once: the peak of the sum grows by ≈ 600 MiB (allow for allocator and timing slack: a fresh-clone
+    # run on a loaded machine measured +486 MiB; an idle worker adds nothing).
+    assert all(peak - baseline > 450 * MiB for peak in peaks), (baseline / MiB, [p / MiB for p in peaks])
     assert all(peak - baseline < 800 * MiB for peak in peaks), (baseline / MiB, [p / MiB for p in peaks])
 
 
