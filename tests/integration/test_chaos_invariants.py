@@ -26,7 +26,7 @@ from framework.chaos.executor import (
     TeardownError,
     run_program,
 )
-from framework.chaos.machine import fuzz
+from framework.chaos.machine import SETTLE_S, fuzz
 
 pytestmark = pytest.mark.cluster(deadline=240)
 
@@ -216,19 +216,21 @@ def test_the_fuzzer_finds_a_planted_bug_and_its_program_replays(monkeypatch: pyt
         return value
 
     monkeypatch.setattr(graphs, "node_value", off_by_one_on_chains)
-    result = fuzz("inprocess", "ci", seed=5, examples=30, steps=6, settle_s=20, work_dir=tmp_path)
+    # The machine's own settle bound (SETTLE_S), not a shorter one: an in-process worker's close may stall every
+    # secede() for up to its 30 s close timeout, which a 20 s bound once reported as a liveness failure in CI.
+    result = fuzz("inprocess", "ci", seed=5, examples=30, steps=6, work_dir=tmp_path)
     assert result.failure is not None, f"{result.stats.examples} examples and no failure found"
-    assert result.failure.kind == "result"
+    assert result.failure.kind == "result", result.failure.error
     assert "but the pure-Python evaluation of its graph gives" in result.failure.error
     program = result.failure.program
     assert program[0]["op"] == "start"
     assert any(step["op"] == "submit" and step["graph"]["kind"] == "chain" for step in program)
     with pytest.raises(ResultError):
-        run_program(program, settle_s=20, work_dir=tmp_path)
+        run_program(program, settle_s=SETTLE_S["inprocess"], work_dir=tmp_path)
 
 
 def test_a_short_fuzz_batch_passes_on_this_release(tmp_path: Any) -> None:
-    result = fuzz("inprocess", "ci", seed=1, examples=4, steps=6, settle_s=20, work_dir=tmp_path)
+    result = fuzz("inprocess", "ci", seed=1, examples=4, steps=6, work_dir=tmp_path)
     assert result.error is None, result.error
     assert result.failure is None
     assert result.stats.examples >= 4
