@@ -16,6 +16,20 @@ from framework.errors import ClusterError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def project_archive(directory: Path) -> Path:
+    """A zip of ``framework`` and ``workloads`` — subpackages too (workloads/guards, framework/chaos, ...): a
+    guard's tasks are module-level functions of ``workloads.guards.<name>``, pickled by reference when the standard
+    pickle can, and a scheduler without them cannot even read the graph (``No module named 'workloads.guards'``)."""
+    import zipfile
+
+    archive = directory / "dask_blessing_project.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for package in ("framework", "workloads"):
+            for source in sorted((ROOT / package).rglob("*.py")):
+                bundle.write(source, source.relative_to(ROOT).as_posix())
+    return archive
+
+
 class ClusterSession:
     """A client on the profile's cluster, able to start afresh after a case hangs."""
 
@@ -60,14 +74,9 @@ class ClusterSession:
         on the scheduler's and every worker's path, workers that join later included.
         """
         import tempfile
-        import zipfile
 
         with tempfile.TemporaryDirectory(prefix="dask-blessing-") as directory:
-            archive = Path(directory) / "dask_blessing_project.zip"
-            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-                for package in ("framework", "workloads"):
-                    for source in sorted((ROOT / package).glob("*.py")):
-                        bundle.write(source, f"{package}/{source.name}")
+            archive = project_archive(Path(directory))
             try:
                 self.client.upload_file(str(archive))
             except Exception as error:

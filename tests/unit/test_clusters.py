@@ -10,7 +10,7 @@ from typing import Any
 import dask
 import pytest
 
-from framework.clusters import ClusterSession, coiled_kwargs, scheduler_workers
+from framework.clusters import ClusterSession, coiled_kwargs, project_archive, scheduler_workers
 from framework.config import load_catalog
 from framework.errors import ClusterError
 from framework.runner import _cluster_environ
@@ -170,3 +170,18 @@ def test_scheduler_workers_asks_releases_without_n_workers_plainly():
 
     assert scheduler_workers(Client()) == {"tcp://a:1": {"nthreads": 2}}
     assert calls == [{"n_workers": -1}, {}]
+
+
+def test_the_archive_a_remote_cluster_gets_holds_every_workload_module(tmp_path: Any) -> None:
+    """A remote scheduler unpickles graphs whose functions travel by reference (``workloads.guards.x.f``): the
+    module of every catalogue workload, and each package's ``__init__`` on its way, must be in the zip."""
+    import zipfile
+
+    with zipfile.ZipFile(project_archive(tmp_path)) as bundle:
+        names = set(bundle.namelist())
+    for workload in load_catalog().workloads.values():
+        parts = workload.function.split(":")[0].split(".")
+        assert "/".join(parts) + ".py" in names, workload.name
+        for depth in range(1, len(parts)):
+            assert "/".join(parts[:depth]) + "/__init__.py" in names, workload.name
+    assert "framework/chaos/graphs.py" in names and not any("__pycache__" in name for name in names)
