@@ -140,7 +140,7 @@ def _answer_and_reference(answer: Any, reference: Any) -> tuple[Any, Any]:
     """Dask's answer by ``.compute()``, as a user gets it, then the reference of plain tasks in a compute of its own.
 
     Not one ``dask.compute(answer, reference)``: from dask 2025.4.0 such a mixed compute returns its results out of
-    order (guard ``mixed_compute_order``), and dask 2024.11.1–2025.9.x (with the pandas and pyarrow of their day)
+    order (guard ``mixed_compute_order``), and dask 2024.11.1–2025.3.x (with pandas 2.2)
     lose the output key of ``groupby(string column, dropna=False)`` there (FutureCancelledError; guard
     ``groupby_dropna_keys``; both in matrices/findings.yaml).
     """

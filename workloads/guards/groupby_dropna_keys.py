@@ -1,11 +1,16 @@
 """Guard: ``dask.compute`` of ``groupby(<string column>, dropna=False).agg(...)`` returns the aggregate.
 
-On dask 2024.11.1–2025.9.x (measured range: matrices/findings.yaml) the name of such a collection is not
+On dask 2024.11.1–2025.3.x with pandas 2.2 (measured range: matrices/findings.yaml) the name of such a collection is not
 deterministic: its meta's empty pyarrow string index keeps a validity buffer of uninitialised bytes, and dask hashes
 pyarrow buffers byte by byte, so every lowering — every ``__dask_keys__()`` — names a new output key, and the key
 ``dask.compute`` asks for is not in the graph it built. distributed cancels it (FutureCancelledError), dask's local
 scheduler raises KeyError. ``.compute()`` takes keys and graph from one lowering, so it works (workloads/dataframes.py
-uses it). Since it depends on those bytes, it is intermittent near the range's ends (2025.9.3 failed 1 of 2).
+uses it).
+
+Those bytes are whatever the allocator's freed block held: zeros in a fresh process (the bug hides), old data in a
+long-lived client. So the guard first churns pyarrow's memory pool with seeded random bytes (``_dirty_arrow_pool``), as
+a long-lived process would have it: with that, every call failed on every bad release tried and passed on every good
+one. Which block the bitmap reuses is still the allocator's choice, so the finding stays ``intermittent``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,22 @@ def _expected_sums(rows: int, groups: int) -> dict[Any, int]:
     return sums
 
 
+def _dirty_arrow_pool(seed: int = 0, blocks: int = 4000, sizes: tuple[int, ...] = (64, 128)) -> None:
+    """Allocate ``blocks`` small pyarrow buffers of each size, fill them with seeded random bytes, free them: the
+    next small allocations (a 1-byte validity bitmap is padded to 64) reuse those blocks, bytes and all."""
+    import numpy as np
+    import pyarrow as pa
+
+    random = np.random.default_rng(seed)
+    held = []
+    for size in sizes:
+        for _ in range(blocks):
+            buffer = pa.allocate_buffer(size)
+            np.frombuffer(buffer, dtype=np.uint8)[:] = random.integers(0, 256, size, dtype=np.uint8)
+            held.append(buffer)
+    del held
+
+
 def _lost_key(error: Exception) -> Any:
     """The key a scheduler gave up on: distributed cancels it, dask's local scheduler raises KeyError(key)."""
     return getattr(error, "key", error.args[0] if len(error.args) == 1 else None)
@@ -79,6 +100,7 @@ def groupby_dropna_keys(partitions: int, rows: int) -> dict[str, float]:
 
     if partitions < 1 or rows < GROUPS:
         raise ValueError(f"need partitions >= 1 and rows >= {GROUPS} (every group present), got {partitions=}, {rows=}")
+    _dirty_arrow_pool()
     answer = _keyed(partitions, rows, GROUPS).groupby("key", dropna=False).agg({"value": "sum"})
     output_keys = list(answer.__dask_keys__())
     try:

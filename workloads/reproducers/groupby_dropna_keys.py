@@ -1,8 +1,8 @@
 """dask.compute of groupby(<string column>, dropna=False).agg(...) asks for an output key its graph does not have.
 
-FutureCancelledError under distributed (KeyError on the local scheduler) on dask 2024.11.1 - 2025.9.x with the
-pandas/pyarrow of their day, while ``.compute()`` of the same collection works (on 2024.10.0 dask.compute hung).
-The collection's name is not deterministic: every __dask_keys__() call returns a new key.
+FutureCancelledError under distributed (KeyError on the local scheduler) on dask 2024.11.1 - 2025.3.1 with pandas
+2.2, while ``.compute()`` of the same collection works. The collection's name is not deterministic (it hashes the
+uninitialised bits of a pyarrow validity bitmap in its meta): the ``.compute()`` before leaves the memory it needs.
 Exit 1 if the bug is present, 0 if not, 2 on any other error.
 """
 
