@@ -21,6 +21,7 @@ from framework.stats import (
     repeats_needed,
     sign_confidence_sequence,
     smallest_p,
+    t_quantile,
 )
 
 GiB = 1024**3
@@ -185,6 +186,26 @@ def test_minimum_detectable_effect_falls_with_repeats_and_matches_simulation():
         mann_whitney_p(rng.normal(0, sigma, n), rng.normal(math.log1p(mde), sigma, n)) < 0.01 for _ in range(400)
     )
     assert 0.88 <= hits / 400 <= 1.0
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 8, 9, 10, 18, 30, 58, 120, 1000, 100_000])
+def test_t_quantile_matches_scipy(df):
+    for p in (0.0005, 0.005, 0.025, 0.05, 0.2, 0.5, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995, 0.9995, 0.99995):
+        assert t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-9, abs=1e-12), p
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1])
+@pytest.mark.parametrize("power", [0.5, 0.8, 0.95, 0.99])
+def test_minimum_detectable_effect_is_the_t_test_formula_with_scipys_quantiles(alpha, power):
+    sigma = 0.05
+    for n in [*range(2, 40), 100, 1000]:
+        df = 2 * n - 2
+        quantiles = scipy_stats.t.ppf(1 - alpha / 2, df) + scipy_stats.t.ppf(power, df)
+        expected = math.expm1(quantiles * sigma * math.sqrt(2.0 / n) * math.sqrt(math.pi / 3))
+        if smallest_p(n, n) > alpha:
+            assert minimum_detectable_effect(sigma, n, alpha, power) is None
+        else:
+            assert minimum_detectable_effect(sigma, n, alpha, power) == pytest.approx(expected, rel=1e-9), n
 
 
 def test_repeats_needed_for_wall_time_noise_like_this_machines():
