@@ -1,6 +1,6 @@
 """Change points in one metric's history: where the level of a series of runs moved, and by how much.
 
-Pure (numpy only), so the calibration benchmark can run it on simulated series. The method:
+Pure (numpy; scipy through framework.stats), so the calibration benchmark can run it on simulated series. The method:
 
 1. Each point is one run; its value is the median of its measured repeats (robust to one slow repeat), on the
    metric's log scale (``MetricSpec.transform``: log, or log(1 + MiB) for spill, which is often 0) so a
@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from framework.stats import MetricSpec, bootstrap_ratio_ci
+from framework.stats import MetricSpec, bootstrap_ratio_ci, student_t_p
 
 # numpy is untyped for mypy here (follow_imports = skip): arrays are Any at this boundary.
 Array = Any
@@ -315,43 +315,3 @@ def _persists(change: ChangePoint, first_after: Array) -> bool:
     half = (change.after_median - change.before_median) / 2
     moved = first_after - change.before_median
     return bool(np.all(moved >= half)) if half > 0 else bool(np.all(moved <= half))
-
-
-def student_t_p(t: float, df: int) -> float:
-    """Two-sided p-value of Student's t with ``df`` degrees of freedom: I_{df/(df+t²)}(df/2, 1/2)."""
-    if not math.isfinite(t):
-        return 0.0
-    return _betainc(df / 2, 0.5, df / (df + t * t))
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b) by its continued fraction (Numerical Recipes, 6.4)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _beta_fraction(a, b, x) / a
-    return 1 - front * _beta_fraction(b, a, 1 - x) / b
-
-
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-
-    def guard(value: float) -> float:
-        return tiny if abs(value) < tiny else value
-
-    c, d = 1.0, 1 / guard(1 - (a + b) * x / (a + 1))
-    fraction = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1 / guard(1 + numerator * d)
-            c = guard(1 + numerator / c)
-            fraction *= d * c
-        if abs(d * c - 1) < 1e-14:
-            break
-    return fraction

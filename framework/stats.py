@@ -28,7 +28,7 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy.special import stdtrit
+from scipy.special import betainc, stdtrit
 
 from framework.errors import SelectionError, near_miss
 
@@ -184,6 +184,13 @@ def bootstrap_ratio_ci(
 def t_quantile(p: float, df: float) -> float:
     """Quantile of Student's t: scipy.stats.t.ppf(p, df), by the function it calls (scipy.stats imports in ~1 s)."""
     return float(stdtrit(df, p))
+
+
+def student_t_p(t: float, df: float) -> float:
+    """Two-sided p-value of Student's t with ``df`` degrees of freedom: I_{df/(df+t²)}(df/2, 1/2)."""
+    if not math.isfinite(t):
+        return 0.0
+    return float(betainc(df / 2, 0.5, df / (df + t * t)))
 
 
 def minimum_detectable_effect(sigma: float, n: int, alpha: float = 0.01, power: float = 0.95) -> float | None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from framework.changepoints import arc_scores, arcs, detect, segment, student_t_p
-from framework.stats import METRICS, MiB
+from framework.changepoints import arc_scores, arcs, detect, segment
+from framework.stats import METRICS, MiB, student_t_p
 
 WALL = METRICS["wall"]
 PEAK = METRICS["peak_memory"]

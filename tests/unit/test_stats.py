@@ -21,6 +21,7 @@ from framework.stats import (
     repeats_needed,
     sign_confidence_sequence,
     smallest_p,
+    student_t_p,
     t_quantile,
 )
 
@@ -192,6 +193,14 @@ def test_minimum_detectable_effect_falls_with_repeats_and_matches_simulation():
 def test_t_quantile_matches_scipy(df):
     for p in (0.0005, 0.005, 0.025, 0.05, 0.2, 0.5, 0.8, 0.9, 0.95, 0.975, 0.99, 0.995, 0.9995, 0.99995):
         assert t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-9, abs=1e-12), p
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 7, 10, 18, 30, 100, 1000, 100_000])
+def test_student_t_p_matches_scipy_over_a_grid(df):
+    for t in (0.0, 0.01, 0.3, 1.0, 1.96, 2.5, 3.0, 4.0, 6.0, 10.0, 30.0, 100.0, 1e4):
+        for signed in (t, -t):
+            assert student_t_p(signed, df) == pytest.approx(2 * scipy_stats.t.sf(t, df), rel=1e-9, abs=1e-300), t
+    assert student_t_p(math.inf, df) == 0.0
 
 
 @pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1])
