@@ -33,7 +33,7 @@ from framework.errors import SelectionError, near_miss
 from framework.query import Results
 from framework.records import write_record
 from framework.redaction import redact_text
-from framework.stats import METRICS, metric, parse_effects
+from framework.stats import METRICS, metric, parse_effects, percent
 
 MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)
 Along = Literal["date", "version"]
@@ -215,9 +215,9 @@ class Finding:
         text += f" on {series.hardware}" + (f" / {series.runtime}" if series.runtime != "*" else "")
         text += " rose " if change.direction == "regression" else " fell "
         if math.isfinite(change.ratio):
-            text += _percent(change.ratio)
+            text += percent(change.ratio)
             if change.ci_low is not None and change.ci_high is not None:
-                low, high = _percent(change.ci_low, sign=False), _percent(change.ci_high, sign=False)
+                low, high = percent(change.ci_low, sign=False), percent(change.ci_high, sign=False)
                 text += f" ({low.removesuffix(' %')}–{high})"
             text += ", "
         text += f"{spec.show(change.before_median)} → {spec.show(change.after_median)}, at run {self.after.run_id}"
@@ -351,12 +351,6 @@ def _row(finding: Finding, scan_id: str, scanned_at: dt.datetime, options: ScanO
             "points": points,
         },
     }
-
-
-def _percent(ratio: float, sign: bool = True) -> str:
-    change = (ratio - 1) * 100
-    digits = 1 if abs(change) < 10 else 0
-    return f"{change:+.{digits}f} %" if sign else f"{change:.{digits}f} %"
 
 
 # --------------------------------------------------------------------------------------------------

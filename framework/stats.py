@@ -265,7 +265,7 @@ class MetricComparison:
         elif self.median_a == 0:
             change = f"{spec.label} {spec.show(0.0)} → {spec.show(self.median_b)}"
         else:
-            change = f"{spec.label} {_percent(self.ratio)} ({_interval(self.ci_low, self.ci_high)})"
+            change = f"{spec.label} {percent(self.ratio)} ({_interval(self.ci_low, self.ci_high)})"
             change += f", {spec.show(self.median_a)} → {spec.show(self.median_b)}"
         p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
         if self.sequential:
@@ -285,12 +285,18 @@ class MetricComparison:
 def _interval(low: float, high: float) -> str:
     """'31–45 %' when both ends change the same way, '−23 % to +29 %' when the interval spans no change."""
     if low >= 1:
-        return f"{_percent(low, sign=False).removesuffix(' %')}–{_percent(high, sign=False)}"
-    return f"{_percent(low)} to {_percent(high)}"
+        return f"{percent(low, sign=False).removesuffix(' %')}–{percent(high, sign=False)}"
+    return f"{percent(low)} to {percent(high)}"
 
 
-def _percent(ratio: float, sign: bool = True) -> str:
-    if not math.isfinite(ratio):
+def percent(ratio: float, sign: bool = True) -> str:
+    """A ratio as a change: 1.38 → '+38 %', 1.042 → '+4.2 %', 0.5 → '-50 %'; '+∞ %' from nothing to something.
+
+    A ratio that is not a number (from a missing value) is '–', as :meth:`MetricSpec.show` shows one.
+    """
+    if math.isnan(ratio):
+        return "–"
+    if math.isinf(ratio):
         return "+∞ %" if sign else "∞ %"
     change = (ratio - 1) * 100
     digits = 1 if abs(change) < 10 else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -119,6 +120,15 @@ def test_the_sentence_says_what_where_how_much_when_and_how_sure(history, option
         r" 12 runs before, 6 after",
         sentence,
     ), sentence
+
+
+def test_an_interval_without_an_upper_bound_reads_as_infinity(history, options):
+    history([400] * 12 + [520] * 6)
+    [finding] = scan(options(), write=False).findings
+
+    unbounded = dataclasses.replace(finding, change=dataclasses.replace(finding.change, ci_high=math.inf))
+
+    assert re.search(r" rose \+30 % \(\d\d–∞ %\), ", unbounded.sentence()), unbounded.sentence()
 
 
 def test_a_second_scan_does_not_report_the_same_change_as_new(history, options):

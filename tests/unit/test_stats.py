@@ -20,6 +20,7 @@ from framework.stats import (
     metric,
     minimum_detectable_effect,
     parse_effects,
+    percent,
     repeats_needed,
     sign_confidence_sequence,
     smallest_p,
@@ -208,6 +209,12 @@ def test_sentence_reads_as_the_issue_asks():
     assert text.startswith("peak memory +38 % (")
     assert "p < 0.001" in text  # 7 vs 7 exact: the smallest p is 2/3432 = 0.0006
     assert "n = 7 vs 7 — regressed" in text
+
+
+def test_percent_shows_a_ratio_as_a_change_with_a_digit_below_ten_percent():
+    assert [percent(r) for r in (1.38, 1.042, 0.5, 1.0, 0.95)] == ["+38 %", "+4.2 %", "-50 %", "+0.0 %", "-5.0 %"]
+    assert [percent(r, sign=False) for r in (1.31, 1.042, 0.5)] == ["31 %", "4.2 %", "-50 %"]
+    assert (percent(math.inf), percent(math.inf, sign=False), percent(math.nan)) == ("+∞ %", "∞ %", "–")
 
 
 # ---------------------------------------------------------------- power planning
