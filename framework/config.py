@@ -29,6 +29,7 @@ from framework.models import (
 from framework.signatures import SignatureError, read_signature
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RESULTS = ROOT / "results"  # the results directory of every command without --results
 
 _FIXES = {
     "missing": "add it",

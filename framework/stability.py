@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework import provenance
-from framework.config import ROOT, load_catalog
+from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
 from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
 from framework.models import Runtime
 from framework.pipeline import (
@@ -100,7 +100,7 @@ class StabilityOptions:
     steps: int | None = None
     seed: int | None = None
     settle_s: float | None = None
-    results_dir: Path = ROOT / "results"
+    results_dir: Path = DEFAULT_RESULTS
     root: Path = ROOT
     rebuild: bool = False
     regressions: bool = True
@@ -269,7 +269,7 @@ class ReplayReport:
 def replay(
     failure_id: str,
     times: int = 5,
-    results_dir: Path = ROOT / "results",
+    results_dir: Path = DEFAULT_RESULTS,
     root: Path = ROOT,
     save: bool = True,
     runtime_name: str | None = None,
