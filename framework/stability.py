@@ -39,6 +39,7 @@ from framework.pipeline import (
 from framework.redaction import known_secrets, masked_note, redact_text_file, secret_values, without_masked
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
+from framework.salvage import salvage
 
 TIERS = ("inprocess", "process")
 PROFILES = ("ci", "nightly")
@@ -205,7 +206,7 @@ def run_stability(options: StabilityOptions) -> StabilityReport:
         _check_runtime(runtime)
     regressions = [case for case in load_regressions(options.root) if case.tier in options.tiers]
     store = ResultsStore(options.results_dir)
-    store.salvage()
+    salvage(store)
     started = dt.datetime.now(dt.timezone.utc)
     report = StabilityReport(new_run_id(started))
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
