@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from framework.config import load_findings
 from framework.criteria import Criteria, load, scope
 from framework.environments import BuiltEnvironment
 from framework.errors import FrameworkError, SelectionError
@@ -31,7 +32,7 @@ from framework.evidence import (
     produce,
 )
 from framework.export import FORMATS, Export, shown_path
-from framework.findings import Finding, affecting, load_findings
+from framework.findings import Finding, affecting
 from framework.pipeline import _say, new_run_id
 from framework.query import Results
 from framework.records import write_record

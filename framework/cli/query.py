@@ -11,8 +11,8 @@ from framework.config import ROOT
 
 
 def cmd_sql(argv: Sequence[str]) -> int:
-    from framework.config import load_catalog
-    from framework.findings import findings_table, load_findings
+    from framework.config import load_catalog, load_findings
+    from framework.findings import findings_table
     from framework.query import Results
     from framework.summary import format_table
 

@@ -20,9 +20,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from framework.config import DEFAULT_RESULTS, ROOT
+from framework.config import DEFAULT_RESULTS, ROOT, load_findings
 from framework.errors import FrameworkError, ResultsError
-from framework.findings import load_findings
 from framework.query import Results
 from framework.report import data, details, pages
 from framework.report.environment import EnvironmentRecords, comparison_causes
