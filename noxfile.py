@@ -13,7 +13,7 @@ nox -s reproduce -- --run=RUN_ID       rebuild a recorded run's environment from
 nox -s guard -- --from=RUN_ID:CASE_ID  a failed case (or a stability FAILURE_ID) becomes a guard + reproducer + finding
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
-nox -s lint                            ruff and mypy
+nox -s lint                            ruff, mypy and the import-cycle check
 nox -s bench -- overhead               benchmarks that print figures
 """
 
@@ -143,11 +143,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def lint(session: nox.Session) -> None:
-    """ruff over everything, mypy (strict) over framework/."""
+    """ruff over everything, mypy (strict) over framework/, and no import cycle between framework's modules."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
     session.run("mypy")
+    session.run("python", "tests/tools/import_cycles.py", "framework")
 
 
 @nox.session(venv_backend="uv")

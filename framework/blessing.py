@@ -9,13 +9,12 @@ evidence, and where it is found: :mod:`framework.evidence`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from framework.config import ROOT
+from framework.config import load_findings
 from framework.criteria import Criteria, load, scope
 from framework.environments import BuiltEnvironment
 from framework.errors import FrameworkError, SelectionError
@@ -32,8 +31,8 @@ from framework.evidence import (
     metric_keys,
     produce,
 )
-from framework.export import FORMATS, Export, export_blessed, shown_path
-from framework.findings import Finding, affecting, load_findings
+from framework.export import FORMATS, Export, shown_path
+from framework.findings import Finding, affecting
 from framework.pipeline import _say, new_run_id
 from framework.query import Results
 from framework.records import write_record
@@ -379,63 +378,15 @@ def bless(
     return BlessReport(plan.lines, verdict, verdict_id, record, exports, problem)
 
 
-def bless_parser() -> argparse.ArgumentParser:
-    from framework.cli import _Parser  # here: framework.cli imports this module to list its command
-
-    parser = _Parser(
-        prog="nox -s bless --",
-        description="Decide whether a runtime is fit for production against a baseline, by matrices/blessing.yaml.",
-    )
-    parser.add_argument("--runtime", default="latest", help="the runtime to bless (default: latest)")
-    parser.add_argument("--baseline", help="runtime to judge it against (default: the criteria's)")
-    parser.add_argument(
-        "--criteria", default="default", help="criteria set in matrices/blessing.yaml (default: default)"
-    )
-    parser.add_argument("--hardware", help="hardware profile (default: the criteria's)")
-    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the environments even if built today")
-    parser.add_argument(
-        "--reuse",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="reuse recent evidence of the same environment (default); --no-reuse runs everything again",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print what would be reused and what would run")
-    return parser
-
-
-def command(argv: Sequence[str], runners: Runners | None = None, exporter: Exporter | None = None) -> int:
-    """``nox -s bless``: exit 0 when blessed, 1 when not; a user mistake raises FrameworkError (exit 2).
-
-    A blessed runtime's lock is written beside the verdict; fake ``runners`` build no real environment, so with them
-    only an explicit ``exporter`` writes one."""
-    args = bless_parser().parse_args(argv)
-    options = BlessOptions(
-        runtime=args.runtime,
-        criteria=args.criteria,
-        baseline=args.baseline,
-        hardware=args.hardware,
-        results_dir=args.results,
-        rebuild=args.rebuild,
-        reuse=args.reuse,
-        dry_run=args.dry_run,
-    )
-    if runners is None:  # the real pipeline: its environments' locks are what production installs
-        exporter = exporter or export_blessed
-    report = bless(options, runners, exporter=exporter)
+def report_text(report: BlessReport) -> str:
+    """What ``nox -s bless`` prints: a dry run's plan, or the verdict, the lock exported and where it is stored."""
     if report.verdict is None:
-        _print("\n".join(report.plan) or "nothing to run: every piece of evidence is reusable")
-        return 0
-    _print(format_verdict(report.verdict))
-    for exported in report.exports:
-        _print(f"export ({FORMATS[exported.format]}): {shown_path(exported.path)}")
+        return "\n".join(report.plan) or "nothing to run: every piece of evidence is reusable"
+    lines = [format_verdict(report.verdict)]
+    lines += [f"export ({FORMATS[exported.format]}): {shown_path(exported.path)}" for exported in report.exports]
     if report.exports:
-        _print(f"install it with: {report.exports[0].install_command()}")
+        lines.append(f"install it with: {report.exports[0].install_command()}")
     if report.export_problem:
-        _print(f"blessed, but its lock could not be exported: {report.export_problem}")
-    _print(f"verdict {report.verdict_id} stored in {report.record}")
-    return 0 if report.verdict.blessed else 1
-
-
-def _print(text: str) -> None:
-    print(text, flush=True)  # noqa: T201 - the verdict is the command's output
+        lines.append(f"blessed, but its lock could not be exported: {report.export_problem}")
+    lines.append(f"verdict {report.verdict_id} stored in {report.record}")
+    return "\n".join(lines)

@@ -28,7 +28,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -124,6 +124,11 @@ class Compaction:
         verb = "would be merged (dry run: nothing changed)" if self.dry_run else "merged"
         lines.append(f"compaction of {self.root}: {total:,} files {verb} in {self.seconds:.1f} s")
         return lines
+
+    @property
+    def needs_a_look(self) -> bool:
+        """A file was left where it is, or moved to the quarantine."""
+        return any(part.left or part.quarantined for part in self.directories)
 
 
 def loose_files(directory: Path) -> list[Path]:
@@ -367,18 +372,3 @@ def compact_if_due(root: Path, threshold: int = AUTO_THRESHOLD) -> list[str]:
         return [f"compaction skipped: {error}"]
     except OSError as error:
         return [f"compaction skipped: {root}: {error.strerror or error} — run nox -s compact when it is writable"]
-
-
-def command(argv: Sequence[str]) -> int:
-    """``nox -s compact [-- --results=DIR] [--dry-run]``."""
-    from framework.cli import _Parser
-    from framework.config import ROOT
-
-    parser = _Parser(prog="nox -s compact --", description="Merge each month's result files into one file.")
-    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory (default results/)")
-    parser.add_argument("--dry-run", action="store_true", help="say what would be merged, change nothing")
-    args = parser.parse_args(argv)
-    report = compact(args.results, dry_run=args.dry_run)
-    print("\n".join(report.lines()))  # noqa: T201 - the command's output
-    # 1: a file needs a look (left where it is, or moved to the quarantine)
-    return 0 if not any(part.left or part.quarantined for part in report.directories) else 1

@@ -135,6 +135,35 @@ class ComparisonReport:
         return [(case, passed, n) for (s, case), (passed, n) in self.outcomes.items() if s == side and passed < n]
 
 
+def compare_text(report: ComparisonReport) -> str:
+    """The comparison as a reader wants it: biggest effects first, one plain sentence per case × metric."""
+    aa = " (A/A: the noise floor)" if report.baseline == report.candidate else ""
+    head = f"comparison {report.comparison_id} ({report.mode}): {report.candidate} vs {report.baseline}{aa}"
+    if report.rounds:
+        head += f", {report.rounds} round(s) in {report.seconds:.0f} s"
+    lines = [head]
+    order = {"regressed": 0, "improved": 1, "unchanged": 2}
+
+    def key(line: CaseMetric) -> tuple[int, float]:
+        if line.result is None:
+            return (3, 0.0)
+        ratio = line.result.ratio
+        return (order[line.result.verdict], -abs((ratio if ratio != float("inf") else 1e9) - 1))
+
+    for line in sorted(report.lines, key=key):
+        lines.append(f"  {line.case_id}: {line.sentence()}")
+    for side in (BASELINE, CANDIDATE):
+        for case_id, passed, measured in report.failures(side):
+            label = report.baseline if side == BASELINE else report.candidate
+            lines.append(f"  {case_id}: {measured - passed} of {measured} run(s) did not pass on {label}")
+    counts = dict.fromkeys(order, 0)
+    for line in report.lines:
+        if line.result is not None:
+            counts[line.result.verdict] += 1
+    lines.append(", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + f" — recorded: {report.record}")
+    return "\n".join(lines)
+
+
 def interleaving(rounds: int) -> list[tuple[int, str]]:
     """The run order: A B | B A | A B | … — each round one pair, who goes first alternating."""
     order = []

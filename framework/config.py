@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -28,7 +28,11 @@ from framework.models import (
 )
 from framework.signatures import SignatureError, read_signature
 
+if TYPE_CHECKING:
+    from framework.findings import Finding
+
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RESULTS = ROOT / "results"  # the results directory of every command without --results
 
 _FIXES = {
     "missing": "add it",
@@ -307,10 +311,24 @@ def load_catalog(root: Path = ROOT) -> Catalog:
     catalog = Catalog(runtimes, hardware, workloads, matrices, workload_files)
     _check_references(catalog, matrices_path)
     _check_parameters(catalog, root)
-    from framework.findings import load_findings  # here: the ledger's model imports this module
-
     load_findings(catalog, root)  # a ledger naming a guard that is not there fails every command, like any file
     return catalog
+
+
+def load_findings(catalog: Catalog | None = None, root: Path = ROOT) -> dict[str, Finding]:
+    """The findings ledger (``matrices/findings.yaml``, empty when there is none), checked against the catalogue and
+    the reproducers on disk."""
+    from framework.findings import FINDINGS_FILE, FindingsFile, findings_problems  # here: it needs pyarrow
+
+    path = root / FINDINGS_FILE
+    if not path.exists():
+        return {}
+    findings = load_file(path, FindingsFile).findings
+    if catalog is not None:
+        problems = findings_problems(findings, catalog, root, _show(path))
+        if problems:
+            raise ConfigError("\n".join(problems))
+    return findings
 
 
 def _check_references(catalog: Catalog, matrices_path: Path) -> None:

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from framework.config import ROOT, Catalog, _show, load_catalog, load_file, selector_problem
+from framework.config import ROOT, Catalog, _show, load_catalog, load_file, load_findings, selector_problem
 from framework.errors import ConfigError, SelectionError, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.models import Name, Selector, _Model
@@ -226,8 +226,6 @@ class BlessingFile(_Model):
 
 def criteria_problems(criteria: dict[str, Criteria], catalog: Catalog, path: Path) -> list[str]:
     """Names the criteria refer to that the catalogue does not declare: one line each, with the near miss."""
-    from framework.findings import load_findings  # here: it imports framework.config, as this module does
-
     problems = []
     known_findings = load_findings(root=path.parent.parent)
     sizes = {size for workload in catalog.workloads.values() for size in workload.sizes}

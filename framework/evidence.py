@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.compare import CompareOptions, resolve_side, run_interleaved
-from framework.config import ROOT, Catalog
+from framework.config import DEFAULT_RESULTS, ROOT, Catalog
 from framework.criteria import Criteria, Scope
 from framework.environments import BuiltEnvironment, existing_environment, parse_lock, runtime_hash
 from framework.errors import FrameworkError
@@ -288,7 +288,7 @@ class BlessOptions:
     criteria: str = "default"
     baseline: str | None = None  # None: the criteria's
     hardware: str | None = None
-    results_dir: Path = ROOT / "results"
+    results_dir: Path = DEFAULT_RESULTS
     root: Path = ROOT
     rebuild: bool = False
     reuse: bool = True

@@ -7,23 +7,25 @@ release carries the bug), the standalone reproducer kept beside the guard and th
 
 ``affecting(findings, packages)`` says which findings a lock falls inside; ``bless`` turns each into a ✗ line
 unless the criteria accept it with a reason, ``nox -s sql`` has them as the ``findings`` table and the report lists
-them per runtime.
+them per runtime. The file is read, and checked against the catalogue, by ``framework.config.load_findings``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from packaging.version import InvalidVersion, Version
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from framework.config import ROOT, Catalog, _show, load_file
-from framework.errors import ConfigError, near_miss
+from framework.errors import near_miss
 from framework.models import Name, _Model
+
+if TYPE_CHECKING:
+    from framework.config import Catalog  # config reads the ledger and checks it with findings_problems
 
 FINDINGS_FILE = Path("matrices") / "findings.yaml"
 GUARD_TAG = "guard"
@@ -152,24 +154,12 @@ class Affected:
         )
 
 
-def load_findings(catalog: Catalog | None = None, root: Path = ROOT) -> dict[str, Finding]:
-    """The ledger (empty when the file does not exist), checked against the catalogue and the reproducers on disk."""
-    path = root / FINDINGS_FILE
-    if not path.exists():
-        return {}
-    findings = load_file(path, FindingsFile).findings
-    if catalog is not None:
-        problems = findings_problems(findings, catalog, root, path)
-        if problems:
-            raise ConfigError("\n".join(problems))
-    return findings
-
-
-def findings_problems(findings: dict[str, Finding], catalog: Catalog, root: Path, path: Path) -> list[str]:
-    """Each guard a workload tagged ``guard``; each reproducer a file; each workaround a workload."""
+def findings_problems(findings: dict[str, Finding], catalog: Catalog, root: Path, shown: str) -> list[str]:
+    """Each guard a workload tagged ``guard``; each reproducer a file; each workaround a workload (``shown``: the
+    ledger's path as messages show it)."""
     problems = []
     for guard, finding in findings.items():
-        where = f"{_show(path)}: findings.{guard}"
+        where = f"{shown}: findings.{guard}"
         workload = catalog.workloads.get(guard)
         if workload is None:
             problems.append(

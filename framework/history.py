@@ -20,7 +20,6 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,12 +27,11 @@ from packaging.version import InvalidVersion, Version
 
 from framework.accepted import ACCEPTED_FILE, AcceptedChange, load_accepted, normalise_package
 from framework.changepoints import ChangePoint, detect
-from framework.config import ROOT
 from framework.errors import SelectionError, near_miss
 from framework.query import Results
 from framework.records import write_record
 from framework.redaction import redact_text
-from framework.stats import METRICS, metric, parse_effects, percent
+from framework.stats import METRICS, metric, percent
 
 MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)
 Along = Literal["date", "version"]
@@ -412,67 +410,20 @@ def report_text(report: ScanReport) -> str:
     return "\n".join(lines)
 
 
-def command(argv: Sequence[str]) -> int:
-    """``nox -s regressions``: scan, print, write the Markdown summary; exit 1 on a new (--fail-on) regression."""
-    from framework.cli import _Parser, _split
+FailOn = Literal["new", "open", "never"]
 
-    parser = _Parser(prog="nox -s regressions --", description="Find change points in the results' history.")
-    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
-    parser.add_argument("--along", choices=["date", "version"], default="date", help="order runs by date or version")
-    parser.add_argument("--package", default="dask", help="whose versions --along=version orders by (default dask)")
-    parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
-    parser.add_argument("--workload", action="append", help="workload name(s) or case id(s)")
-    parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
-    parser.add_argument("--runtime", action="append", help="runtime name(s); * matches any text, e.g. 'bisect-*'")
-    parser.add_argument("--alpha", type=_fraction, default=0.01, help="false alarms per series (default 0.01)")
-    parser.add_argument("--persistence", type=_persistence, default=2, help="runs a change must last (default 2)")
-    parser.add_argument("--min-effect", action="append", help="per metric, e.g. wall=10%%,peak_memory=5%%")
-    parser.add_argument("--accepted", type=Path, default=ACCEPTED_FILE, help="accepted changes (YAML)")
-    parser.add_argument("--markdown", type=Path, help="Markdown summary (default: RESULTS/regressions.md)")
-    parser.add_argument("--fail-on", choices=["new", "open", "never"], default="new", help="exit 1 on (default new)")
-    args = parser.parse_args(argv)
-    options = ScanOptions(
-        results_dir=args.results,
-        along=args.along,
-        package=args.package,
-        metrics=tuple(_split(args.metric) or METRICS),
-        workloads=tuple(_split(args.workload) or ()),
-        hardware=tuple(_split(args.hardware) or ()),
-        runtimes=tuple(_split(args.runtime) or ()),
-        alpha=args.alpha,
-        persistence=args.persistence,
-        min_effects=parse_effects(args.min_effect),
-        accepted_file=args.accepted,
-    )
-    report = scan(options)
+
+def failing(report: ScanReport, fail_on: FailOn) -> list[Finding]:
+    """The open regressions that fail the scan: the new ones, all of them, or none."""
+    regressions = report.having("open", "regression")
+    return {"new": [f for f in regressions if f.new], "open": regressions, "never": []}[fail_on]
+
+
+def write_summary(report: ScanReport, target: Path) -> None:
+    """The scan's Markdown summary at ``target`` (and in GitHub's step summary when it runs there)."""
     summary = redact_text(markdown(report))  # names and versions only, but a secret the process knows never leaves
-    target = args.markdown or args.results / "regressions.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(summary, encoding="utf-8")  # a view of the latest scan; the Parquet record is the history
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with Path(os.environ["GITHUB_STEP_SUMMARY"]).open("a", encoding="utf-8") as handle:
             handle.write(summary + "\n")
-    print(f"{report_text(report)}\nsummary: {target}\nrecord: {report.record}")  # noqa: T201 - the command's output
-    regressions = report.having("open", "regression")
-    failing = {"new": [f for f in regressions if f.new], "open": regressions, "never": []}[args.fail_on]
-    return 1 if failing else 0
-
-
-def _fraction(value: str) -> float:
-    import argparse
-
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number — use e.g. --alpha=0.01") from None
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(f"{number:g} is not between 0 and 1 — use e.g. --alpha=0.01")
-    return number
-
-
-def _persistence(value: str) -> int:
-    import argparse
-
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number ≥ 1 — use e.g. --persistence=2")
-    return int(value)

@@ -38,7 +38,7 @@ from framework.records import write_record
 from framework.resolution import build_environment
 from framework.results import SCHEMA_VERSION, ResultsStore, read_rows
 from framework.runner import EXIT_ROWS_UNWRITABLE, PROTOCOL, ROWS_UNWRITABLE
-from framework.salvage import INTERRUPTED, append_rows, missing_rows, write_sidecar
+from framework.salvage import INTERRUPTED, append_rows, missing_rows, salvage, write_sidecar
 
 # Time allowed beyond the sum of case timeouts: imports, cluster start-up and teardown.
 RUNNER_SLACK_S = 180.0
@@ -407,7 +407,7 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
             " — widen --workload/--hardware/--size, or check with --dry-run"
         )
     store = ResultsStore(options.results_dir)
-    salvaged = store.salvage()
+    salvaged = salvage(store)
     if salvaged:
         _say(f"recovered {len(salvaged)} result file(s) left by an interrupted run")
     run_started = dt.datetime.now(dt.timezone.utc)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,21 +262,3 @@ def _from_failure(failure_id: str, results_dir: Path, root: Path) -> tuple[dict[
     good = "A_RELEASE_IT_PASSES_ON"  # a stability failure has no passing history to read it from
     bisect = f"nox -s bisect -- --package=distributed --good={good} --bad={distributed} --failure={failure_id}"
     return entry, script, finding, bisect
-
-
-def command(argv: Sequence[str]) -> int:
-    """``nox -s guard -- --from=RUN_ID:CASE_ID | --from=FAILURE_ID [--name=NAME] [--results=DIR]``."""
-    from framework.cli import _Parser
-
-    parser = _Parser(
-        prog="nox -s guard --",
-        description="Turn a failed case or a stability failure into a guard.",
-        results_read_only=True,  # it reads the results; what it writes goes to the project (workloads/, matrices/)
-    )
-    parser.add_argument("--from", dest="source", required=True, help="RUN_ID:CASE_ID of a failed case, or a FAILURE_ID")
-    parser.add_argument("--name", help="the guard's workload name (default: from the workload and outcome)")
-    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
-    args = parser.parse_args(argv)
-    promotion = promote(args.source, args.results, args.name)
-    print("\n".join(promotion.lines(ROOT)))  # noqa: T201 - the command's output
-    return 0

@@ -201,11 +201,11 @@ class Results:
 
     def _skip(self, path: Path, why: str) -> None:
         """Leave a file out of the views, and say so in one line (once per process)."""
-        from framework.config import ROOT  # the project's own store: nox -s compact needs no --results
+        from framework.config import DEFAULT_RESULTS  # the project's own store: nox -s compact needs no --results
 
         self.skipped[path] = why
         root = _shown(self.root)
-        default = self.root == (ROOT / "results").resolve()
+        default = self.root == DEFAULT_RESULTS.resolve()
         compact = "nox -s compact" if default else f"nox -s compact -- --results={root}"
         line = f"{_shown(path)}: skipped — {why}; {compact} moves it to {root}/{QUARANTINE}/"
         with _SAID_LOCK:

@@ -332,12 +332,6 @@ class ResultsStore:
         staging.unlink(missing_ok=True)
         return target
 
-    def salvage(self) -> list[Path]:
-        """Publish what runs whose controller is gone left in staging (``framework.salvage``)."""
-        from framework.salvage import salvage
-
-        return salvage(self)
-
     def published_before(self, staging: Path) -> bool:
         """Whether a staging file's rows are already in the store: its target (or the compacted file that merged
         it) holds as many rows as it does. Anything else is published, or refused without losing the rows."""

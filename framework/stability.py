@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework import provenance
-from framework.config import ROOT, load_catalog
+from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
 from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
 from framework.models import Runtime
 from framework.pipeline import (
@@ -39,6 +39,7 @@ from framework.pipeline import (
 from framework.redaction import known_secrets, masked_note, redact_text_file, secret_values, without_masked
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
+from framework.salvage import salvage
 
 TIERS = ("inprocess", "process")
 PROFILES = ("ci", "nightly")
@@ -100,7 +101,7 @@ class StabilityOptions:
     steps: int | None = None
     seed: int | None = None
     settle_s: float | None = None
-    results_dir: Path = ROOT / "results"
+    results_dir: Path = DEFAULT_RESULTS
     root: Path = ROOT
     rebuild: bool = False
     regressions: bool = True
@@ -205,7 +206,7 @@ def run_stability(options: StabilityOptions) -> StabilityReport:
         _check_runtime(runtime)
     regressions = [case for case in load_regressions(options.root) if case.tier in options.tiers]
     store = ResultsStore(options.results_dir)
-    store.salvage()
+    salvage(store)
     started = dt.datetime.now(dt.timezone.utc)
     report = StabilityReport(new_run_id(started))
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
@@ -269,7 +270,7 @@ class ReplayReport:
 def replay(
     failure_id: str,
     times: int = 5,
-    results_dir: Path = ROOT / "results",
+    results_dir: Path = DEFAULT_RESULTS,
     root: Path = ROOT,
     save: bool = True,
     runtime_name: str | None = None,

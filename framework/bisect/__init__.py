@@ -9,6 +9,6 @@ made a stability failure appear — or which release fixed it.
 from __future__ import annotations
 
 from framework.bisect.search import Judgement, Search, Step, find_boundary
-from framework.bisect.session import command
+from framework.bisect.session import run_bisection
 
-__all__ = ["Judgement", "Search", "Step", "command", "find_boundary"]
+__all__ = ["Judgement", "Search", "Step", "find_boundary", "run_bisection"]

@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,54 +51,6 @@ from framework.stats import MetricSpec, metric, smallest_p
 
 class BisectError(FrameworkError):
     """A bisection was asked for something that cannot be done (missing option, case or package)."""
-
-
-def bisect_parser() -> argparse.ArgumentParser:
-    from framework.cli import _Parser, _positive
-
-    parser = _Parser(
-        prog="nox -s bisect --",
-        description="Find the first release of a package where a workload got worse or failed, or a stability"
-        " failure appeared (good older than bad), or the first release that fixed it (good newer than bad).",
-    )
-    parser.add_argument("--package", required=True, help="the package to bisect, e.g. dask, distributed, pandas")
-    parser.add_argument("--good", required=True, help="a release that is good, e.g. 2024.12.1")
-    parser.add_argument("--bad", required=True, help="a release that is bad (older than --good: find the fix)")
-    parser.add_argument("--workload", help="workload name, or case id where it has several cases")
-    parser.add_argument("--metric", help="wall, peak_memory, mean_memory, spill, or outcome (bad = a repeat fails)")
-    parser.add_argument(
-        "--failure", metavar="ID", help="stability failure or regression case id: bad where it reproduces"
-    )
-    parser.add_argument("--runtime", help="runtime the releases go into (default: latest; with --failure: its own)")
-    parser.add_argument("--hardware", default="local", help="hardware profile (default: local)")
-    parser.add_argument("--size", help="data size (default: the workload's first, e.g. tiny)")
-    parser.add_argument("--repeat", type=_positive, default=5, help="repeats per release and per end (default: 5)")
-    parser.add_argument(
-        "--times",
-        type=_positive,
-        default=3,
-        help="most replays per release with --failure; stops at the first that fails (default: 3)",
-    )
-    parser.add_argument(
-        "--hold",
-        choices=("lock", "spec"),
-        default="lock",
-        help="other packages: pinned as in the runtime's environment (lock), or as declared, resolved the day"
-        " after each release (spec)",
-    )
-    parser.add_argument("--alone", action="store_true", help="move dask without distributed (or the reverse)")
-    parser.add_argument(
-        "--sweep",
-        action="store_true",
-        help="measure every release between --good and --bad instead of searching: a history along versions"
-        " for nox -s regressions -- --along=version (needs --workload; --metric is not needed)",
-    )
-    parser.add_argument(
-        "--passes", type=_positive, default=2, help="with --sweep: runs of every release, each in a new order"
-    )
-    parser.add_argument("--results", type=Path, default=ROOT / "results", help="results directory")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild environments even if a build exists")
-    return parser
 
 
 def select_case(catalog: Catalog, text: str, size: str | None) -> Case:
@@ -241,8 +193,9 @@ def plan_bisection(args: argparse.Namespace, root: Path = ROOT) -> Bisection:
     return Bisection(args.package, moved, base, span, args.hold, lock, spec, case, hardware, record)
 
 
-def command(argv: Sequence[str]) -> int:
-    args = bisect_parser().parse_args(argv)
+def run_bisection(args: argparse.Namespace) -> int:
+    """Plan, search, print the steps and the answer (``nox -s bisect``'s options in ``args``); 0 when one release
+    is named, 1 when the ends are not as claimed or untestable releases leave a range."""
     plan = plan_bisection(args)
     _say(describe_range(plan, sweeping=args.sweep))
     derived: dict[str, Runtime] = {}
@@ -255,7 +208,7 @@ def command(argv: Sequence[str]) -> int:
 
         assert plan.case is not None and plan.hardware is not None
         measure = ReleaseRunner(plan.case, plan.hardware, args.results, ROOT, args.rebuild)
-        return sweep.command(args, plan.span.versions, measure, runtime_for)
+        return sweep.run_and_print(args, plan.span.versions, measure, runtime_for)
     oracle: Oracle
     runner = None
     if plan.record is not None:

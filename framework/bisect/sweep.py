@@ -94,7 +94,7 @@ def sweep_table(versions: Sequence[str], rows: dict[str, list[Row]], skipped: di
     return format_table(columns, table, max_width=100)
 
 
-def command(args: argparse.Namespace, versions: Sequence[str], runner: ReleaseRunner, runtime_for: Any) -> int:
+def run_and_print(args: argparse.Namespace, versions: Sequence[str], runner: ReleaseRunner, runtime_for: Any) -> int:
     """Run the sweep, print its table and the command that scans it; 1 when no release could be measured."""
     rows, skipped = run_sweep(versions, args.passes, args.repeat, runner, runtime_for)
     case = runner.case

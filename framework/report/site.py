@@ -20,9 +20,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from framework.config import ROOT
+from framework.config import DEFAULT_RESULTS, ROOT, load_findings
 from framework.errors import FrameworkError, ResultsError
-from framework.findings import load_findings
 from framework.query import Results
 from framework.report import data, details, pages
 from framework.report.environment import EnvironmentRecords, comparison_causes
@@ -105,7 +104,7 @@ def _bokeh_scripts() -> tuple[Path, ...]:
 def _regenerate(results_dir: Path, out: Path) -> str:
     command = "nox -s report"
     options = []
-    if results_dir.resolve() != (ROOT / "results").resolve():
+    if results_dir.resolve() != DEFAULT_RESULTS.resolve():
         options.append(f"--results={shlex.quote(str(results_dir))}")
     if out != (results_dir / "report").resolve():
         options.append(f"--out={shlex.quote(str(out))}")

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from nox_session import ROOT, nox
 
-from framework.config import load_catalog
-from framework.findings import affecting, load_findings
+from framework.config import load_catalog, load_findings
+from framework.findings import affecting
 from framework.matrix import Selection, build_plan
 from framework.query import Results
 from framework.resolution import build_environment

@@ -18,7 +18,8 @@ from framework.bisect import Judgement, Step, find_boundary
 from framework.bisect import session as bisect_session
 from framework.bisect.oracles import MetricOracle, OutcomeOracle, StabilityOracle, metric_samples
 from framework.bisect.search import oracle_calls_bound
-from framework.bisect.session import bisect_parser, plan_bisection
+from framework.bisect.session import plan_bisection
+from framework.cli.verdicts import bisect_parser, cmd_bisect
 from framework.errors import EnvironmentBuildError, FrameworkError
 from framework.models import Runtime
 from framework.query import Results
@@ -371,7 +372,7 @@ def test_session_names_the_first_bad_release_with_the_ab_evidence_and_stores_it(
 ) -> None:
     # 2024.12.1 (good) … 2025.5.0 (bad); kept between: 2025.1.0, 2025.2.0, 2025.3.1 (rc, yanked, python dropped)
     offline(**{"2024_12_1": 100, "2025_1_0": 101, "2025_2_0": 150, "2025_3_1": 151, "2025_5_0": 150})
-    code = bisect_session.command(
+    code = cmd_bisect(
         [
             "--package=dask",
             "--good=2024.12.1",
@@ -406,7 +407,7 @@ def test_session_exits_1_when_the_ends_do_not_differ(
 ) -> None:
     runners = offline(**{"2025_1_0": 100, "2025_2_0": 100, "2025_3_1": 100})
     argv = ["--package=dask", "--good=2025.1.0", "--bad=2025.3.1", "--workload=array_mean_var", "--metric=peak_memory"]
-    assert bisect_session.command([*argv, f"--results={tmp_path}"]) == 1
+    assert cmd_bisect([*argv, f"--results={tmp_path}"]) == 1
     out = capsys.readouterr().out
     assert "no bisection: the bad end 2025.3.1 is good, not bad: no change between good and bad to bisect" in out
     assert {version for version, _ in runners[0].calls} == {"2025.1.0", "2025.3.1"}  # the middle never built
@@ -426,7 +427,7 @@ def test_session_reports_the_first_fixed_release_when_good_is_newer(
 
     runners = offline(Failing, **{"2025_2_0": 1, "2025_3_1": 1, "2025_5_0": 1})
     argv = ["--package=dask", "--good=2025.5.0", "--bad=2024.12.1", "--workload=array_mean_var", "--metric=outcome"]
-    assert bisect_session.command([*argv, f"--results={tmp_path}", "--repeat=2"]) == 0
+    assert cmd_bisect([*argv, f"--results={tmp_path}", "--repeat=2"]) == 0
     out = capsys.readouterr().out
     assert f"first fixed release: dask {fixed_in} (last bad 2025.1.0)" in out
     assert f"evidence: {fixed_in}: 2/2 passed; 2025.1.0: 0/2 passed, failed: AssertionError: wrong sum" in out

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from framework.blessing import Check, Verdict, bless, command, decide, format_verdict
+from framework.blessing import Check, Verdict, bless, decide, format_verdict
+from framework.cli.verdicts import cmd_bless
 from framework.compare import CaseMetric, CompareOptions, ComparisonReport, record_rows
 from framework.config import ROOT, Catalog, load_catalog
 from framework.criteria import Criteria
@@ -719,10 +720,10 @@ def test_a_lock_inside_a_finding_of_the_ledger_is_a_failed_check_first(
     lab = Lab(ROOT, results_dir, case_row, catalog)
     argv = ["--runtime=latest", "--baseline=stable", "--criteria=quick", f"--results={lab.results}"]
 
-    assert command([*argv, "--dry-run"], lab.runners()) == 0
+    assert cmd_bless([*argv, "--dry-run"], lab.runners()) == 0
     dry = capsys.readouterr().out
     assert "known issue (a ✗ of the verdict): latest has dask 2026.9.0: known issue mixed_compute_order — " in dry
-    assert command(argv, lab.runners()) == 1
+    assert cmd_bless(argv, lab.runners()) == 1
 
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "latest is NOT BLESSED against stable (criteria quick): 1 of 4 checks failed"
@@ -733,7 +734,7 @@ def test_a_lock_inside_a_finding_of_the_ledger_is_a_failed_check_first(
 def test_command_prints_blessed_and_exits_0(quick_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--runtime=latest", "--baseline=stable", "--criteria=quick", f"--results={quick_lab.results}"]
 
-    code = command(argv, quick_lab.runners())
+    code = cmd_bless(argv, quick_lab.runners())
 
     out = capsys.readouterr().out.splitlines()
     assert code == 0
@@ -745,7 +746,7 @@ def test_command_prints_blessed_and_exits_0(quick_lab: Lab, capsys: pytest.Captu
 def test_command_prints_every_failed_reason_and_exits_1(quick_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     quick_lab.outcomes = {"array_mean_var": "error"}
 
-    code = command(["--criteria=quick", f"--results={quick_lab.results}"], quick_lab.runners())
+    code = cmd_bless(["--criteria=quick", f"--results={quick_lab.results}"], quick_lab.runners())
 
     out = capsys.readouterr().out.splitlines()
     assert code == 1
@@ -754,7 +755,7 @@ def test_command_prints_every_failed_reason_and_exits_1(quick_lab: Lab, capsys: 
 
 
 def test_command_dry_run_exits_0_and_stores_nothing(quick_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
-    code = command(["--criteria=quick", "--dry-run", f"--results={quick_lab.results}"], quick_lab.runners())
+    code = cmd_bless(["--criteria=quick", "--dry-run", f"--results={quick_lab.results}"], quick_lab.runners())
 
     assert code == 0
     assert quick_lab.ran() == []
@@ -762,10 +763,10 @@ def test_command_dry_run_exits_0_and_stores_nothing(quick_lab: Lab, capsys: pyte
 
 
 def test_command_without_reuse_runs_everything(quick_lab: Lab) -> None:
-    command(["--criteria=quick", f"--results={quick_lab.results}"], quick_lab.runners())
+    cmd_bless(["--criteria=quick", f"--results={quick_lab.results}"], quick_lab.runners())
     quick_lab.calls.clear()
 
-    command(["--criteria=quick", "--no-reuse", f"--results={quick_lab.results}"], quick_lab.runners())
+    cmd_bless(["--criteria=quick", "--no-reuse", f"--results={quick_lab.results}"], quick_lab.runners())
 
     assert quick_lab.ran() == ["compare", "matrix", "stability"]
 
@@ -781,7 +782,7 @@ def test_command_without_reuse_runs_everything(quick_lab: Lab) -> None:
 )
 def test_a_user_mistake_is_a_framework_error_with_exit_code_2(quick_lab: Lab, argv: list[str], message: str) -> None:
     with pytest.raises(FrameworkError) as raised:
-        command([*argv, f"--results={quick_lab.results}"], quick_lab.runners())
+        cmd_bless([*argv, f"--results={quick_lab.results}"], quick_lab.runners())
 
     assert raised.value.exit_code == 2
     assert message in str(raised.value)
@@ -790,7 +791,7 @@ def test_a_user_mistake_is_a_framework_error_with_exit_code_2(quick_lab: Lab, ar
 
 def test_an_unknown_option_exits_2_with_the_near_miss(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
-        command(["--runtim=latest"])
+        cmd_bless(["--runtim=latest"])
 
     assert raised.value.code == 2
     assert "did you mean --runtime?" in capsys.readouterr().err

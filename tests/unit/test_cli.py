@@ -1,4 +1,4 @@
-"""framework/cli.py: the `sql`, `schema` and `matrix --dry-run` command lines; user mistakes are one line, exit 2.
+"""framework/cli/: the `sql`, `schema` and `matrix --dry-run` command lines; user mistakes are one line, exit 2.
 
 Every `matrix` call here passes --dry-run, so a parser regression can never start a real run.
 """
@@ -11,6 +11,8 @@ import shutil
 import pytest
 
 from framework import cli
+from framework.cli import query as cli_query
+from framework.cli.parser import split
 from framework.config import ROOT, load_catalog
 from framework.schema import export_schemas, schema_texts
 
@@ -180,8 +182,8 @@ def test_matrix_dry_run_repeat_overrides_the_workloads(capsys):
 
 
 def test_split_accepts_commas_and_repeats():
-    assert cli._split(["latest, stable", "previous", ""]) == ["latest", "stable", "previous"]
-    assert cli._split(None) is None
+    assert split(["latest, stable", "previous", ""]) == ["latest", "stable", "previous"]
+    assert split(None) is None
 
 
 # --- schema -----------------------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_schema_check_command_fails_with_one_line_naming_the_stale_file(tmp_path
     schemas = tmp_path / "matrices" / "schemas"
     shutil.copytree(COMMITTED_SCHEMAS, schemas)
     (schemas / "workloads.schema.json").write_text("{}\n")
-    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.setattr(cli_query, "ROOT", tmp_path)
 
     assert cli.main(["schema", "--check"]) == 1
 

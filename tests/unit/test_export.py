@@ -13,8 +13,8 @@ import pytest
 from package_index import LocalIndex
 from test_blessing import Lab
 
-from framework.blessing import command
 from framework.cli import main
+from framework.cli.verdicts import cmd_bless
 from framework.config import ROOT, Catalog, load_catalog
 from framework.environments import BuiltEnvironment, parse_lock
 from framework.errors import EnvironmentBuildError, SelectionError
@@ -277,7 +277,7 @@ def verdict_rows(results_dir: Path) -> list[dict[str, Any]]:
 
 def bless_quick(lab: Lab, exporter: FakeExporter) -> int:
     argv = ["--runtime=latest", "--baseline=stable", "--criteria=quick", f"--results={lab.results}"]
-    return command(argv, lab.runners(), exporter=exporter)
+    return cmd_bless(argv, lab.runners(), exporter=exporter)
 
 
 def test_a_blessed_verdict_records_its_export_and_prints_how_to_install_it(quick_lab: Lab, capsys: Any) -> None:

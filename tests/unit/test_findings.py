@@ -12,10 +12,10 @@ import yaml
 
 from framework.blessing import known_issue_checks
 from framework.cli import main
-from framework.config import load_catalog
+from framework.config import load_catalog, load_findings
 from framework.criteria import Criteria
 from framework.errors import ConfigError
-from framework.findings import Finding, affecting, findings_table, load_findings
+from framework.findings import Finding, affecting, findings_table
 
 GOOD = Path(__file__).resolve().parents[1] / "resources" / "good"
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,10 @@ import re
 import numpy as np
 import pytest
 
+from framework.cli.verdicts import cmd_regressions
 from framework.config import ROOT
 from framework.errors import ConfigError, SelectionError
-from framework.history import ScanOptions, command, load_accepted, load_series, markdown, scan
+from framework.history import ScanOptions, load_accepted, load_series, markdown, scan
 from framework.query import Results
 from framework.stats import MiB
 
@@ -72,7 +73,7 @@ def options(results_dir, tmp_path):
 
 
 def run(results_dir, tmp_path, *argv):
-    return command([f"--results={results_dir}", f"--accepted={tmp_path / 'no-accepted.yaml'}", *argv])
+    return cmd_regressions([f"--results={results_dir}", f"--accepted={tmp_path / 'no-accepted.yaml'}", *argv])
 
 
 # ---------------------------------------------------------------- the scan

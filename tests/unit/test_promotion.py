@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from framework.config import load_catalog
+from framework.config import load_catalog, load_findings
 from framework.errors import SelectionError
-from framework.findings import load_findings
 from framework.promotion import promote
 
 GOOD = Path(__file__).resolve().parents[1] / "resources" / "good"

@@ -26,6 +26,7 @@ from framework.results import (
     write_atomic,
 )
 from framework.runner import RowWriter
+from framework.salvage import salvage
 
 # --- case_table / _normalise ------------------------------------------------------------------------------------
 
@@ -271,7 +272,7 @@ def test_salvage_publishes_dead_controllers_and_leaves_live_ones(tmp_path, case_
     live = _stage(store, live_pid, "run-live__latest__local", [case_row(run_id="run-live")])
     live_before = live.read_bytes()
 
-    published = store.salvage()
+    published = salvage(store)
 
     assert published == [tmp_path / "cases" / "run-dead__latest__local.parquet"]
     assert pq.read_table(published[0]).column("run_id").to_pylist() == ["run-dead"]
@@ -281,7 +282,7 @@ def test_salvage_publishes_dead_controllers_and_leaves_live_ones(tmp_path, case_
 
 
 def test_salvage_with_no_staging_directory(tmp_path):
-    assert ResultsStore(tmp_path).salvage() == []
+    assert salvage(ResultsStore(tmp_path)) == []
 
 
 def _environment(env_hash: str = "abc123", lock: str = "dask==2026.1.0\n") -> dict:
@@ -317,7 +318,7 @@ def test_salvage_ignores_files_that_are_not_staged_rows(tmp_path):
     stray = store.staging_dir / "notes.jsonl"
     stray.write_text('{"not": "a row"}\n')
 
-    assert store.salvage() == []
+    assert salvage(store) == []
     assert stray.exists()
 
 
@@ -337,7 +338,7 @@ def test_salvage_drops_a_staging_file_whose_rows_were_published_before_its_contr
     different = _stage(store, dead_pid, "run-1__latest__local", [case_row(run_id="run-1")] * 2)
 
     with pytest.raises(ResultsError, match=r"run-1__latest__local\.parquet: already exists"):
-        store.salvage()
+        salvage(store)
 
     assert not staging.exists()  # its rows are in the store
     assert different.exists(), "rows that differ from what was published must never be thrown away"

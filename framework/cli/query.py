@@ -1,0 +1,79 @@
+"""``sql``, ``schema``, ``workloads``: the verbs that read — the results, the YAML files' schemas, the catalogue."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+from framework.cli.parser import Parser, add_json, add_results
+from framework.config import ROOT
+
+
+def cmd_sql(argv: Sequence[str]) -> int:
+    from framework.config import load_catalog, load_findings
+    from framework.findings import findings_table
+    from framework.query import Results
+    from framework.summary import format_table
+
+    parser = Parser(prog="nox -s sql --", description="Read-only SQL over all results.", results_read_only=True)
+    parser.add_argument("query", nargs="?", help="one SELECT statement; omit to list the views and their columns")
+    add_results(parser)
+    add_json(parser)
+    args = parser.parse_args(argv)
+    with Results(args.results) as results:
+        results.add_table("findings", findings_table(load_findings(load_catalog())))
+        if not args.query:
+            for view, described in results.views().items():
+                print(f"{view}: " + ", ".join(f"{name} {kind}" for name, kind in described))
+            return 0
+        columns, rows = results.sql(args.query)
+    if args.json:
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row)), default=str))
+    else:
+        print(format_table(columns, rows))
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return 0
+
+
+def cmd_schema(argv: Sequence[str]) -> int:
+    from framework.schema import export_schemas
+
+    parser = Parser(prog="nox -s schema --", description="Write JSON Schemas for the YAML files.")
+    parser.add_argument("--check", action="store_true", help="fail if the committed schemas are out of date")
+    args = parser.parse_args(argv)
+    stale = export_schemas(ROOT / "matrices" / "schemas", check=args.check)
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)} — run `nox -s schema`", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_workloads(argv: Sequence[str]) -> int:
+    """The catalogue: each workload with its tags, sizes, cases and description."""
+    from framework.config import load_catalog
+    from framework.matrix import expand_workload
+    from framework.summary import format_table
+
+    parser = Parser(prog="nox -s workloads --", description="List the workload catalogue.")
+    parser.add_argument("--tag", help="only workloads with this tag")
+    args = parser.parse_args(argv)
+    catalog = load_catalog()
+    rows = []
+    for workload in catalog.workloads.values():
+        if args.tag and args.tag not in workload.tags:
+            continue
+        cases, _ = expand_workload(workload, None)
+        rows.append(
+            [
+                workload.name,
+                ", ".join(workload.tags),
+                ", ".join(workload.sizes) or "–",
+                str(len(cases)),
+                workload.description,
+            ]
+        )
+    print(format_table(["workload", "tags", "sizes", "cases", "description"], rows, max_width=120))
+    print(f"({len(rows)} workloads; run one with: nox -s matrix -- --workload=NAME --size=SIZE)")
+    return 0

@@ -1,0 +1,321 @@
+"""``matrix``, ``stability``, ``compare``, ``export``, ``reproduce``: the verbs that run workloads (or rerun them).
+
+Each parses its options and calls the pipeline; what it prints is the run's summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from framework.cli.parser import Parser, add_dry_run, add_rebuild, add_results, bounded_number, positive, seed, split
+from framework.cli.query import cmd_workloads
+from framework.config import ROOT
+from framework.errors import SelectionError
+
+
+def matrix_parser() -> Parser:
+    parser = Parser(prog="nox -s matrix --", description="Run workloads for runtimes × hardware profiles.")
+    parser.add_argument("--matrix", default="default", help="matrix in matrices/matrix.yaml (default: default)")
+    parser.add_argument("--runtime", action="append", help="runtime name(s), comma separated or repeated")
+    parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
+    parser.add_argument("--workload", action="append", help="workload name(s) or tag:TAG")
+    parser.add_argument("--size", help="data size (e.g. tiny, small, large)")
+    parser.add_argument("--repeat", type=positive, help="measured repeats per case (overrides the workloads')")
+    parser.add_argument("--address", help="scheduler address for the 'address' backend, e.g. tcp://10.0.0.5:8786")
+    add_results(parser)
+    add_rebuild(parser)
+    add_dry_run(parser, help="print the plan, run nothing")
+    parser.add_argument("--list", action="store_true", help="print the workload catalogue and exit")
+    return parser
+
+
+def cmd_matrix(argv: Sequence[str]) -> int:
+    from framework.compaction import compact_if_due
+    from framework.matrix import Selection, build_plan
+    from framework.pipeline import MatrixOptions, run_matrix
+    from framework.query import Results
+    from framework.summary import run_summary
+
+    args = matrix_parser().parse_args(argv)
+    if args.list:
+        return cmd_workloads([])
+    selection = Selection(
+        matrix=args.matrix,
+        runtimes=split(args.runtime),
+        hardware=split(args.hardware),
+        workloads=split(args.workload),
+        size=args.size,
+        repeat=args.repeat,
+    )
+    if args.dry_run:
+        from framework.config import load_catalog
+
+        plan = build_plan(load_catalog(), selection)
+        for planned in plan.cases:
+            print(
+                f"{planned.runtime.name:<12} {planned.hardware.name:<16} {planned.case.case_id}"
+                f"  size={planned.case.size}  repeats={planned.case.workload.repeats}"
+            )
+        for skipped in plan.skipped:
+            print(f"skip {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
+        return 0
+    report = run_matrix(MatrixOptions(selection, args.results, address=args.address, rebuild=args.rebuild))
+    for skipped in report.plan.skipped:
+        print(f"skipped {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
+    with Results(args.results) as results:
+        print()
+        for headline in report.unusable:  # first: the loudest finding (no table of setup errors above it)
+            print(headline)
+        print(f"run {report.run_id} — results in {args.results}")
+        print(run_summary(results, report.run_id))
+        _, [(not_passed,)] = results.sql(
+            "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
+        )
+    for line in compact_if_due(args.results):
+        print(line)
+    # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
+    return 1 if not_passed else 0
+
+
+def stability_parser() -> Parser:
+    parser = Parser(
+        prog="nox -s stability --",
+        description="Fuzz a runtime's cluster behaviour under faults (hypothesis); replay recorded failures.",
+    )
+    parser.add_argument("--runtime", action="append", help="runtime name(s), comma separated (default: latest)")
+    parser.add_argument("--profile", default="ci", help="budget: ci (minutes) or nightly (hours, shrinking)")
+    parser.add_argument("--tier", action="append", help="inprocess and/or process (default: both)")
+    parser.add_argument("--examples", type=positive, help="examples per tier (overrides the profile)")
+    parser.add_argument("--steps", type=positive, help="steps per example (overrides the profile)")
+    parser.add_argument("--seed", type=seed, help="hypothesis seed (default: random; recorded with the results)")
+    parser.add_argument(
+        "--settle",
+        type=bounded_number(0, 3600, "--settle=10"),
+        help="seconds futures get to finish once faults stop",
+    )
+    parser.add_argument("--no-regressions", action="store_true", help="skip the saved regression cases")
+    parser.add_argument("--replay", metavar="FAILURE_ID", help="re-run a recorded failure and report its hit rate")
+    parser.add_argument("--times", type=positive, default=5, help="replays of --replay (default: 5)")
+    parser.add_argument("--no-save", action="store_true", help="with --replay: do not save it as a regression case")
+    parser.add_argument(
+        "--shrink", action="store_true", help="with --replay: first drop steps while it still fails (delta debugging)"
+    )
+    add_results(parser)
+    add_rebuild(parser)
+    return parser
+
+
+def cmd_stability(argv: Sequence[str]) -> int:
+    from framework.query import Results
+    from framework.stability import TIERS, StabilityOptions, replay, run_stability
+    from framework.summary import format_table
+
+    args = stability_parser().parse_args(argv)
+    if args.replay:
+        runtimes = split(args.runtime)
+        replayed = replay(
+            args.replay,
+            times=args.times,
+            results_dir=args.results,
+            save=not args.no_save,
+            runtime_name=runtimes[0] if runtimes else None,
+            shrink_first=args.shrink,
+        )
+        rate = 100.0 * replayed.hits / replayed.runs if replayed.runs else 0.0
+        print(
+            f"{replayed.failure_id}: reproduced {replayed.hits}/{replayed.runs} ({rate:.0f} %) on {replayed.runtime!r}"
+        )
+        for error in dict.fromkeys(replayed.errors):
+            print(f"  {error[:300]}")
+        if replayed.saved:
+            print(f"saved as a regression case: {replayed.saved} (every stability run replays it first; commit it)")
+        return 0
+    options = StabilityOptions(
+        runtimes=split(args.runtime) or ["latest"],
+        profile=args.profile,
+        tiers=tuple(split(args.tier) or TIERS),
+        examples=args.examples,
+        steps=args.steps,
+        seed=args.seed,
+        settle_s=args.settle,
+        results_dir=args.results,
+        rebuild=args.rebuild,
+        regressions=not args.no_regressions,
+    )
+    report = run_stability(options)
+    for headline in report.unusable:  # first: the cause, not a table
+        print(headline)
+    with Results(args.results) as results:
+        columns, rows = results.sql(
+            "SELECT runtime, distributed_version AS distributed, case_id, outcome, round(wall_s, 1) AS wall_s,"
+            " CAST(json_extract(extra_metrics, '$.examples') AS INT) AS examples,"
+            " CAST(json_extract(extra_metrics, '$.steps') AS INT) AS steps, failure_id,"
+            " left(error, 140) AS error FROM rows WHERE run_id = ? ORDER BY runtime, started_at",
+            [report.run_id],
+        )
+    print()
+    print(f"stability run {report.run_id} — results in {args.results}")
+    print(format_table(columns, rows, max_width=150))
+    if not rows:  # a run that recorded nothing tested nothing: never a pass
+        print(f"stability run {report.run_id} recorded no batch — nothing was tested; see the lines above for why")
+        return 1
+    failed = [row for row in rows if row[3] != "passed"]
+    for row in failed:
+        if row[7]:
+            print(f"replay: nox -s stability -- --replay={row[7]}")
+    return 1 if failed else 0
+
+
+def compare_parser() -> Parser:
+    parser = Parser(
+        prog="nox -s compare --",
+        description="A/B: run two sides interleaved (or take stored results) and judge every case × metric.",
+    )
+    parser.add_argument("--baseline", required=True, help="RUNTIME[@HARDWARE], e.g. stable or stable@local-threads")
+    parser.add_argument("--candidate", required=True, help="RUNTIME[@HARDWARE]; the same as --baseline for A/A")
+    parser.add_argument("--baseline-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
+    parser.add_argument("--candidate-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
+    parser.add_argument("--hardware", default="local", help="hardware profile of sides without @HARDWARE")
+    parser.add_argument("--workload", action="append", help="workload name(s) or tag:TAG (default: the matrix's)")
+    parser.add_argument("--matrix", default="default", help="matrix whose workloads and size are the default")
+    parser.add_argument("--size", help="data size (default: the matrix's)")
+    parser.add_argument("--repeat", type=positive, default=5, help="rounds, i.e. repeats per side (default: 5)")
+    parser.add_argument("--until-decided", action="store_true", help="add rounds until every metric is decided")
+    parser.add_argument("--budget", type=positive, default=30, help="most rounds with --until-decided (default 30)")
+    parser.add_argument(
+        "--time-budget",
+        type=bounded_number(0, 7 * 86400, "--time-budget=3600", low_allowed=False),
+        metavar="SECONDS",
+        help="stop adding rounds after this long (at most a week)",
+    )
+    parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
+    parser.add_argument("--min-effect", action="append", help="smallest change that matters, e.g. wall=10%%")
+    parser.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate per comparison (default 0.01)")
+    parser.add_argument("--from-results", action="store_true", help="compare stored rows; run nothing")
+    parser.add_argument("--baseline-where", help="with --from-results: SQL filter of the baseline's rows")
+    parser.add_argument("--candidate-where", help="with --from-results: SQL filter of the candidate's rows")
+    parser.add_argument("--all-runs", action="store_true", help="with --from-results: pool every run, not the newest")
+    parser.add_argument("--address", help="scheduler address for the 'address' backend")
+    add_results(parser)
+    add_rebuild(parser)
+    return parser
+
+
+def cmd_compare(argv: Sequence[str]) -> int:
+    from framework import compare, compare_stored
+    from framework.config import load_catalog
+    from framework.stats import parse_effects
+
+    args = compare_parser().parse_args(argv)
+    if not 0 < args.alpha < 0.5:
+        raise SelectionError(f"--alpha={args.alpha} is not between 0 and 0.5 — use e.g. --alpha=0.01")
+    metrics = compare.metric_names(split(args.metric))
+    effects = parse_effects(args.min_effect)
+    if args.from_results:
+        report = compare_stored.from_results(
+            args.results,
+            (args.baseline, args.baseline_where or compare_stored.side_filter(args.baseline)),
+            (args.candidate, args.candidate_where or compare_stored.side_filter(args.candidate)),
+            metrics=metrics,
+            min_effects=effects,
+            alpha=args.alpha,
+            latest_only=not args.all_runs,
+            workloads=split(args.workload),
+        )
+    else:
+        catalog = load_catalog()
+        baseline = compare.resolve_side(args.baseline, catalog, args.hardware, args.baseline_config)
+        candidate = compare.resolve_side(args.candidate, catalog, args.hardware, args.candidate_config)
+        cases, skipped = compare.plan_cases(catalog, baseline, split(args.workload), args.size, args.matrix)
+        for reason in skipped:
+            print(f"skipped {reason}")
+        options = compare.CompareOptions(
+            baseline,
+            candidate,
+            cases,
+            args.results,
+            repeat=args.repeat,
+            until_decided=args.until_decided,
+            budget=args.budget,
+            time_budget_s=args.time_budget,
+            metrics=metrics,
+            min_effects=effects,
+            alpha=args.alpha,
+            address=args.address,
+            rebuild=args.rebuild,
+        )
+        report = compare.run_interleaved(options)
+    print()
+    print(compare.compare_text(report))
+    failed = report.failures(compare.CANDIDATE)
+    # Regressions and candidate failures are findings, recorded and shown; the exit code tells CI.
+    return 1 if report.regressed or failed else 0
+
+
+def cmd_export(argv: Sequence[str]) -> int:
+    """A runtime's lock (resolved today, or as a run recorded it) as a file a production user installs."""
+    from framework import export
+    from framework.config import load_catalog
+
+    parser = Parser(
+        prog="nox -s export --",
+        description="Write a runtime's lock as a file to install in production.",
+        results_read_only=True,
+    )
+    parser.add_argument("--runtime", help="runtime in matrices/runtimes.yaml, resolved today (with --run: which one)")
+    parser.add_argument("--format", default="requirements", help="requirements (with hashes, default) or pylock")
+    parser.add_argument("--out", type=Path, help="file to write (default: exports/<runtime>-requirements.txt or"
+                        " exports/pylock.<runtime>.toml)")  # fmt: skip
+    parser.add_argument("--run", metavar="RUN_ID", help="export the lock this run recorded instead of resolving today")
+    add_results(parser, help="results directory (for --run)")
+    args = parser.parse_args(argv)
+    export.check_format(args.format, args.out)
+    if args.run:
+        exported = export.export_run(args.results, args.run, ROOT, args.format, args.out, args.runtime)
+    elif args.runtime:
+        runtime = load_catalog().runtime(args.runtime)
+        exported = export.export_runtime(runtime, ROOT, args.format, args.out)
+    else:
+        raise SelectionError("nothing to export — give --runtime=NAME (resolved today) or --run=RUN_ID (a run's lock)")
+    packages = exported.packages
+    print(
+        f"{exported.runtime}: {len(packages)} package{'s' if len(packages) != 1 else ''}"
+        f" (dask {packages.get('dask', '–')},"
+        f" distributed {packages.get('distributed', '–')}), {exported.source}"
+    )
+    if exported.note:
+        print(f"  note: {exported.note}")
+    print(f"wrote {export.shown_path(exported.path)} ({export.FORMATS[exported.format]})")
+    also = f"  (or: pip install --require-hashes -r {export.shown_path(exported.path)})"
+    print(f"install it with: {exported.install_command()}{also if exported.format == 'requirements' else ''}")
+    return 0
+
+
+def cmd_reproduce(argv: Sequence[str]) -> int:
+    """Rebuild a recorded run's environment from its stored lock, run its cases again, print recorded vs now."""
+    from framework.reproduce import ReproduceOptions, format_report, reproduce
+
+    parser = Parser(
+        prog="nox -s reproduce --",
+        description="Rebuild a recorded run's exact environment from its stored lock and run its cases again.",
+    )
+    parser.add_argument("--run", required=True, metavar="RUN_ID", help="the run to reproduce (see the runs view)")
+    parser.add_argument("--case", action="append", help="case id(s) of the run, comma separated (default: all)")
+    parser.add_argument("--repeat", type=positive, help="measured repeats per case (default: as recorded)")
+    parser.add_argument("--address", help="scheduler address, when the run's hardware is an 'address' profile")
+    add_results(parser)
+    add_rebuild(parser, help="rebuild the environment even if it still exists")
+    args = parser.parse_args(argv)
+    options = ReproduceOptions(
+        args.run, args.results, split(args.case), args.repeat, address=args.address, rebuild=args.rebuild
+    )
+    report = reproduce(options)
+    if report.unusable is not None:
+        print(report.unusable)
+        return 1
+    print()
+    print(format_report(report))
+    print(f"results in {args.results}")
+    # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
+    return 1 if any(outcome.not_passed for outcome in report.outcomes) else 0
