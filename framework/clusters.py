@@ -238,12 +238,25 @@ def scheduler_workers(client: Any) -> dict[str, dict[str, Any]]:
 
     Not ``client.scheduler_info()["workers"]``: distributed 2025.4–2025.5 list 5 workers by default, and from 2026
     the client's periodic refresh (which asks for no workers) can replace the answer before it is returned."""
-    try:
-        identity = client.sync(client.scheduler.identity, n_workers=-1)
-    except TypeError:  # before identity took n_workers, it always listed every worker
+    if _identity_takes_n_workers():
+        try:
+            identity = client.sync(client.scheduler.identity, n_workers=-1)
+        except TypeError:  # a scheduler older than this client: it lists every worker anyway
+            identity = client.sync(client.scheduler.identity)
+    else:  # not asked with n_workers at all: an old scheduler would log the refused call's traceback
         identity = client.sync(client.scheduler.identity)
     workers: dict[str, dict[str, Any]] = identity.get("workers", {})
     return workers
+
+
+def _identity_takes_n_workers() -> bool:
+    """``Scheduler.identity(n_workers=...)`` exists from distributed 2025.4.0 (judged by this client's version)."""
+    import re
+
+    import distributed
+
+    numbers = re.findall(r"\d+", distributed.__version__)[:2]
+    return tuple(int(number) for number in numbers) >= (2025, 4)
 
 
 def coiled_kwargs(hardware: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:

@@ -172,6 +172,29 @@ def test_scheduler_workers_asks_releases_without_n_workers_plainly():
     assert calls == [{"n_workers": -1}, {}]
 
 
+def test_scheduler_workers_does_not_offer_n_workers_to_a_release_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused call costs a traceback in the old scheduler's log (seen on every bless against 2024.12.1)."""
+    import distributed
+
+    calls = []
+
+    class Client:
+        class scheduler:  # noqa: N801 - the rpc attribute's name
+            @staticmethod
+            def identity(**kwargs: Any) -> dict[str, Any]:
+                calls.append(kwargs)
+                return {"workers": {"tcp://a:1": {"nthreads": 2}}}
+
+        def sync(self, function: Any, **kwargs: Any) -> Any:
+            return function(**kwargs)
+
+    monkeypatch.setattr(distributed, "__version__", "2025.3.1")
+    assert scheduler_workers(Client()) == {"tcp://a:1": {"nthreads": 2}}
+    monkeypatch.setattr(distributed, "__version__", "2025.4.0")
+    scheduler_workers(Client())
+    assert calls == [{}, {"n_workers": -1}]
+
+
 def test_the_archive_a_remote_cluster_gets_holds_every_workload_module(tmp_path: Any) -> None:
     """A remote scheduler unpickles graphs whose functions travel by reference (``workloads.guards.x.f``): the
     module of every catalogue workload, and each package's ``__init__`` on its way, must be in the zip."""
