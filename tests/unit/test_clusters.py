@@ -153,22 +153,28 @@ def test_scheduler_workers_lists_every_worker_however_many_there_are():
     assert shape["cluster_workers"] == 7 and shape["cluster_threads"] == 7
 
 
-def test_scheduler_workers_asks_releases_without_n_workers_plainly():
-    calls = []
+def fake_client(calls: list[dict[str, Any]], refuses_n_workers: bool) -> Any:
+    """A client whose scheduler rpc records each ``identity`` call (refusing ``n_workers`` as before 2025.4)."""
 
     class Client:
         class scheduler:  # noqa: N801 - the rpc attribute's name
             @staticmethod
             def identity(**kwargs: Any) -> dict[str, Any]:
                 calls.append(kwargs)
-                if kwargs:
+                if kwargs and refuses_n_workers:
                     raise TypeError("identity() got an unexpected keyword argument 'n_workers'")
                 return {"workers": {"tcp://a:1": {"nthreads": 2}}}
 
         def sync(self, function: Any, **kwargs: Any) -> Any:
             return function(**kwargs)
 
-    assert scheduler_workers(Client()) == {"tcp://a:1": {"nthreads": 2}}
+    return Client()
+
+
+def test_scheduler_workers_asks_releases_without_n_workers_plainly():
+    calls: list[dict[str, Any]] = []
+
+    assert scheduler_workers(fake_client(calls, refuses_n_workers=True)) == {"tcp://a:1": {"nthreads": 2}}
     assert calls == [{"n_workers": -1}, {}]
 
 
@@ -176,22 +182,11 @@ def test_scheduler_workers_does_not_offer_n_workers_to_a_release_without_it(monk
     """A refused call costs a traceback in the old scheduler's log (seen on every bless against 2024.12.1)."""
     import distributed
 
-    calls = []
-
-    class Client:
-        class scheduler:  # noqa: N801 - the rpc attribute's name
-            @staticmethod
-            def identity(**kwargs: Any) -> dict[str, Any]:
-                calls.append(kwargs)
-                return {"workers": {"tcp://a:1": {"nthreads": 2}}}
-
-        def sync(self, function: Any, **kwargs: Any) -> Any:
-            return function(**kwargs)
-
+    calls: list[dict[str, Any]] = []
     monkeypatch.setattr(distributed, "__version__", "2025.3.1")
-    assert scheduler_workers(Client()) == {"tcp://a:1": {"nthreads": 2}}
+    assert scheduler_workers(fake_client(calls, refuses_n_workers=True)) == {"tcp://a:1": {"nthreads": 2}}
     monkeypatch.setattr(distributed, "__version__", "2025.4.0")
-    scheduler_workers(Client())
+    scheduler_workers(fake_client(calls, refuses_n_workers=False))
     assert calls == [{}, {"n_workers": -1}]
 
 
