@@ -38,6 +38,7 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 TIMEOUT_S = 30.0
 # Released together and pinned to each other (distributed X needs dask X): bisected as one unless --alone.
 COMPANIONS = {"dask": ("distributed",), "distributed": ("dask",)}
+BISECT_PREFIX = "bisect-"  # the runtimes a bisection makes, one per release it measures: bisect-<package>-<release>
 
 Hold = Literal["lock", "spec"]
 Fetch = Callable[[str, str], Mapping[str, Any]]
@@ -300,7 +301,7 @@ def derived_runtime(
     moved_text = " and ".join(moved)
     held = "pinned as in its environment" if hold == "lock" else f"as declared, as of {as_of}"
     return Runtime(
-        name=f"bisect-{canonicalize_name(moved[0])}-{release.version}",
+        name=f"{BISECT_PREFIX}{canonicalize_name(moved[0])}-{release.version}",
         description=f"{base.name} with {moved_text} =={release.version}; other packages {held} (bisection)",
         python=base.python,
         packages=packages,

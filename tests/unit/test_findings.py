@@ -193,6 +193,32 @@ def test_the_report_lists_per_runtime_the_findings_its_latest_run_falls_inside(t
     assert '<a href="https://github.com/dask/dask/issues/1">dask#1</a>' in html
 
 
+def test_the_report_folds_the_releases_a_bisection_measured_below_the_declared_runtimes(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from framework.report.known_issues import known_issues_page
+    from framework.report.layout import Context
+
+    ctx = Context(dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc), tmp_path, tmp_path / "report", "nox -s report", ())
+    runs = [
+        {"runtime": name, "run_id": f"r{index}", "dask_version": version, "distributed_version": version}
+        for index, (name, version) in enumerate(
+            [
+                ("bisect-dask-2026.10.0", "2026.10.0"),
+                ("bisect-dask-2026.9.1", "2026.9.1"),
+                ("stable", "2026.1.0"),
+                ("aardvark", "2026.1.0"),
+            ]
+        )
+    ]
+    html = known_issues_page(ctx, runs, {"mean_var": FINDING})
+
+    declared, folded = html.split("<details>")
+    assert declared.index("<td>aardvark</td>") < declared.index("<td>stable</td>") and "bisect-" not in declared
+    assert "Releases measured by <code>nox -s bisect</code> (2)" in folded
+    assert folded.index("bisect-dask-2026.9.1") < folded.index("bisect-dask-2026.10.0")  # by release, not text
+
+
 def test_guards_are_judged_by_the_ledger_not_as_must_pass_cases(project: Path) -> None:
     from framework.criteria import scope
 
