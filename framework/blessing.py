@@ -16,6 +16,7 @@ from pathlib import Path
 
 from framework.config import load_findings
 from framework.criteria import Criteria, load, scope
+from framework.engine import new_run_id, say
 from framework.environments import BuiltEnvironment
 from framework.errors import FrameworkError, SelectionError
 from framework.evidence import (
@@ -33,7 +34,6 @@ from framework.evidence import (
 )
 from framework.export import FORMATS, Export, shown_path
 from framework.findings import Finding, affecting
-from framework.pipeline import _say, new_run_id
 from framework.query import Results
 from framework.records import write_record
 from framework.stats import METRICS, MetricComparison, compare_samples
@@ -346,7 +346,7 @@ def bless(
         verdict_lines = [f"known issue ({'accepted' if c.passed else 'a ✗ of the verdict'}): {c.reason}" for c in known]
         return BlessReport([*plan.lines, *verdict_lines])
     for line in plan.lines:
-        _say(line)
+        say(line)
     unavailable = produce(options, runners, catalog, criteria, who, hardware, plan, since)
     with Results(options.results_dir) as results:
         found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)

@@ -23,11 +23,11 @@ from typing import Any
 
 from framework import provenance
 from framework.config import ROOT, Catalog
+from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group, say
 from framework.environments import BuiltEnvironment
 from framework.errors import SelectionError, UnusableRuntimeError, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.models import HardwareProfile, Runtime
-from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group
 from framework.progress import Progress
 from framework.records import write_record
 from framework.results import ResultsStore
@@ -206,17 +206,17 @@ def run_interleaved(options: CompareOptions, measure: Measure | None = None) -> 
         for index in range(rounds):
             for _, side in order[2 * index : 2 * index + 2]:
                 label = options.baseline.label if side == BASELINE else options.candidate.label
-                _say(f"round {index + 1}/{rounds}: {side} {label}")
+                say(f"round {index + 1}/{rounds}: {side} {label}")
                 progress.advance(0, current=f"round {index + 1}/{rounds}: {side} {label}")
                 measured = measure(side, index)
                 rows[side] += measured
                 progress.advance(1, failed=int(any(row.get("outcome") != "passed" for row in measured)))
             done = index + 1
             if options.until_decided and _update_sequential(sequential, rows, index):
-                _say(f"every metric decided after {done} round(s)")
+                say(f"every metric decided after {done} round(s)")
                 break
             if options.time_budget_s is not None and time.monotonic() - started > options.time_budget_s:
-                _say(f"time budget of {options.time_budget_s:.0f} s spent after {done} round(s)")
+                say(f"time budget of {options.time_budget_s:.0f} s spent after {done} round(s)")
                 break
     mode = "sequential" if options.until_decided else "interleaved"
     lines = _judge(options, rows, sequential)

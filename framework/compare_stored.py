@@ -24,8 +24,8 @@ from framework.compare import (
     record_identity,
     record_rows,
 )
+from framework.engine import new_run_id
 from framework.errors import SelectionError
-from framework.pipeline import new_run_id
 from framework.records import write_record
 from framework.stats import METRICS, compare_samples
 

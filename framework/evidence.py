@@ -20,11 +20,12 @@ from typing import Any
 from framework.compare import CompareOptions, resolve_side, run_interleaved
 from framework.config import DEFAULT_RESULTS, ROOT, Catalog
 from framework.criteria import Criteria, Scope
+from framework.engine import prepare_environment
 from framework.environments import BuiltEnvironment, existing_environment, parse_lock, runtime_hash
 from framework.errors import FrameworkError
 from framework.matrix import Case, Selection
 from framework.models import Runtime
-from framework.pipeline import MatrixOptions, prepare_environment, run_matrix
+from framework.pipeline import MatrixOptions, run_matrix
 from framework.query import Results
 from framework.results import ResultsStore
 from framework.stability import StabilityOptions, run_stability

@@ -2,47 +2,27 @@
 
     load config → expand matrix → build environment → run on a cluster → write results → summarise
 
-This is the controller: it runs in the nox session's own environment. The measuring happens in a child
-process (``framework.runner``) inside each runtime's environment; this side writes its rows to Parquet.
+This is the controller: it runs in the nox session's own environment. Each runtime × hardware group of cases
+runs through the run engine (``framework.engine``); the measuring happens in a child process
+(``framework.runner``) inside each runtime's environment.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
 import datetime as dt
-import json
-import os
-import re
-import secrets
-import shutil
-import signal
-import subprocess
-import tempfile
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from framework import lifetime, provenance, redaction
+from framework import provenance
 from framework.config import ROOT, Catalog, load_catalog
+from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group, say
 from framework.environments import BuiltEnvironment
-from framework.errors import ResultsError, SelectionError, UnusableRuntimeError, cannot_write
-from framework.health import check_health
+from framework.errors import SelectionError
 from framework.locks import LockDiff, diff_since_previous, record_lock_diff
-from framework.matrix import Case, Plan, Selection, build_plan
-from framework.models import HardwareProfile, Runtime
-from framework.progress import Progress, RunnerProgress, echo
-from framework.records import write_record
-from framework.resolution import build_environment
-from framework.results import SCHEMA_VERSION, ResultsStore, read_rows
-from framework.runner import EXIT_ROWS_UNWRITABLE, PROTOCOL, ROWS_UNWRITABLE
-from framework.salvage import INTERRUPTED, append_rows, missing_rows, salvage, write_sidecar
-
-# Time allowed beyond the sum of case timeouts: imports, cluster start-up and teardown.
-RUNNER_SLACK_S = 180.0
-BUDGET_EXCEEDED = 124  # run_runner's exit code for a runner it killed at its time budget (as timeout(1) says)
+from framework.matrix import Plan, Selection, build_plan
+from framework.progress import Progress
+from framework.results import ResultsStore
+from framework.salvage import salvage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,329 +53,6 @@ class MatrixReport:
         ]
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """Sortable and unique: ``20261126T103211Z-3f9a1c``."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def case_payload(case: Case) -> dict[str, Any]:
-    workload = case.workload
-    return {
-        "workload": workload.name,
-        "case_id": case.case_id,
-        "function": workload.function,
-        "fixture": workload.fixture,
-        "params": case.params,
-        "size": case.size,
-        "tags": list(workload.tags),
-        "repeats": workload.repeats,
-        "warmup": workload.warmup,
-        "timeout_s": workload.timeout,
-    }
-
-
-def runtime_payload(environment: BuiltEnvironment) -> dict[str, Any]:
-    """What a runner needs to know of its runtime (plain data: the runner has no pydantic)."""
-    runtime = environment.runtime
-    return {
-        "name": runtime.name,
-        "hash": environment.runtime_hash,
-        "env_hash": environment.env_hash,
-        "spec": runtime.model_dump(mode="json", exclude={"name"}),
-        "env": dict(runtime.env),
-        "dask_config": dict(runtime.dask_config),
-    }
-
-
-def runner_plan(
-    run_id: str,
-    run_started_at: str,
-    environment: BuiltEnvironment,
-    hardware: HardwareProfile,
-    cases: list[Case],
-    store: ResultsStore,
-    rows_path: Path,
-    address: str | None,
-    git: dict[str, Any],
-) -> dict[str, Any]:
-    """The JSON a runner reads: plain data only, so the runner needs no pydantic."""
-    return {
-        "protocol": PROTOCOL,
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "run_started_at": run_started_at,
-        "runtime": runtime_payload(environment),
-        "hardware": hardware.model_dump(mode="json"),
-        "address": address,
-        "cases": [case_payload(case) for case in cases],
-        "rows_path": str(rows_path),
-        "dumps_dir": str(store.dumps_dir(run_id)),
-        "provenance": git,
-    }
-
-
-def run_runner(
-    environment: BuiltEnvironment,
-    plan_path: Path,
-    budget_s: float,
-    root: Path,
-    module: str = "framework.runner",
-    on_line: Callable[[str], None] | None = None,
-) -> tuple[int, str]:
-    """Start the runner (``python -m module PLAN``) in the runtime's environment; echo it; kill it past ``budget_s``.
-
-    Each line it prints goes to ``on_line`` (by default: printed, above the progress bar if one is shown); lines
-    in which it reports its own progress (``framework.progress.runner_line``) are shown as progress instead.
-    Returns (exit code, the last lines it printed).
-    """
-    env = {**os.environ, **environment.runtime.env, "PYTHONPATH": str(root)}
-    # Let the first import write .pyc files: with bytecode writes off, every worker re-compiles dask (5–9 s).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.pop("VIRTUAL_ENV", None)
-    process = subprocess.Popen(
-        [str(environment.python), "-m", module, str(plan_path)],
-        cwd=root,
-        env=env,
-        # Never written: the runner watches it, and its end-of-file says that this controller is gone.
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    tail: collections.deque[str] = collections.deque(maxlen=20)
-    reported = RunnerProgress()
-
-    def forward() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            text = line.rstrip("\n")
-            if reported.take(text):
-                continue
-            tail.append(text.rstrip())
-            if text.startswith(ROWS_UNWRITABLE):
-                continue  # said once, by the controller, in its own words (rows_unwritable)
-            (on_line or echo)(text)
-
-    reader = threading.Thread(target=forward, daemon=True)
-    reader.start()
-    try:
-        code = process.wait(timeout=budget_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(process.pid)
-        process.wait()
-        code = BUDGET_EXCEEDED
-        tail.append(f"runner killed after {budget_s:.0f} s, its time budget")
-    except (KeyboardInterrupt, lifetime.Stopped):
-        _kill_group(process.pid)
-        process.wait()
-        raise
-    finally:
-        _kill_group(process.pid)  # what the runner left running in its group (workers of a runner that was killed)
-        reader.join(timeout=5)
-        reported.close()
-        assert process.stdin is not None
-        with contextlib.suppress(OSError):
-            process.stdin.close()
-    return code, "\n".join(tail)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-# What framework.runner prints per execution, or when a case's set-up fails:
-# "[latest × local] groupby_agg[by=name] measure 3: passed in 1.17 s", "[latest × local] shuffle[…] setup: why".
-_EXECUTION_LINE = re.compile(r"^\[[^\]]*\] (?P<case>.+?) (?:(?:warmup|measure) \d+: (?P<outcome>\w+) in |setup: )")
-
-
-class ExecutionProgress:
-    """Counts on ``progress`` each execution a runner reports, from the lines it prints (and prints them).
-
-    A case whose set-up fails, or which a timeout ends early, runs fewer executions than planned: the rest of it
-    is counted when a later case reports, or when the runner ends (``finish``).
-    """
-
-    def __init__(self, progress: Progress, group: CaseGroup) -> None:
-        self.progress, self.side = progress, f"{group.environment.runtime.name} × {group.hardware.name}"
-        self.planned = {case.case_id: case.workload.warmup + case.workload.repeats for case in group.cases}
-        self.left = dict(self.planned)  # in the order the runner runs them
-        self.failed = 0
-        self._show()
-
-    def __call__(self, line: str) -> None:
-        self.progress.note(line)
-        match = _EXECUTION_LINE.match(line)
-        if match is None or match["case"] not in self.left:
-            return
-        for case in list(self.left)[: list(self.left).index(match["case"])]:  # those before it are over
-            self._count(case, self.left[case])
-        failed = int(match["outcome"] != "passed")
-        self.failed += failed
-        self._count(match["case"], 1 if match["outcome"] else self.left[match["case"]], failed)
-
-    def finish(self, rows: list[dict[str, Any]]) -> None:
-        """The runner ended: count what it did not run, and the failures only its rows show (a runner that died)."""
-        for case in list(self.left):
-            self._count(case, self.left[case])
-        self.progress.advance(0, failed=max(sum(row.get("outcome") != "passed" for row in rows) - self.failed, 0))
-
-    def _count(self, case: str, n: int, failed: int = 0) -> None:
-        self.left[case] -= n
-        if self.left[case] <= 0:
-            del self.left[case]
-        self.progress.advance(n, failed=failed)
-        self._show()
-
-    def _show(self) -> None:
-        case = next(iter(self.left), None)  # the one running now
-        if case is not None:
-            done = self.planned[case] - self.left[case]
-            self.progress.advance(0, current=f"{self.side} · {case} ({done + 1}/{self.planned[case]})")
-
-
-def _budget(cases: list[Case]) -> float:
-    return RUNNER_SLACK_S + sum((c.workload.warmup + c.workload.repeats) * c.workload.timeout for c in cases)
-
-
-def unfinished_rows(
-    plan: dict[str, Any],
-    rows_path: Path | None,
-    reason: str,
-    environment: BuiltEnvironment,
-    interrupted: str | None = None,
-    outcome: str = "error",
-) -> list[dict[str, Any]]:
-    """Rows for the cases a runner never reported (all of them when no runner ran: ``rows_path`` None), with
-    ``reason``, and an ``interrupted`` row for a case it cut short, so no case silently disappears."""
-    from framework.results import read_rows
-
-    rows = read_rows(rows_path) if rows_path and rows_path.exists() else []
-    return missing_rows(plan, rows, environment.packages, reason, interrupted or f"interrupted: {reason}", outcome)
-
-
-def runner_ending(code: int, tail: str) -> tuple[str, str, str]:
-    """How a runner that ended before reporting every case ended: (the reason for a case it never reported,
-    for a case it cut short, the outcome of the unreported). A runner killed by a signal interrupted the run;
-    one that exited with an error, or ran out of its time budget, is an error of the runtime."""
-    last = tail.strip().splitlines()[-1] if tail.strip() else "no output"
-    if code == BUDGET_EXCEEDED:
-        return f"{last}, before reporting this case", f"interrupted: {last},", "error"
-    if code < 0:
-        name = _signal_name(-code)
-        return (
-            f"interrupted: the runner was killed by {name} before this case ran",
-            f"interrupted: the runner was killed by {name}",
-            INTERRUPTED,
-        )
-    return (
-        f"runner exited with code {code} before reporting this case: {last}",
-        f"interrupted: the runner exited with code {code} ({last})",
-        "error",
-    )
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def prepare_environment(
-    runtime: Runtime,
-    root: Path,
-    store: ResultsStore,
-    rebuild: bool,
-    when: dt.datetime,
-    run_id: str | None = None,
-    check: bool = True,
-) -> BuiltEnvironment:
-    """Resolve and build (or reuse) the runtime's environment, say which, check its health, store lock and health.
-
-    The returned environment's ``health`` says whether it is usable; nothing is raised for an unusable runtime
-    (that is a finding to record, not a user mistake)."""
-    redaction.remember(runtime.env, runtime.dask_config)  # its secret values are masked in all this process writes
-    _say(f"environment for runtime {runtime.name!r} (Python {runtime.python}) …")
-    environment = build_environment(runtime, root, rebuild=rebuild)
-    if environment.note:
-        _say(f"  note: {environment.note}")
-    how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
-    _say(
-        f"  {how}: {environment.path} (dask {environment.packages.get('dask', '?')},"
-        f" distributed {environment.packages.get('distributed', '?')}; {environment.resolution or 'resolved'})"
-    )
-    store.record_environment(
-        {
-            "env_hash": environment.env_hash,
-            "runtime": runtime.name,
-            "runtime_hash": environment.runtime_hash,
-            "python": runtime.python,
-            "built_at": when,
-            "requirements": runtime.requirements,
-            "lock": environment.lock,
-        }
-    )
-    if not check:
-        return environment
-    health = check_health(environment, root)
-    environment = dataclasses.replace(environment, health=health)
-    if health.usable:
-        _say(f"  health: usable — imports, lockstep versions, a one-worker cluster ({health.seconds:.1f} s)")
-    else:
-        _say(f"  health: {health.headline(runtime.name)}")
-    record_health(store.root, run_id or new_run_id(when), environment, when)
-    return environment
-
-
-def record_health(results_dir: Path, run_id: str, environment: BuiltEnvironment, when: dt.datetime) -> Path | None:
-    """One ``health`` record per check (``nox -s sql -- "SELECT * FROM health WHERE NOT usable"``)."""
-    health = environment.health
-    if health is None:
-        return None
-    name = f"{run_id}__{environment.runtime.name}"
-    if (results_dir / "health" / f"{name}.parquet").exists():
-        name += f"__{secrets.token_hex(2)}"  # checked twice in one run (compare's two sides of one runtime)
-    return write_record(
-        results_dir,
-        "health",
-        name,
-        [
-            {
-                "run_id": run_id,
-                "checked_at": when,
-                "runtime": environment.runtime.name,
-                "runtime_hash": environment.runtime_hash,
-                "env_hash": environment.env_hash,
-                "usable": health.usable,
-                "cause": health.cause,
-                "problems": health.problems,
-                "seconds": health.seconds,
-                "note": environment.note,
-                "dask_version": environment.packages.get("dask"),
-                "distributed_version": environment.packages.get("distributed"),
-                "steps": list(health.steps),
-            }
-        ],
-    )
-
-
-def usable(environment: BuiltEnvironment, what: str) -> BuiltEnvironment:
-    """The environment, or UnusableRuntimeError (exit 1; bisection skips the release) when its health check failed."""
-    if environment.health is not None and not environment.health.usable:
-        raise UnusableRuntimeError(f"{what}: {environment.health.headline(environment.runtime.name)} — nothing was run")
-    return environment
-
-
-def unusable_rows(plan: dict[str, Any], environment: BuiltEnvironment) -> list[dict[str, Any]]:
-    """A ``setup`` row for every planned case of an unusable runtime; the error is the headline with its cause."""
-    assert environment.health is not None
-    reason = environment.health.headline(environment.runtime.name)
-    return unfinished_rows(plan, None, reason, environment)
-
-
 def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> MatrixReport:
     """Plan, build, run and publish. Raises FrameworkError for bad input before anything runs."""
     catalog = catalog or load_catalog(options.root)
@@ -409,7 +66,7 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
     store = ResultsStore(options.results_dir)
     salvaged = salvage(store)
     if salvaged:
-        _say(f"recovered {len(salvaged)} result file(s) left by an interrupted run")
+        say(f"recovered {len(salvaged)} result file(s) left by an interrupted run")
     run_started = dt.datetime.now(dt.timezone.utc)
     report = MatrixReport(new_run_id(run_started), plan)
     git = provenance.git_commit(options.root)
@@ -428,8 +85,8 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
                 if diff is not None:
                     record_lock_diff(options.results_dir, report.run_id, diff, run_started)
                     report.lock_diffs[runtime.name] = diff
-                    _say(f"  lock {diff.line()}")
-            _say(f"running {len(cases)} case(s) of runtime {runtime.name!r} on hardware {hardware.name!r} …")
+                    say(f"  lock {diff.line()}")
+            say(f"running {len(cases)} case(s) of runtime {runtime.name!r} on hardware {hardware.name!r} …")
             group = CaseGroup(built[runtime.name], hardware, cases)
             published, _ = run_group(
                 group, report.run_id, run_started, store, options.root, options.address, git, progress
@@ -437,110 +94,3 @@ def run_matrix(options: MatrixOptions, catalog: Catalog | None = None) -> Matrix
             if published is not None:
                 report.published.append(published)
     return report
-
-
-@dataclasses.dataclass(frozen=True)
-class CaseGroup:
-    """Cases that run in one runner process, on one cluster: one environment, one hardware profile."""
-
-    environment: BuiltEnvironment
-    hardware: HardwareProfile
-    cases: list[Case]
-    first_repeat: int = 0  # numbering of the measured repeats (an interleaved comparison runs one per round)
-    suffix: str = ""  # appended to the results file name, so rounds of one run get files of their own
-
-
-def run_group(
-    group: CaseGroup,
-    run_id: str,
-    run_started: dt.datetime,
-    store: ResultsStore,
-    root: Path,
-    address: str | None,
-    git: dict[str, Any],
-    progress: Progress | None = None,
-) -> tuple[Path | None, list[dict[str, Any]]]:
-    """Run one group in the runtime's environment and publish its rows; return the file and the rows.
-
-    A runner that dies still yields a row for every case it did not report, so nothing silently disappears.
-    With ``progress``, every execution is counted on it (and the runner's lines are printed through it).
-    """
-    environment, hardware = group.environment, group.hardware
-    name = f"{run_id}__{environment.runtime.name}__{hardware.name}{group.suffix}"
-    rows_path = store.staging_file(name)
-    plan_payload = runner_plan(
-        run_id, run_started.isoformat(), environment, hardware, group.cases, store, rows_path, address, git
-    )
-    for case in plan_payload["cases"]:
-        case["first_repeat"] = group.first_repeat
-    executions = ExecutionProgress(progress, group) if progress is not None else None
-    with lifetime.uninterruptible():
-        sidecar = write_sidecar(rows_path, plan_payload, environment.packages)  # salvage's map if this dies
-    if environment.usable:
-        plan_path = write_plan(plan_payload)
-        try:
-            code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
-        except (KeyboardInterrupt, lifetime.Stopped) as stop:
-            name = stop.signal_name if isinstance(stop, lifetime.Stopped) else "SIGINT"
-            with lifetime.uninterruptible():
-                append_rows(
-                    rows_path,
-                    unfinished_rows(
-                        plan_payload,
-                        rows_path,
-                        f"interrupted: the run was stopped by {name} before this case ran",
-                        environment,
-                        f"interrupted: the run was stopped by {name}",
-                        INTERRUPTED,
-                    ),
-                )
-                store.publish(rows_path)
-                sidecar.unlink(missing_ok=True)
-            raise
-        finally:
-            remove_plan(plan_path)
-        if code == EXIT_ROWS_UNWRITABLE:
-            raise ResultsError(rows_unwritable(tail, rows_path))  # nothing more can be written: keep what is
-        reason, interrupted, outcome = runner_ending(code, tail)
-        extra = unfinished_rows(plan_payload, rows_path, reason, environment, interrupted, outcome)
-    else:  # no cluster is started for a runtime that cannot even import: every case is a setup failure
-        extra = unusable_rows(plan_payload, environment)
-    with lifetime.uninterruptible():
-        append_rows(rows_path, extra)
-        rows = read_rows(rows_path) if rows_path.exists() else []
-        published = store.publish(rows_path)
-        sidecar.unlink(missing_ok=True)
-    if executions is not None:
-        executions.finish(rows)
-    return published, rows
-
-
-_UNWRITABLE_LINE = re.compile(rf"^{re.escape(ROWS_UNWRITABLE)} errno=(?P<errno>\d+|None) (?P<path>.*): (?P<why>[^:]*)$")
-
-
-def rows_unwritable(tail: str, rows_path: Path) -> str:
-    """The one line for a runner that could not write its rows (its last line says which file and why)."""
-    for line in reversed(tail.splitlines()):
-        match = _UNWRITABLE_LINE.match(line.strip())
-        if match:
-            errno = int(match["errno"]) if match["errno"].isdigit() else None
-            return cannot_write(match["path"], errno, match["why"])
-    return cannot_write(str(rows_path), None, "could not be written")
-
-
-def write_plan(payload: dict[str, Any]) -> Path:
-    """The runner's plan, in a directory only this user can read, outside ``results/``: it holds the runtime's
-    environment variables and Dask config as given (secrets too), which the runner needs and results must not keep."""
-    directory = Path(tempfile.mkdtemp(prefix="blessing-plan-"))
-    path = directory / "plan.json"
-    path.write_text(json.dumps({**payload, "remove_after_reading": True}, indent=1), encoding="utf-8")
-    return path
-
-
-def remove_plan(path: Path) -> None:
-    shutil.rmtree(path.parent, ignore_errors=True)
-
-
-def _say(message: str) -> None:
-    """A line for the person running: on stderr, above the progress bar when one is shown."""
-    echo(message)

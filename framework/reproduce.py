@@ -378,9 +378,9 @@ def reproduce(options: ReproduceOptions, catalog: Catalog | None = None) -> Repr
     """Rebuild each recorded environment from its lock, check it, run its cases again as a new run, compare."""
     from framework import provenance
     from framework.config import load_catalog
+    from framework.engine import CaseGroup, new_run_id, record_health, run_group, say
     from framework.environments import build_from_lock
     from framework.health import check_health
-    from framework.pipeline import CaseGroup, _say, new_run_id, record_health, run_group
     from framework.progress import Progress
     from framework.results import ResultsStore
 
@@ -404,12 +404,12 @@ def reproduce(options: ReproduceOptions, catalog: Catalog | None = None) -> Repr
     with Progress("reproduce", executions, "executions") as progress:
         for group, hardware, cases in planned:
             runtime = group.runtime
-            _say(f"environment of run {options.run_id} for {runtime.name!r} from its {group.lock_source} …")
+            say(f"environment of run {options.run_id} for {runtime.name!r} from its {group.lock_source} …")
             with progress.setup(f"environment for {runtime.name}"):
                 environment = build_from_lock(runtime, group.lock, options.root, rebuild=options.rebuild)
             how = "reused" if environment.reused else f"built in {environment.build_seconds:.1f} s"
             same = "the recorded one" if environment.env_hash == group.env_hash else f"recorded: {group.env_hash}"
-            _say(f"  {how}: {environment.path} (env_hash {environment.env_hash}, {same})")
+            say(f"  {how}: {environment.path} (env_hash {environment.env_hash}, {same})")
             store.record_environment(
                 {
                     "env_hash": environment.env_hash,
@@ -428,8 +428,8 @@ def reproduce(options: ReproduceOptions, catalog: Catalog | None = None) -> Repr
             if not health.usable:
                 report.unusable = health.headline(runtime.name)
                 return report
-            _say(f"  health: usable — imports, lockstep versions, a one-worker cluster ({health.seconds:.1f} s)")
-            _say(f"running {len(cases)} case(s) of run {options.run_id} on hardware {hardware.name!r} …")
+            say(f"  health: usable — imports, lockstep versions, a one-worker cluster ({health.seconds:.1f} s)")
+            say(f"running {len(cases)} case(s) of run {options.run_id} on hardware {hardware.name!r} …")
             _, rows = run_group(
                 CaseGroup(environment, hardware, cases), report.run_id, started, store, options.root,
                 options.address, git, progress,

@@ -23,19 +23,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework import provenance
 from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
-from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
-from framework.models import Runtime
-from framework.pipeline import (
-    _say,
+from framework.engine import (
     new_run_id,
     prepare_environment,
     remove_plan,
     run_runner,
     runtime_payload,
+    say,
     unfinished_rows,
     usable,
     write_plan,
 )
+from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
+from framework.models import Runtime
 from framework.redaction import known_secrets, masked_note, redact_text_file, secret_values, without_masked
 from framework.results import SCHEMA_VERSION, ResultsStore
 from framework.runner import PROTOCOL, RowWriter
@@ -222,7 +222,7 @@ def run_stability(options: StabilityOptions) -> StabilityReport:
             "settle_s": options.settle_s,
             "regressions": [case.model_dump(mode="json") for case in regressions] if options.regressions else [],
         }
-        _say(
+        say(
             f"stability run {report.run_id} on {runtime.name!r}: {len(plan['regressions'])} regression case(s),"
             f" then tiers {', '.join(options.tiers)} (profile {options.profile}, seed {seed}) …"
         )
@@ -300,7 +300,7 @@ def replay(
         "times": times,
         "until_hit": until_hit,
     }
-    _say(f"replaying {failure_id} ({record['kind']}: {record['error'][:160]}) {times}× on {runtime.name!r} …")
+    say(f"replaying {failure_id} ({record['kind']}: {record['error'][:160]}) {times}× on {runtime.name!r} …")
     settle = float(record.get("settle_s") or 30.0)
     budget = 300 + times * (settle + 120 + 10 * len(record["program"]))
     published = _execute(plan, environment, store, root, budget)
@@ -319,7 +319,7 @@ def _replay_runtime(record: dict[str, Any], root: Path, runtime_name: str | None
     # The runtime exactly as it was when the failure was found, even if runtimes.yaml changed since.
     spec, dropped = without_masked(record["runtime_spec"])
     if dropped:
-        _say(masked_note(f"failure {record.get('failure_id')}'s runtime {record['runtime']!r}", dropped))
+        say(masked_note(f"failure {record.get('failure_id')}'s runtime {record['runtime']!r}", dropped))
     return Runtime.model_validate({**spec, "name": record["runtime"]})
 
 
@@ -332,7 +332,7 @@ def shrink_failure(record: dict[str, Any], results_dir: Path, root: Path, runtim
     environment = usable(prepare_environment(runtime, root, store, False, started, run_id), "shrink")
     plan = {**_base_plan(run_id, started, environment, store, root, "shrink"), "replay": record, "tries": 2}
     steps = len(record["program"]) - 1
-    _say(f"shrinking {record['failure_id']} ({steps} steps) on {runtime.name!r}: dropping steps while it fails …")
+    say(f"shrinking {record['failure_id']} ({steps} steps) on {runtime.name!r}: dropping steps while it fails …")
     settle = float(record.get("settle_s") or 30.0)
     published = _execute(plan, environment, store, root, 600 + steps * steps * 2 * (settle + 30))
     shrunk = [row for row in _rows_of(published) if row.get("failure_id")]

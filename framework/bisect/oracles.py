@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from framework import provenance
 from framework.bisect.search import Judgement, Step, Verdict
 from framework.compare import BASELINE, interleaving
+from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group, say, usable
 from framework.environments import BuiltEnvironment
 from framework.errors import EnvironmentBuildError
 from framework.matrix import Case
 from framework.models import HardwareProfile, Runtime
-from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group, usable
 from framework.results import ResultsStore
 from framework.stats import MetricComparison, MetricSpec, compare_samples
 
@@ -156,7 +156,7 @@ class MetricOracle:
         """The A/B of last good against first bad: the ends' own samples if they are the boundary, else a new
         interleaved run of both (the middle releases' repeats ran at other times, so they are not reused)."""
         if (last_good, first_bad) != self.ends:
-            _say(f"bisect: A/B at the boundary, {last_good} vs {first_bad}, {self.repeat} interleaved rounds …")
+            say(f"bisect: A/B at the boundary, {last_good} vs {first_bad}, {self.repeat} interleaved rounds …")
             samples, _ = self._interleaved(last_good, first_bad)
             self.boundary_samples = samples
             if not (samples[last_good] and samples[first_bad]):

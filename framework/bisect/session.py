@@ -29,10 +29,10 @@ from framework.bisect.oracles import (
 )
 from framework.bisect.search import Judgement, Search, find_boundary, oracle_calls_bound
 from framework.config import ROOT, Catalog, load_catalog
+from framework.engine import new_run_id, prepare_environment, say
 from framework.errors import FrameworkError, near_miss
 from framework.matrix import Case, expand_workload, hardware_problem
 from framework.models import HardwareProfile, Runtime
-from framework.pipeline import _say, new_run_id, prepare_environment
 from framework.progress import Progress
 from framework.redaction import masked_note, without_masked
 from framework.releases import (
@@ -106,7 +106,7 @@ def _base_runtime(args: argparse.Namespace, catalog: Catalog, record: dict[str, 
     if record.get("runtime_spec"):
         spec, dropped = without_masked(record["runtime_spec"])
         if dropped:
-            _say(masked_note(f"failure {args.failure}'s runtime {record['runtime']!r}", dropped))
+            say(masked_note(f"failure {args.failure}'s runtime {record['runtime']!r}", dropped))
         return Runtime.model_validate({**spec, "name": record["runtime"]})
     raise BisectError(
         f"--failure={args.failure}: its runtime {record.get('runtime')!r} is not in matrices/runtimes.yaml"
@@ -182,7 +182,7 @@ def plan_bisection(args: argparse.Namespace, root: Path = ROOT) -> Bisection:
             raise BisectError(f"--hardware={args.hardware}: {case.workload.name} {problem} — pick another profile")
     moved = moved_packages(args.package, base, args.alone)
     index = index_url()
-    _say(f"bisect: releases of {' and '.join(moved)} from {index} …")
+    say(f"bisect: releases of {' and '.join(moved)} from {index} …")
     companions = {name: list_releases(name, index) for name in moved[1:]}
     span = select_range(args.package, list_releases(args.package, index), args.good, args.bad, base.python, companions)
     lock = None
@@ -197,7 +197,7 @@ def run_bisection(args: argparse.Namespace) -> int:
     """Plan, search, print the steps and the answer (``nox -s bisect``'s options in ``args``); 0 when one release
     is named, 1 when the ends are not as claimed or untestable releases leave a range."""
     plan = plan_bisection(args)
-    _say(describe_range(plan, sweeping=args.sweep))
+    say(describe_range(plan, sweeping=args.sweep))
     derived: dict[str, Runtime] = {}
 
     def runtime_for(version: str) -> Runtime:
@@ -237,7 +237,7 @@ def run_bisection(args: argparse.Namespace) -> int:
             progress.advance(1)
             return judgement
 
-        search = find_boundary(versions, classify, known, progress=_say)
+        search = find_boundary(versions, classify, known, progress=say)
         evidence, saved = "", None
         if search.last_good is not None and search.first_bad is not None:
             progress.advance(0, current=f"the boundary, {search.last_good} and {search.first_bad}")

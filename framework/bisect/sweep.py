@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from framework.bisect.oracles import ReleaseRunner, metric_samples
+from framework.engine import say
 from framework.errors import EnvironmentBuildError
 from framework.models import Runtime
-from framework.pipeline import _say
 from framework.progress import Progress
 from framework.stats import METRICS, MetricSpec
 
@@ -59,11 +59,11 @@ def run_sweep(
                     measured = runner(version, runtime_for(version), repeat)
                 except EnvironmentBuildError as error:
                     skipped[version] = f"environment not built: {str(error).splitlines()[0][:200]}"
-                    _say(f"sweep {done}/{total}: {version} skipped — {skipped[version]}")
+                    say(f"sweep {done}/{total}: {version} skipped — {skipped[version]}")
                     progress.advance(1)
                     continue
                 rows[version] += [row for row in measured if row.get("phase") == "measure"]
-                _say(f"sweep {done}/{total}: {version} pass {index + 1} in {time.monotonic() - clock:.0f} s")
+                say(f"sweep {done}/{total}: {version} pass {index + 1} in {time.monotonic() - clock:.0f} s")
                 progress.advance(1, failed=int(any(row.get("outcome") != "passed" for row in measured)))
     return rows, skipped
 

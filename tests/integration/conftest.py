@@ -126,7 +126,7 @@ def isolated_settings() -> Iterator[None]:
 
 @pytest.fixture
 def make_case() -> Callable[..., dict[str, Any]]:
-    """A case as ``framework.pipeline.case_payload`` writes it: ``make_case("fixtures_workloads:passes")``."""
+    """A case as ``framework.engine.case_payload`` writes it: ``make_case("fixtures_workloads:passes")``."""
 
     def build(function: str, params: Optional[dict[str, Any]] = None, **overrides: Any) -> dict[str, Any]:
         name = function.partition(":")[2]
@@ -169,7 +169,7 @@ def local_hardware() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def make_plan(tmp_path: Path, isolated_settings: None, fixture_workloads: str) -> Callable[..., dict[str, Any]]:
-    """The plain-dict plan ``framework.pipeline.runner_plan`` writes, with rows and dumps under ``tmp_path``."""
+    """The plain-dict plan ``framework.engine.runner_plan`` writes, with rows and dumps under ``tmp_path``."""
     from framework.results import SCHEMA_VERSION
     from framework.runner import PROTOCOL
 

@@ -1,6 +1,6 @@
 """framework/progress.py: a bar on a terminal, plain throttled status lines elsewhere, never an error into the run.
 
-Also the matrix's counting of executions from the runner's lines (``framework.pipeline.ExecutionProgress``).
+Also the matrix's counting of executions from the runner's lines (``framework.engine.ExecutionProgress``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from framework import progress as progress_module
-from framework.pipeline import CaseGroup, ExecutionProgress
+from framework.engine import CaseGroup, ExecutionProgress
 from framework.progress import ENV, Progress, RunnerProgress, choose_mode, duration, echo, runner_line
 
 

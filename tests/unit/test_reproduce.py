@@ -205,7 +205,7 @@ def test_it_builds_the_recorded_lock_never_resolves_and_stops_at_an_unusable_env
     monkeypatch.setattr("framework.environments.build_from_lock", build_from_lock)
     monkeypatch.setattr("framework.resolution.resolve", resolve)
     monkeypatch.setattr("framework.health.check_health", lambda environment, root: Health(False, cause, 0.1))
-    monkeypatch.setattr("framework.pipeline.run_group", lambda *a, **k: pytest.fail("an unusable runtime ran"))
+    monkeypatch.setattr("framework.engine.run_group", lambda *a, **k: pytest.fail("an unusable runtime ran"))
 
     code = main(["reproduce", f"--run={RUN}", f"--results={recorded}"])
 

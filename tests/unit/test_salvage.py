@@ -1,5 +1,5 @@
 """framework/salvage.py (rows for what a run did not finish), framework/lifetime.py (a stop never cuts a file in
-half) and how a runner's end is described (framework/pipeline.py). The processes themselves: tests/faults/."""
+half) and how a runner's end is described (framework/engine.py). The processes themselves: tests/faults/."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from framework import lifetime
-from framework.pipeline import BUDGET_EXCEEDED, runner_ending
+from framework.engine import BUDGET_EXCEEDED, runner_ending
 from framework.results import ResultsStore, read_rows
 from framework.runner import RowWriter
 from framework.salvage import cut_short, missing_rows, salvage, sidecar_path, write_sidecar
