@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from framework.errors import ConfigError, near_miss
+from framework.errors import ConfigError, closest, near_miss
 from framework.models import (
     FUNCTION_PATTERN,
     NAME_PATTERN,
@@ -413,8 +412,8 @@ def _parameter_problems(workload: Workload, where: str, package_dirs: list[Path]
         for field, key in declared:
             if key not in accepted:
                 same_but_case = [name for name in accepted if name.lower() == key.lower()]
-                close = same_but_case or difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}? " if close else "remove it or add it to the function; "
+                close = same_but_case[0] if same_but_case else closest(key, accepted)
+                hint = f"did you mean {close!r}? " if close else "remove it or add it to the function; "
                 problems.append(f"{where}.{field}: unknown parameter {key!r} of {function} — {hint}{listed}")
         yielded = sorted((from_fixture or frozenset()) - set(accepted))
         if yielded:

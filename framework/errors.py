@@ -46,13 +46,19 @@ class QueryError(FrameworkError):
     """An SQL query over the results could not run."""
 
 
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The one known name ``name`` is most likely a typo of, if any: every "did you mean" hint asks here."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def near_miss(name: str, known: Iterable[str], what: str) -> str:
     """``unknown hardware 'lokal' — did you mean 'local'? known: local, local-4x2GiB``."""
     known = sorted(known)
     message = f"unknown {what} {name!r}"
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    close = closest(name, known)
     if close:
-        message += f" — did you mean {close[0]!r}?"
+        message += f" — did you mean {close!r}?"
     return message + f" known: {', '.join(known) if known else '(none declared)'}"
 
 

@@ -7,7 +7,6 @@ specs (``runtimes: {latest: {...}}``); the file models copy each key into the sp
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import re
 from typing import Annotated, Any, Literal, Union
@@ -30,6 +29,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from framework.errors import closest
 from framework.scaling import scale_problem
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
@@ -138,8 +138,8 @@ class _Model(BaseModel):
             for key in data:
                 if key not in allowed:
                     visible = sorted(allowed - {"name"})
-                    close = difflib.get_close_matches(str(key), visible, n=1, cutoff=0.6)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    close = closest(str(key), visible)
+                    hint = f"did you mean {close!r}? " if close else ""
                     raise PydanticCustomError(
                         "unknown_field",
                         "unknown field {key} — {hint}allowed: {allowed}",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+
+from framework.errors import closest
 
 PACKAGE = "workloads"
 _MAX_REEXPORTS = 5  # ``from workloads.a import f`` chains followed before giving up
@@ -68,8 +69,8 @@ def _lookup(path: str, mtime_ns: int, size: int, module: str, name: str) -> Sign
         for node in tree.body
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_")
     )
-    close = difflib.get_close_matches(name, functions, n=1, cutoff=0.6)
-    hint = f"did you mean '{module}:{close[0]}'? " if close else ""
+    close = closest(name, functions)
+    hint = f"did you mean '{module}:{close}'? " if close else ""
     raise SignatureError(
         f"{_shown(module)} defines no function {name!r} — {hint}functions: {', '.join(functions) or '(none)'}"
     )

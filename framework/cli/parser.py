@@ -7,7 +7,6 @@ runs. The verbs' own options live beside their glue (run.py, query.py, verdicts.
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from framework.config import DEFAULT_RESULTS
+from framework.errors import closest
 
 # The most a count option takes: beyond it a value is a typo (--repeat=99999999999999999999), not a plan. Counts
 # without an entry take at most DEFAULT_COUNT_LIMIT.
@@ -65,8 +65,8 @@ class Parser(argparse.ArgumentParser):
         if "unrecognized arguments:" in message:
             bad = message.split(":", 1)[1].split(maxsplit=1)[0].split("=", maxsplit=1)[0]
             options = [o for action in self._actions for o in action.option_strings]
-            close = difflib.get_close_matches(bad, options, n=1)
-            hint = f" — did you mean {close[0]}?" if close else f" — known options: {', '.join(sorted(options))}"
+            close = closest(bad, options)
+            hint = f" — did you mean {close}?" if close else f" — known options: {', '.join(sorted(options))}"
         print(f"{self.prog}: {message}{hint}", file=sys.stderr)
         raise SystemExit(2)
 
