@@ -337,19 +337,7 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
             # so the failure is in the results rather than only in a log.
             _log(f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {error}")
             for case in cases:
-                writer.write(
-                    {
-                        **base,
-                        **_case_fields(case),
-                        "phase": "setup",
-                        "repeat": 0,
-                        "started_at": now(),
-                        "ended_at": now(),
-                        "outcome": "error",
-                        "error": str(error),
-                        "missing": {},
-                    }
-                )
+                writer.write(_setup_error_row(base, case, error))
             not_passed += len(cases)
         finally:
             _OPEN_SESSIONS.remove(session)
@@ -381,20 +369,23 @@ def _run_case_repeats(
             return _run_executions(session, case, provided, base, writer, dumps_dir, label)
     except (ScalingError, FixtureError) as error:
         _log(f"{label} setup: {error}")
-        writer.write(
-            {
-                **base,
-                **_case_fields(case),
-                "phase": "setup",
-                "repeat": 0,
-                "started_at": now(),
-                "ended_at": now(),
-                "outcome": "error",
-                "error": str(error),
-                "missing": {},
-            }
-        )
+        writer.write(_setup_error_row(base, case, error))
         return 1
+
+
+def _setup_error_row(base: dict[str, Any], case: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """The one row of a case that never ran: its cluster or its fixture failed before the first execution."""
+    return {
+        **base,
+        **_case_fields(case),
+        "phase": "setup",
+        "repeat": 0,
+        "started_at": now(),
+        "ended_at": now(),
+        "outcome": "error",
+        "error": str(error),
+        "missing": {},
+    }
 
 
 class FixtureError(Exception):
