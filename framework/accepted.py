@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from framework.config import ROOT, load_file
 from framework.errors import near_miss
-from framework.models import _Model
+from framework.models import StrictModel
 from framework.stats import METRICS
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 ACCEPTED_FILE = ROOT / "matrices" / "accepted.yaml"
 
 
-class AcceptedChange(_Model):
+class AcceptedChange(StrictModel):
     """A change a person looked at and accepted: reported as ``accepted``, never again as open."""
 
     metric: str = Field(description="wall, peak_memory, mean_memory or spill.")
@@ -74,7 +74,7 @@ class AcceptedChange(_Model):
         return after.versions.get(package) == self.version != before.versions.get(package)
 
 
-class AcceptedFile(_Model):
+class AcceptedFile(StrictModel):
     accepted: list[AcceptedChange] = Field(default_factory=list)
 
 

@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from framework.config import ROOT, Catalog, _show, load_catalog, load_file, load_findings, selector_problem
 from framework.errors import ConfigError, SelectionError, near_miss
 from framework.matrix import Case, Selection, build_plan
-from framework.models import Name, Selector, _Model
+from framework.models import Name, Selector, StrictModel
 from framework.stats import smallest_p
 
 CRITERIA_FILE = Path("matrices") / "blessing.yaml"
@@ -101,7 +101,7 @@ def _every_tier() -> list[Tier]:
     return ["inprocess", "process"]
 
 
-class StabilityCriterion(_Model):
+class StabilityCriterion(StrictModel):
     """The chaos fuzzer (``nox -s stability``) must pass on the runtime: every tier and every saved regression case."""
 
     profile: Literal["ci", "nightly"] = Field(default="ci", description="The hypothesis budget: ci or nightly.")
@@ -121,7 +121,7 @@ class StabilityCriterion(_Model):
         return value
 
 
-class MetricsCriterion(_Model):
+class MetricsCriterion(StrictModel):
     """No metric may regress against the baseline by more than its allowance, on an interleaved A/B comparison."""
 
     workloads: list[Selector] = Field(min_length=1, description="Names, 'tag:TAG' or '*': the cases compared.")
@@ -186,7 +186,7 @@ class MetricsCriterion(_Model):
         return self
 
 
-class Criteria(_Model):
+class Criteria(StrictModel):
     """One named set of blessing criteria."""
 
     description: str = ""
@@ -220,7 +220,7 @@ class Criteria(_Model):
         return self
 
 
-class BlessingFile(_Model):
+class BlessingFile(StrictModel):
     criteria: dict[Name, Criteria] = Field(min_length=1)
 
 

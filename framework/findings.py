@@ -22,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from framework.errors import near_miss
-from framework.models import Name, _Model
+from framework.models import Name, StrictModel
 
 if TYPE_CHECKING:
     from framework.config import Catalog  # config reads the ledger and checks it with findings_problems
@@ -41,7 +41,7 @@ def _version(value: str) -> str:
     return value
 
 
-class Finding(_Model):
+class Finding(StrictModel):
     """One upstream bug, the release range it was measured in, and the guard that keeps it."""
 
     summary: str = Field(description="One line: what goes wrong, as a user would notice it.")
@@ -132,7 +132,7 @@ class Finding(_Model):
         return f"{self.package} {self.first_bad} and later, {fixed}"
 
 
-class FindingsFile(_Model):
+class FindingsFile(StrictModel):
     findings: dict[Name, Finding] = Field(
         default_factory=dict, description="Guard workload name → the finding it keeps."
     )
