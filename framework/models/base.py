@@ -87,7 +87,7 @@ def _byte_string_problem(value: str) -> str | None:
     return None
 
 
-def _quantity_problem(value: Any, is_size: bool) -> str | None:
+def quantity_problem(value: Any, is_size: bool) -> str | None:
     """Why a parameter's value is no sane quantity: a negative or absurd byte string, a negative size, a huge int."""
     if isinstance(value, str):
         return _byte_string_problem(value)
@@ -100,7 +100,7 @@ def _quantity_problem(value: Any, is_size: bool) -> str | None:
     return None
 
 
-def _check_json_value(value: Any, where: str) -> None:
+def check_json_value(value: Any, where: str) -> None:
     """Parameters travel to the runner as JSON: refuse what would not survive the trip."""
     try:
         json.dumps(value, allow_nan=False)

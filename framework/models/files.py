@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 from framework.models.base import NAME_PATTERN, StrictModel
 from framework.models.hardware import HardwareProfile
 from framework.models.matrices import Matrix
-from framework.models.runtimes import DEFAULT_LOCKSTEP, Runtime, _lockstep_families
+from framework.models.runtimes import DEFAULT_LOCKSTEP, Runtime, lockstep_families
 from framework.models.workloads import Workload
 
 
@@ -59,7 +59,7 @@ class HardwareFile(StrictModel):
 
 
 class RuntimesFile(StrictModel):
-    lockstep: Annotated[list[list[str]], BeforeValidator(_lockstep_families)] = Field(
+    lockstep: Annotated[list[list[str]], BeforeValidator(lockstep_families)] = Field(
         default_factory=lambda: [list(family) for family in DEFAULT_LOCKSTEP],
         description="Families of packages released together, for every runtime (each may add its own).",
     )

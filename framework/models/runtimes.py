@@ -17,7 +17,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from framework.models.base import PYTHON_PATTERN, Name, StrictModel, _check_json_value
+from framework.models.base import PYTHON_PATTERN, Name, StrictModel, check_json_value
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Packages released in lockstep (distributed X needs dask X): every environment holds one version of the family.
@@ -34,7 +34,7 @@ def release_line(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version.split("+", maxsplit=1)[0])[:3])
 
 
-def _lockstep_families(value: Any) -> Any:
+def lockstep_families(value: Any) -> Any:
     """Names normalised; a family listed twice (the file's and a runtime's own) counts once."""
     if not isinstance(value, list):
         return value
@@ -67,7 +67,7 @@ class Runtime(StrictModel):
         default_factory=dict,
         description="Dotted Dask config keys, e.g. distributed.scheduler.worker-saturation.",
     )
-    lockstep: Annotated[list[list[str]], BeforeValidator(_lockstep_families)] = Field(
+    lockstep: Annotated[list[list[str]], BeforeValidator(lockstep_families)] = Field(
         default_factory=lambda: [list(family) for family in DEFAULT_LOCKSTEP],
         description="Families of packages released together: each gets one version in the environment"
         " (the file's `lockstep`, default [[dask, distributed]], plus the runtime's own).",
@@ -124,7 +124,7 @@ class Runtime(StrictModel):
                     "{key} is not a dotted Dask config key — use e.g. 'distributed.scheduler.worker-saturation'",
                     {"key": repr(key)},
                 )
-        _check_json_value(value, "dask_config")
+        check_json_value(value, "dask_config")
         return value
 
     @field_validator("lockstep")

@@ -23,8 +23,8 @@ from framework.models.base import (
     Seconds,
     StrictModel,
     Tag,
-    _check_json_value,
-    _quantity_problem,
+    check_json_value,
+    quantity_problem,
 )
 from framework.scaling import scale_problem
 
@@ -75,7 +75,7 @@ class Workload(StrictModel):
     @field_validator("params", "sizes")
     @classmethod
     def _plain_data(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        _check_json_value(value, "this mapping")
+        check_json_value(value, "this mapping")
         nested = [
             (f"{size}.{name}", v)
             for size, params in value.items()
@@ -90,7 +90,7 @@ class Workload(StrictModel):
                     "{where}: {problem} — write e.g. {example}",
                     {"where": where, "problem": problem, "example": "{fraction_of_cluster_memory: 0.5}"},
                 )
-            problem = _quantity_problem(parameter, is_size=info.field_name == "sizes")
+            problem = quantity_problem(parameter, is_size=info.field_name == "sizes")
             if problem:
                 raise PydanticCustomError("quantity", "{where}: {problem}", {"where": where, "problem": problem})
         return value
@@ -101,7 +101,7 @@ class Workload(StrictModel):
         for key, values in value.items():
             if not values:
                 raise PydanticCustomError("empty_grid", "grid.{key} is empty — give at least one value", {"key": key})
-        _check_json_value(value, "grid")
+        check_json_value(value, "grid")
         for key, values in value.items():
             # A repeated value would be two cases with one case id, their results mixed up.
             seen: set[str] = set()
@@ -114,7 +114,7 @@ class Workload(StrictModel):
                         {"key": key, "value": shown},
                     )
                 seen.add(shown)
-                problem = _quantity_problem(item, is_size=False)
+                problem = quantity_problem(item, is_size=False)
                 if problem:
                     raise PydanticCustomError("quantity", "{key}: {problem}", {"key": key, "problem": problem})
         return value
