@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from framework.backends import BACKEND_NAMES
 from framework.errors import ConfigError, closest, near_miss
 from framework.models import (
     FUNCTION_PATTERN,
@@ -213,7 +214,6 @@ def format_validation_error(path: Path, error: ValidationError, data: Any = None
 
 
 _UNKNOWN = object()
-_BACKENDS = ("local", "address", "coiled")
 
 
 def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
@@ -228,7 +228,7 @@ def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
         if isinstance(part, str) and part.startswith("function-"):
             continue  # a validator's name, not a field
         at_branch = node is _UNKNOWN or (isinstance(node, dict) and node.get("backend") == part)
-        if part in _BACKENDS and at_branch and not branch_dropped:
+        if part in BACKEND_NAMES and at_branch and not branch_dropped:
             branch_dropped = True
             continue
         parts.append(str(part))

@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 
 from framework import memory as memory_probe
 from framework import metrics, provenance, redaction
+from framework.backends import backend_for
 from framework.checks import WorkloadCheckFailed
 from framework.clusters import ClusterSession
 from framework.errors import ClusterError
@@ -246,8 +247,7 @@ def base_row(plan: dict[str, Any]) -> dict[str, Any]:
     """The provenance every row of this plan carries."""
     runtime, hardware = plan["runtime"], plan["hardware"]
     packages = provenance.installed_packages()
-    backend = hardware["backend"]
-    scope = {"local": "cluster", "coiled": "cluster", "address": "client only"}[backend]
+    scope = backend_for(hardware).settings_scope
     return {
         "schema_version": plan["schema_version"],
         "run_id": plan["run_id"],
@@ -260,7 +260,7 @@ def base_row(plan: dict[str, Any]) -> dict[str, Any]:
         "env_vars": provenance.environment_variables(runtime.get("env", {})),
         "settings_scope": scope,
         "hardware": hardware["name"],
-        "hardware_backend": backend,
+        "hardware_backend": hardware["backend"],
         "hardware_spec": hardware,
         "packages": packages,
         "dask_version": packages.get("dask"),
@@ -359,7 +359,7 @@ def _run_case_repeats(
     label = f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {case['case_id']}"
     try:
         case = {**case, "params": resolve_params(case["params"], session.shape())}
-        if session.hardware["backend"] != "local":
+        if backend_for(session.hardware).ships_code:
             # A remote cluster has the runtime's packages, not this project: send its code by value (a registered
             # package covers its submodules, so helpers a workload's tasks call travel too).
             top_level = load_function(case["function"]).__module__.split(".")[0]

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     Field,
     NonNegativeInt,
     PositiveInt,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from framework.backends import BACKEND_NAMES
 from framework.models.base import (
     Bytes,
     FunctionPath,
@@ -29,13 +32,27 @@ from framework.models.base import (
 from framework.scaling import scale_problem
 
 
+def _known_backend(value: str) -> str:
+    if value not in BACKEND_NAMES:  # said as pydantic says it of a Literal, so every message stays the same
+        *first, last = [repr(name) for name in BACKEND_NAMES]
+        expected = f"{', '.join(first)} or {last}" if first else last
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return value
+
+
+# A backend's name, as the registry (framework/backends.py) knows them: a new backend is valid here at once.
+BackendName = Annotated[
+    str, AfterValidator(_known_backend), WithJsonSchema({"enum": list(BACKEND_NAMES), "type": "string"})
+]
+
+
 class HardwareRequirements(StrictModel):
     """The smallest cluster a workload makes sense on; smaller profiles skip it with a reason."""
 
     min_workers: PositiveInt = 1
     min_threads_per_worker: PositiveInt = 1
     min_memory_per_worker: Bytes | None = None
-    backends: list[Literal["local", "address", "coiled"]] | None = Field(
+    backends: list[BackendName] | None = Field(
         default=None, description="Only these backends (e.g. a workload that scales a LocalCluster)."
     )
 

@@ -10,7 +10,8 @@ from typing import Any
 import dask
 import pytest
 
-from framework.clusters import ClusterSession, coiled_kwargs, project_archive, scheduler_workers
+from framework.backends import coiled_kwargs
+from framework.clusters import ClusterSession, project_archive, scheduler_workers
 from framework.config import load_catalog
 from framework.errors import ClusterError
 from framework.runner import _cluster_environ
@@ -203,3 +204,23 @@ def test_the_archive_a_remote_cluster_gets_holds_every_workload_module(tmp_path:
         for depth in range(1, len(parts)):
             assert "/".join(parts[:depth]) + "/__init__.py" in names, workload.name
     assert "framework/chaos/graphs.py" in names and not any("__pycache__" in name for name in names)
+
+
+def test_every_backend_of_the_registry_has_a_hardware_model_and_no_model_lacks_one() -> None:
+    """Adding a backend is one registry entry (framework/backends.py) plus one hardware model: both sides agree."""
+    import typing
+
+    from framework.backends import BACKEND_NAMES, BACKENDS
+    from framework.models import HardwareProfile
+
+    union = typing.get_args(HardwareProfile)[0]
+    modelled = {typing.get_args(model.model_fields["backend"].annotation)[0] for model in typing.get_args(union)}
+    assert modelled == set(BACKEND_NAMES) == set(BACKENDS)
+    assert all(backend.settings_scope in ("cluster", "client only") for backend in BACKENDS.values())
+
+
+def test_a_plan_naming_an_unknown_backend_is_a_cluster_error() -> None:
+    from framework.backends import backend_for
+
+    with pytest.raises(ClusterError, match=r"^hardware odd: unknown backend 'slurm' — known: local, address, coiled$"):
+        backend_for({"name": "odd", "backend": "slurm"})
