@@ -14,8 +14,8 @@ from pydantic_core import PydanticCustomError
 
 from framework.config import ROOT, load_file
 from framework.errors import near_miss
+from framework.metric_catalogue import METRICS
 from framework.models import _Model
-from framework.stats import METRICS
 
 if TYPE_CHECKING:
     from framework.history import Finding

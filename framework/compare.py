@@ -26,12 +26,13 @@ from framework.config import ROOT, Catalog
 from framework.environments import BuiltEnvironment
 from framework.errors import SelectionError, UnusableRuntimeError, near_miss
 from framework.matrix import Case, Selection, build_plan
+from framework.metric_catalogue import METRICS, metric
 from framework.models import HardwareProfile, Runtime
 from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group
 from framework.progress import Progress
 from framework.records import write_record
 from framework.results import ResultsStore
-from framework.stats import METRICS, MetricComparison, SequentialComparison, compare_samples, metric
+from framework.stats import MetricComparison, SequentialComparison, compare_samples
 
 BASELINE, CANDIDATE = "baseline", "candidate"
 

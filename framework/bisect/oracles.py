@@ -22,10 +22,11 @@ from framework.compare import BASELINE, interleaving
 from framework.environments import BuiltEnvironment
 from framework.errors import EnvironmentBuildError
 from framework.matrix import Case
+from framework.metric_catalogue import MetricSpec
 from framework.models import HardwareProfile, Runtime
 from framework.pipeline import CaseGroup, _say, new_run_id, prepare_environment, run_group, usable
 from framework.results import ResultsStore
-from framework.stats import MetricComparison, MetricSpec, compare_samples
+from framework.stats import MetricComparison, compare_samples, transform
 
 ALPHA = 0.01  # the rank test's level for the A/B of the ends and of the boundary (as nox -s compare)
 Row = Mapping[str, Any]
@@ -143,7 +144,7 @@ class MetricOracle:
             return Judgement("skip", f"no passed repeat: {_first_error(self.rows[version]) or 'no rows'}", "no sample")
         median = self.medians[version] = _median(sample)
         good, bad = (self.medians[end] for end in self.ends)
-        scaled = [float(x) for x in self.spec.transform([median, good, bad])]
+        scaled = [float(x) for x in transform(self.spec, [median, good, bad])]
         verdict: Verdict = "bad" if abs(scaled[0] - scaled[2]) < abs(scaled[0] - scaled[1]) else "good"
         show = self.spec.show
         evidence = (

@@ -31,6 +31,7 @@ from framework.bisect.search import Judgement, Search, find_boundary, oracle_cal
 from framework.config import ROOT, Catalog, load_catalog
 from framework.errors import FrameworkError, near_miss
 from framework.matrix import Case, expand_workload, hardware_problem
+from framework.metric_catalogue import MetricSpec, metric
 from framework.models import HardwareProfile, Runtime
 from framework.pipeline import _say, new_run_id, prepare_environment
 from framework.progress import Progress
@@ -46,7 +47,7 @@ from framework.releases import (
     select_range,
 )
 from framework.results import ResultsStore
-from framework.stats import MetricSpec, metric, smallest_p
+from framework.stats import smallest_p
 
 
 class BisectError(FrameworkError):

@@ -18,10 +18,10 @@ from typing import Any
 
 from framework.bisect.oracles import ReleaseRunner, metric_samples
 from framework.errors import EnvironmentBuildError
+from framework.metric_catalogue import METRICS, MetricSpec
 from framework.models import Runtime
 from framework.pipeline import _say
 from framework.progress import Progress
-from framework.stats import METRICS, MetricSpec
 
 Row = dict[str, Any]
 

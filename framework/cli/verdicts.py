@@ -51,7 +51,8 @@ def regressions_parser() -> Parser:
 def cmd_regressions(argv: Sequence[str]) -> int:
     """Scan, print, write the Markdown summary; exit 1 on a new (--fail-on) regression."""
     from framework.history import ScanOptions, failing, report_text, scan, write_summary
-    from framework.stats import METRICS, parse_effects
+    from framework.metric_catalogue import METRICS
+    from framework.stats import parse_effects
 
     args = regressions_parser().parse_args(argv)
     options = ScanOptions(

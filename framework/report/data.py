@@ -21,10 +21,10 @@ from typing import Any
 import pyarrow as pa
 
 from framework import redaction
+from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.report.layout import MISSING
 from framework.results import CASE_COLUMNS
-from framework.stats import METRICS
 
 # Columns that describe the run × runtime × hardware rather than one execution, shown once per section: the runner
 # writes them from the run's plan and the machine it runs on, the same on every row of its file (the rounds of a

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from framework.metric_catalogue import METRICS
 from framework.report.data import (
     HISTORY_FIELDS,
     ROW_COLUMNS,
@@ -29,7 +30,6 @@ from framework.report.layout import (
     text,
     when,
 )
-from framework.stats import METRICS
 
 FAILURES_SHOWN = 50
 
