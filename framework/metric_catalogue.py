@@ -1,7 +1,7 @@
 """The metric catalogue: every measured quantity that can regress, and what each one is.
 
 One entry per metric — its name, the results column it reads, its unit, its default minimum effect, the scale it is
-judged on, how it is named in a sentence. Statistics, criteria, the regression scan, comparisons,
+judged on, how it is named in a sentence and in a table. Statistics, criteria, the regression scan, comparisons,
 bisection, blessing, help texts and the report all read this list, so adding a metric is one entry here (its
 column must already be written by the runner: see ``framework.results``).
 
@@ -34,6 +34,7 @@ class MetricSpec:
     min_effect: float  # relative change below which a difference is "unchanged" (0.05 = 5 %)
     min_absolute: float  # absolute change below which a difference is "unchanged" (unit of the column)
     label: str  # in a sentence: "peak memory +38 % …"
+    heading: str  # a table's column of its values: "spilled"
     scale: Scale = "log"
     # Every judge (rank test, change points, a blessing's "largest allowed increase") takes a rise as a
     # regression: a metric where higher is better needs them to read this field first.
@@ -56,10 +57,10 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
-        MetricSpec("wall", "wall_s", "s", 0.05, 0.01, "wall time"),
-        MetricSpec("peak_memory", "peak_memory_bytes", "bytes", 0.02, 4 * MiB, "peak memory"),
-        MetricSpec("mean_memory", "mean_memory_bytes", "bytes", 0.02, 4 * MiB, "mean memory"),
-        MetricSpec("spill", "spilled_bytes", "bytes", 0.05, 64 * MiB, "spill", scale="log1p_mib"),
+        MetricSpec("wall", "wall_s", "s", 0.05, 0.01, "wall time", "wall"),
+        MetricSpec("peak_memory", "peak_memory_bytes", "bytes", 0.02, 4 * MiB, "peak memory", "peak memory"),
+        MetricSpec("mean_memory", "mean_memory_bytes", "bytes", 0.02, 4 * MiB, "mean memory", "mean memory"),
+        MetricSpec("spill", "spilled_bytes", "bytes", 0.05, 64 * MiB, "spill", "spilled", scale="log1p_mib"),
     )
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)

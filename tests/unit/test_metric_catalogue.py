@@ -23,8 +23,9 @@ def test_every_metric_reads_a_numeric_column_of_the_results():
     assert len({spec.column for spec in METRICS.values()}) == len(METRICS)
 
 
-def test_names_and_labels_tell_the_metrics_apart():
-    assert len({spec.label for spec in METRICS.values()}) == len(METRICS)
+def test_names_labels_and_headings_tell_the_metrics_apart():
+    for field in ("label", "heading"):
+        assert len({getattr(spec, field) for spec in METRICS.values()}) == len(METRICS), field
     assert tuple(METRICS) == METRIC_NAMES
 
 
