@@ -1,6 +1,6 @@
 """The oracles of a bisection — what makes a release good or bad — and how a release's case is run.
 
-* metric (wall, peak or mean memory, spill): nearer the bad end's median than the good end's;
+* metric (any of framework.metric_catalogue's): nearer the bad end's median than the good end's;
 * outcome: any execution of the workload that does not pass;
 * stability: a recorded failure that reproduces at least once in N replays.
 
