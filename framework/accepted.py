@@ -14,8 +14,8 @@ from pydantic_core import PydanticCustomError
 
 from framework.config import ROOT, load_file
 from framework.errors import near_miss
+from framework.metric_catalogue import METRIC_NAMES, METRICS
 from framework.models import StrictModel
-from framework.stats import METRICS
 
 if TYPE_CHECKING:
     from framework.history import Finding
@@ -26,7 +26,7 @@ ACCEPTED_FILE = ROOT / "matrices" / "accepted.yaml"
 class AcceptedChange(StrictModel):
     """A change a person looked at and accepted: reported as ``accepted``, never again as open."""
 
-    metric: str = Field(description="wall, peak_memory, mean_memory or spill.")
+    metric: str = Field(description=f"{', '.join(METRIC_NAMES[:-1])} or {METRIC_NAMES[-1]}.")
     case_id: str | None = Field(default=None, description="The case, e.g. 'groupby_agg[by=id]'.")
     workload: str | None = Field(default=None, description="Every case of this workload (instead of case_id).")
     hardware: str | None = Field(default=None, description="Only on this hardware profile (default: any).")

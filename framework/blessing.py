@@ -34,9 +34,10 @@ from framework.evidence import (
 )
 from framework.export import FORMATS, Export, shown_path
 from framework.findings import Finding, affecting
+from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.records import write_record
-from framework.stats import METRICS, MetricComparison, compare_samples
+from framework.stats import MetricComparison, compare_samples
 
 # --------------------------------------------------------------------------------------------------
 # Decision: pure

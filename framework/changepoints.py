@@ -3,7 +3,7 @@
 Pure (numpy; scipy through framework.stats), so the calibration benchmark can run it on simulated series. The method:
 
 1. Each point is one run; its value is the median of its measured repeats (robust to one slow repeat), on the
-   metric's log scale (``MetricSpec.transform``: log, or log(1 + MiB) for spill, which is often 0) so a
+   metric's log scale (``framework.stats.transform``: log, or log(1 + MiB) for spill, which is often 0) so a
    change is a ratio and the noise of a level does not depend on its size.
 2. Circular binary segmentation (Olshen et al., 2004): in a segment, every arc — a stretch of runs touching
    an end (one change) or in the middle (a level that came and went), with at least two runs inside and on
@@ -22,7 +22,7 @@ Pure (numpy; scipy through framework.stats), so the calibration benchmark can ru
    against the runs since the last change by a t test (Bonferroni over the tail lengths tried); what that
    finds is only ever ``pending``.
 
-Larger is worse for every metric: a rise is a ``regression``, a fall an ``improvement``.
+Lower is better for every metric (``MetricSpec.better``): a rise is a ``regression``, a fall an ``improvement``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from framework.stats import MetricSpec, bootstrap_ratio_ci, student_t_p
+from framework.metric_catalogue import MetricSpec
+from framework.stats import bootstrap_ratio_ci, student_t_p, transform
 
 # numpy is untyped for mypy here (follow_imports = skip): arrays are Any at this boundary.
 Array = Any
@@ -101,7 +102,7 @@ def detect(
     medians, positions = run_medians(points)
     if len(medians) < MIN_SEGMENT + 1:
         return []
-    y = spec.transform(medians)
+    y = transform(spec, medians)
     effect = spec.min_effect if min_effect is None else min_effect
     splits = segment(y, alpha=alpha, permutations=permutations, seed=seed)
     found = _judge(medians, splits, effect=effect, min_absolute=spec.min_absolute, persistence=persistence, seed=seed)

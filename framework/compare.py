@@ -27,11 +27,12 @@ from framework.engine import CaseGroup, new_run_id, prepare_environment, run_gro
 from framework.environments import BuiltEnvironment
 from framework.errors import SelectionError, UnusableRuntimeError, near_miss
 from framework.matrix import Case, Selection, build_plan
+from framework.metric_catalogue import METRICS, metric
 from framework.models import HardwareProfile, Runtime
 from framework.progress import Progress
 from framework.records import write_record
 from framework.results import ResultsStore
-from framework.stats import METRICS, MetricComparison, SequentialComparison, compare_samples, metric
+from framework.stats import MetricComparison, SequentialComparison, compare_samples
 
 BASELINE, CANDIDATE = "baseline", "candidate"
 

@@ -26,8 +26,9 @@ from framework.compare import (
 )
 from framework.engine import new_run_id
 from framework.errors import SelectionError
+from framework.metric_catalogue import METRICS
 from framework.records import write_record
-from framework.stats import METRICS, compare_samples
+from framework.stats import compare_samples
 
 _SELECT = """
 SELECT workload, case_id, size, hardware, runtime, run_id, repeat, phase, outcome, missing, runtime_hash, env_hash,

@@ -14,7 +14,7 @@ import datetime as dt
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -30,14 +30,14 @@ from pydantic_core import PydanticCustomError
 from framework.config import ROOT, Catalog, _show, load_catalog, load_file, load_findings, selector_problem
 from framework.errors import ConfigError, SelectionError, near_miss
 from framework.matrix import Case, Selection, build_plan
+from framework.metric_catalogue import METRIC_NAMES
 from framework.models import Name, Selector, StrictModel
 from framework.stats import smallest_p
 
 CRITERIA_FILE = Path("matrices") / "blessing.yaml"
 
-# The keys of framework.stats.METRICS (a test keeps the two in step); a Literal so the JSON Schema lists them.
-MetricName = Literal["wall", "peak_memory", "mean_memory", "spill"]
-METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+# A name of the metric catalogue: the JSON Schema lists them; _known_metrics refuses others with the near miss.
+MetricName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(METRIC_NAMES)})]
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w)\s*$")

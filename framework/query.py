@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from framework.errors import QueryError
 from framework.footers import QUARANTINE, FooterChecks
+from framework.metric_catalogue import METRICS
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, store_lock
 
@@ -50,6 +51,12 @@ READ_ONLY_PRAGMAS = (
 )
 _ALLOWED = f"use SELECT, EXPLAIN SELECT or PRAGMA {', '.join(READ_ONLY_PRAGMAS)}"
 
+# case_summary's medians: every metric of the catalogue, then the task count (once, were it made a metric).
+_CASE_MEDIANS = ",\n               ".join(
+    f"median({column}) FILTER (WHERE phase = 'measure') AS median_{column}"
+    for column in dict.fromkeys([*(spec.column for spec in METRICS.values()), "tasks"])
+)
+
 VIEWS: dict[str, str] = {
     "cases": "SELECT * FROM rows WHERE phase = 'measure'",
     "runs": """
@@ -66,7 +73,7 @@ VIEWS: dict[str, str] = {
                count(*) FILTER (WHERE outcome = 'timeout') AS n_timeout,
                count(*) FILTER (WHERE outcome = 'interrupted') AS n_interrupted
         FROM rows GROUP BY run_id, runtime, hardware""",
-    "case_summary": """
+    "case_summary": f"""
         SELECT run_id, runtime, hardware, workload, case_id, size,
                any_value(params) AS params,
                any_value(dask_version) AS dask_version, min(started_at) AS started_at,
@@ -78,11 +85,7 @@ VIEWS: dict[str, str] = {
                     WHEN bool_or(outcome = 'failed') THEN 'failed'
                     WHEN bool_or(outcome = 'interrupted') THEN 'interrupted'
                     ELSE 'passed' END AS outcome,
-               median(wall_s) FILTER (WHERE phase = 'measure') AS median_wall_s,
-               median(peak_memory_bytes) FILTER (WHERE phase = 'measure') AS median_peak_memory_bytes,
-               median(mean_memory_bytes) FILTER (WHERE phase = 'measure') AS median_mean_memory_bytes,
-               median(spilled_bytes) FILTER (WHERE phase = 'measure') AS median_spilled_bytes,
-               median(tasks) FILTER (WHERE phase = 'measure') AS median_tasks,
+               {_CASE_MEDIANS},
                any_value(error) FILTER (WHERE outcome <> 'passed') AS first_error
         FROM rows GROUP BY run_id, runtime, hardware, workload, case_id, size""",
     "latest": """

@@ -46,7 +46,7 @@ COMPARISON_SCHEMA = pa.schema(
         ("workload", pa.string()),
         ("case_id", pa.string()),
         ("size", pa.string()),
-        ("metric", pa.string()),  # wall | peak_memory | mean_memory | spill
+        ("metric", pa.string()),  # a name of framework.metric_catalogue.METRICS
         ("n_baseline", pa.int32()),
         ("n_candidate", pa.int32()),
         ("baseline_median", pa.float64()),

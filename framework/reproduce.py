@@ -27,11 +27,12 @@ from framework.config import ROOT, Catalog
 from framework.environments import BuiltEnvironment, describe_changes, lock_changes, parse_lock
 from framework.errors import SelectionError, near_miss
 from framework.matrix import Case
+from framework.metric_catalogue import METRICS
 from framework.models import HardwareProfile, Runtime
 from framework.progress import echo
 from framework.query import Results
 from framework.redaction import masked_note, without_masked
-from framework.stats import METRICS, MetricComparison, compare_samples, smallest_p
+from framework.stats import MetricComparison, compare_samples, smallest_p
 
 RECENT_RUNS = 'nox -s sql -- "SELECT DISTINCT run_id, runtime FROM runs ORDER BY 1 DESC LIMIT 10"'
 _ROWS = """

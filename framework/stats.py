@@ -30,58 +30,19 @@ from typing import Any
 import numpy as np
 from scipy.special import betainc, stdtrit
 
-from framework.errors import SelectionError, near_miss
+from framework.errors import SelectionError
+from framework.metric_catalogue import METRICS, MetricSpec, MiB, metric
 
-MiB = 1024**2
 # numpy is untyped for mypy here (follow_imports = skip): arrays are Any at this boundary.
 Array = Any
 
 
-@dataclasses.dataclass(frozen=True)
-class MetricSpec:
-    """A measured quantity that can regress. For all of them, larger is worse."""
-
-    name: str
-    column: str  # column of the results' rows
-    unit: str  # "s" or "bytes"
-    min_effect: float  # relative change below which a difference is "unchanged" (0.05 = 5 %)
-    min_absolute: float  # absolute change below which a difference is "unchanged" (unit of the column)
-    label: str
-
-    def transform(self, values: Sequence[float] | Array) -> Array:
-        """The scale effects are additive on: log for time and memory; log(1 + MiB) for spill, which is often 0."""
-        array = np.asarray(values, dtype=float)
-        if self.name == "spill":
-            return np.log1p(array / MiB)
-        return np.log(np.maximum(array, 1e-12))
-
-    def show(self, value: float | None) -> str:
-        if value is None or not math.isfinite(value):
-            return "–"
-        if self.unit == "s":
-            return f"{value:.3g} s"
-        size = float(value)
-        for unit in ("B", "KiB", "MiB", "GiB"):
-            if abs(size) < 1024:
-                return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-            size /= 1024
-        return f"{size:.1f} TiB"
-
-
-METRICS: dict[str, MetricSpec] = {
-    "wall": MetricSpec("wall", "wall_s", "s", 0.05, 0.01, "wall time"),
-    "peak_memory": MetricSpec("peak_memory", "peak_memory_bytes", "bytes", 0.02, 4 * MiB, "peak memory"),
-    "mean_memory": MetricSpec("mean_memory", "mean_memory_bytes", "bytes", 0.02, 4 * MiB, "mean memory"),
-    "spill": MetricSpec("spill", "spilled_bytes", "bytes", 0.05, 64 * MiB, "spill"),
-}
-
-
-def metric(name: str) -> MetricSpec:
-    """A metric by name (``peak_memory``) or by its column (``peak_memory_bytes``)."""
-    for spec in METRICS.values():
-        if name in (spec.name, spec.column):
-            return spec
-    raise SelectionError(near_miss(name, METRICS, "metric"))
+def transform(spec: MetricSpec, values: Sequence[float] | Array) -> Array:
+    """The scale effects are additive on (the metric's ``scale``): log, or log(1 + MiB) for an amount often 0."""
+    array = np.asarray(values, dtype=float)
+    if spec.scale == "log1p_mib":
+        return np.log1p(array / MiB)
+    return np.log(np.maximum(array, 1e-12))
 
 
 def parse_effects(text: str | Sequence[str] | None) -> dict[str, float]:
@@ -228,7 +189,7 @@ def repeats_needed(sigma: float, effect: float, alpha: float = 0.01, power: floa
 
 def noise(values: Sequence[float], spec: MetricSpec) -> float:
     """Spread of one side's transformed values (≈ coefficient of variation for time and memory)."""
-    transformed = spec.transform(values)
+    transformed = transform(spec, values)
     return float(np.std(transformed, ddof=1)) if len(transformed) > 1 else math.nan
 
 
@@ -292,7 +253,7 @@ def _interval(low: float, high: float) -> str:
 def percent(ratio: float, sign: bool = True) -> str:
     """A ratio as a change: 1.38 → '+38 %', 1.042 → '+4.2 %', 0.5 → '-50 %'; '+∞ %' from nothing to something.
 
-    A ratio that is not a number (from a missing value) is '–', as :meth:`MetricSpec.show` shows one.
+    A ratio that is not a number (from a missing value) is '–', as a metric's ``show`` shows one.
     """
     if math.isnan(ratio):
         return "–"
@@ -344,7 +305,7 @@ def compare_samples(
 
 
 def _pooled_noise(x: Array, y: Array, spec: MetricSpec) -> float:
-    parts = [spec.transform(side) for side in (x, y) if len(side) > 1]
+    parts = [transform(spec, side) for side in (x, y) if len(side) > 1]
     if not parts:
         return math.nan
     dof = sum(len(part) - 1 for part in parts)
@@ -406,14 +367,14 @@ class SequentialComparison:
     def add(self, a: float, b: float) -> None:
         self.a.append(float(a))
         self.b.append(float(b))
-        differences = self.spec.transform(self.b) - self.spec.transform(self.a)
+        differences = transform(self.spec, self.b) - transform(self.spec, self.a)
         low, high = sign_confidence_sequence(differences, self.alpha)
         self.low, self.high = max(self.low, low), min(self.high, high)
 
     @property
     def band(self) -> tuple[float, float]:
-        # Spill is on log(1 + MiB), which is log(MiB) for any real amount: the relative band applies there too,
-        # and zero spill on both sides gives differences of exactly 0, inside it.
+        # log(1 + MiB) (spill's scale) is log(MiB) for any real amount: the relative band applies there too, and
+        # zero on both sides gives differences of exactly 0, inside it.
         return math.log1p(-self.min_effect), math.log1p(self.min_effect)
 
     @property
@@ -429,7 +390,7 @@ class SequentialComparison:
 
     def p_value(self) -> float:
         """Always-valid p-value of "no change": 1 / the largest value the martingale at δ = 0 has reached."""
-        differences = self.spec.transform(self.b) - self.spec.transform(self.a)
+        differences = transform(self.spec, self.b) - transform(self.spec, self.a)
         best = 0.0
         for m in range(1, len(differences) + 1):
             head = differences[:m]
@@ -455,8 +416,8 @@ class SequentialComparison:
                 decision = "improved"
             else:
                 decision = "unchanged"
-        if self.spec.name == "spill":
-            # the sequence is on log(1 + MiB), which is no ratio of bytes: show the bootstrap interval instead
+        if self.spec.scale != "log":
+            # the sequence is not on log (spill: log(1 + MiB)), so it is no ratio: show the bootstrap interval instead
             low, high = base.ci_low, base.ci_high
         else:
             low, high = _exp(self.low), _exp(self.high)

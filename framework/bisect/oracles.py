@@ -1,6 +1,6 @@
 """The oracles of a bisection — what makes a release good or bad — and how a release's case is run.
 
-* metric (wall, peak or mean memory, spill): nearer the bad end's median than the good end's;
+* metric (any of framework.metric_catalogue's): nearer the bad end's median than the good end's;
 * outcome: any execution of the workload that does not pass;
 * stability: a recorded failure that reproduces at least once in N replays.
 
@@ -23,9 +23,10 @@ from framework.engine import CaseGroup, new_run_id, prepare_environment, run_gro
 from framework.environments import BuiltEnvironment
 from framework.errors import EnvironmentBuildError
 from framework.matrix import Case
+from framework.metric_catalogue import MetricSpec
 from framework.models import HardwareProfile, Runtime
 from framework.results import ResultsStore
-from framework.stats import MetricComparison, MetricSpec, compare_samples
+from framework.stats import MetricComparison, compare_samples, transform
 
 ALPHA = 0.01  # the rank test's level for the A/B of the ends and of the boundary (as nox -s compare)
 Row = Mapping[str, Any]
@@ -143,7 +144,7 @@ class MetricOracle:
             return Judgement("skip", f"no passed repeat: {_first_error(self.rows[version]) or 'no rows'}", "no sample")
         median = self.medians[version] = _median(sample)
         good, bad = (self.medians[end] for end in self.ends)
-        scaled = [float(x) for x in self.spec.transform([median, good, bad])]
+        scaled = [float(x) for x in transform(self.spec, [median, good, bad])]
         verdict: Verdict = "bad" if abs(scaled[0] - scaled[2]) < abs(scaled[0] - scaled[1]) else "good"
         show = self.spec.show
         evidence = (

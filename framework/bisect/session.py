@@ -32,6 +32,7 @@ from framework.config import ROOT, Catalog, load_catalog
 from framework.engine import new_run_id, prepare_environment, say
 from framework.errors import FrameworkError, near_miss
 from framework.matrix import Case, expand_workload, hardware_problem
+from framework.metric_catalogue import METRIC_NAMES, MetricSpec, metric
 from framework.models import HardwareProfile, Runtime
 from framework.progress import Progress
 from framework.redaction import masked_note, without_masked
@@ -46,7 +47,7 @@ from framework.releases import (
     select_range,
 )
 from framework.results import ResultsStore
-from framework.stats import MetricSpec, metric, smallest_p
+from framework.stats import smallest_p
 
 
 class BisectError(FrameworkError):
@@ -123,8 +124,8 @@ def _check_options(args: argparse.Namespace) -> MetricSpec | None:
         raise BisectError("--failure with --workload/--metric: bisect either a failure or a workload — drop one")
     if not args.failure and not (args.workload and args.metric):
         raise BisectError(
-            "nothing to judge releases by — give --workload=NAME --metric=peak_memory (or wall, mean_memory,"
-            " spill, outcome), or --failure=ID"
+            "nothing to judge releases by — give --workload=NAME --metric=peak_memory (or"
+            f" {', '.join(name for name in METRIC_NAMES if name != 'peak_memory')}, outcome), or --failure=ID"
         )
     if args.failure or args.metric == "outcome":
         return None

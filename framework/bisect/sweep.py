@@ -19,9 +19,9 @@ from typing import Any
 from framework.bisect.oracles import ReleaseRunner, metric_samples
 from framework.engine import say
 from framework.errors import EnvironmentBuildError
+from framework.metric_catalogue import METRICS, MetricSpec
 from framework.models import Runtime
 from framework.progress import Progress
-from framework.stats import METRICS, MetricSpec
 
 Row = dict[str, Any]
 
@@ -80,17 +80,17 @@ def sweep_table(versions: Sequence[str], rows: dict[str, list[Row]], skipped: di
     table = []
     for version in versions:
         if version in skipped:
-            table.append([version, "skipped", "", "", "", "", skipped[version]])
+            table.append([version, "skipped", *[""] * len(METRICS), skipped[version]])
             continue
         measured = rows[version]
         passed = sum(row.get("outcome") == "passed" for row in measured)
         error = next((str(row.get("error") or "") for row in measured if row.get("outcome") != "passed"), "")
         table.append(
             [version, f"{passed}/{len(measured)}"]
-            + [_median(measured, METRICS[name]) for name in ("wall", "peak_memory", "mean_memory", "spill")]
+            + [_median(measured, spec) for spec in METRICS.values()]
             + [error.splitlines()[0][:80] if error else ""]
         )
-    columns = ["version", "passed", "wall", "peak memory", "mean memory", "spilled", "first error"]
+    columns = ["version", "passed", *(spec.heading for spec in METRICS.values()), "first error"]
     return format_table(columns, table, max_width=100)
 
 

@@ -12,6 +12,7 @@ from framework.cli.parser import Parser, add_dry_run, add_rebuild, add_results, 
 from framework.cli.query import cmd_workloads
 from framework.config import ROOT
 from framework.errors import SelectionError
+from framework.metric_catalogue import METRIC_NAMES
 
 
 def matrix_parser() -> Parser:
@@ -189,7 +190,7 @@ def compare_parser() -> Parser:
         metavar="SECONDS",
         help="stop adding rounds after this long (at most a week)",
     )
-    parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
+    parser.add_argument("--metric", action="append", help=f"{', '.join(METRIC_NAMES)} (default: all)")
     parser.add_argument("--min-effect", action="append", help="smallest change that matters, e.g. wall=10%%")
     parser.add_argument("--alpha", type=float, default=0.01, help="false-alarm rate per comparison (default 0.01)")
     parser.add_argument("--from-results", action="store_true", help="compare stored rows; run nothing")

@@ -22,6 +22,7 @@ from framework.cli.parser import (
     split,
 )
 from framework.config import ROOT
+from framework.metric_catalogue import METRIC_NAMES
 
 if TYPE_CHECKING:
     from framework.blessing import Exporter
@@ -35,7 +36,7 @@ def regressions_parser() -> Parser:
     add_results(parser)
     parser.add_argument("--along", choices=["date", "version"], default="date", help="order runs by date or version")
     parser.add_argument("--package", default="dask", help="whose versions --along=version orders by (default dask)")
-    parser.add_argument("--metric", action="append", help="wall, peak_memory, mean_memory, spill (default: all)")
+    parser.add_argument("--metric", action="append", help=f"{', '.join(METRIC_NAMES)} (default: all)")
     parser.add_argument("--workload", action="append", help="workload name(s) or case id(s)")
     parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
     parser.add_argument("--runtime", action="append", help="runtime name(s); * matches any text, e.g. 'bisect-*'")
@@ -51,14 +52,14 @@ def regressions_parser() -> Parser:
 def cmd_regressions(argv: Sequence[str]) -> int:
     """Scan, print, write the Markdown summary; exit 1 on a new (--fail-on) regression."""
     from framework.history import ScanOptions, failing, report_text, scan, write_summary
-    from framework.stats import METRICS, parse_effects
+    from framework.stats import parse_effects
 
     args = regressions_parser().parse_args(argv)
     options = ScanOptions(
         results_dir=args.results,
         along=args.along,
         package=args.package,
-        metrics=tuple(split(args.metric) or METRICS),
+        metrics=tuple(split(args.metric) or METRIC_NAMES),
         workloads=tuple(split(args.workload) or ()),
         hardware=tuple(split(args.hardware) or ()),
         runtimes=tuple(split(args.runtime) or ()),
@@ -84,7 +85,7 @@ def bisect_parser() -> Parser:
     parser.add_argument("--good", required=True, help="a release that is good, e.g. 2024.12.1")
     parser.add_argument("--bad", required=True, help="a release that is bad (older than --good: find the fix)")
     parser.add_argument("--workload", help="workload name, or case id where it has several cases")
-    parser.add_argument("--metric", help="wall, peak_memory, mean_memory, spill, or outcome (bad = a repeat fails)")
+    parser.add_argument("--metric", help=f"{', '.join(METRIC_NAMES)}, or outcome (bad = a repeat fails)")
     parser.add_argument(
         "--failure", metavar="ID", help="stability failure or regression case id: bad where it reproduces"
     )

@@ -21,10 +21,10 @@ from typing import Any
 import pyarrow as pa
 
 from framework import redaction
+from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.report.layout import MISSING
 from framework.results import CASE_COLUMNS
-from framework.stats import METRICS
 
 # Columns that describe the run × runtime × hardware rather than one execution, shown once per section: the runner
 # writes them from the run's plan and the machine it runs on, the same on every row of its file (the rounds of a
@@ -135,7 +135,11 @@ def _cell(expression: str, css: str = "") -> str:
     return f"'<td{attribute}>' || coalesce({_esc(expression)}, '{_MISSING_HTML}') || '</td>'"
 
 
-_SECONDS = "CASE WHEN {0} IS NULL THEN NULL ELSE printf('%.3g s', {0}) END"
+# A metric's median in its unit, written by DuckDB (the run pages' tables are built there).
+_SHOW_SQL = {
+    "s": "CASE WHEN {0} IS NULL THEN NULL ELSE printf('%.3g s', {0}) END",
+    "bytes": "format_bytes({0}::BIGINT)",
+}
 _SUMMARY_ROW = " || ".join(
     [
         "'<tr class=\"' || outcome || '\">'",
@@ -143,10 +147,7 @@ _SUMMARY_ROW = " || ".join(
         _cell("nullif(size, '')"),
         _cell("outcome", "outcome"),
         _cell("passed::VARCHAR || '/' || repeats::VARCHAR", "num"),
-        _cell(_SECONDS.format("wall"), "num"),
-        _cell("format_bytes(peak_memory::BIGINT)", "num"),
-        _cell("format_bytes(mean_memory::BIGINT)", "num"),
-        _cell("format_bytes(spill::BIGINT)", "num"),
+        *(_cell(_SHOW_SQL[spec.unit].format(name), "num") for name, spec in METRICS.items()),
         _cell("error", "error"),
         "'</tr>'",
     ]

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from framework.stats import METRICS
+from framework.metric_catalogue import METRICS
 
 NAV = (
     ("overview", "Overview", "index.html"),
