@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,7 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from framework.config import ROOT, Catalog, _show, load_catalog, load_file, load_findings, selector_problem
-from framework.errors import ConfigError, SelectionError, near_miss
+from framework.errors import ConfigError, SelectionError, closest, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.metric_catalogue import METRIC_NAMES
 from framework.models import Name, Selector, StrictModel
@@ -155,8 +154,8 @@ class MetricsCriterion(StrictModel):
         if isinstance(value, dict):
             for key in value:
                 if key not in METRIC_NAMES:
-                    close = difflib.get_close_matches(str(key), METRIC_NAMES, n=1, cutoff=0.6)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    close = closest(str(key), METRIC_NAMES)
+                    hint = f"did you mean {close!r}? " if close else ""
                     raise PydanticCustomError(
                         "metric",
                         "unknown metric {key} — {hint}known: {known}",
