@@ -2,24 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from framework.checks import check, check_close
-
-
-def _timeseries(days: int, freq: str, partition_freq: str, seed: int) -> Any:
-    import dask
-    import pandas as pd
-
-    end = str((pd.Timestamp("2000-01-01") + pd.Timedelta(days=days)).date())
-    return dask.datasets.timeseries(start="2000-01-01", end=end, freq=freq, partition_freq=partition_freq, seed=seed)
-
-
-def row_count(ddf: Any) -> Any:
-    """Rows of a dask DataFrame, lazily. (``ddf.map_partitions(len).sum()`` breaks on dask 2024.12's dask-expr.)"""
-    import pandas as pd
-
-    return ddf.map_partitions(lambda frame: pd.Series([len(frame)], dtype="int64"), meta=pd.Series(dtype="int64")).sum()
+from workloads.synthetic import row_count, timeseries
 
 
 def groupby_agg(
@@ -38,7 +22,7 @@ def groupby_agg(
     import dask
     import pandas as pd
 
-    ddf = _timeseries(days, freq, partition_freq, seed)
+    ddf = timeseries(days, freq, partition_freq, seed)
     result = ddf.groupby(by).agg({"x": "sum", "y": "mean", "id": "count"}, split_out=split_out)
 
     def partials(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import math
 from typing import Any, Callable, Optional
 
 from framework.checks import check, check_close
-from workloads.dataframe import row_count
+from workloads.synthetic import generated_frame, row_count, row_total
 
 HASH_MODULUS = 2**64
 H2O_BYTES_PER_ROW = 80  # 3 short pyarrow strings (≈ 30 B) + 6 int64 + 1 float64: an estimate, fixed so rows never vary
@@ -22,34 +22,6 @@ H2O_BYTES_PER_ROW = 80  # 3 short pyarrow strings (≈ 30 B) + 6 int64 + 1 float
 
 # --------------------------------------------------------------------------------------------------
 # Generated data
-
-
-def _row_total(rows: Optional[int], target_bytes: Optional[int], bytes_per_row: int) -> int:
-    if (rows is None) == (target_bytes is None):
-        raise ValueError(f"give the size as rows or as target_bytes, not both or neither (rows={rows!r})")
-    if rows is not None:
-        return int(rows)
-    return max(1, int(target_bytes or 0) // bytes_per_row)
-
-
-def _partition_specs(rows: int, partition_rows: int) -> list[tuple[int, int, int]]:
-    """(partition, first row, rows) of ``rows`` split into near-equal partitions of at most ``partition_rows``."""
-    count = max(1, math.ceil(rows / partition_rows))
-    base, extra = divmod(rows, count)
-    specs, start = [], 0
-    for partition in range(count):
-        size = base + (partition < extra)
-        specs.append((partition, start, size))
-        start += size
-    return specs
-
-
-def _generated(make: Callable[..., Any], rows: int, partition_rows: int, **options: Any) -> Any:
-    """A Dask DataFrame whose partitions are ``make(spec, **options)``, one per spec of ``_partition_specs``."""
-    import dask.dataframe as dd
-
-    make = functools.partial(make, **options)
-    return dd.from_map(make, _partition_specs(rows, partition_rows), meta=make((0, 0, 0)), label="generate")
 
 
 def _h2o_partition(spec: tuple[int, int, int], total_rows: int, k: int, seed: int) -> Any:
@@ -385,8 +357,8 @@ def h2o_groupby(
     """
     if query not in _H2O:
         raise ValueError(f"unknown h2o query {query!r} — use one of {', '.join(sorted(_H2O))}")
-    total = _row_total(rows, target_bytes, H2O_BYTES_PER_ROW)
-    ddf = _generated(_h2o_partition, total, partition_rows, total_rows=total, k=k, seed=seed)
+    total = row_total(rows, target_bytes, H2O_BYTES_PER_ROW)
+    ddf = generated_frame(_h2o_partition, total, partition_rows, total_rows=total, k=k, seed=seed)
     got, expected = _H2O[query](ddf)
     check(got.index.equals(expected.index), f"{query}: groups differ: {len(got)} vs {len(expected)} groups")
     for column in expected.columns:
@@ -440,14 +412,14 @@ def join_generated(
     """
     import dask
 
-    left_rows = _row_total(rows, target_bytes, 8 * (2 + payload_columns))
+    left_rows = row_total(rows, target_bytes, 8 * (2 + payload_columns))
     right_rows = max(1, round(left_rows * right_fraction))
     key_domain = max(right_rows, math.ceil(right_rows / match_fraction))
     left_multiplier = _coprime_multiplier(left_rows, seed)
     right_multiplier = _coprime_multiplier(right_rows, seed + 1)
     if max(left_rows, right_rows) * max(key_domain, right_rows, left_multiplier, right_multiplier) >= 2**63:
         raise ValueError(f"{left_rows} rows: keys would overflow int64 — declare a smaller size")
-    left = _generated(
+    left = generated_frame(
         _keyed_partition,
         left_rows,
         partition_rows,
@@ -458,7 +430,7 @@ def join_generated(
         payload=payload_columns,
         seed=seed,
     )
-    right = _generated(
+    right = generated_frame(
         _keyed_partition,
         right_rows,
         right_partition_rows or partition_rows,
@@ -549,8 +521,8 @@ def set_index_random(
     """
     import dask
 
-    total = _row_total(rows, target_bytes, 8 * (2 + payload_columns))
-    ddf = _generated(
+    total = row_total(rows, target_bytes, 8 * (2 + payload_columns))
+    ddf = generated_frame(
         _random_key_partition, total, partition_rows, key="key", n_keys=0, payload=payload_columns, seed=seed
     )
     columns = list(ddf.columns)
@@ -607,8 +579,8 @@ def shuffle_by_key(
     import dask
     import numpy as np
 
-    total = _row_total(rows, target_bytes, 8 * (2 + payload_columns))
-    ddf = _generated(
+    total = row_total(rows, target_bytes, 8 * (2 + payload_columns))
+    ddf = generated_frame(
         _random_key_partition, total, partition_rows, key="key", n_keys=n_keys, payload=payload_columns, seed=seed
     )
     columns = list(ddf.columns)
@@ -695,8 +667,8 @@ def cow_chain(
     import dask
 
     bytes_per_row = 8 * (float_columns + int_columns + string_columns)
-    total = _row_total(rows, target_bytes, bytes_per_row)
-    ddf = _generated(
+    total = row_total(rows, target_bytes, bytes_per_row)
+    ddf = generated_frame(
         _wide_partition,
         total,
         partition_rows,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from framework.checks import check, check_close
-from workloads.dataframe import _timeseries, row_count
+from workloads.synthetic import row_count, timeseries
 
 # In-memory bytes of one dask.datasets.timeseries row (timestamp index, name, id, x, y): measured 45.3 with pandas
 # 2.2 and 3.1 (pyarrow-backed strings); used to turn ``target_bytes`` into days of data.
@@ -136,7 +136,7 @@ def parquet_hive_partitioned(
     import dask
     import dask.dataframe as dd
 
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     with scratch_directory(path, storage_options) as target:
         ddf.to_parquet(target, partition_on=[partition_on], write_index=True, storage_options=storage_options)
         back = dd.read_parquet(target, storage_options=storage_options)
@@ -201,7 +201,7 @@ def parquet_filter_pushdown(
     import pandas as pd
 
     columns = list(columns)
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     start, end = ddf.divisions[0], ddf.divisions[-1]
     since = start + (end - start) * (1 - keep_fraction)
     # Files whose time range reaches `since` (one file per generated partition); the others may be skipped unread.
@@ -269,7 +269,7 @@ def csv_to_parquet(
     # pandas 3.1 parses exactly in every mode and deprecates the argument.
     pandas_version = tuple(int(part) for part in pd.__version__.split(".")[:2])
     exact_floats = {} if pandas_version >= (3, 1) else {"float_precision": "round_trip"}
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     with scratch_directory(path, storage_options) as target:
         csv_files = ddf.to_csv(f"{target}/csv/part-*.csv", storage_options=storage_options)
         csv = dd.read_csv(
@@ -311,7 +311,7 @@ def duckdb_parquet_groupby(
     import dask.dataframe as dd
     import duckdb
 
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     with scratch_directory(path, None) as target:
         ddf.to_parquet(target, write_index=True)
         started = time.perf_counter()

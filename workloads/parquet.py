@@ -7,7 +7,7 @@ import tempfile
 from typing import Any, Optional
 
 from framework.checks import check, check_close
-from workloads.dataframe import _timeseries, row_count
+from workloads.synthetic import row_count, timeseries
 
 
 def _row_hash_total(ddf: Any) -> Any:
@@ -36,7 +36,7 @@ def parquet_roundtrip(
     import dask
     import dask.dataframe as dd
 
-    ddf = _timeseries(days, freq, partition_freq, seed)
+    ddf = timeseries(days, freq, partition_freq, seed)
     target = path or tempfile.mkdtemp(prefix="blessing-parquet-")
     try:
         ddf.to_parquet(target, engine="pyarrow", compression=compression, write_index=True)
