@@ -179,7 +179,7 @@ def _mutate_workload(data: Any, draw: Callable[[Any], Any]) -> Any:
     elif operation == "function":
         workload["function"] = draw(
             st.sampled_from(
-                ["workloads.dataframes:groupby_agg", "workloads.array:mean_var_reduction", "workloads.s3:s3_server"]
+                ["workloads.dataframes:groupby_agg", "workloads.arrays:mean_var_reduction", "workloads.s3:s3_server"]
             )
         )
     else:
