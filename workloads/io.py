@@ -1,8 +1,9 @@
-"""Parquet I/O workloads on generated time series: hive partitioning, projection and filter pushdown, CSV → Parquet,
-and DuckDB querying what Dask wrote.
+"""Parquet I/O workloads on generated time series: a round trip, hive partitioning, projection and filter pushdown,
+CSV → Parquet, and DuckDB querying what Dask wrote.
 
 Each writes under a fresh directory removed afterwards: a local temporary directory, or under ``path`` — any fsspec
 URL every worker can reach (``s3://bucket/prefix`` with ``storage_options``), as a cluster of several machines needs.
+The smoke workload's round trip writes into ``path`` itself and leaves it there.
 Data sizes are ``days`` of rows at ``freq``, or ``target_bytes`` of rows in memory (e.g. a fraction of the cluster's).
 """
 
@@ -77,6 +78,16 @@ def _fingerprint(ddf: Any, columns: list[str]) -> Any:
     return ddf.map_partitions(fingerprint, meta=pd.Series(dtype="uint64")).sum()
 
 
+def _row_hash_total(ddf: Any) -> Any:
+    """Order-independent fingerprint of every row (index included): the sum of pandas' row hashes."""
+    import pandas as pd
+
+    return ddf.map_partitions(
+        lambda frame: pd.Series([int(pd.util.hash_pandas_object(frame, index=True).sum())], dtype="uint64"),
+        meta=pd.Series(dtype="uint64"),
+    ).sum()
+
+
 def _value_counts_by_partition(ddf: Any, column: str) -> Any:
     """pandas ``value_counts`` of ``column`` in each partition, concatenated (combined on the client)."""
     import pandas as pd
@@ -114,6 +125,45 @@ def _partition_files(
         if name.endswith(".parquet") and directory.startswith(f"{column}="):
             by_value.setdefault(directory[len(column) + 1 :], []).append(file)
     return fs, by_value
+
+
+def parquet_roundtrip(
+    days: int,
+    freq: str = "1s",
+    partition_freq: str = "1D",
+    compression: str = "snappy",
+    path: Optional[str] = None,
+    seed: int = 7,
+) -> dict[str, float]:
+    """Write generated time series to Parquet with pyarrow, read it back, and check nothing changed.
+
+    The check compares row count, per-column sums and an order-independent hash of every row and index.
+    ``path`` must be visible to every worker; by default a temporary directory on this machine.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    ddf = timeseries(days, freq, partition_freq, seed)
+    target = path or tempfile.mkdtemp(prefix="blessing-parquet-")
+    try:
+        ddf.to_parquet(target, engine="pyarrow", compression=compression, write_index=True)
+        back = dd.read_parquet(target, engine="pyarrow")
+        check(list(back.columns) == list(ddf.columns), f"columns {list(back.columns)} != {list(ddf.columns)}")
+        (rows_written, rows_read, sums_written, sums_read, hash_written, hash_read) = dask.compute(
+            row_count(ddf),
+            row_count(back),
+            ddf[["id", "x", "y"]].sum(),
+            back[["id", "x", "y"]].sum(),
+            _row_hash_total(ddf),
+            _row_hash_total(back),
+        )
+        check(int(rows_read) == int(rows_written), f"read {int(rows_read)} rows, wrote {int(rows_written)}")
+        check_close(sums_read.to_numpy(), sums_written.to_numpy(), "column sums after the round trip", rtol=1e-12)
+        check(int(hash_read) == int(hash_written), "row hashes differ: some rows changed in the round trip")
+        return {"rows": float(rows_written), "files": float(back.npartitions)}
+    finally:
+        if path is None:
+            shutil.rmtree(target, ignore_errors=True)
 
 
 def parquet_hive_partitioned(
