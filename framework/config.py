@@ -72,7 +72,7 @@ _SCHEMA_FIX = "see matrices/schemas/ for what the field takes"
 _PATTERN_FIXES = {
     NAME_PATTERN: "use letters, digits, '_', '.', '+' and '-'",
     TAG_PATTERN: "use lower-case letters, digits, '_' and '-'",
-    FUNCTION_PATTERN: "use 'workloads.module:function', e.g. 'workloads.dataframe:groupby_agg'",
+    FUNCTION_PATTERN: "use 'workloads.module:function', e.g. 'workloads.dataframes:groupby_agg'",
     SELECTOR_PATTERN: "use a workload name, 'tag:TAG' or '*'",
     PYTHON_PATTERN: "use a Python version such as '3.11'",
 }

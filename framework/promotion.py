@@ -164,7 +164,7 @@ def _from_case(
     run_id, _, case_id = source.partition(":")
     with Results(results_dir) as results:
         _, rows = results.sql(
-            "SELECT workload, function, params, outcome, error, dask_version, distributed_version, timeout_s"
+            "SELECT workload, params, outcome, error, dask_version, distributed_version, timeout_s"
             " FROM rows WHERE run_id = $run AND case_id = $case AND outcome <> 'passed' AND outcome <> 'interrupted'"
             " ORDER BY started_at LIMIT 1",
             {"run": run_id, "case": case_id},
@@ -174,10 +174,11 @@ def _from_case(
             f"--from={source}: no failed execution of case {case_id!r} in run {run_id!r} — list them with"
             " nox -s sql -- \"SELECT run_id, case_id, outcome FROM case_summary WHERE outcome <> 'passed'\""
         )
-    workload, function, params_text, outcome, error, dask, distributed, timeout = rows[0]
+    workload, params_text, outcome, error, dask, distributed, timeout = rows[0]
     declared = workloads.get(workload)
     if declared is None:
         raise SelectionError(f"--from={source}: {near_miss(workload, workloads, 'workload')} (it is not declared now)")
+    function = declared.function  # today's path: a row's stored function may name a module since renamed
     params = json.loads(params_text) if isinstance(params_text, str) else dict(params_text or {})
     summary = f"{workload} {outcome} on dask {dask}: {(error or outcome).splitlines()[0][:140]}"
     entry = {

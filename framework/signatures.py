@@ -1,6 +1,6 @@
 """What a workload function accepts, read from its source with ``ast`` — never imported: the controller has no Dask.
 
-``workloads.dataframe:groupby_agg`` is the ``def groupby_agg(...)`` of ``workloads/dataframe.py``: its keyword
+``workloads.dataframes:groupby_agg`` is the ``def groupby_agg(...)`` of ``workloads/dataframes.py``: its keyword
 parameters, which of them have no default, whether it takes ``**kwargs``, and — for a fixture — the keys of the
 mappings it yields. Standard library only.
 """

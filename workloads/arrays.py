@@ -1,15 +1,16 @@
 """Array workloads after coiled/benchmarks' array and rechunk tests, each checked against numpy or a closed form.
 
 Sizes come in bytes (``target_bytes``, usually ``{fraction_of_cluster_memory: ...}`` in the YAML); each function
-derives its shape from them. The checks are built to scale: exact identities over the whole result (sums that
-telescope, products of sums), a closed form evaluated block by block, and numpy on the client for samples.
+derives its shape from them — but the smoke workload's mean and variance, given in rows and columns. The checks are
+built to scale: exact identities over the whole result (sums that telescope, products of sums), a closed form
+evaluated block by block, and numpy on the client for samples.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from framework.checks import check, check_close
 
@@ -40,6 +41,34 @@ def from_index_function(function: Callable[..., Any], shape: tuple[int, ...], ch
 
     normalized = da.core.normalize_chunks(chunks, shape, dtype=np.dtype(dtype))
     return da.map_blocks(block, chunks=normalized, dtype=dtype, meta=np.empty((0,) * len(shape), dtype=dtype))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# mean and variance
+
+
+def mean_var_reduction(
+    rows: int, cols: int, chunk_rows: int, chunk_cols: int, split_every: Optional[int] = None
+) -> dict[str, float]:
+    """Mean and variance along axis 0 of ``a[i, j] = i + j``, plus the total — all against closed forms.
+
+    Column j holds j, j+1, …, j+rows-1: its mean is j + (rows-1)/2 and its variance (rows²-1)/12;
+    the total is rows·cols·(rows+cols-2)/2.
+    """
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    a = da.fromfunction(lambda i, j: i + j, shape=(rows, cols), chunks=(chunk_rows, chunk_cols), dtype="float64")
+    mean, var, total = dask.compute(
+        a.mean(axis=0, split_every=split_every),
+        a.var(axis=0, split_every=split_every),
+        a.sum(split_every=split_every),
+    )
+    check_close(mean, np.arange(cols) + (rows - 1) / 2, "column means", rtol=1e-12)
+    check_close(var, np.full(cols, (rows**2 - 1) / 12), "column variances", rtol=1e-9)
+    check_close(total, rows * cols * (rows + cols - 2) / 2, "total", rtol=1e-12)
+    return {"elements": float(rows * cols)}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Parquet I/O workloads on generated time series: hive partitioning, projection and filter pushdown, CSV → Parquet,
-and DuckDB querying what Dask wrote.
+"""Parquet I/O workloads on generated time series: a round trip, hive partitioning, projection and filter pushdown,
+CSV → Parquet, and DuckDB querying what Dask wrote.
 
 Each writes under a fresh directory removed afterwards: a local temporary directory, or under ``path`` — any fsspec
 URL every worker can reach (``s3://bucket/prefix`` with ``storage_options``), as a cluster of several machines needs.
+The smoke workload's round trip writes into ``path`` itself and leaves it there.
 Data sizes are ``days`` of rows at ``freq``, or ``target_bytes`` of rows in memory (e.g. a fraction of the cluster's).
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from framework.checks import check, check_close
-from workloads.dataframe import _timeseries, row_count
+from workloads.synthetic import row_count, timeseries
 
 # In-memory bytes of one dask.datasets.timeseries row (timestamp index, name, id, x, y): measured 45.3 with pandas
 # 2.2 and 3.1 (pyarrow-backed strings); used to turn ``target_bytes`` into days of data.
@@ -77,6 +78,16 @@ def _fingerprint(ddf: Any, columns: list[str]) -> Any:
     return ddf.map_partitions(fingerprint, meta=pd.Series(dtype="uint64")).sum()
 
 
+def _row_hash_total(ddf: Any) -> Any:
+    """Order-independent fingerprint of every row (index included): the sum of pandas' row hashes."""
+    import pandas as pd
+
+    return ddf.map_partitions(
+        lambda frame: pd.Series([int(pd.util.hash_pandas_object(frame, index=True).sum())], dtype="uint64"),
+        meta=pd.Series(dtype="uint64"),
+    ).sum()
+
+
 def _value_counts_by_partition(ddf: Any, column: str) -> Any:
     """pandas ``value_counts`` of ``column`` in each partition, concatenated (combined on the client)."""
     import pandas as pd
@@ -116,6 +127,45 @@ def _partition_files(
     return fs, by_value
 
 
+def parquet_roundtrip(
+    days: int,
+    freq: str = "1s",
+    partition_freq: str = "1D",
+    compression: str = "snappy",
+    path: Optional[str] = None,
+    seed: int = 7,
+) -> dict[str, float]:
+    """Write generated time series to Parquet with pyarrow, read it back, and check nothing changed.
+
+    The check compares row count, per-column sums and an order-independent hash of every row and index.
+    ``path`` must be visible to every worker; by default a temporary directory on this machine.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    ddf = timeseries(days, freq, partition_freq, seed)
+    target = path or tempfile.mkdtemp(prefix="blessing-parquet-")
+    try:
+        ddf.to_parquet(target, engine="pyarrow", compression=compression, write_index=True)
+        back = dd.read_parquet(target, engine="pyarrow")
+        check(list(back.columns) == list(ddf.columns), f"columns {list(back.columns)} != {list(ddf.columns)}")
+        (rows_written, rows_read, sums_written, sums_read, hash_written, hash_read) = dask.compute(
+            row_count(ddf),
+            row_count(back),
+            ddf[["id", "x", "y"]].sum(),
+            back[["id", "x", "y"]].sum(),
+            _row_hash_total(ddf),
+            _row_hash_total(back),
+        )
+        check(int(rows_read) == int(rows_written), f"read {int(rows_read)} rows, wrote {int(rows_written)}")
+        check_close(sums_read.to_numpy(), sums_written.to_numpy(), "column sums after the round trip", rtol=1e-12)
+        check(int(hash_read) == int(hash_written), "row hashes differ: some rows changed in the round trip")
+        return {"rows": float(rows_written), "files": float(back.npartitions)}
+    finally:
+        if path is None:
+            shutil.rmtree(target, ignore_errors=True)
+
+
 def parquet_hive_partitioned(
     days: Optional[int] = None,
     target_bytes: Optional[int] = None,
@@ -136,7 +186,7 @@ def parquet_hive_partitioned(
     import dask
     import dask.dataframe as dd
 
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     with scratch_directory(path, storage_options) as target:
         ddf.to_parquet(target, partition_on=[partition_on], write_index=True, storage_options=storage_options)
         back = dd.read_parquet(target, storage_options=storage_options)
@@ -201,7 +251,7 @@ def parquet_filter_pushdown(
     import pandas as pd
 
     columns = list(columns)
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     start, end = ddf.divisions[0], ddf.divisions[-1]
     since = start + (end - start) * (1 - keep_fraction)
     # Files whose time range reaches `since` (one file per generated partition); the others may be skipped unread.
@@ -269,7 +319,7 @@ def csv_to_parquet(
     # pandas 3.1 parses exactly in every mode and deprecates the argument.
     pandas_version = tuple(int(part) for part in pd.__version__.split(".")[:2])
     exact_floats = {} if pandas_version >= (3, 1) else {"float_precision": "round_trip"}
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     with scratch_directory(path, storage_options) as target:
         csv_files = ddf.to_csv(f"{target}/csv/part-*.csv", storage_options=storage_options)
         csv = dd.read_csv(
@@ -311,7 +361,7 @@ def duckdb_parquet_groupby(
     import dask.dataframe as dd
     import duckdb
 
-    ddf = _timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
+    ddf = timeseries(_days(days, target_bytes, freq), freq, partition_freq, seed)
     with scratch_directory(path, None) as target:
         ddf.to_parquet(target, write_index=True)
         started = time.perf_counter()

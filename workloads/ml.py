@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from framework.checks import check
-from workloads.dataframe import row_count
+from workloads.synthetic import row_count
 
 
 def _regression_data(rows: int, features: int, chunk_rows: int, noise: float, seed: int, weights: Any) -> Any:

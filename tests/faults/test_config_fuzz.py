@@ -50,7 +50,7 @@ KINDS = {
 BAD_VALUES = [
     None, True, False, 0, -1, -4, 1.5, -0.5, 10**30, -(10**30), 1e308, float("inf"), float("nan"),
     "", " ", "-4GiB", "99999999PiB", "4 gigs", "0B", "1e30GiB", "-1", "lots", "5m", "-5m", "1e9h", "3.11", "3.999",
-    "==2024.13.1", ">=", "tag:", "tag:Nope", "*", "workloads.nope:nothing", "workloads.dataframe:groupby_agg",
+    "==2024.13.1", ">=", "tag:", "tag:Nope", "*", "workloads.nope:nothing", "workloads.dataframes:groupby_agg",
     "ünïcødé", "🙂", "a\nb", "x" * 300, "\x1c", "\u2028", "{", "[", "&a", "*a", "!!binary", "local", "coiled",
     [], {}, [None], [[]], {"": None}, ["-4GiB"], {"fraction_of_cluster_memory": -1}, {"per_worker": "a"},
     {"fraction_of_cluster_memory": 1e9}, {"per_thread": 10**20}, {"per_worker": 1, "per_thread": 1},
@@ -179,7 +179,7 @@ def _mutate_workload(data: Any, draw: Callable[[Any], Any]) -> Any:
     elif operation == "function":
         workload["function"] = draw(
             st.sampled_from(
-                ["workloads.dataframe:groupby_agg", "workloads.array:mean_var_reduction", "workloads.s3:s3_server"]
+                ["workloads.dataframes:groupby_agg", "workloads.arrays:mean_var_reduction", "workloads.s3:s3_server"]
             )
         )
     else:

@@ -225,7 +225,7 @@ def test_bad_function_path_says_what_form_to_use() -> None:
         "tests/resources/bad/workloads_bad_function.yaml",
         ": workloads.groupby_agg.function: ",
         "(got 'dataframe.groupby_agg')",
-        "— use 'workloads.module:function', e.g. 'workloads.dataframe:groupby_agg'",
+        "— use 'workloads.module:function', e.g. 'workloads.dataframes:groupby_agg'",
     )
 
 

@@ -47,7 +47,7 @@ def catalog() -> Catalog:
 
 def workload(**fields: Any) -> Workload:
     return Workload.model_validate(
-        {"name": "w", "description": "A workload.", "function": "workloads.dataframe:w", **fields}
+        {"name": "w", "description": "A workload.", "function": "workloads.dataframes:w", **fields}
     )
 
 

@@ -28,7 +28,7 @@ from framework.models import (
 HARDWARE = TypeAdapter(HardwareProfile)
 GIB = 2**30
 
-WORKLOAD = {"description": "Group by a key.", "function": "workloads.dataframe:groupby_agg"}
+WORKLOAD = {"description": "Group by a key.", "function": "workloads.dataframes:groupby_agg"}
 LOCAL = {"backend": "local", "n_workers": 2, "memory_limit_per_worker": "4GiB"}
 COILED = {"backend": "coiled", "n_workers": 10, "worker_vm_types": ["m6i.large"], "scheduler_vm_types": ["m6i.large"]}
 RUNTIME = {"python": "3.11", "packages": {"dask": "==2024.12.1"}}
@@ -93,7 +93,7 @@ def test_workload_description_is_stripped() -> None:
     assert Workload.model_validate({**WORKLOAD, "description": "  one line\n"}).description == "one line"
 
 
-@pytest.mark.parametrize("function", ["workloads.dataframe:groupby_agg", "workloads.a.b:c_1", "workloads._x:_y"])
+@pytest.mark.parametrize("function", ["workloads.dataframes:groupby_agg", "workloads.a.b:c_1", "workloads._x:_y"])
 def test_workload_function_accepted(function: str) -> None:
     assert Workload.model_validate({**WORKLOAD, "function": function}).function == function
 
@@ -103,10 +103,10 @@ def test_workload_function_accepted(function: str) -> None:
     [
         "dataframe:groupby_agg",  # outside the workloads package
         "workloads:groupby_agg",  # no module
-        "workloads.dataframe",  # no function
-        "workloads.dataframe.groupby_agg",  # dot instead of colon
+        "workloads.dataframes",  # no function
+        "workloads.dataframes.groupby_agg",  # dot instead of colon
         "os.path:join",
-        "workloads.dataframe:groupby agg",
+        "workloads.dataframes:groupby agg",
     ],
 )
 def test_workload_function_refused(function: str) -> None:

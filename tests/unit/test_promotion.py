@@ -89,6 +89,28 @@ def test_a_source_with_no_failure_writes_nothing(project, results_dir, write_run
     assert sorted(path.relative_to(project) for path in project.rglob("*")) == before
 
 
+def test_a_case_stored_before_its_module_was_renamed_becomes_a_guard_on_todays_function(
+    project, results_dir, write_run, case_row
+):
+    """Rows keep the function path they ran; the guard takes the path the workload of that name has now."""
+    stored = case_row(
+        run_id="r-old",
+        case_id="groupby_agg[by=id]",
+        function="workloads.renamed_since:groupby_agg",
+        params={"by": "id", "days": 1},
+        outcome="failed",
+        error="WorkloadCheckFailed: sums differ",
+    )
+    write_run([stored])
+
+    promotion = promote("r-old:groupby_agg[by=id]", results_dir, root=project)
+
+    guard = load_catalog(project).workloads[promotion.name]
+    assert guard.function == "workloads.dataframe:groupby_agg"  # tests/resources/good's module
+    [(_, finding)] = load_findings(load_catalog(project), project).items()
+    assert "from workloads.dataframe import groupby_agg" in (project / finding.reproducer).read_text()
+
+
 def test_a_stability_failure_becomes_a_replaying_guard(project, results_dir):
     record = {
         "failure_id": "20261206T000000Z-abcdef-thread",

@@ -14,7 +14,7 @@ from framework.errors import ConfigError
 from framework.models import HardwareFile, WorkloadFile
 from framework.scaling import scale_problem
 
-WORKLOAD = "workloads:\n  w:\n    description: x\n    function: workloads.dataframe:groupby_agg\n"
+WORKLOAD = "workloads:\n  w:\n    description: x\n    function: workloads.dataframes:groupby_agg\n"
 
 
 def refusal(tmp_path: Path, text: str, model: type = WorkloadFile) -> str:

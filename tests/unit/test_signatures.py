@@ -312,7 +312,7 @@ def test_copies_of_the_yaml_files_use_the_projects_functions(tmp_path: Path) -> 
 
 
 def test_read_signature() -> None:
-    signature = read_signature("workloads.dataframe:groupby_agg", [ROOT / "workloads"])
+    signature = read_signature("workloads.dataframes:groupby_agg", [ROOT / "workloads"])
     assert signature == Signature(
         parameters=("days", "freq", "partition_freq", "by", "split_out", "seed"),
         required=frozenset({"days"}),

@@ -143,7 +143,7 @@ def wrong_compute(monkeypatch: pytest.MonkeyPatch, perturb: Callable[[Any], Any]
 @pytest.mark.parametrize("by", ["name", "id"])
 def test_groupby_agg_passes_at_tiny_size(client: Any, by: str) -> None:
     params = tiny_params("groupby_agg", by=by)
-    assert workload_function("groupby_agg") is importlib.import_module("workloads.dataframe").groupby_agg
+    assert workload_function("groupby_agg") is importlib.import_module("workloads.dataframes").groupby_agg
 
     extra = workload_function("groupby_agg")(**params)
 

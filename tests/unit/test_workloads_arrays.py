@@ -108,6 +108,7 @@ def test_rechunk_falls_back_to_the_config_where_da_rechunk_has_no_method_keyword
 # Each workload at its tiny size
 
 CASES = [
+    ("array_mean_var", {}),
     ("anom_mean", {}),
     ("vorticity", {}),
     ("double_diff", {}),

@@ -14,7 +14,7 @@ from workload_testing import in_process_client, tiny_params
 
 from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
-from workloads import dataframes
+from workloads import dataframes, synthetic
 
 WORKLOADS = ("h2o_groupby", "join_big_big", "join_big_small", "set_index_random", "dataframe_shuffle")
 TINY_ROWS = 200_000  # every tiny size but the copy-on-write chain's
@@ -92,18 +92,18 @@ def test_the_catalogue_declares_every_size_for_every_workload() -> None:
 
 
 def test_partition_specs_cover_every_row_once_in_near_equal_parts() -> None:
-    specs = dataframes._partition_specs(10, 4)
+    specs = synthetic.partition_specs(10, 4)
     assert specs == [(0, 0, 4), (1, 4, 3), (2, 7, 3)]
-    assert dataframes._partition_specs(0, 5) == [(0, 0, 0)]
+    assert synthetic.partition_specs(0, 5) == [(0, 0, 0)]
 
 
 def test_row_total_takes_rows_or_bytes_never_both() -> None:
-    assert dataframes._row_total(7, None, 100) == 7
-    assert dataframes._row_total(None, 1000, 80) == 12
+    assert synthetic.row_total(7, None, 100) == 7
+    assert synthetic.row_total(None, 1000, 80) == 12
     with pytest.raises(ValueError, match=r"^give the size as rows or as target_bytes, not both or neither"):
-        dataframes._row_total(7, 1000, 80)
+        synthetic.row_total(7, 1000, 80)
     with pytest.raises(ValueError, match=r"not both or neither"):
-        dataframes._row_total(None, None, 80)
+        synthetic.row_total(None, None, 80)
 
 
 def test_shuffle_keyword_is_found_by_feature_detection() -> None:
@@ -124,7 +124,7 @@ def test_keyed_partitions_hold_a_bijection_of_the_row_numbers() -> None:
     multiplier = dataframes._coprime_multiplier(1000, seed=0)
     frame = pd.concat(
         dataframes._keyed_partition(spec, 1000, 1000, multiplier, "l", 1, 0)
-        for spec in dataframes._partition_specs(1000, 300)
+        for spec in synthetic.partition_specs(1000, 300)
     )
     assert sorted(frame["key"]) == list(range(1000))
     assert list(frame["lidx"]) == list(range(1000))

@@ -19,8 +19,8 @@ from workload_testing import in_process_client, tiny_params, workload_function
 from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
 from framework.runner import load_function
-from workloads.dataframe import _timeseries
 from workloads.io import _days
+from workloads.synthetic import timeseries
 
 # dask's pyarrow engine calls set_index/reset_index(inplace=True), deprecated in pandas 3.1: dask's to fix, not ours.
 pytestmark = pytest.mark.filterwarnings(r"ignore:The inplace keyword in DataFrame\.\w+ is deprecated")
@@ -153,7 +153,7 @@ def test_days_come_from_days_or_from_bytes_in_memory() -> None:
 def hive_counts(client: Any) -> pd.Series:
     """Rows per name in the data of parquet_hive_partitioned at tiny size (its seed)."""
     params = tiny_params("parquet_hive_partitioned")
-    data = _timeseries(params["days"], params["freq"], "1D", seed=11).compute()
+    data = timeseries(params["days"], params["freq"], "1D", seed=11).compute()
     return data["name"].value_counts()
 
 
