@@ -1,6 +1,6 @@
 """dask-blessing: is a Dask runtime fit for production? The front door for workload authors and the noxfile.
 
-Imports are lazy: the runner imports ``framework.runner`` inside runtime environments that may lack the
+Imports are lazy: the runner imports ``framework.in_runtime.runner`` inside runtime environments that may lack the
 controller's dependencies (pydantic, pyarrow, duckdb), so importing ``framework`` itself costs nothing.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 
 _EXPORTS = {
     # workload authors
-    "check": "framework.checks",
-    "check_close": "framework.checks",
-    "WorkloadCheckFailed": "framework.checks",
+    "check": "framework.in_runtime.checks",
+    "check_close": "framework.in_runtime.checks",
+    "WorkloadCheckFailed": "framework.in_runtime.checks",
     # models and config
     "Workload": "framework.models",
     "Runtime": "framework.models",
@@ -27,7 +27,7 @@ _EXPORTS = {
     "Selection": "framework.matrix",
     "build_plan": "framework.matrix",
     "Results": "framework.query",
-    "FrameworkError": "framework.errors",
+    "FrameworkError": "framework.in_runtime.errors",
 }
 
 __all__ = [

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from framework.config import ROOT, load_file
-from framework.errors import near_miss
+from framework.in_runtime.errors import near_miss
 from framework.metric_catalogue import METRIC_NAMES, METRICS
 from framework.models import StrictModel
 

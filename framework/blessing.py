@@ -18,7 +18,6 @@ from framework.config import load_findings
 from framework.criteria import Criteria, load, scope
 from framework.engine import new_run_id, say
 from framework.environments import BuiltEnvironment
-from framework.errors import FrameworkError, SelectionError
 from framework.evidence import (
     BlessOptions,
     Evidence,
@@ -34,6 +33,7 @@ from framework.evidence import (
 )
 from framework.export import FORMATS, Export, shown_path
 from framework.findings import Finding, affecting
+from framework.in_runtime.errors import FrameworkError, SelectionError
 from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.records import write_record

@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from framework.errors import ResultsError
 from framework.footers import QUARANTINE, FooterChecks
+from framework.in_runtime.errors import ResultsError
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import (
     CASE_SCHEMA,

@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from framework import provenance
 from framework.config import ROOT, Catalog
 from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group, say
 from framework.environments import BuiltEnvironment
-from framework.errors import SelectionError, UnusableRuntimeError, near_miss
+from framework.in_runtime import provenance
+from framework.in_runtime.errors import SelectionError, UnusableRuntimeError, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.metric_catalogue import METRICS, metric
 from framework.models import HardwareProfile, Runtime

@@ -25,7 +25,7 @@ from framework.compare import (
     record_rows,
 )
 from framework.engine import new_run_id
-from framework.errors import SelectionError
+from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRICS
 from framework.records import write_record
 from framework.stats import compare_samples

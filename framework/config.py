@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from framework.backends import BACKEND_NAMES
-from framework.errors import ConfigError, closest, near_miss
+from framework.in_runtime.backends import BACKEND_NAMES
+from framework.in_runtime.errors import ConfigError, closest, near_miss
 from framework.models import (
     FUNCTION_PATTERN,
     NAME_PATTERN,

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from framework.config import ROOT, Catalog, _show, load_catalog, load_file, load_findings, selector_problem
-from framework.errors import ConfigError, SelectionError, closest, near_miss
+from framework.in_runtime.errors import ConfigError, SelectionError, closest, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.metric_catalogue import METRIC_NAMES
 from framework.models import Name, Selector, StrictModel

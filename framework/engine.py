@@ -2,8 +2,9 @@
 
 Every verb that runs cases goes through here — matrix, compare, bisect, bless, reproduce, stability: the
 environment is prepared (built or reused, health-checked, recorded), the cases become a plain-data plan for the
-runner, the runner runs inside the runtime's environment (``framework.runner``), and its rows are published to
-the results store, or salvaged when the runner did not end well. Run ids and the console line printer live here.
+runner, the runner runs inside the runtime's environment (``framework.in_runtime.runner``), and its rows are
+published to the results store, or salvaged when the runner did not end well. Run ids and the console line
+printer live here.
 """
 
 from __future__ import annotations
@@ -25,17 +26,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from framework import lifetime, redaction
+from framework import lifetime
 from framework.environments import BuiltEnvironment
-from framework.errors import ResultsError, UnusableRuntimeError, cannot_write
 from framework.health import check_health
+from framework.in_runtime import redaction
+from framework.in_runtime.errors import ResultsError, UnusableRuntimeError, cannot_write
+from framework.in_runtime.runner import EXIT_ROWS_UNWRITABLE, PROTOCOL, ROWS_UNWRITABLE
 from framework.matrix import Case
 from framework.models import HardwareProfile, Runtime
 from framework.progress import Progress, RunnerProgress, echo
 from framework.records import write_record
 from framework.resolution import build_environment
 from framework.results import SCHEMA_VERSION, ResultsStore, read_rows
-from framework.runner import EXIT_ROWS_UNWRITABLE, PROTOCOL, ROWS_UNWRITABLE
 from framework.salvage import INTERRUPTED, append_rows, missing_rows, write_sidecar
 
 # Time allowed beyond the sum of case timeouts: imports, cluster start-up and teardown.
@@ -110,7 +112,7 @@ def run_runner(
     plan_path: Path,
     budget_s: float,
     root: Path,
-    module: str = "framework.runner",
+    module: str = "framework.in_runtime.runner",
     on_line: Callable[[str], None] | None = None,
 ) -> tuple[int, str]:
     """Start the runner (``python -m module PLAN``) in the runtime's environment; echo it; kill it past ``budget_s``.
@@ -176,7 +178,7 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-# What framework.runner prints per execution, or when a case's set-up fails:
+# What framework.in_runtime.runner prints per execution, or when a case's set-up fails:
 # "[latest × local] groupby_agg[by=name] measure 3: passed in 1.17 s", "[latest × local] shuffle[…] setup: why".
 _EXECUTION_LINE = re.compile(r"^\[[^\]]*\] (?P<case>.+?) (?:(?:warmup|measure) \d+: (?P<outcome>\w+) in |setup: )")
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from framework.errors import EnvironmentBuildError
+from framework.in_runtime.errors import EnvironmentBuildError
 from framework.models import Runtime
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from framework.config import DEFAULT_RESULTS, ROOT, Catalog
 from framework.criteria import Criteria, Scope
 from framework.engine import prepare_environment
 from framework.environments import BuiltEnvironment, existing_environment, parse_lock, runtime_hash
-from framework.errors import FrameworkError
+from framework.in_runtime.errors import FrameworkError
 from framework.matrix import Case, Selection
 from framework.models import Runtime
 from framework.pipeline import MatrixOptions, run_matrix

@@ -27,9 +27,9 @@ from framework.environments import (
     parse_lock,
     run_uv,
 )
-from framework.errors import EnvironmentBuildError, ResultsError, SelectionError
+from framework.in_runtime.errors import EnvironmentBuildError, ResultsError, SelectionError
+from framework.in_runtime.redaction import redact_text
 from framework.models import Runtime
-from framework.redaction import redact_text
 
 FORMATS = {"requirements": "requirements with hashes", "pylock": "PEP 751 pylock.toml"}
 EXPORTS_DIR = "exports"

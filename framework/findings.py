@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from framework.errors import near_miss
+from framework.in_runtime.errors import near_miss
 from framework.models import Name, StrictModel
 
 if TYPE_CHECKING:

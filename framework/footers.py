@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from framework.errors import ResultsError
+from framework.in_runtime.errors import ResultsError
 from framework.results import COMPACTED_PREFIX, read_sources
 
 QUARANTINE = "quarantine"  # results/quarantine/<kind>/<name>: files compaction moved aside; no reader reads them

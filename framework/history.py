@@ -27,11 +27,11 @@ from packaging.version import InvalidVersion, Version
 
 from framework.accepted import ACCEPTED_FILE, AcceptedChange, load_accepted, normalise_package
 from framework.changepoints import ChangePoint, detect
-from framework.errors import SelectionError, near_miss
+from framework.in_runtime.errors import SelectionError, near_miss
+from framework.in_runtime.redaction import redact_text
 from framework.metric_catalogue import METRICS, metric
 from framework.query import Results
 from framework.records import write_record
-from framework.redaction import redact_text
 from framework.stats import percent
 
 MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)

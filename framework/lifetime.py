@@ -6,7 +6,7 @@ killed, the cases cut short and never started get ``interrupted`` rows naming th
 and the command exits ``128 + signal``. Writing a file (publishing rows) is never cut in half: a stop that arrives
 inside ``uninterruptible()`` is raised when the block ends.
 
-The runner side (it notices that its controller is gone) is ``framework.runner.watch_controller``.
+The runner side (it notices that its controller is gone) is ``framework.in_runtime.runner.watch_controller``.
 """
 
 from __future__ import annotations

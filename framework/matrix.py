@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from framework.config import Catalog, selector_problem
-from framework.errors import SelectionError, near_miss
+from framework.in_runtime.errors import SelectionError, near_miss
 from framework.models import HardwareProfile, Matrix, MatrixRule, Runtime, Workload
 
 DEFAULT_MATRIX = "default"

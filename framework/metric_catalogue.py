@@ -5,7 +5,8 @@ judged on, how it is named in a sentence and in a table. Statistics, criteria, t
 bisection, blessing, help texts and the report all read this list, so adding a metric is one entry here (its
 column must already be written by the runner: see ``framework.results``).
 
-Standard library only (and :mod:`framework.errors`, itself a leaf), so any module can import it without a cycle.
+Standard library only (and :mod:`framework.in_runtime.errors`, itself a leaf), so any module can import it
+without a cycle.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import math
 from typing import Literal
 
-from framework.errors import SelectionError, near_miss
+from framework.in_runtime.errors import SelectionError, near_miss
 
 MiB = 1024**2
 

@@ -4,7 +4,7 @@
 
 This is the controller: it runs in the nox session's own environment. Each runtime × hardware group of cases
 runs through the run engine (``framework.engine``); the measuring happens in a child process
-(``framework.runner``) inside each runtime's environment.
+(``framework.in_runtime.runner``) inside each runtime's environment.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
-from framework import provenance
 from framework.config import ROOT, Catalog, load_catalog
 from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group, say
 from framework.environments import BuiltEnvironment
-from framework.errors import SelectionError
+from framework.in_runtime import provenance
+from framework.in_runtime.errors import SelectionError
 from framework.locks import LockDiff, diff_since_previous, record_lock_diff
 from framework.matrix import Plan, Selection, build_plan
 from framework.progress import Progress

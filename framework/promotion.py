@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from framework.config import ROOT, load_catalog
-from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
 from framework.findings import FINDINGS_FILE, GUARD_TAG
+from framework.in_runtime.errors import ConfigError, FrameworkError, SelectionError, near_miss
 from framework.query import Results
 
 GUARDS_FILE = Path("workloads") / "guards.yaml"

@@ -28,8 +28,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from framework.errors import QueryError
 from framework.footers import QUARANTINE, FooterChecks
+from framework.in_runtime.errors import QueryError
 from framework.metric_catalogue import METRICS
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, store_lock

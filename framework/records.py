@@ -21,8 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from framework.errors import ResultsError
-from framework.redaction import known_secrets, redact_text
+from framework.in_runtime.errors import ResultsError
+from framework.in_runtime.redaction import known_secrets, redact_text
 from framework.results import write_atomic
 
 RECORD_VERSION = 1

@@ -29,7 +29,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from framework.errors import FrameworkError
+from framework.in_runtime.errors import FrameworkError
 from framework.models import Runtime
 
 DEFAULT_INDEX = "https://pypi.org/simple"

@@ -25,13 +25,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from framework.config import ROOT, Catalog
 from framework.environments import BuiltEnvironment, describe_changes, lock_changes, parse_lock
-from framework.errors import SelectionError, near_miss
+from framework.in_runtime.errors import SelectionError, near_miss
+from framework.in_runtime.redaction import masked_note, without_masked
 from framework.matrix import Case
 from framework.metric_catalogue import METRICS
 from framework.models import HardwareProfile, Runtime
 from framework.progress import echo
 from framework.query import Results
-from framework.redaction import masked_note, without_masked
 from framework.stats import MetricComparison, compare_samples, smallest_p
 
 RECENT_RUNS = 'nox -s sql -- "SELECT DISTINCT run_id, runtime FROM runs ORDER BY 1 DESC LIMIT 10"'
@@ -377,11 +377,11 @@ class ReproduceReport:
 
 def reproduce(options: ReproduceOptions, catalog: Catalog | None = None) -> ReproduceReport:
     """Rebuild each recorded environment from its lock, check it, run its cases again as a new run, compare."""
-    from framework import provenance
     from framework.config import load_catalog
     from framework.engine import CaseGroup, new_run_id, record_health, run_group, say
     from framework.environments import build_from_lock
     from framework.health import check_health
+    from framework.in_runtime import provenance
     from framework.progress import Progress
     from framework.results import ResultsStore
 

@@ -35,7 +35,7 @@ from framework.environments import (
     parse_lock,
     run_uv,
 )
-from framework.errors import EnvironmentBuildError, FrameworkError
+from framework.in_runtime.errors import EnvironmentBuildError, FrameworkError
 from framework.models import Runtime, package_name, release_line
 
 LOCKS_DIR = ".blessing/locks"

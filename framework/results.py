@@ -32,8 +32,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from framework.errors import ResultsError
-from framework.redaction import redact_row, redact_text
+from framework.in_runtime.errors import ResultsError
+from framework.in_runtime.redaction import redact_row, redact_text
 
 # Bump when columns are added or their meaning changes; older files stay readable (missing columns are NULL).
 SCHEMA_VERSION = 2  # 2: failure_id (stability runs)

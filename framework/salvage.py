@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from framework import provenance, redaction
+from framework.in_runtime import provenance, redaction
+from framework.in_runtime.runner import RowWriter
 from framework.results import SCHEMA_VERSION, ResultsStore, alive, read_rows
-from framework.runner import RowWriter
 
 INTERRUPTED = "interrupted"
 SIDECAR_SUFFIX = ".plan.json"

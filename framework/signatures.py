@@ -13,7 +13,7 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
-from framework.errors import closest
+from framework.in_runtime.errors import closest
 
 PACKAGE = "workloads"
 _MAX_REEXPORTS = 5  # ``from workloads.a import f`` chains followed before giving up

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from framework import provenance
 from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
 from framework.engine import (
     new_run_id,
@@ -34,11 +33,12 @@ from framework.engine import (
     usable,
     write_plan,
 )
-from framework.errors import ConfigError, FrameworkError, SelectionError, near_miss
+from framework.in_runtime import provenance
+from framework.in_runtime.errors import ConfigError, FrameworkError, SelectionError, near_miss
+from framework.in_runtime.redaction import known_secrets, masked_note, redact_text_file, secret_values, without_masked
+from framework.in_runtime.runner import PROTOCOL, RowWriter
 from framework.models import Runtime
-from framework.redaction import known_secrets, masked_note, redact_text_file, secret_values, without_masked
 from framework.results import SCHEMA_VERSION, ResultsStore
-from framework.runner import PROTOCOL, RowWriter
 from framework.salvage import salvage
 
 TIERS = ("inprocess", "process")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.special import betainc, stdtrit
 
-from framework.errors import SelectionError
+from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRICS, MetricSpec, MiB, metric
 
 # numpy is untyped for mypy here (follow_imports = skip): arrays are Any at this boundary.

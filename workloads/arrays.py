@@ -12,7 +12,7 @@ import inspect
 import math
 from typing import Any, Callable, Optional
 
-from framework.checks import check, check_close
+from framework.in_runtime.checks import check, check_close
 
 # Functions that run on the workers are nested in the workload, not module-level: distributed pickles a graph
 # with the standard pickle when it can — a module-level function by reference, as `workloads.arrays.name`, which a

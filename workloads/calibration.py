@@ -46,7 +46,7 @@ def known_shift(
     """
     from distributed import get_client
 
-    from framework.checks import check, check_close
+    from framework.in_runtime.checks import check, check_close
 
     check(extra_memory_percent >= 0 and extra_work_percent >= 0, "extra percentages must be ≥ 0")
     client = get_client()

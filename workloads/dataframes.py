@@ -15,7 +15,7 @@ import inspect
 import math
 from typing import Any, Callable, Optional
 
-from framework.checks import check, check_close
+from framework.in_runtime.checks import check, check_close
 from workloads.h2o import h2o_groupby
 from workloads.synthetic import generated_frame, row_count, row_total, timeseries
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Optional
 
-from framework.checks import check, check_close
+from framework.in_runtime.checks import check, check_close
 from workloads.synthetic import generated_frame, row_total
 
 H2O_BYTES_PER_ROW = 80  # 3 short pyarrow strings (≈ 30 B) + 6 int64 + 1 float64: an estimate, fixed so rows never vary

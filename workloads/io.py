@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from framework.checks import check, check_close
+from framework.in_runtime.checks import check, check_close
 from workloads.synthetic import row_count, timeseries
 
 # In-memory bytes of one dask.datasets.timeseries row (timestamp index, name, id, x, y): measured 45.3 with pandas

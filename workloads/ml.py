@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.checks import check
+from framework.in_runtime.checks import check
 from workloads.synthetic import row_count
 
 

@@ -20,8 +20,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-from framework.checks import check
-from framework.clusters import scheduler_workers as cluster_workers  # every worker, asked of the scheduler now
+from framework.in_runtime.checks import check
+from framework.in_runtime.clusters import (
+    scheduler_workers as cluster_workers,  # every worker, asked of the scheduler now
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tasks (module-level functions: shipped by value to remote clusters with this module)

@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
-from framework.checks import check, check_results
+from framework.in_runtime.checks import check, check_results
 from workloads.dataframes import shuffle_keyword
 from workloads.recovery import (
     cluster_workers,

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from typing import Any, Optional
 
-from framework.checks import check, check_close, check_results
+from framework.in_runtime.checks import check, check_close, check_results
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers run on the cluster (module-level functions: shipped by value to remote clusters with this module)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-from framework.checks import check, check_close
+from framework.in_runtime.checks import check, check_close
 from workloads.arrays import from_index_function
 
 BYTES_PER_CELL_AND_DAY = 8 + 4  # temperature (float64) + precipitation (float32)

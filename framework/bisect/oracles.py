@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from framework import provenance
 from framework.bisect.search import Judgement, Step, Verdict
 from framework.compare import BASELINE, interleaving
 from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group, say, usable
 from framework.environments import BuiltEnvironment
-from framework.errors import EnvironmentBuildError
+from framework.in_runtime import provenance
+from framework.in_runtime.errors import EnvironmentBuildError
 from framework.matrix import Case
 from framework.metric_catalogue import MetricSpec
 from framework.models import HardwareProfile, Runtime

@@ -30,12 +30,12 @@ from framework.bisect.oracles import (
 from framework.bisect.search import Judgement, Search, find_boundary, oracle_calls_bound
 from framework.config import ROOT, Catalog, load_catalog
 from framework.engine import new_run_id, prepare_environment, say
-from framework.errors import FrameworkError, near_miss
+from framework.in_runtime.errors import FrameworkError, near_miss
+from framework.in_runtime.redaction import masked_note, without_masked
 from framework.matrix import Case, expand_workload, hardware_problem
 from framework.metric_catalogue import METRIC_NAMES, MetricSpec, metric
 from framework.models import HardwareProfile, Runtime
 from framework.progress import Progress
-from framework.redaction import masked_note, without_masked
 from framework.releases import (
     Hold,
     ReleaseRange,

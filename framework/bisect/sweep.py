@@ -18,7 +18,7 @@ from typing import Any
 
 from framework.bisect.oracles import ReleaseRunner, metric_samples
 from framework.engine import say
-from framework.errors import EnvironmentBuildError
+from framework.in_runtime.errors import EnvironmentBuildError
 from framework.metric_catalogue import METRICS, MetricSpec
 from framework.models import Runtime
 from framework.progress import Progress

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from framework import provenance, redaction
-from framework.progress import runner_line
-from framework.runner import (
+from framework.in_runtime import provenance, redaction
+from framework.in_runtime.runner import (
     EXIT_ROWS_UNWRITABLE,
     ROWS_UNWRITABLE,
     RowsUnwritableError,
@@ -32,6 +31,7 @@ from framework.runner import (
     read_plan,
     watch_controller,
 )
+from framework.progress import runner_line
 
 # Where progress goes: the console, even after stderr is redirected to the log file (see ``main``).
 _console: dict[str, TextIO] = {"stream": sys.stderr}

@@ -25,8 +25,8 @@ from framework.cli.query import cmd_schema, cmd_sql, cmd_workloads
 from framework.cli.run import cmd_compare, cmd_export, cmd_matrix, cmd_reproduce, cmd_stability
 from framework.cli.store import cmd_compact, cmd_report
 from framework.cli.verdicts import cmd_bisect, cmd_bless, cmd_guard, cmd_regressions
-from framework.errors import WRITE_ERRNOS, FrameworkError, cannot_write
-from framework.runner import RowsUnwritableError
+from framework.in_runtime.errors import WRITE_ERRNOS, FrameworkError, cannot_write
+from framework.in_runtime.runner import RowsUnwritableError
 
 __all__ = ["COMMANDS", "COUNT_LIMITS", "main"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from framework.config import DEFAULT_RESULTS
-from framework.errors import closest
+from framework.in_runtime.errors import closest
 
 # The most a count option takes: beyond it a value is a typo (--repeat=99999999999999999999), not a plan. Counts
 # without an entry take at most DEFAULT_COUNT_LIMIT.

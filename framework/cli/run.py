@@ -11,7 +11,7 @@ from pathlib import Path
 from framework.cli.parser import Parser, add_dry_run, add_rebuild, add_results, bounded_number, positive, seed, split
 from framework.cli.query import cmd_workloads
 from framework.config import ROOT
-from framework.errors import SelectionError
+from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRIC_NAMES
 
 

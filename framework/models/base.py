@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from framework.errors import closest
+from framework.in_runtime.errors import closest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 TAG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"

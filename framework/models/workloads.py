@@ -18,7 +18,8 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from framework.backends import BACKEND_NAMES
+from framework.in_runtime.backends import BACKEND_NAMES
+from framework.in_runtime.scaling import scale_problem
 from framework.models.base import (
     Bytes,
     FunctionPath,
@@ -29,7 +30,6 @@ from framework.models.base import (
     check_json_value,
     quantity_problem,
 )
-from framework.scaling import scale_problem
 
 
 def _known_backend(value: str) -> str:
@@ -40,7 +40,7 @@ def _known_backend(value: str) -> str:
     return value
 
 
-# A backend's name, as the registry (framework/backends.py) knows them: a new backend is valid here at once.
+# A backend's name, as the registry (framework/in_runtime/backends.py) knows them: a new backend is valid here at once.
 BackendName = Annotated[
     str, AfterValidator(_known_backend), WithJsonSchema({"enum": list(BACKEND_NAMES), "type": "string"})
 ]

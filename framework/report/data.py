@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from framework import redaction
+from framework.in_runtime import redaction
 from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.report.layout import MISSING

@@ -21,7 +21,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from framework.config import DEFAULT_RESULTS, ROOT, load_findings
-from framework.errors import FrameworkError, ResultsError
+from framework.in_runtime.errors import FrameworkError, ResultsError
 from framework.query import Results
 from framework.report import data, details, pages
 from framework.report.environment import EnvironmentRecords, comparison_causes

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from framework import provenance
 from framework.changepoints import detect
 from framework.config import ROOT, load_catalog
 from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group
+from framework.in_runtime import provenance
 from framework.matrix import Case, expand_workload
 from framework.query import Results
 from framework.results import ResultsStore

@@ -4,7 +4,7 @@ For each workload at size ``small`` (params from workloads/smoke.yaml), on one L
 hardware profile (2 worker processes × 1 thread), interleaved so drift hits both alike:
 
     bare       time.perf_counter() around ``function(**params)`` — what a user would time by hand
-    framework  ``wall_s`` of ``framework.runner.run_case`` — the figure stored in the results
+    framework  ``wall_s`` of ``framework.in_runtime.runner.run_case`` — the figure stored in the results
 
 and, per case, the fixed cost of the whole measured step around the call (task/spill counters before and after,
 memory sampler start and stop, the case thread), both as ``run_case``'s own time minus its ``wall_s`` and as the
@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from framework.clusters import ClusterSession
 from framework.config import load_catalog
+from framework.in_runtime.clusters import ClusterSession
+from framework.in_runtime.runner import load_function, run_case
 from framework.matrix import expand_workload
-from framework.runner import load_function, run_case
 
 REPEATS = 7
 SIZE = "small"

@@ -490,7 +490,7 @@ def _traceback(function: str, error: str | None) -> str:
     module, name = function.split(":")
     return (
         "Traceback (most recent call last):\n"
-        f'  File "{_HOME}/framework/runner.py", line 84, in target\n'
+        f'  File "{_HOME}/framework/in_runtime/runner.py", line 84, in target\n'
         "    outcome['value'] = function(**params)\n"
         f'  File "{_HOME}/{module.replace(".", "/")}.py", line 42, in {name}\n'
         "    return result.compute()\n"

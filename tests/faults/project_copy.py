@@ -125,9 +125,9 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 def runner_of(pid: int) -> psutil.Process:
-    """The runner process a controller started (``python -m framework.runner``)."""
+    """The runner process a controller started (``python -m framework.in_runtime.runner``)."""
     return wait_for(
-        lambda: next((p for p in descendants(pid) if "framework.runner" in " ".join(_cmdline(p))), None),
+        lambda: next((p for p in descendants(pid) if "framework.in_runtime.runner" in " ".join(_cmdline(p))), None),
         60,
         "the runner to start",
     )

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import framework.config
 from framework.config import ROOT, load_catalog
-from framework.errors import ConfigError
+from framework.in_runtime.errors import ConfigError
 from framework.matrix import expand_workload
 
 _COMMON = {

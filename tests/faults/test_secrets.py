@@ -26,8 +26,8 @@ from project_copy import make_project
 from project_copy import rows as rows_of
 
 from framework.chaos.run import write_failure
+from framework.in_runtime.redaction import MASK
 from framework.records import write_record
-from framework.redaction import MASK
 from framework.report import build_site
 from framework.results import CASE_COLUMNS, CASE_SCHEMA, SCHEMA_VERSION, write_atomic
 

@@ -170,8 +170,8 @@ def local_hardware() -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def make_plan(tmp_path: Path, isolated_settings: None, fixture_workloads: str) -> Callable[..., dict[str, Any]]:
     """The plain-dict plan ``framework.engine.runner_plan`` writes, with rows and dumps under ``tmp_path``."""
+    from framework.in_runtime.runner import PROTOCOL
     from framework.results import SCHEMA_VERSION
-    from framework.runner import PROTOCOL
 
     def build(
         hardware: dict[str, Any],

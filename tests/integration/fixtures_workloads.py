@@ -14,7 +14,7 @@ def passes(n: int = 200_000, chunk: int = 20_000) -> dict[str, float]:
     """A small array sum checked against its closed form."""
     import dask.array as da
 
-    from framework.checks import check
+    from framework.in_runtime.checks import check
 
     total = da.arange(n, chunks=chunk, dtype="float64").sum().compute()
     check(total == n * (n - 1) / 2, f"sum of 0..{n - 1}: got {total}")
@@ -29,7 +29,7 @@ def fails_check() -> None:
     """Runs a computation, then finds its answer wrong."""
     import dask.array as da
 
-    from framework.checks import check
+    from framework.in_runtime.checks import check
 
     total = da.ones(10, chunks=5).sum().compute()
     check(total == 11, f"expected 11 ones, counted {total:g}")
@@ -52,7 +52,7 @@ def reports_settings(key: str, env_name: str) -> dict[str, float]:
     """What every worker sees of a Dask config key and an environment variable (numbers, as extra metrics)."""
     from distributed import get_client
 
-    from framework.checks import check
+    from framework.in_runtime.checks import check
 
     seen = get_client().run(_worker_settings, key, env_name)
     check(len(seen) > 0, "no worker answered")
@@ -72,7 +72,7 @@ def spills(n: int, chunk: int) -> dict[str, float]:
     import dask.array as da
     from distributed import wait
 
-    from framework.checks import check
+    from framework.in_runtime.checks import check
 
     data = da.arange(n, chunks=chunk, dtype="float64").persist()
     wait(data)
@@ -117,7 +117,7 @@ def broken_fixture():
 
 def echoes(token: str, target_bytes: int, partitions: int) -> dict[str, float]:
     """Returns what it was given, so the test can see the fixture's and the resolved parameters."""
-    from framework.checks import check
+    from framework.in_runtime.checks import check
 
     check(token == "from-the-fixture", f"token {token!r}")
     return {"target_bytes": float(target_bytes), "partitions": float(partitions), "events": float(len(FIXTURE_EVENTS))}

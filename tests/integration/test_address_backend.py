@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional
 import psutil
 import pytest
 
-from framework.clusters import ClusterSession
-from framework.errors import ClusterError
-from framework.runner import run_plan
+from framework.in_runtime.clusters import ClusterSession
+from framework.in_runtime.errors import ClusterError
+from framework.in_runtime.runner import run_plan
 
 DASK = Path(sys.executable).parent / "dask"
 # With .pyc files written (PYTHONDONTWRITEBYTECODE unset) three processes connect in a few seconds.

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from framework.chaos import run as chaos_run
+from framework.in_runtime.runner import PROTOCOL
 from framework.results import SCHEMA_VERSION, case_table, read_rows
-from framework.runner import PROTOCOL
 
 pytestmark = pytest.mark.cluster(deadline=300)
 

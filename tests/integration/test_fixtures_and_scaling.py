@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.runner import run_plan
+from framework.in_runtime.runner import run_plan
 
 GiB = 2**30
 

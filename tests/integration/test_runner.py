@@ -1,4 +1,5 @@
-"""``framework.runner.run_plan`` on real LocalClusters: one row per execution, each outcome recorded as such."""
+"""``framework.in_runtime.runner.run_plan`` on real LocalClusters: one row per execution, each outcome recorded as
+such."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from framework.runner import run_plan
+from framework.in_runtime.runner import run_plan
 
 MiB = 2**20
 GiB = 2**30

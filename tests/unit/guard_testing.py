@@ -38,7 +38,7 @@ def guard_script(name: str, params: dict[str, Any]) -> str:
     another environment: prints the versions, then ``passed: …`` or ``WorkloadCheckFailed: …``."""
     return f"""
 import dask, distributed
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 from workloads.guards.{name} import {name}
 
 print("dask", dask.__version__, "distributed", distributed.__version__)

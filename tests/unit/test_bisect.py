@@ -20,7 +20,7 @@ from framework.bisect.oracles import MetricOracle, OutcomeOracle, StabilityOracl
 from framework.bisect.search import oracle_calls_bound
 from framework.bisect.session import plan_bisection
 from framework.cli.verdicts import bisect_parser, cmd_bisect
-from framework.errors import EnvironmentBuildError, FrameworkError
+from framework.in_runtime.errors import EnvironmentBuildError, FrameworkError
 from framework.models import Runtime
 from framework.query import Results
 from framework.stats import metric

@@ -25,7 +25,6 @@ from framework.compare import CaseMetric, CompareOptions, ComparisonReport, reco
 from framework.config import ROOT, Catalog, load_catalog
 from framework.criteria import Criteria
 from framework.environments import BuiltEnvironment, runtime_hash
-from framework.errors import FrameworkError, SelectionError
 from framework.evidence import (
     BlessOptions,
     CaseOutcome,
@@ -35,6 +34,7 @@ from framework.evidence import (
     StabilityBatch,
     StabilityEvidence,
 )
+from framework.in_runtime.errors import FrameworkError, SelectionError
 from framework.matrix import Selection, build_plan
 from framework.models import Runtime
 from framework.pipeline import MatrixOptions

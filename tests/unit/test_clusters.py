@@ -1,5 +1,5 @@
-"""``framework.clusters`` without a cluster: Coiled arguments, missing credentials, and the environment a
-remote cluster gets (``framework.runner._cluster_environ``)."""
+"""``framework.in_runtime.clusters`` without a cluster: Coiled arguments, missing credentials, and the environment a
+remote cluster gets (``framework.in_runtime.runner._cluster_environ``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import dask
 import pytest
 
-from framework.backends import coiled_kwargs
-from framework.clusters import ClusterSession, project_archive, scheduler_workers
 from framework.config import load_catalog
-from framework.errors import ClusterError
-from framework.runner import _cluster_environ
+from framework.in_runtime.backends import coiled_kwargs
+from framework.in_runtime.clusters import ClusterSession, project_archive, scheduler_workers
+from framework.in_runtime.errors import ClusterError
+from framework.in_runtime.runner import _cluster_environ
 
 GiB = 2**30
 COILED_PROFILES = sorted(name for name, hw in load_catalog().hardware.items() if hw.backend == "coiled")
@@ -207,10 +207,11 @@ def test_the_archive_a_remote_cluster_gets_holds_every_workload_module(tmp_path:
 
 
 def test_every_backend_of_the_registry_has_a_hardware_model_and_no_model_lacks_one() -> None:
-    """Adding a backend is one registry entry (framework/backends.py) plus one hardware model: both sides agree."""
+    """Adding a backend is one registry entry (framework/in_runtime/backends.py) plus one hardware model: both sides
+    agree."""
     import typing
 
-    from framework.backends import BACKEND_NAMES, BACKENDS
+    from framework.in_runtime.backends import BACKEND_NAMES, BACKENDS
     from framework.models import HardwareProfile
 
     union = typing.get_args(HardwareProfile)[0]
@@ -220,7 +221,7 @@ def test_every_backend_of_the_registry_has_a_hardware_model_and_no_model_lacks_o
 
 
 def test_a_plan_naming_an_unknown_backend_is_a_cluster_error() -> None:
-    from framework.backends import backend_for
+    from framework.in_runtime.backends import backend_for
 
     with pytest.raises(ClusterError, match=r"^hardware odd: unknown backend 'slurm' — known: local, address, coiled$"):
         backend_for({"name": "odd", "backend": "slurm"})

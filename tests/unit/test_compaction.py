@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from framework import compaction
 from framework.cli import main
 from framework.compaction import compact, compact_if_due, loose_files
-from framework.errors import ResultsError
+from framework.in_runtime.errors import ResultsError
 from framework.query import Results
 from framework.records import write_record
 from framework.results import (

@@ -18,7 +18,7 @@ from framework.compare import (
 )
 from framework.compare_stored import from_results, side_filter
 from framework.config import load_catalog
-from framework.errors import SelectionError
+from framework.in_runtime.errors import SelectionError
 from framework.matrix import expand_workload
 from framework.query import Results
 

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from framework.config import ROOT, Catalog, load_catalog, load_file, read_yaml
-from framework.errors import ConfigError, FrameworkError
+from framework.in_runtime.errors import ConfigError, FrameworkError
 from framework.models import (
     AddressHardware,
     CoiledHardware,

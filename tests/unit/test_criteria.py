@@ -21,7 +21,7 @@ from framework.criteria import (
     load_criteria,
     scope,
 )
-from framework.errors import ConfigError, FrameworkError, SelectionError
+from framework.in_runtime.errors import ConfigError, FrameworkError, SelectionError
 from framework.stats import METRICS
 
 VALID = """\

@@ -20,7 +20,7 @@ from framework.environments import (
     parse_lock,
     runtime_hash,
 )
-from framework.errors import EnvironmentBuildError, FrameworkError
+from framework.in_runtime.errors import EnvironmentBuildError, FrameworkError
 from framework.models import Runtime
 
 

@@ -17,7 +17,6 @@ from framework.cli import main
 from framework.cli.verdicts import cmd_bless
 from framework.config import ROOT, Catalog, load_catalog
 from framework.environments import BuiltEnvironment, parse_lock
-from framework.errors import EnvironmentBuildError, SelectionError
 from framework.export import (
     Export,
     check_format,
@@ -30,6 +29,7 @@ from framework.export import (
     pylock_packages,
     render,
 )
+from framework.in_runtime.errors import EnvironmentBuildError, SelectionError
 from framework.models import Runtime
 from framework.query import Results
 from framework.results import ResultsStore

@@ -14,8 +14,8 @@ from framework.blessing import known_issue_checks
 from framework.cli import main
 from framework.config import load_catalog, load_findings
 from framework.criteria import Criteria
-from framework.errors import ConfigError
 from framework.findings import Finding, affecting, findings_table
+from framework.in_runtime.errors import ConfigError
 
 GOOD = Path(__file__).resolve().parents[1] / "resources" / "good"
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from guard_testing import guard_script, run_python, runtime_python
 from workload_testing import in_process_client
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 from workloads.guards.groupby_dropna_keys import groupby_dropna_keys
 from workloads.guards.persisted_array_parts import persisted_array_parts
 

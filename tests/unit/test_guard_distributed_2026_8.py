@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from guard_testing import run_python, runtime_python
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 from workloads.guards.rejoin_thread_leak import FINDING, rejoin_thread_leak
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ LEAK_MESSAGE = (
 # Runs the guard in another environment: prints the versions, then the outcome.
 GUARD_SCRIPT = """
 import distributed
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 from workloads.guards.rejoin_thread_leak import rejoin_thread_leak
 
 print("distributed", distributed.__version__)

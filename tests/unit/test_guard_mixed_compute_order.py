@@ -13,7 +13,7 @@ import pytest
 from guard_testing import guard_script, run_python, runtime_python
 from workload_testing import in_process_client
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 from workloads.guards.mixed_compute_order import mixed_compute_order
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import pytest
 
 from framework.cli.verdicts import cmd_regressions
 from framework.config import ROOT
-from framework.errors import ConfigError, SelectionError
 from framework.history import ScanOptions, load_accepted, load_series, markdown, scan
+from framework.in_runtime.errors import ConfigError, SelectionError
 from framework.query import Results
 from framework.stats import MiB
 

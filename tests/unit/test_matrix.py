@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from framework.config import Catalog, load_catalog
-from framework.errors import FrameworkError, SelectionError
+from framework.in_runtime.errors import FrameworkError, SelectionError
 from framework.matrix import (
     DEFAULT_MATRIX,
     Case,

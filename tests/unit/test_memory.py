@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from framework.memory import combine_probes, memory_summary
+from framework.in_runtime.memory import combine_probes, memory_summary
 
 
 def test_the_peak_is_the_peak_of_the_sum_not_the_sum_of_peaks():

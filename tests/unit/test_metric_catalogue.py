@@ -9,7 +9,7 @@ import pytest
 
 from framework.cli.run import compare_parser
 from framework.cli.verdicts import bisect_parser, regressions_parser
-from framework.errors import SelectionError
+from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRIC_NAMES, METRICS, MiB, metric
 from framework.results import CASE_COLUMNS
 

@@ -313,8 +313,8 @@ def test_a_runner_that_dies_counts_the_cases_it_never_reported_as_failures() -> 
 
 
 def test_the_matrix_module_parses_the_runners_own_wording() -> None:
-    # framework/runner.py prints these; if its wording changes, the counting must follow.
-    source = (Path(__file__).parents[2] / "framework" / "runner.py").read_text(encoding="utf-8")
+    # framework/in_runtime/runner.py prints these; if its wording changes, the counting must follow.
+    source = (Path(__file__).parents[2] / "framework" / "in_runtime" / "runner.py").read_text(encoding="utf-8")
     assert """_log(f"{label} {phase} {repeat + 1}: {row['outcome']} in {row['wall_s']:.2f} s")""" in source
     assert """_log(f"{label} setup: {error}")""" in source
     assert """label = f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {case['case_id']}\"""" in source

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from framework.config import load_catalog, load_findings
-from framework.errors import SelectionError
+from framework.in_runtime.errors import SelectionError
 from framework.promotion import promote
 
 GOOD = Path(__file__).resolve().parents[1] / "resources" / "good"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from framework.config import load_file
-from framework.errors import ConfigError
+from framework.in_runtime.errors import ConfigError
+from framework.in_runtime.scaling import scale_problem
 from framework.models import HardwareFile, WorkloadFile
-from framework.scaling import scale_problem
 
 WORKLOAD = "workloads:\n  w:\n    description: x\n    function: workloads.dataframes:groupby_agg\n"
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from framework.errors import QueryError
+from framework.in_runtime.errors import QueryError
 from framework.query import VIEWS, Results
 from framework.results import CASE_COLUMNS, SCHEMA_VERSION
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from framework.config import load_catalog
+from framework.in_runtime.runner import load_function
 from framework.matrix import Selection, build_plan
 from framework.results import CASE_COLUMNS
-from framework.runner import load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -1,4 +1,5 @@
-"""``framework.redaction``: which keys are secret, and how values are masked in mappings, rows, text and dumps."""
+"""``framework.in_runtime.redaction``: which keys are secret, and how values are masked in mappings, rows, text and
+dumps."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from framework import provenance
-from framework.redaction import (
+from framework.in_runtime import provenance
+from framework.in_runtime.redaction import (
     MASK,
     is_secret_key,
     masked_note,

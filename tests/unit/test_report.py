@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from framework.cli import main
-from framework.errors import ResultsError
+from framework.in_runtime.errors import ResultsError
 from framework.query import Results
 from framework.records import write_record
 from framework.report import build_site, data, details

@@ -12,8 +12,8 @@ import pytest
 from framework.cli import main
 from framework.config import Catalog, load_catalog
 from framework.environments import BuiltEnvironment
-from framework.errors import SelectionError
 from framework.health import Health
+from framework.in_runtime.errors import SelectionError
 from framework.models import LocalHardware
 from framework.query import Results
 from framework.reproduce import (

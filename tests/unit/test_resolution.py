@@ -15,8 +15,8 @@ from packaging.version import Version
 
 from framework.config import ROOT, load_file
 from framework.environments import ENVS_DIR, MARKER, build_from_lock, lock_changes, parse_lock
-from framework.errors import ConfigError, EnvironmentBuildError
 from framework.health import check_health
+from framework.in_runtime.errors import ConfigError, EnvironmentBuildError
 from framework.models import Runtime, RuntimesFile
 from framework.releases import Release
 from framework.resolution import LOCKS_DIR, build_environment, resolve, resolve_ttl_s, shared_releases

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from framework.errors import ResultsError
+from framework.in_runtime.errors import ResultsError
+from framework.in_runtime.runner import RowWriter
 from framework.results import (
     CASE_COLUMNS,
     CASE_SCHEMA,
@@ -25,7 +26,6 @@ from framework.results import (
     read_rows,
     write_atomic,
 )
-from framework.runner import RowWriter
 from framework.salvage import salvage
 
 # --- case_table / _normalise ------------------------------------------------------------------------------------

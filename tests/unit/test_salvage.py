@@ -17,8 +17,8 @@ import pytest
 
 from framework import lifetime
 from framework.engine import BUDGET_EXCEEDED, runner_ending
+from framework.in_runtime.runner import RowWriter
 from framework.results import ResultsStore, read_rows
-from framework.runner import RowWriter
 from framework.salvage import cut_short, missing_rows, salvage, sidecar_path, write_sidecar
 
 CASE = {"case_id": "a", "workload": "w", "function": "m:f", "size": "tiny", "params": {}, "tags": [], "timeout_s": 60}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.scaling import ScalingError, resolve_params, scale_problem
+from framework.in_runtime.scaling import ScalingError, resolve_params, scale_problem
 
 SHAPE = {"cluster_workers": 2, "cluster_threads": 4, "cluster_memory_limit_bytes": 8 * 2**30}
 

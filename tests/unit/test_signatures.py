@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from framework.config import ROOT, load_catalog
-from framework.errors import ConfigError
+from framework.in_runtime.errors import ConfigError
 from framework.signatures import Signature, SignatureError, read_signature
 
 GOOD = Path(__file__).resolve().parents[1] / "resources" / "good"

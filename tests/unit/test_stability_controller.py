@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from framework.cli import main
-from framework.errors import ConfigError
+from framework.in_runtime.errors import ConfigError
 from framework.models import Runtime
 from framework.stability import (
     REGRESSIONS_DIR,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from framework.errors import SelectionError
+from framework.in_runtime.errors import SelectionError
 from framework.stats import (
     METRICS,
     SequentialComparison,

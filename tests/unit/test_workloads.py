@@ -1,5 +1,5 @@
-"""The workload catalogue's functions and ``framework.checks``: each workload passes at its tiny size, and its own
-check fails — with a message that says what is wrong — when Dask hands it a wrong answer."""
+"""The workload catalogue's functions and ``framework.in_runtime.checks``: each workload passes at its tiny size, and
+its own check fails — with a message that says what is wrong — when Dask hands it a wrong answer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from workload_testing import in_process_client, tiny_params, workload_function
 
-from framework.checks import WorkloadCheckFailed, check, check_close
+from framework.in_runtime.checks import WorkloadCheckFailed, check, check_close
 
 # dask's pyarrow engine calls set_index/reset_index(inplace=True), deprecated in pandas 3.1: dask's to fix, not ours.
 PANDAS_INPLACE = r"ignore:The inplace keyword in DataFrame\.\w+ is deprecated"
@@ -23,7 +23,7 @@ TINY_ROWS = 3 * 86_400 // 10  # 3 days at 10 s: the tiny size of both DataFrame 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# framework.checks
+# framework.in_runtime.checks
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,10 @@ def test_check_raises_workload_check_failed_with_the_message() -> None:
 
 
 def test_check_still_fails_under_python_optimise() -> None:
-    code = "from framework.checks import check\ntry:\n check(False, 'x')\nexcept AssertionError:\n print('raised')"
+    code = (
+        "from framework.in_runtime.checks import check\ntry:\n check(False, 'x')\nexcept AssertionError:\n"
+        " print('raised')"
+    )
     result = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "raised"
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from workload_testing import in_process_client, tiny_params, workload_function
 
-from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
+from framework.in_runtime.checks import WorkloadCheckFailed
 from framework.matrix import expand_workload
 
 pytestmark = pytest.mark.filterwarnings(

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from workload_testing import in_process_client, tiny_params
 
-from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
+from framework.in_runtime.checks import WorkloadCheckFailed
 from workloads import dataframes, synthetic
 
 WORKLOADS = ("h2o_groupby", "join_big_big", "join_big_small", "set_index_random", "dataframe_shuffle")

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from workload_testing import in_process_client, tiny_params, workload_function
 
-from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
-from framework.runner import load_function
+from framework.in_runtime.checks import WorkloadCheckFailed
+from framework.in_runtime.runner import load_function
 from workloads.io import _days
 from workloads.synthetic import timeseries
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from workload_testing import in_process_client, tiny_params, workload_function
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 
 pytestmark = [
     pytest.mark.cluster,

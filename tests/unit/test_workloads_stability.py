@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from workload_testing import in_process_client, tiny_params, workload_function
 
-from framework.checks import WorkloadCheckFailed
-from framework.scaling import resolve_params
+from framework.in_runtime.checks import WorkloadCheckFailed
+from framework.in_runtime.scaling import resolve_params
 from workloads import recovery, stability
 
 # A worker started while the machine is busy may warn through distributed's SystemMonitor (gilknocker); under

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
+from framework.in_runtime.checks import WorkloadCheckFailed
+from framework.in_runtime.scaling import resolve_params
 from framework.matrix import expand_workload
-from framework.scaling import resolve_params
 from workloads import system
 
 pytestmark = [

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from workload_testing import in_process_client, tiny_params, workload_function
 
-from framework.checks import WorkloadCheckFailed
 from framework.config import load_catalog
+from framework.in_runtime.checks import WorkloadCheckFailed
 
 pytestmark = pytest.mark.filterwarnings(
     # distributed's system monitor on these machines (gilknocker) warns from its own thread; not ours.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.checks import WorkloadCheckFailed, check
+from framework.in_runtime.checks import WorkloadCheckFailed, check
 
 GROUPS = 4  # keys k0, k1, k2 and a null key: the null group is what dropna=False keeps
 FINDING = "dask 2024.12.1 bug, see matrices/findings.yaml guard groupby_dropna_keys"

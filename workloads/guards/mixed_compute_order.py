@@ -12,7 +12,7 @@ import operator
 import warnings
 from typing import Any
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 
 MIXED_WARNING = "Computing mixed collections"
 FINDING = (

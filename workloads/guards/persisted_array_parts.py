@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 
 FINDING = "dask 2024.12.1 bug, see matrices/findings.yaml guard persisted_array_parts"
 

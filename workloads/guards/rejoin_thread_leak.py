@@ -26,7 +26,7 @@ import traceback
 import uuid
 from typing import Any, Callable, Optional
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 
 FINDING = "distributed bug, see matrices/findings.yaml guard rejoin_thread_leak"
 # Tasks find their round's gates through sys.modules: a module shipped by value would carry copies of them.

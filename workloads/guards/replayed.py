@@ -11,7 +11,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from framework.checks import WorkloadCheckFailed
+from framework.in_runtime.checks import WorkloadCheckFailed
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 

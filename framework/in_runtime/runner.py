@@ -1,6 +1,6 @@
 """Run a plan's cases on a cluster, N times each, and write one JSON line per execution.
 
-Runs inside a runtime's environment as ``python -m framework.runner PLAN.json``: the standard library, the
+Runs inside a runtime's environment as ``python -m framework.in_runtime.runner PLAN.json``: the standard library, the
 runtime's own packages and the light framework modules only (any Python ≥ 3.9), so old runtimes can run it.
 Each row is written and fsync'd as soon as it is measured; the controller turns the lines into Parquet.
 
@@ -34,14 +34,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from framework import memory as memory_probe
-from framework import metrics, provenance, redaction
-from framework.backends import backend_for
-from framework.checks import WorkloadCheckFailed
-from framework.clusters import ClusterSession
-from framework.errors import ClusterError
-from framework.metrics import ship_by_value
-from framework.scaling import ScalingError, resolve_params
+from framework.in_runtime import memory as memory_probe
+from framework.in_runtime import metrics, provenance, redaction
+from framework.in_runtime.backends import backend_for
+from framework.in_runtime.checks import WorkloadCheckFailed
+from framework.in_runtime.clusters import ClusterSession
+from framework.in_runtime.errors import ClusterError
+from framework.in_runtime.metrics import ship_by_value
+from framework.in_runtime.scaling import ScalingError, resolve_params
 
 PROTOCOL = 1
 ERROR_TEXT_LIMIT = 4000
@@ -485,7 +485,7 @@ def read_plan(argv: Optional[list[str]], module: str) -> Optional[dict[str, Any]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    plan = read_plan(argv, "framework.runner")
+    plan = read_plan(argv, "framework.in_runtime.runner")
     if plan is None:
         return 2
     watch_controller()

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from framework.metrics import ship_by_value
+from framework.in_runtime.metrics import ship_by_value
 
 PROBE_INTERVAL_S = 0.01
 SAMPLER_INTERVAL_S = 0.1

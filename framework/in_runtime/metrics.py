@@ -8,7 +8,7 @@ Counters are read from the cluster before and after a case and subtracted:
 - tasks and time by action (compute, transfer, disk-read/-write, deserialize) from a small scheduler
   plugin that sums ``startstops`` on every ``processing → memory|erred`` transition (no buffer to overflow);
 - spilled bytes and time from each worker's ``SpillBuffer.cumulative_metrics``;
-- cluster memory: see ``framework.memory``.
+- cluster memory: see ``framework.in_runtime.memory``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The backends a hardware profile can name, in one registry: what starting, recovering and feeding a cluster means.
 
 A backend is one entry here plus one hardware model (``framework/models/hardware.py``) for its settings. The
-cluster session (``framework/clusters.py``), the runner and the models' checks all dispatch through
+cluster session (``framework/in_runtime/clusters.py``), the runner and the models' checks all dispatch through
 ``BACKENDS``; nothing else spells a backend's name. Runs inside runtime environments: standard library and the
 runtime's own packages only (distributed, and coiled where a profile needs it).
 """
@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from framework.errors import ClusterError
+from framework.in_runtime.errors import ClusterError
 
 if TYPE_CHECKING:
-    from framework.clusters import ClusterSession
+    from framework.in_runtime.clusters import ClusterSession
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Backend:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from framework.backends import backend_for
-from framework.errors import ClusterError
+from framework.in_runtime.backends import backend_for
+from framework.in_runtime.errors import ClusterError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def project_archive(directory: Path) -> Path:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from framework.redaction import ENV_VALUE_ALLOW_LIST, is_secret_key
+from framework.in_runtime.redaction import ENV_VALUE_ALLOW_LIST, is_secret_key
 
 # Environment variables whose *names* are recorded when set: they change how Dask behaves or performs.
 RECORDED_PREFIXES = (
