@@ -1,0 +1,103 @@
+"""The guard of every test that starts a Dask cluster, wherever it lives (unit, integration, faults).
+
+A test marked ``cluster`` runs under ``cluster_guard``: a hard deadline (``@pytest.mark.cluster(deadline=S)``,
+default 60 s) and, afterwards, a check that it left no child process (multiprocessing's ``resource_tracker``
+aside, which lives as long as the interpreter) and no non-daemon thread behind — the idea of distributed's
+``gen_cluster`` + ``clean()``.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+DEFAULT_DEADLINE_S = 60
+# Past the deadline by this much, the test's own deadline failed to stop it: dump every stack and exit.
+BACKSTOP_S = 60
+LEAK_GRACE_S = 10.0
+
+
+def _children() -> dict[int, psutil.Process]:
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" in " ".join(child.cmdline()):
+                continue  # multiprocessing's, started with the first spawned worker; it lives as long as we do
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+        found[child.pid] = child
+    return found
+
+
+def _non_daemon_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.is_alive() and not thread.daemon}
+
+
+def _running_schedulers() -> list[Any]:
+    import distributed
+    from distributed.core import Status
+
+    # Scheduler._instances: a WeakSet distributed keeps of every scheduler in this process (its own tests use it).
+    return [scheduler for scheduler in list(distributed.Scheduler._instances) if scheduler.status == Status.running]
+
+
+def _worker_pids(schedulers: list[Any]) -> set[int]:
+    """The worker processes of ``schedulers`` still running: a wider-scoped fixture's cluster may replace its workers
+    during a test (a restart, a kill), and those are the cluster's, not leaked by the test."""
+    from distributed.core import Status
+
+    running = [scheduler for scheduler in schedulers if scheduler.status == Status.running]
+    return {worker.pid for scheduler in running for worker in list(scheduler.workers.values())}
+
+
+@pytest.fixture(autouse=True)
+def cluster_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Deadline and leak check around every ``@pytest.mark.cluster`` test (and its fixtures' teardown)."""
+    marker = request.node.get_closest_marker("cluster")
+    if marker is None:
+        yield
+        return
+    deadline = int(marker.kwargs.get("deadline", DEFAULT_DEADLINE_S))
+    children_before = set(_children())
+    shared_schedulers = _running_schedulers()  # a module or session fixture's, started before this test
+    threads_before = _non_daemon_threads()
+
+    def past_deadline(signum: int, frame: object) -> None:
+        raise TimeoutError(f"{request.node.nodeid} exceeded its deadline of {deadline} s")
+
+    previous_handler = signal.signal(signal.SIGALRM, past_deadline)
+    signal.alarm(deadline)
+    faulthandler.dump_traceback_later(deadline + BACKSTOP_S, exit=True)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, previous_handler)
+
+    # Closing a cluster returns before every process has been reaped and every thread has ended: give them time.
+    give_up = time.monotonic() + LEAK_GRACE_S
+    while True:
+        not_leaked = children_before | _worker_pids(shared_schedulers)
+        leaked_children = {pid: p for pid, p in _children().items() if pid not in not_leaked}
+        leaked_threads = _non_daemon_threads() - threads_before
+        if not (leaked_children or leaked_threads) or time.monotonic() > give_up:
+            break
+        time.sleep(0.1)
+    descriptions = []
+    for child in leaked_children.values():
+        try:
+            descriptions.append(f"process {child.pid}: {' '.join(child.cmdline())[:200]}")
+            child.kill()  # ours, and would otherwise outlive the session
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    descriptions += [f"thread {thread.name!r}" for thread in leaked_threads]
+    if descriptions:
+        pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(descriptions), pytrace=False)
