@@ -13,7 +13,9 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from types import FrameType
+from typing import Any, Optional
 
 import psutil
 import pytest
@@ -57,6 +59,15 @@ def _worker_pids(schedulers: list[Any]) -> set[int]:
     return {worker.pid for scheduler in running for worker in list(scheduler.workers.values())}
 
 
+def _where(frame: Optional[FrameType], test_file: Path) -> str:
+    """``file:line`` of the innermost frame in the test's own file (else the innermost frame): where it hung."""
+    innermost = frame
+    while frame is not None and Path(frame.f_code.co_filename) != test_file:
+        frame = frame.f_back
+    frame = frame or innermost
+    return "?" if frame is None else f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}"
+
+
 @pytest.fixture(autouse=True)
 def cluster_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """Deadline and leak check around every ``@pytest.mark.cluster`` test (and its fixtures' teardown)."""
@@ -69,8 +80,10 @@ def cluster_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     shared_schedulers = _running_schedulers()  # a module or session fixture's, started before this test
     threads_before = _non_daemon_threads()
 
-    def past_deadline(signum: int, frame: object) -> None:
-        raise TimeoutError(f"{request.node.nodeid} exceeded its deadline of {deadline} s")
+    def past_deadline(signum: int, frame: Optional[FrameType]) -> None:
+        # pytest.fail is a BaseException: no ``except Exception`` in the test or in distributed swallows it.
+        where = _where(frame, request.node.path)
+        pytest.fail(f"{request.node.nodeid} exceeded its deadline of {deadline} s (stopped at {where})", pytrace=False)
 
     previous_handler = signal.signal(signal.SIGALRM, past_deadline)
     signal.alarm(deadline)
