@@ -4,18 +4,24 @@ A test marked ``cluster`` runs under ``cluster_guard``: a hard deadline (``@pyte
 default 60 s) and, afterwards, a check that it left no child process (multiprocessing's ``resource_tracker``
 aside, which lives as long as the interpreter) and no non-daemon thread behind — the idea of distributed's
 ``gen_cluster`` + ``clean()``.
+
+A test that is not marked and still creates a ``distributed.Scheduler`` or ``distributed.Client`` (a
+LocalCluster, in process or not, or a client of a cluster it started some other way), or uses a fixture seen
+creating one, fails, so no cluster test runs without a deadline. Clusters started only in a subprocess (a runner, a
+reproducer) are not seen: mark those by hand.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import functools
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import psutil
 import pytest
@@ -24,6 +30,53 @@ DEFAULT_DEADLINE_S = 60
 # Past the deadline by this much, the test's own deadline failed to stop it: dump every stack and exit.
 BACKSTOP_S = 60
 LEAK_GRACE_S = 10.0
+
+# What the running test created of distributed's (filled by the wrapped constructors, from any thread).
+_cluster_starts: list[str] = []
+# (name, baseid) of each fixture seen creating one: a module-scoped cluster is created for its first test only.
+_cluster_fixtures: set[tuple[str, str]] = set()
+
+
+def _recording_starts(cls: type) -> Callable[[], None]:
+    """Make ``cls(...)`` note its name in ``_cluster_starts``; returns what undoes it."""
+    original = vars(cls)["__init__"]
+
+    @functools.wraps(original)
+    def recording_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        _cluster_starts.append(f"{cls.__module__.partition('.')[0]}.{cls.__name__}")
+        original(self, *args, **kwargs)
+
+    cls.__init__ = recording_init
+    return lambda: setattr(cls, "__init__", original)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import distributed  # ~0.4 s, once: before any test module, so every later import sees the wrapped classes
+
+    for cls in (distributed.Scheduler, distributed.Client):
+        config.add_cleanup(_recording_starts(cls))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _cluster_starts.clear()  # before any fixture: a wider-scoped fixture's cluster counts for the first test using it
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Iterator[Any]:
+    created = len(_cluster_starts)
+    try:
+        return (yield)
+    finally:
+        if len(_cluster_starts) > created:
+            _cluster_fixtures.add((fixturedef.argname, fixturedef.baseid))
+
+
+def _cluster_fixtures_used(request: pytest.FixtureRequest) -> list[str]:
+    nodeid = request.node.nodeid
+    return sorted(
+        name for name, baseid in _cluster_fixtures if name in request.fixturenames and nodeid.startswith(baseid)
+    )
 
 
 def _children() -> dict[int, psutil.Process]:
@@ -70,10 +123,18 @@ def _where(frame: Optional[FrameType], test_file: Path) -> str:
 
 @pytest.fixture(autouse=True)
 def cluster_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Deadline and leak check around every ``@pytest.mark.cluster`` test (and its fixtures' teardown)."""
+    """Deadline and leak check around every ``@pytest.mark.cluster`` test (and its fixtures' teardown); any other
+    test fails if it creates a distributed Scheduler or Client, or uses a fixture that did."""
     marker = request.node.get_closest_marker("cluster")
     if marker is None:
         yield
+        used = sorted(set(_cluster_starts)) + [f"fixture {name!r}" for name in _cluster_fixtures_used(request)]
+        if used:
+            pytest.fail(
+                f"{request.node.nodeid} runs on a Dask cluster ({', '.join(used)}) but is not marked:"
+                " add @pytest.mark.cluster(deadline=S), S a few times its measured duration",
+                pytrace=False,
+            )
         return
     deadline = int(marker.kwargs.get("deadline", DEFAULT_DEADLINE_S))
     children_before = set(_children())
