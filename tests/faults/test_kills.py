@@ -39,7 +39,7 @@ from project_copy import (
 
 from framework.results import CASE_COLUMNS, CASE_SCHEMA, SCHEMA_VERSION, write_atomic
 
-pytestmark = pytest.mark.cluster
+pytestmark = pytest.mark.cluster(deadline=120)  # measured 14–24 s each; more under load
 
 MODULE = """\
 import time

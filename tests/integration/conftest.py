@@ -1,97 +1,24 @@
-"""Fixtures for tests that start real Dask clusters.
+"""Fixtures for the tests that run the runner on real Dask clusters: workloads, cases, plans and their rows.
 
-Every test marked ``cluster`` runs under ``cluster_guard``: a hard deadline (``@pytest.mark.cluster(deadline=S)``,
-default 60 s) and, afterwards, a check that it left no child process (multiprocessing's ``resource_tracker``
-aside, which lives as long as the interpreter) and no non-daemon thread behind — the idea of distributed's
-``gen_cluster`` + ``clean()``.
-"""
+The deadline and leak guard of every ``cluster`` test is ``tests/conftest.py``'s."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-import faulthandler
 import json
 import os
-import signal
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import psutil
 import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-DEFAULT_DEADLINE_S = 60
-# Past the deadline by this much, the test's own deadline failed to stop it: dump every stack and exit.
-BACKSTOP_S = 60
-LEAK_GRACE_S = 10.0
 
 GiB = 2**30
 MiB = 2**20
-
-
-def _children() -> dict[int, psutil.Process]:
-    found = {}
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "resource_tracker" in " ".join(child.cmdline()):
-                continue  # multiprocessing's, started with the first spawned worker; it lives as long as we do
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            continue
-        found[child.pid] = child
-    return found
-
-
-def _non_daemon_threads() -> set[threading.Thread]:
-    return {thread for thread in threading.enumerate() if thread.is_alive() and not thread.daemon}
-
-
-@pytest.fixture(autouse=True)
-def cluster_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Deadline and leak check around every ``@pytest.mark.cluster`` test (and its fixtures' teardown)."""
-    marker = request.node.get_closest_marker("cluster")
-    if marker is None:
-        yield
-        return
-    deadline = int(marker.kwargs.get("deadline", DEFAULT_DEADLINE_S))
-    children_before = set(_children())
-    threads_before = _non_daemon_threads()
-
-    def past_deadline(signum: int, frame: object) -> None:
-        raise TimeoutError(f"{request.node.nodeid} exceeded its deadline of {deadline} s")
-
-    previous_handler = signal.signal(signal.SIGALRM, past_deadline)
-    signal.alarm(deadline)
-    faulthandler.dump_traceback_later(deadline + BACKSTOP_S, exit=True)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        faulthandler.cancel_dump_traceback_later()
-        signal.signal(signal.SIGALRM, previous_handler)
-
-    # Closing a cluster returns before every process has been reaped and every thread has ended: give them time.
-    give_up = time.monotonic() + LEAK_GRACE_S
-    while True:
-        leaked_children = {pid: p for pid, p in _children().items() if pid not in children_before}
-        leaked_threads = _non_daemon_threads() - threads_before
-        if not (leaked_children or leaked_threads) or time.monotonic() > give_up:
-            break
-        time.sleep(0.1)
-    descriptions = []
-    for child in leaked_children.values():
-        try:
-            descriptions.append(f"process {child.pid}: {' '.join(child.cmdline())[:200]}")
-            child.kill()  # ours, and would otherwise outlive the session
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    descriptions += [f"thread {thread.name!r}" for thread in leaked_threads]
-    if descriptions:
-        pytest.fail(f"{request.node.nodeid} leaked: " + "; ".join(descriptions), pytrace=False)
 
 
 @pytest.fixture

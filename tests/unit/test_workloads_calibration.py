@@ -14,6 +14,8 @@ from workloads import calibration
 
 MiB = 2**20
 
+pytestmark = pytest.mark.cluster(deadline=30)  # every test runs on the module's in-process cluster; each under 4 s
+
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:

@@ -2,7 +2,8 @@
 leaves the cluster as it found it; its checks fail — with a message that says what is wrong — when an answer is wrong,
 and a slot that stays busy (the symptom of distributed#5497) is reported instead of passing.
 
-Scenarios that restart or kill workers run on worker processes (marked ``cluster``); the rest on in-process workers.
+Every test starts a cluster (marked ``cluster``): scenarios that restart or kill workers run on worker processes, the
+rest on in-process workers.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from framework.in_runtime.checks import WorkloadCheckFailed
 from framework.in_runtime.scaling import resolve_params
 from workloads import recovery, stability
 
-# A worker started while the machine is busy may warn through distributed's SystemMonitor (gilknocker); under
-# filterwarnings=error that would stop the replacement workers these scenarios start.
-pytestmark = pytest.mark.filterwarnings("ignore:timed out waiting on channel:UserWarning")
+pytestmark = [
+    # A worker started while the machine is busy may warn through distributed's SystemMonitor (gilknocker); under
+    # filterwarnings=error that would stop the replacement workers these scenarios start.
+    pytest.mark.filterwarnings("ignore:timed out waiting on channel:UserWarning"),
+    pytest.mark.cluster(deadline=30),  # in-process workers: each test took under 4 s (measured)
+]
 
 QUICK_TIMEOUT_S = 30.0  # each scenario's own waits; a healthy tiny run needs a few seconds
 
@@ -101,10 +105,10 @@ def _wrong_square(index: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Restarts and worker death: workloads/recovery.py (worker processes)
+# Restarts and worker death: workloads/recovery.py (worker processes: each test under 9 s measured, deadline 60 s)
 
 
-@pytest.mark.cluster
+@pytest.mark.cluster(deadline=60)
 def test_merge_spill_after_restarts_passes_at_tiny_size(process_client: Any) -> None:
     pids_before = set(process_client.run(os.getpid).values())
 
@@ -120,7 +124,7 @@ def test_merge_spill_after_restarts_passes_at_tiny_size(process_client: Any) -> 
     assert len(process_client.scheduler_info()["workers"]) == 2
 
 
-@pytest.mark.cluster
+@pytest.mark.cluster(deadline=60)
 def test_merge_spill_after_restarts_check_fails_on_a_wrong_merge(
     process_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,13 +142,13 @@ def test_merge_spill_after_restarts_check_fails_on_a_wrong_merge(
         run("merge_spill_after_restarts", process_client, restarts=0)
 
 
-@pytest.mark.cluster
+@pytest.mark.cluster(deadline=60)
 def test_merge_spill_after_restarts_check_fails_when_an_expected_spill_does_not_happen(process_client: Any) -> None:
     with pytest.raises(WorkloadCheckFailed, match=r"but nothing was spilled to disk: raise target_bytes"):
         run("merge_spill_after_restarts", process_client, restarts=0, expect_spill=True)
 
 
-@pytest.mark.cluster
+@pytest.mark.cluster(deadline=60)
 def test_merge_spill_after_restarts_mends_the_cluster_when_a_restart_loses_a_worker(
     process_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,7 +178,7 @@ def test_merge_spill_after_restarts_refuses_workers_without_nannies(client: Any)
         run("merge_spill_after_restarts", client)
 
 
-@pytest.mark.cluster
+@pytest.mark.cluster(deadline=60)
 def test_worker_death_in_flight_passes_at_tiny_size(process_client: Any) -> None:
     pids_before = set(process_client.run(os.getpid).values())
 
@@ -192,7 +196,7 @@ def test_worker_death_in_flight_passes_at_tiny_size(process_client: Any) -> None
     assert len(pids_before & pids_after) == 1  # one worker process was killed and replaced by its nanny
 
 
-@pytest.mark.cluster
+@pytest.mark.cluster(deadline=60)
 def test_worker_death_in_flight_check_fails_when_lost_results_come_back_wrong(
     process_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,7 +212,7 @@ def test_worker_death_in_flight_check_fails_when_lost_results_come_back_wrong(
     assert str(raised.value) == "Σ i² for i < 20 after the kill: got 2471, expected 2470"
 
 
-@pytest.mark.cluster
+@pytest.mark.cluster(deadline=60)
 def test_worker_death_in_flight_mends_the_cluster_when_the_nanny_does_not_restart_the_worker(
     process_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
