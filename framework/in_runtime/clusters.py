@@ -1,7 +1,8 @@
-"""Hardware profile → a running cluster and a client: ``local``, ``address`` or ``coiled``.
+"""Hardware profile → a running cluster and a client, through the backend registry (``backends.py``).
 
-The only module that knows LocalCluster, scheduler addresses and Coiled. Runs inside runtime environments,
-so it takes the profile as plain data (the JSON the controller wrote) and imports nothing from pydantic.
+The session's life cycle (start, recover after a timeout, close), what the cluster really is (its shape as the
+scheduler sees it), and sending this project to a cluster that lacks it. Runs inside runtime environments, so it
+takes the profile as plain data (the JSON the controller wrote) and imports nothing from pydantic.
 """
 
 from __future__ import annotations
