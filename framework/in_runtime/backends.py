@@ -8,6 +8,7 @@ runtime's own packages only (distributed, and coiled where a profile needs it).
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Backend:
+class Backend(abc.ABC):
     """What the runner needs to know of a kind of cluster. Subclasses set the three facts and ``start``."""
 
     name: ClassVar[str]
@@ -31,9 +32,9 @@ class Backend:
     # Whether the cluster lacks this project: its code is sent (Client.upload_file, cloudpickle by value).
     ships_code: ClassVar[bool]
 
+    @abc.abstractmethod
     def start(self, session: ClusterSession) -> None:
         """Set ``session.client`` (and ``session.cluster`` when this side owns the cluster), or raise ClusterError."""
-        raise NotImplementedError
 
     def recover(self, session: ClusterSession) -> None:
         """Make the cluster usable again after a case was stopped (timeout): free every worker slot."""
