@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from framework.config import ROOT, Catalog, _show, load_catalog, load_file, load_findings, selector_problem
-from framework.in_runtime.errors import ConfigError, SelectionError, closest, near_miss
+from framework.in_runtime.errors import ConfigError, SelectionError, did_you_mean, near_miss
 from framework.matrix import Case, Selection, build_plan
 from framework.metric_catalogue import METRIC_NAMES
 from framework.models import Name, Selector, StrictModel
@@ -154,8 +154,7 @@ class MetricsCriterion(StrictModel):
         if isinstance(value, dict):
             for key in value:
                 if key not in METRIC_NAMES:
-                    close = closest(str(key), METRIC_NAMES)
-                    hint = f"did you mean {close!r}? " if close else ""
+                    hint = did_you_mean(str(key), METRIC_NAMES)
                     raise PydanticCustomError(
                         "metric",
                         "unknown metric {key} — {hint}known: {known}",

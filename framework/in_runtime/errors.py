@@ -52,6 +52,12 @@ def closest(name: str, known: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``did you mean 'local'? `` — the hint a strict model puts before the names it knows, or nothing."""
+    close = closest(name, known)
+    return f"did you mean {close!r}? " if close else ""
+
+
 def near_miss(name: str, known: Iterable[str], what: str) -> str:
     """``unknown hardware 'lokal' — did you mean 'local'? known: local, local-4x2GiB``."""
     known = sorted(known)

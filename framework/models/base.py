@@ -17,7 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from framework.in_runtime.errors import closest
+from framework.in_runtime.errors import did_you_mean
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 TAG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -125,8 +125,7 @@ class StrictModel(BaseModel):
             for key in data:
                 if key not in allowed:
                     visible = sorted(allowed - {"name"})
-                    close = closest(str(key), visible)
-                    hint = f"did you mean {close!r}? " if close else ""
+                    hint = did_you_mean(str(key), visible)
                     raise PydanticCustomError(
                         "unknown_field",
                         "unknown field {key} — {hint}allowed: {allowed}",
