@@ -36,7 +36,7 @@ from framework.in_runtime.errors import ResultsError
 from framework.in_runtime.redaction import redact_row, redact_text
 
 # Bump when columns are added or their meaning changes; older files stay readable (missing columns are NULL).
-SCHEMA_VERSION = 2  # 2: failure_id (stability runs)
+SCHEMA_VERSION = 3  # 2: failure_id (stability runs); 3: run_group, shard, machine identity, worker packages
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -46,6 +46,8 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
     # what ran
     "run_id": pa.string(),
     "run_started_at": _TS,
+    "run_group": pa.string(),  # the logical run a shard belongs to (its parts share it); the run id when unsharded
+    "shard": pa.string(),  # "K/N" when the plan was split (--shard=K/N), null otherwise
     "workload": pa.string(),
     "case_id": pa.string(),
     "function": pa.string(),
@@ -89,6 +91,7 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
     "env_vars": pa.string(),  # JSON: name → value for allow-listed names, null otherwise
     "settings_scope": pa.string(),  # where env vars / dask config took effect: cluster | client only
     "packages": pa.string(),  # JSON: every installed package → version
+    "worker_packages": pa.string(),  # JSON: the workers' versions of the card packages (address/Coiled), by package
     "dask_version": pa.string(),
     "distributed_version": pa.string(),
     "python_version": pa.string(),
@@ -106,6 +109,8 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
     "cpu_count": pa.int32(),
     "ram_bytes": pa.int64(),
     "hostname": pa.string(),
+    "machine_fingerprint": pa.string(),  # JSON: cpu model, cores, memory, kernel, virtualisation hint
+    "machine_id": pa.string(),  # short hash of the fingerprint; a pooling policy maps ids to machine classes
     # project
     "git_commit": pa.string(),
     "git_dirty": pa.bool_(),
@@ -136,6 +141,8 @@ _JSON_COLUMNS = frozenset(
         "env_vars",
         "packages",
         "hardware_spec",
+        "machine_fingerprint",
+        "worker_packages",
     }
 )
 _TIMESTAMPS = {name for name, kind in CASE_COLUMNS.items() if kind == _TS}
