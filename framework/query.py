@@ -31,6 +31,7 @@ import pyarrow as pa
 from framework.footers import QUARANTINE, FooterChecks
 from framework.in_runtime.errors import QueryError
 from framework.metric_catalogue import METRICS
+from framework.object_store import opened, remote_parquet
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, store_lock
 
@@ -101,6 +102,8 @@ _SCHEMAS = {"rows": CASE_SCHEMA, "environments": ENVIRONMENT_SCHEMA, **RECORD_SC
 # Lines said about skipped files: once per process, however many Results it opens (the report opens two at once).
 _SAID: set[str] = set()
 _SAID_LOCK = threading.Lock()
+# How a URL store's footers are read: small range reads (the default read-ahead fetches megabytes for 8 bytes).
+_SMALL_READS: dict[str, Any] = {"block_size": 1 << 16, "cache_type": "readahead"}
 
 
 class Results:
@@ -116,11 +119,21 @@ class Results:
         self._tables: list[str] = []  # added with add_table
         self._checks = FooterChecks()
         self._register_empty()
-        with store_lock(self.root, exclusive=False):
+        # A URL store (framework.object_store): its files are read in place through its filesystem; files of its
+        # work directory the URL does not hold yet (normally none) are read beside them. No lock: nothing is
+        # swapped under a reader there (compaction refuses URL stores, and an object appears whole).
+        self._store = opened(self.root)
+        allowed = [f"{_quote(str(self.root))}/"]
+        if self._store is not None:
+            self.connection.register_filesystem(self._store.remote.fs)
+            allowed.append(_quote(self._store.remote.uri()))
+        with store_lock(self.root, exclusive=False) if self._store is None else contextlib.nullcontext():
             self._listing: dict[str, tuple[str, ...]] = {}
+            self._remote: dict[str, dict[str, tuple[int, str]]] = {}
             self._create_views(self._listing_now())
         # From here on, no statement may touch a file outside results/, write anything, or change that.
-        self.connection.execute(f"SET allowed_directories=['{_quote(str(self.root))}/']")
+        quoted = ", ".join(f"'{path}'" for path in allowed)
+        self.connection.execute(f"SET allowed_directories=[{quoted}]")
         self.connection.execute("SET enable_external_access=false")
         # Extensions this client does not link in are neither fetched nor loaded by a query (no network, no writes to
         # ~/.duckdb): parquet, json and icu are built in.
@@ -139,11 +152,18 @@ class Results:
         """The Parquet files of each view's directory: when they change (a run wrote, a compaction ran), that view
         is remade — new files are checked first."""
         listing = {}
+        if self._store is not None:
+            self._remote = remote_parquet(self._store)
         for view, name in _SOURCES:
             try:
                 names = [entry.name for entry in os.scandir(self.root / name) if entry.name.endswith(".parquet")]
             except (FileNotFoundError, NotADirectoryError):
                 names = []
+            if self._store is not None:  # the URL's files, then the work directory's it does not hold yet
+                remote = self._remote.get(name, {})
+                names = [f"{name}@{size}@{tag}" for name, (size, tag) in remote.items()] + [
+                    f"{name}@local" for name in names if name not in remote and not name.startswith(".")
+                ]
             listing[view] = tuple(sorted(names))
         return listing
 
@@ -166,6 +186,8 @@ class Results:
     def _source(self, view: str, directory: Path, names: Sequence[str]) -> str:
         """The query a view reads its directory with: every file but those it cannot read (said once on stderr)
         and those a compacted file merged (a compaction that died before deleting them: the next one will)."""
+        if self._store is not None:
+            return self._remote_source(view, directory, names)
         schema = _SCHEMAS[view]
         readable: list[Path] = []
         casts: set[str] = set()
@@ -191,6 +213,47 @@ class Results:
             pattern = "[" + ", ".join(f"'{_quote(str(path))}'" for path in kept) + "]"
         else:
             pattern = f"'{_quote(str(directory))}/*.parquet'"
+        return self._union(view, pattern, casts)
+
+    def _remote_source(self, view: str, directory: Path, entries: Sequence[str]) -> str:
+        """:meth:`_source` for a URL store: its objects (``name@size@tag``) read in place, and the work
+        directory's files it does not hold yet (``name@local``)."""
+        assert self._store is not None
+        remote = self._store.remote
+        schema = _SCHEMAS[view]
+        kept: dict[str, str] = {}  # name → where DuckDB reads it
+        casts: set[str] = set()
+        merged: set[str] = set()
+        for entry in entries:
+            name, size_text, *tag = entry.split("@")
+            if size_text == "local":
+                where = str(directory / name)
+                footer = self._checks.check(directory / name, schema)
+            else:
+                relative = f"{directory.name}/{name}"
+                where = remote.uri(relative)
+                key, size = remote.key(relative), int(size_text)
+                footer = self._checks.check_opened(
+                    where, size, tag[0], lambda key=key, size=size: remote.fs.open(key, "rb", **_SMALL_READS), schema
+                )
+            if footer is None:
+                continue
+            if footer.problem is not None:
+                self._skip(Path(where) if size_text == "local" else Path(name), footer.problem, shown=where)
+                continue
+            kept[name] = where
+            casts |= footer.casts
+            merged.update(footer.merged)
+        kept = {name: where for name, where in kept.items() if name not in merged}
+        if not kept:
+            return f"SELECT * FROM _empty_{view}"
+        if len(kept) == len(entries) and all(entry.count("@") == 2 for entry in entries):
+            pattern = f"'{_quote(remote.uri(directory.name))}/*.parquet'"  # one listing by DuckDB, not a list
+        else:
+            pattern = "[" + ", ".join(f"'{_quote(where)}'" for where in kept.values()) + "]"
+        return self._union(view, pattern, casts)
+
+    def _union(self, view: str, pattern: str, casts: set[str]) -> str:
         source = (
             f"SELECT * FROM read_parquet({pattern}, union_by_name = true) UNION ALL BY NAME SELECT * FROM _empty_{view}"
         )
@@ -202,7 +265,7 @@ class Results:
             source = f"SELECT * REPLACE ({replaced}) FROM ({source})"
         return source
 
-    def _skip(self, path: Path, why: str) -> None:
+    def _skip(self, path: Path, why: str, shown: str | None = None) -> None:
         """Leave a file out of the views, and say so in one line (once per process)."""
         from framework.config import DEFAULT_RESULTS  # the project's own store: nox -s compact needs no --results
 
@@ -211,6 +274,8 @@ class Results:
         default = self.root == DEFAULT_RESULTS.resolve()
         compact = "nox -s compact" if default else f"nox -s compact -- --results={root}"
         line = f"{_shown(path)}: skipped — {why}; {compact} moves it to {root}/{QUARANTINE}/"
+        if shown is not None:  # a URL store: compaction refuses it
+            line = f"{shown}: skipped — {why}; move it out of the store (merge the store into a directory to compact)"
         with _SAID_LOCK:
             if line in _SAID:
                 return
@@ -221,7 +286,7 @@ class Results:
     def _consistent(self) -> Iterator[None]:
         """Hold the store's lock shared while a statement runs (no compaction swaps files under it), and remake
         the views of the directories whose files changed since they were made (a compaction ran, a file came)."""
-        with store_lock(self.root, exclusive=False):
+        with store_lock(self.root, exclusive=False) if self._store is None else contextlib.nullcontext():
             listing = self._listing_now()
             if listing != self._listing:
                 self._create_views(listing)

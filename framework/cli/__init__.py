@@ -54,11 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"usage: python -m framework.cli {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
     try:
-        return COMMANDS[args[0]](args[1:])
+        try:
+            code = COMMANDS[args[0]](args[1:])
+        finally:
+            _close_stores()
     except (FrameworkError, RowsUnwritableError, OSError, KeyboardInterrupt, lifetime.Stopped) as error:
         line, code = _failure(error)
         print(line, file=sys.stderr)
-        return code
+    return code
+
+
+def _close_stores() -> None:
+    """A verb on a URL store: upload what it wrote besides Parquet files (logs, dumps, failures) at its end."""
+    if "framework.object_store" not in sys.modules:
+        return
+    from framework.object_store import close_all
+
+    uploaded = close_all()
+    if uploaded:
+        print(f"uploaded {len(uploaded)} more file{'s' if len(uploaded) != 1 else ''} to the results URL")
 
 
 def _failure(error: BaseException) -> tuple[str, int]:

@@ -1,0 +1,531 @@
+"""Results at a URL (``--results=s3://bucket/prefix``, any fsspec URL): a remote store and its local work directory.
+
+Every verb keeps working on a local directory, the store's **work directory** (``.blessing/stores/<slug>/``, or under
+``DASK_BLESSING_STORES_DIR``), which holds no credential: the URL is recorded there with any ``user:password``
+removed. What a verb writes there is uploaded to the same key under the URL:
+
+- each file :func:`framework.results.write_atomic` publishes (cases, environments, records), as soon as it is
+  written (an object store's PUT appears whole or not at all: no rename, no partial object);
+- every other immutable file (stability failures and logs, dumps, blessed locks) at the end of the verb, and at the
+  start of the next one for the leftovers of a killed writer (:meth:`RemoteStore.upload_pending`).
+
+Before a PUT, an existing key is compared: the same bytes → skipped; an environment with the same lock → skipped
+(keyed by its hash, only ``built_at`` differs); anything else → refused in one line naming both. ``.staging/`` stays
+local: a killed writer's rows are salvaged and published by the next run on the same machine, as for a directory.
+
+Reads: :class:`framework.query.Results` reads the Parquet files in place through DuckDB with the store's filesystem
+registered (no DuckDB extension is fetched). Small files some verbs read by path (stability failures, blessed locks,
+health records; dumps for the report) are pulled into the work directory at the start.
+
+Credentials come from the usual places only (``AWS_*`` variables, profiles; ``AWS_ENDPOINT_URL`` for the endpoint)
+and are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from framework.in_runtime.errors import FrameworkError, ResultsError
+from framework.results import COMPACTED_PREFIX, SOURCES_KEY, WRITTEN_HOOKS
+
+STORES_VARIABLE = "DASK_BLESSING_STORES_DIR"  # where URL stores keep their work directories (default .blessing/stores)
+MARKER = "store.json"  # in a work directory: the URL it mirrors (without credentials)
+_WRITERS = ".writers"  # every verb on a URL store holds it shared; the one that gets it alone uploads everything
+
+# The store's immutable files, by their first path parts: what is uploaded, merged and pulled. Anything else
+# (report/, quarantine/, regressions.md, .staging/, .lock) stays where it was written.
+IMMUTABLE = (
+    "cases",
+    "environments",
+    "comparisons",
+    "regressions",
+    "verdicts",
+    "health",
+    "lock_changes",
+    "blessed",
+    "stability/failures",
+    "stability/logs",
+    "dumps",
+)
+# Small files some verbs read by path: pulled into the work directory when a verb opens a URL store.
+PULLED = ("health", "blessed", "stability/failures")
+_PARQUET_KINDS = ("cases", "environments", "comparisons", "regressions", "verdicts", "health", "lock_changes")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class StoreError(FrameworkError):
+    """A results URL cannot be used: unknown protocol, access denied, no such bucket, unreachable."""
+
+
+class ConflictError(ResultsError):
+    """A file would replace a different one of the same name (results are append-only)."""
+
+
+def is_url(text: str) -> bool:
+    return bool(_URL.match(text))
+
+
+def redacted(url: str) -> str:
+    """The URL without ``user:password@`` (and without a query string, which may carry a token)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "") if (parts.username or parts.password) else parts.netloc
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def immutable(relative: str) -> bool:
+    """Whether a store path (``cases/x.parquet``) is one of the files that are written once and copied."""
+    parts = relative.split("/")
+    if any(part.startswith(".") or part.endswith(".partial") for part in parts):
+        return False
+    return any(relative.startswith(kind + "/") for kind in IMMUTABLE)
+
+
+# --- where a store's files are: a directory, or a URL --------------------------------------------------------
+
+
+class Location:
+    """A store's files, wherever they are: list, read, and write once (whole or not at all, never replacing)."""
+
+    shown: str
+
+    def files(self) -> dict[str, int]:
+        """Every immutable file: store path → size."""
+        raise NotImplementedError
+
+    def read(self, relative: str) -> bytes:
+        raise NotImplementedError
+
+    def write(self, relative: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def name(self, relative: str) -> str:
+        return f"{self.shown.rstrip('/')}/{relative}"
+
+
+class LocalLocation(Location):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.shown = str(root)
+
+    def files(self) -> dict[str, int]:
+        found = {}
+        for directory, subdirectories, names in os.walk(self.root):
+            subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+            for name in names:
+                path = Path(directory) / name
+                relative = path.relative_to(self.root).as_posix()
+                if immutable(relative):
+                    with contextlib.suppress(FileNotFoundError):
+                        found[relative] = path.stat().st_size
+        return found
+
+    def read(self, relative: str) -> bytes:
+        return (self.root / relative).read_bytes()
+
+    def write(self, relative: str, data: bytes) -> None:
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            with partial.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(partial, target)  # fails if the target appeared meanwhile: never replaces
+        except FileExistsError:
+            raise ConflictError(f"{target}: appeared while being copied — run again") from None
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+class RemoteLocation(Location):
+    """Files under a URL, through fsspec."""
+
+    def __init__(self, url: str, fs: Any, root: str) -> None:
+        self.url = url
+        self.shown = redacted(url)
+        self.fs = fs
+        self.root = root.rstrip("/")
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self.protocol = protocol
+
+    def key(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def uri(self, relative: str = "") -> str:
+        """How DuckDB names a file of the store (routed to the registered filesystem by its protocol)."""
+        return f"{self.protocol}://{self.root}/{relative}"
+
+    def files(self) -> dict[str, int]:
+        return {relative: size for relative, (size, _) in self.listing().items() if immutable(relative)}
+
+    def listing(self, under: str = "") -> dict[str, tuple[int, str]]:
+        """Every object under the store (or under one of its directories): store path → (size, version tag)."""
+        base = self.key(under).rstrip("/")
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as error:  # noqa: BLE001 — a store's errors come in many kinds: one line each
+            raise StoreError(describe(self.shown, error)) from None
+        prefix = self.root + "/"
+        listing = {}
+        for key, info in found.items():
+            if info.get("type") == "directory" or not key.startswith(prefix):
+                continue
+            tag = str(info.get("ETag") or info.get("mtime") or info.get("LastModified") or "")
+            listing[key[len(prefix) :]] = (int(info.get("size") or 0), tag)
+        return listing
+
+    def read(self, relative: str) -> bytes:
+        data: bytes = self.fs.cat_file(self.key(relative))
+        return data
+
+    def read_range(self, relative: str, start: int, end: int) -> bytes:
+        data: bytes = self.fs.cat_file(self.key(relative), start=start, end=end)
+        return data
+
+    def write(self, relative: str, data: bytes) -> None:
+        self.fs.pipe_file(self.key(relative), data)  # one PUT: the object appears whole or not at all
+
+
+def location(text: str, must_exist: bool = True) -> Location:
+    """A directory or a URL → its :class:`Location` (a URL is checked: reachable, allowed, the bucket there)."""
+    if not is_url(text):
+        return LocalLocation(Path(text))
+    fs, root = open_filesystem(text)
+    remote = RemoteLocation(text, fs, root)
+    if must_exist:
+        probe(remote)
+    return remote
+
+
+def open_filesystem(url: str) -> tuple[Any, str]:
+    """fsspec's filesystem for a URL, with no listing cache (other writers add files) and short retries."""
+    import fsspec
+
+    shown = redacted(url)
+    protocol = url.split("://", 1)[0].lower()
+    options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
+    if protocol in ("s3", "s3a"):
+        # botocore honours AWS_ENDPOINT_URL itself; one attempt and short timeouts make a wrong endpoint one line.
+        options["config_kwargs"] = {"retries": {"max_attempts": 2}, "connect_timeout": 5, "read_timeout": 60}
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except (ValueError, ImportError) as error:
+        raise StoreError(
+            f"{shown}: cannot open this URL ({_first_line(error)}) — use a local directory or an fsspec URL, e.g."
+            " s3://bucket/prefix (install the protocol's fsspec package, e.g. s3fs, gcsfs, adlfs)"
+        ) from None
+    except Exception as error:  # noqa: BLE001
+        raise StoreError(describe(shown, error)) from None
+    return fs, str(root).rstrip("/")
+
+
+def probe(remote: RemoteLocation) -> None:
+    """Check a URL store before anything runs: credentials, bucket, endpoint. One line each, with the fix."""
+    try:
+        remote.fs.ls(remote.root, detail=False)
+    except FileNotFoundError:
+        # An empty prefix is a new store; a missing bucket is a mistake.
+        bucket = remote.root.split("/", 1)[0]
+        if remote.protocol in ("s3", "s3a", "gs", "gcs", "az", "abfs") and bucket != remote.root:
+            try:
+                remote.fs.info(bucket)
+            except FileNotFoundError:
+                raise StoreError(
+                    f"{remote.shown}: bucket {bucket} does not exist — create it or fix the URL"
+                ) from None
+            except Exception as error:  # noqa: BLE001
+                raise StoreError(describe(remote.shown, error)) from None
+    except Exception as error:  # noqa: BLE001
+        raise StoreError(describe(remote.shown, error)) from None
+
+
+def describe(shown: str, error: BaseException) -> str:
+    """A store's error → one line: what went wrong at the URL, and the fix. Never the credentials."""
+    code = _error_code(error)
+    text = _first_line(error)
+    if code == "NoSuchBucket" or "bucket does not exist" in text.lower():
+        bucket = urllib.parse.urlsplit(shown).netloc
+        return f"{shown}: bucket {bucket} does not exist — create it or fix the URL"
+    if isinstance(error, PermissionError) or code in _DENIED:
+        return (
+            f"{shown}: access denied ({code or text}) — check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_PROFILE"
+            " (and that they may list and write this prefix)"
+        )
+    if "Could not connect" in text or "EndpointConnectionError" in type(error).__name__ or "onnect" in text:
+        return f"{shown}: unreachable ({text}) — check AWS_ENDPOINT_URL and the network"
+    return f"{shown}: {type(error).__name__}: {text} — check the URL and the credentials in AWS_* or the profile"
+
+
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "403",
+    "Forbidden",
+}
+
+
+def _error_code(error: BaseException) -> str | None:
+    for candidate in (error, error.__cause__, error.__context__):
+        response = getattr(candidate, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            if code:
+                return str(code)
+    match = re.search(r"\((\w+)\) when calling", str(error.__cause__ or error))
+    return match.group(1) if match else None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
+# --- placing a file in a store: copy, skip, or refuse ----------------------------------------------------------
+
+
+def compare(data: bytes, relative: str, target: Location, held: int | None) -> str:
+    """What placing ``data`` at ``relative`` in ``target`` means, given the size it holds there (None: nothing):
+    ``copy``, ``same`` (the very bytes), ``same-lock`` (an environment with the same lock) — or ConflictError."""
+    if held is None:
+        return "copy"
+    there = target.read(relative)
+    if there == data:
+        return "same"
+    if relative.startswith("environments/") and _lock(data) is not None and _lock(data) == _lock(there):
+        return "same-lock"
+    raise ConflictError(
+        f"{target.name(relative)}: already holds different content than the file to copy there — results are"
+        " append-only; move one of them aside (they cannot both be this file)"
+    )
+
+
+def _lock(data: bytes) -> tuple[str, str] | None:
+    """An environment file's (env_hash, lock): the same in two files means the same environment."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(io.BytesIO(data), columns=["env_hash", "lock"]).to_pylist()
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    return (str(rows[0]["env_hash"]), str(rows[0]["lock"])) if len(rows) == 1 else None
+
+
+def compacted_names(location: Location, files: Iterable[str]) -> dict[str, str]:
+    """Store path of each file a compacted file in ``files`` merged → that compacted file's store path."""
+    import pyarrow.parquet as pq
+
+    merged = {}
+    for relative in files:
+        directory, _, name = relative.rpartition("/")
+        if not name.startswith(COMPACTED_PREFIX) or not name.endswith(".parquet"):
+            continue
+        metadata = pq.read_schema(io.BytesIO(location.read(relative))).metadata or {}
+        for source in json.loads(metadata.get(SOURCES_KEY, b"[]")):
+            merged[f"{directory}/{source['name']}"] = relative
+    return merged
+
+
+# --- a URL store and its work directory -----------------------------------------------------------------------
+
+
+class RemoteStore:
+    """A URL store opened by this process: its remote files and the work directory every verb writes to."""
+
+    def __init__(self, remote: RemoteLocation, work_dir: Path) -> None:
+        self.remote = remote
+        self.work_dir = work_dir
+        self.uploaded: dict[str, str] = {}  # store path → how it was placed, this process
+        self._held: int | None = None  # the work directory's .writers, held shared while the verb runs
+
+    def hold(self) -> bool:
+        """Hold ``.writers`` shared for the verb's life; whether no other verb of this machine held it."""
+        self._held = os.open(self.work_dir / _WRITERS, os.O_RDWR | os.O_CREAT, 0o644)
+        alone = self.alone()
+        fcntl.flock(self._held, fcntl.LOCK_SH)
+        return alone
+
+    def alone(self) -> bool:
+        """Whether no other verb uses the work directory now (then files written otherwise are complete)."""
+        if self._held is None:
+            return False
+        try:
+            fcntl.flock(self._held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
+
+    @property
+    def shown(self) -> str:
+        return self.remote.shown
+
+    def upload(self, path: Path) -> str | None:
+        """Upload one file of the work directory to its key (see :func:`compare`); None if it is not uploaded."""
+        relative = path.relative_to(self.work_dir).as_posix()
+        if not immutable(relative) or relative in self.uploaded:
+            return self.uploaded.get(relative)
+        data = path.read_bytes()
+        try:
+            held = self.remote.fs.size(self.remote.key(relative))
+        except FileNotFoundError:
+            held = None
+        except Exception as error:  # noqa: BLE001
+            raise StoreError(describe(self.shown, error)) from None
+        how = _placed(lambda: compare(data, relative, self.remote, held), path)
+        if how == "copy":
+            try:
+                self.remote.write(relative, data)
+            except Exception as error:  # noqa: BLE001
+                raise StoreError(
+                    f"{describe(self.shown, error)} (kept in {path}: the next run on this machine uploads it)"
+                ) from None
+        self.uploaded[relative] = how
+        return how
+
+    def upload_pending(self, everything: bool) -> list[str]:
+        """Upload the work directory's files the store does not hold (a killed writer's, or this verb's files not
+        written by write_atomic). Only Parquet files unless ``everything``: a log or dump may still be written by
+        another verb of this machine (whichever ends last uploads them)."""
+        held = self.remote.files()
+        done = []
+        for relative, size in sorted(LocalLocation(self.work_dir).files().items()):
+            if relative in self.uploaded or (not everything and not relative.endswith(".parquet")):
+                continue
+            if held.get(relative) == size:
+                data_there = self.remote.read(relative)
+                if data_there == (self.work_dir / relative).read_bytes():
+                    self.uploaded[relative] = "same"
+                    continue
+            if self.upload(self.work_dir / relative) == "copy":
+                done.append(relative)
+        return done
+
+    def pull(self, kinds: Iterable[str]) -> int:
+        """Copy the store's files under ``kinds`` into the work directory (those it lacks); how many."""
+        local = LocalLocation(self.work_dir)
+        pulled = 0
+        for relative, (size, _) in self.remote.listing().items():
+            if not immutable(relative) or not any(relative.startswith(kind + "/") for kind in kinds):
+                continue
+            path = self.work_dir / relative
+            if path.exists():
+                continue
+            with contextlib.suppress(ConflictError):  # another verb of this machine pulled it meanwhile
+                local.write(relative, self.remote.read(relative))
+                self.uploaded[relative] = "same"
+                pulled += 1
+        return pulled
+
+
+def _placed(decide: Callable[[], str], path: Path) -> str:
+    try:
+        return decide()
+    except ConflictError as error:
+        raise ConflictError(f"{error} (the file to copy: {path})") from None
+
+
+# The URL stores this process opened: work directory → store. Results reads such a directory through the URL.
+_OPEN: dict[Path, RemoteStore] = {}
+
+
+def opened(root: Path) -> RemoteStore | None:
+    """The URL store whose work directory ``root`` is, if this process opened it."""
+    return _OPEN.get(root.resolve()) if _OPEN else None
+
+
+def stores_dir() -> Path:
+    from framework.config import ROOT
+
+    return Path(os.environ.get(STORES_VARIABLE) or ROOT / ".blessing" / "stores")
+
+
+def work_dir_of(url: str) -> Path:
+    shown = redacted(url)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", shown.split("://", 1)[-1]).strip("-.")[:60] or "store"
+    digest = hashlib.sha256(shown.encode()).hexdigest()[:10]
+    return stores_dir() / f"{url.split('://', 1)[0]}-{slug}-{digest}"
+
+
+def open_store(url: str, *, writes: bool = True) -> Path:
+    """Open a URL store for a verb: check it, make its work directory, upload a killed writer's leftovers, pull what
+    verbs read by path, and upload every file write_atomic publishes from now on. Returns the work directory."""
+    remote = location(url)
+    assert isinstance(remote, RemoteLocation)
+    work_dir = work_dir_of(url).resolve()
+    if work_dir in _OPEN:
+        return work_dir
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        marker = work_dir / MARKER
+        if not marker.exists():
+            marker.write_text(json.dumps({"url": remote.shown}) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise StoreError(
+            f"{work_dir}: the work directory of {remote.shown} cannot be made ({error.strerror or error}) — set"
+            f" {STORES_VARIABLE} to a writable directory"
+        ) from None
+    store = RemoteStore(remote, work_dir)
+    _OPEN[work_dir] = store
+    if not WRITTEN_HOOKS.count(_upload_written):
+        WRITTEN_HOOKS.append(_upload_written)
+    store.pull(PULLED)
+    alone = store.hold()
+    if writes:
+        store.upload_pending(everything=alone)
+    return work_dir
+
+
+def close_store(work_dir: Path) -> list[str]:
+    """At a verb's end: upload what it wrote otherwise than by write_atomic (logs, dumps, failures)."""
+    store = _OPEN.pop(work_dir, None)
+    if store is None:
+        return []
+    try:
+        return store.upload_pending(everything=store.alone())
+    finally:
+        store.release()
+
+
+def close_all() -> list[str]:
+    done = []
+    for work_dir in list(_OPEN):
+        done += close_store(work_dir)
+    return done
+
+
+def _upload_written(path: Path) -> None:
+    for work_dir, store in _OPEN.items():
+        if path.is_relative_to(work_dir):
+            store.upload(path)
+
+
+def remote_parquet(store: RemoteStore) -> dict[str, dict[str, tuple[int, str]]]:
+    """The Parquet files of each kind a view reads: kind → {name: (size, version tag)} (one listing)."""
+    found: dict[str, dict[str, tuple[int, str]]] = {kind: {} for kind in _PARQUET_KINDS}
+    for relative, info in store.remote.listing().items():
+        kind, _, name = relative.partition("/")
+        if kind in found and "/" not in name and name.endswith(".parquet") and not name.startswith("."):
+            found[kind][name] = info
+    return found
