@@ -8,6 +8,7 @@ nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_m
 nox -s bless -- --runtime=latest --baseline=stable   run what is missing, decide blessed or not (exit 0 = blessed)
 nox -s report [-- --out=DIR]          a static site of the results (opens offline, from disk)
 nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
+nox -s merge -- SRC... --into=DIR      copy several stores (shards, artifacts, URLs) into one; idempotent
 nox -s export -- --runtime=latest      a runtime's lock as a file to install (requirements with hashes, or pylock)
 nox -s reproduce -- --run=RUN_ID       rebuild a recorded run's environment from its lock, re-run, recorded vs now
 nox -s guard -- --from=RUN_ID:CASE_ID  a failed case (or a stability FAILURE_ID) becomes a guard + reproducer + finding
@@ -118,6 +119,13 @@ def compact(session: nox.Session) -> None:
     """Merge each month's result files into one (a long history reads faster); safe while others query."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "compact", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
+def merge(session: nox.Session) -> None:
+    """Copy result files of several stores into one: nox -s merge -- SRC... [--into=DIR|URL] [--allow-partial]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "merge", *session.posargs)
 
 
 @nox.session(venv_backend="uv")

@@ -38,8 +38,8 @@ import pyarrow.parquet as pq
 
 from framework.footers import QUARANTINE, FooterChecks
 from framework.in_runtime.errors import ResultsError
-from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.object_store import opened
+from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import (
     CASE_SCHEMA,
     COMPACTED_PREFIX,

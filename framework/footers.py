@@ -7,6 +7,7 @@ once (a small Thrift walk finds the schema's bytes), so checking thousands of fi
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ import pyarrow.parquet as pq
 from framework.in_runtime.errors import ResultsError
 from framework.results import COMPACTED_PREFIX, SOURCES_KEY, read_sources
 
-Opener = Callable[[], IO[bytes]]
+Opener = Callable[[], IO[bytes] | io.RawIOBase]  # a file, or an object of a URL store
 
 QUARANTINE = "quarantine"  # results/quarantine/<kind>/<name>: files compaction moved aside; no reader reads them
 _MAGIC = b"PAR1"

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import hashlib
 import io
 import json
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,63 @@ class RemoteLocation(Location):
         self.root = root.rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self.protocol = protocol
+        self.known: dict[str, dict[str, Any]] | None = None  # a reader's: what its last listing said of each key
+        self.blobs: dict[str, bytes] = {}  # a reader's: small files read whole by a footer check (key → bytes)
+        self._blob_bytes = 0
+
+    def reader(self) -> RemoteLocation:
+        """A location of the same store for DuckDB: its own filesystem, which answers what a file is (size, time)
+        from its last listing — the objects are immutable — not by a request for each file DuckDB opens."""
+        fs, root = open_filesystem(self.url)
+        reader = RemoteLocation(self.url, fs, root)
+        known: dict[str, dict[str, Any]] = {}
+        reader.known = known
+        info = fs.info
+
+        def cached_info(path: str, **kwargs: Any) -> dict[str, Any]:
+            found = known.get(fs._strip_protocol(path))
+            return dict(found) if found is not None else dict(info(path, **kwargs))
+
+        fs.info = cached_info
+        modified = fs.modified
+
+        def cached_modified(path: str) -> Any:  # DuckDB asks it at each open: a HEAD request each time, else
+            found = known.get(fs._strip_protocol(path))
+            return found["LastModified"] if found and "LastModified" in found else modified(path)
+
+        fs.modified = cached_modified
+        size = fs.size
+
+        def cached_size(path: str) -> Any:
+            found = known.get(fs._strip_protocol(path))
+            return found["size"] if found and "size" in found else size(path)
+
+        fs.size = cached_size
+        glob = fs.glob
+
+        def cached_glob(path: str, **kwargs: Any) -> Any:  # the files the reader listed and checked, no others
+            directory, _, pattern = fs._strip_protocol(path).rpartition("/")
+            if kwargs or not directory.startswith(reader.root) or any(char in directory for char in "*?[]{}"):
+                return glob(path, **kwargs)
+            return sorted(
+                key
+                for key, info in known.items()
+                if info.get("type") != "directory"
+                and key.rpartition("/")[0] == directory
+                and fnmatch.fnmatchcase(key.rpartition("/")[2], pattern)
+            )
+
+        fs.glob = cached_glob
+        opener = fs.open
+
+        def cached_open(path: str, mode: str = "rb", **kwargs: Any) -> Any:
+            blob = reader.blobs.get(fs._strip_protocol(path)) if mode == "rb" else None
+            return _Blob(blob) if blob is not None else opener(path, mode, **kwargs)
+
+        fs.open = cached_open
+        # Files are read whole in one request when small; in 8 MiB blocks when large (not s3fs's 50 MiB default).
+        fs.default_block_size = 8 << 20
+        return reader
 
     def key(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -177,10 +235,12 @@ class RemoteLocation(Location):
             found = self.fs.find(base, detail=True)
         except FileNotFoundError:
             return {}
-        except Exception as error:  # noqa: BLE001 — a store's errors come in many kinds: one line each
+        except Exception as error:
             raise StoreError(describe(self.shown, error)) from None
         prefix = self.root + "/"
         listing = {}
+        if self.known is not None:
+            self.known.update(found)
         for key, info in found.items():
             if info.get("type") == "directory" or not key.startswith(prefix):
                 continue
@@ -196,8 +256,64 @@ class RemoteLocation(Location):
         data: bytes = self.fs.cat_file(self.key(relative), start=start, end=end)
         return data
 
+    def open_tail(self, relative: str, size: int) -> io.RawIOBase:
+        """A file object of an object that fetched its last 64 KiB in one request (a Parquet footer is there)."""
+        return _Tail(self, relative, size)
+
     def write(self, relative: str, data: bytes) -> None:
         self.fs.pipe_file(self.key(relative), data)  # one PUT: the object appears whole or not at all
+
+
+_BLOB_BUDGET = 256 << 20  # the most a reader keeps of small files it read whole
+
+
+class _Blob(io.BytesIO):
+    """A small object already read whole, opened as fsspec would open it (DuckDB asks its size, reads, seeks)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.size = len(data)
+
+
+class _Tail(io.RawIOBase):
+    """Reads of an object's end served from one ranged GET; anything before it read on demand."""
+
+    TAIL = 1 << 16
+
+    def __init__(self, remote: RemoteLocation, relative: str, size: int) -> None:
+        self.remote, self.relative, self.size = remote, relative, size
+        self.start = max(0, size - self.TAIL)
+        self.tail = remote.read_range(relative, self.start, size) if size else b""
+        self.position = 0
+        if self.start == 0 and remote.known is not None and remote._blob_bytes < _BLOB_BUDGET:
+            remote.blobs[remote.key(relative)] = self.tail  # DuckDB opens it next: served without a request
+            remote._blob_bytes += len(self.tail)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.position, 2: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self.size, self.position + len(buffer))
+        if end <= self.position:
+            return 0
+        if self.position >= self.start:
+            data = self.tail[self.position - self.start : end - self.start]
+        else:
+            data = self.remote.read_range(self.relative, self.position, end)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
 def location(text: str, must_exist: bool = True) -> Location:
@@ -228,7 +344,7 @@ def open_filesystem(url: str) -> tuple[Any, str]:
             f"{shown}: cannot open this URL ({_first_line(error)}) — use a local directory or an fsspec URL, e.g."
             " s3://bucket/prefix (install the protocol's fsspec package, e.g. s3fs, gcsfs, adlfs)"
         ) from None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise StoreError(describe(shown, error)) from None
     return fs, str(root).rstrip("/")
 
@@ -244,12 +360,10 @@ def probe(remote: RemoteLocation) -> None:
             try:
                 remote.fs.info(bucket)
             except FileNotFoundError:
-                raise StoreError(
-                    f"{remote.shown}: bucket {bucket} does not exist — create it or fix the URL"
-                ) from None
-            except Exception as error:  # noqa: BLE001
+                raise StoreError(f"{remote.shown}: bucket {bucket} does not exist — create it or fix the URL") from None
+            except Exception as error:
                 raise StoreError(describe(remote.shown, error)) from None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise StoreError(describe(remote.shown, error)) from None
 
 
@@ -384,20 +498,20 @@ class RemoteStore:
     def upload(self, path: Path) -> str | None:
         """Upload one file of the work directory to its key (see :func:`compare`); None if it is not uploaded."""
         relative = path.relative_to(self.work_dir).as_posix()
-        if not immutable(relative) or relative in self.uploaded:
-            return self.uploaded.get(relative)
+        if not immutable(relative):
+            return None
         data = path.read_bytes()
         try:
             held = self.remote.fs.size(self.remote.key(relative))
         except FileNotFoundError:
             held = None
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise StoreError(describe(self.shown, error)) from None
         how = _placed(lambda: compare(data, relative, self.remote, held), path)
         if how == "copy":
             try:
                 self.remote.write(relative, data)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 raise StoreError(
                     f"{describe(self.shown, error)} (kept in {path}: the next run on this machine uploads it)"
                 ) from None
@@ -426,7 +540,7 @@ class RemoteStore:
         """Copy the store's files under ``kinds`` into the work directory (those it lacks); how many."""
         local = LocalLocation(self.work_dir)
         pulled = 0
-        for relative, (size, _) in self.remote.listing().items():
+        for relative in self.remote.listing():
             if not immutable(relative) or not any(relative.startswith(kind + "/") for kind in kinds):
                 continue
             path = self.work_dir / relative
@@ -521,10 +635,10 @@ def _upload_written(path: Path) -> None:
             store.upload(path)
 
 
-def remote_parquet(store: RemoteStore) -> dict[str, dict[str, tuple[int, str]]]:
+def remote_parquet(reader: RemoteLocation) -> dict[str, dict[str, tuple[int, str]]]:
     """The Parquet files of each kind a view reads: kind → {name: (size, version tag)} (one listing)."""
     found: dict[str, dict[str, tuple[int, str]]] = {kind: {} for kind in _PARQUET_KINDS}
-    for relative, info in store.remote.listing().items():
+    for relative, info in reader.listing().items():
         kind, _, name = relative.partition("/")
         if kind in found and "/" not in name and name.endswith(".parquet") and not name.startswith("."):
             found[kind][name] = info

@@ -17,6 +17,7 @@ Views:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -102,8 +103,6 @@ _SCHEMAS = {"rows": CASE_SCHEMA, "environments": ENVIRONMENT_SCHEMA, **RECORD_SC
 # Lines said about skipped files: once per process, however many Results it opens (the report opens two at once).
 _SAID: set[str] = set()
 _SAID_LOCK = threading.Lock()
-# How a URL store's footers are read: small range reads (the default read-ahead fetches megabytes for 8 bytes).
-_SMALL_READS: dict[str, Any] = {"block_size": 1 << 16, "cache_type": "readahead"}
 
 
 class Results:
@@ -122,11 +121,12 @@ class Results:
         # A URL store (framework.object_store): its files are read in place through its filesystem; files of its
         # work directory the URL does not hold yet (normally none) are read beside them. No lock: nothing is
         # swapped under a reader there (compaction refuses URL stores, and an object appears whole).
-        self._store = opened(self.root)
+        store = opened(self.root)
+        self._store = store.remote.reader() if store is not None else None
         allowed = [f"{_quote(str(self.root))}/"]
         if self._store is not None:
-            self.connection.register_filesystem(self._store.remote.fs)
-            allowed.append(_quote(self._store.remote.uri()))
+            self.connection.register_filesystem(self._store.fs)
+            allowed.append(_quote(self._store.uri()))
         with store_lock(self.root, exclusive=False) if self._store is None else contextlib.nullcontext():
             self._listing: dict[str, tuple[str, ...]] = {}
             self._remote: dict[str, dict[str, tuple[int, str]]] = {}
@@ -219,7 +219,7 @@ class Results:
         """:meth:`_source` for a URL store: its objects (``name@size@tag``) read in place, and the work
         directory's files it does not hold yet (``name@local``)."""
         assert self._store is not None
-        remote = self._store.remote
+        remote = self._store
         schema = _SCHEMAS[view]
         kept: dict[str, str] = {}  # name → where DuckDB reads it
         casts: set[str] = set()
@@ -232,10 +232,9 @@ class Results:
             else:
                 relative = f"{directory.name}/{name}"
                 where = remote.uri(relative)
-                key, size = remote.key(relative), int(size_text)
-                footer = self._checks.check_opened(
-                    where, size, tag[0], lambda key=key, size=size: remote.fs.open(key, "rb", **_SMALL_READS), schema
-                )
+                size = int(size_text)
+                opener = functools.partial(remote.open_tail, relative, size)
+                footer = self._checks.check_opened(where, size, tag[0], opener, schema)
             if footer is None:
                 continue
             if footer.problem is not None:
