@@ -162,13 +162,17 @@ class RemoteLocation(Location):
         self.protocol = protocol
         self.known: dict[str, dict[str, Any]] | None = None  # a reader's: what its last listing said of each key
         self.blobs: dict[str, bytes] = {}  # a reader's: small files read whole by a footer check (key → bytes)
+        self._reader: RemoteLocation | None = None
         self._blob_bytes = 0
 
     def reader(self) -> RemoteLocation:
         """A location of the same store for DuckDB: its own filesystem, which answers what a file is (size, time)
-        from its last listing — the objects are immutable — not by a request for each file DuckDB opens."""
+        from its last listing — the objects are immutable — not by a request for each file DuckDB opens. One per
+        store and process: every Results of the store shares what it learnt."""
+        if self._reader is not None:
+            return self._reader
         fs, root = open_filesystem(self.url)
-        reader = RemoteLocation(self.url, fs, root)
+        reader = self._reader = RemoteLocation(self.url, fs, root)
         known: dict[str, dict[str, Any]] = {}
         reader.known = known
         info = fs.info
@@ -320,11 +324,17 @@ def location(text: str, must_exist: bool = True) -> Location:
     """A directory or a URL → its :class:`Location` (a URL is checked: reachable, allowed, the bucket there)."""
     if not is_url(text):
         return LocalLocation(Path(text))
+    if text in _CHECKED:
+        return _CHECKED[text]
     fs, root = open_filesystem(text)
     remote = RemoteLocation(text, fs, root)
     if must_exist:
         probe(remote)
+        _CHECKED[text] = remote
     return remote
+
+
+_CHECKED: dict[str, RemoteLocation] = {}  # URLs this process checked: one filesystem (and session) each
 
 
 def open_filesystem(url: str) -> tuple[Any, str]:
@@ -335,8 +345,8 @@ def open_filesystem(url: str) -> tuple[Any, str]:
     protocol = url.split("://", 1)[0].lower()
     options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
     if protocol in ("s3", "s3a"):
-        # botocore honours AWS_ENDPOINT_URL itself; one attempt and short timeouts make a wrong endpoint one line.
-        options["config_kwargs"] = {"retries": {"max_attempts": 2}, "connect_timeout": 5, "read_timeout": 60}
+        # botocore honours AWS_ENDPOINT_URL itself; s3fs retries (5 times, with back-off), not botocore too.
+        options["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 5, "read_timeout": 60}
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
     except (ValueError, ImportError) as error:
@@ -351,6 +361,17 @@ def open_filesystem(url: str) -> tuple[Any, str]:
 
 def probe(remote: RemoteLocation) -> None:
     """Check a URL store before anything runs: credentials, bucket, endpoint. One line each, with the fix."""
+    retries = getattr(remote.fs, "retries", None)
+    if retries is not None:  # s3fs retries a refused connection 5 times with back-off: a wrong endpoint says so at once
+        remote.fs.retries = 1
+    try:
+        _probe(remote)
+    finally:
+        if retries is not None:
+            remote.fs.retries = retries
+
+
+def _probe(remote: RemoteLocation) -> None:
     try:
         remote.fs.ls(remote.root, detail=False)
     except FileNotFoundError:

@@ -100,7 +100,10 @@ def test_sql_bad_query_exits_2_with_one_line(results_dir, capsys, query, expecte
 def test_unknown_command_prints_usage_and_exits_2(capsys):
     assert cli.main(["sqll"]) == 2
 
-    commands = "matrix,sql,schema,workloads,stability,compare,regressions,bisect,bless,report,compact,merge,guard,export,reproduce"
+    commands = (
+        "matrix,sql,schema,workloads,stability,compare,regressions,bisect,bless,report,compact,merge,guard,export,"
+        "reproduce"
+    )
     usage = f"usage: python -m framework.cli {{{commands}}} ..."
     assert _one_line(capsys.readouterr().err) == usage
 
