@@ -65,6 +65,10 @@ class FooterChecks:
             self._files[key] = footer
         return self._files[key]
 
+    def known(self, name: str, size: int, tag: str) -> bool:
+        """Whether :meth:`check_opened` judged this very object already."""
+        return (name, size, hash(tag)) in self._files
+
     def check_opened(self, name: str, size: int, tag: str, opener: Opener, schema: pa.Schema) -> Footer:
         """The verdict of a file read through ``opener`` (an object in a URL store: immutable, so its name, size
         and version tag identify its content)."""

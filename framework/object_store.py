@@ -104,6 +104,10 @@ class Location:
         """Every immutable file: store path → size."""
         raise NotImplementedError
 
+    def digest(self, relative: str) -> str | None:
+        """The MD5 of a file's bytes, if known without reading it."""
+        return None
+
     def read(self, relative: str) -> bytes:
         raise NotImplementedError
 
@@ -162,17 +166,17 @@ class RemoteLocation(Location):
         self.protocol = protocol
         self.known: dict[str, dict[str, Any]] | None = None  # a reader's: what its last listing said of each key
         self.blobs: dict[str, bytes] = {}  # a reader's: small files read whole by a footer check (key → bytes)
-        self._reader: RemoteLocation | None = None
+        self.tails: dict[str, bytes] = {}  # prefetched ends of larger files, until their footer check
+        self._tags: dict[str, str] = {}  # the version tags (S3: ETags) of the last files()
         self._blob_bytes = 0
 
     def reader(self) -> RemoteLocation:
-        """A location of the same store for DuckDB: its own filesystem, which answers what a file is (size, time)
-        from its last listing — the objects are immutable — not by a request for each file DuckDB opens. One per
-        store and process: every Results of the store shares what it learnt."""
-        if self._reader is not None:
-            return self._reader
-        fs, root = open_filesystem(self.url)
-        reader = self._reader = RemoteLocation(self.url, fs, root)
+        """This location, readied for DuckDB: its filesystem answers what a file is (size, time) and globs from
+        the last listing — the objects are immutable, and only existing ones are listed — not by a request for each
+        file DuckDB opens. Every Results of the store in this process shares what it learnt (and the session)."""
+        if self.known is not None:
+            return self
+        fs, reader = self.fs, self
         known: dict[str, dict[str, Any]] = {}
         reader.known = known
         info = fs.info
@@ -230,7 +234,13 @@ class RemoteLocation(Location):
         return f"{self.protocol}://{self.root}/{relative}"
 
     def files(self) -> dict[str, int]:
-        return {relative: size for relative, (size, _) in self.listing().items() if immutable(relative)}
+        listing = self.listing()
+        self._tags = {relative: tag for relative, (_, tag) in listing.items()}
+        return {relative: size for relative, (size, _) in listing.items() if immutable(relative)}
+
+    def digest(self, relative: str) -> str | None:
+        tag = self._tags.get(relative, "").strip('"')
+        return tag if re.fullmatch(r"[0-9a-f]{32}", tag) else None  # a multipart upload's ETag is not an MD5
 
     def listing(self, under: str = "") -> dict[str, tuple[int, str]]:
         """Every object under the store (or under one of its directories): store path → (size, version tag)."""
@@ -260,6 +270,28 @@ class RemoteLocation(Location):
         data: bytes = self.fs.cat_file(self.key(relative), start=start, end=end)
         return data
 
+    def prefetch(self, sizes: dict[str, int]) -> None:
+        """Fetch the end of each file (the whole of a small one) in concurrent ranged GETs: what its footer check and
+        then DuckDB read. Small files are kept whole (up to a budget), the ends of others until checked."""
+        if not sizes:
+            return
+        relatives = list(sizes)
+        starts = [
+            0 if sizes[r] <= _WHOLE and self._blob_bytes < _BLOB_BUDGET else max(0, sizes[r] - _TAIL) for r in relatives
+        ]
+        try:
+            found = self.fs.cat_ranges([self.key(r) for r in relatives], starts, [sizes[r] for r in relatives])
+        except Exception as error:
+            raise StoreError(describe(self.shown, error)) from None
+        for relative, start, data in zip(relatives, starts, found):
+            if isinstance(data, BaseException):
+                raise StoreError(describe(self.shown, data))
+            if start == 0 and self.known is not None:
+                self.blobs[self.key(relative)] = data
+                self._blob_bytes += len(data)
+            else:
+                self.tails[self.key(relative)] = data
+
     def open_tail(self, relative: str, size: int) -> io.RawIOBase:
         """A file object of an object that fetched its last 64 KiB in one request (a Parquet footer is there)."""
         return _Tail(self, relative, size)
@@ -269,6 +301,8 @@ class RemoteLocation(Location):
 
 
 _BLOB_BUDGET = 256 << 20  # the most a reader keeps of small files it read whole
+_WHOLE = 1 << 20  # a file this small is read whole by its footer check (DuckDB then opens it without a request)
+_TAIL = 1 << 16  # of a larger one, the end: its footer
 
 
 class _Blob(io.BytesIO):
@@ -282,16 +316,16 @@ class _Blob(io.BytesIO):
 class _Tail(io.RawIOBase):
     """Reads of an object's end served from one ranged GET; anything before it read on demand."""
 
-    TAIL = 1 << 16
-
     def __init__(self, remote: RemoteLocation, relative: str, size: int) -> None:
         self.remote, self.relative, self.size = remote, relative, size
-        self.start = max(0, size - self.TAIL)
-        self.tail = remote.read_range(relative, self.start, size) if size else b""
+        key = remote.key(relative)
+        fetched = remote.blobs.get(key) or remote.tails.pop(key, None)
+        if fetched is None:  # not prefetched: one request now
+            remote.prefetch({relative: size})
+            fetched = remote.blobs.get(key) or remote.tails.pop(key, b"")
+        self.tail = fetched
+        self.start = size - len(fetched)
         self.position = 0
-        if self.start == 0 and remote.known is not None and remote._blob_bytes < _BLOB_BUDGET:
-            remote.blobs[remote.key(relative)] = self.tail  # DuckDB opens it next: served without a request
-            remote._blob_bytes += len(self.tail)
 
     def readable(self) -> bool:
         return True
@@ -440,6 +474,8 @@ def compare(data: bytes, relative: str, target: Location, held: int | None) -> s
     ``copy``, ``same`` (the very bytes), ``same-lock`` (an environment with the same lock) — or ConflictError."""
     if held is None:
         return "copy"
+    if held == len(data) and target.digest(relative) == hashlib.md5(data, usedforsecurity=False).hexdigest():
+        return "same"  # an S3 ETag of a single PUT is the MD5 of its bytes: no download
     there = target.read(relative)
     if there == data:
         return "same"
@@ -549,8 +585,10 @@ class RemoteStore:
             if relative in self.uploaded or (not everything and not relative.endswith(".parquet")):
                 continue
             if held.get(relative) == size:
-                data_there = self.remote.read(relative)
-                if data_there == (self.work_dir / relative).read_bytes():
+                data = (self.work_dir / relative).read_bytes()
+                digest = self.remote.digest(relative)
+                same = digest == hashlib.md5(data, usedforsecurity=False).hexdigest() if digest else None
+                if same or (same is None and self.remote.read(relative) == data):
                     self.uploaded[relative] = "same"
                     continue
             if self.upload(self.work_dir / relative) == "copy":

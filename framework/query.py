@@ -224,6 +224,13 @@ class Results:
         kept: dict[str, str] = {}  # name → where DuckDB reads it
         casts: set[str] = set()
         merged: set[str] = set()
+        unchecked = {}
+        for entry in entries:
+            name, size_text, *tag = entry.split("@")
+            relative = f"{directory.name}/{name}"
+            if size_text != "local" and not self._checks.known(remote.uri(relative), int(size_text), tag[0]):
+                unchecked[relative] = int(size_text)
+        remote.prefetch(unchecked)  # their footers, concurrently (small files whole)
         for entry in entries:
             name, size_text, *tag = entry.split("@")
             if size_text == "local":

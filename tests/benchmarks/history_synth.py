@@ -478,7 +478,11 @@ def _case_file(
         "git_dirty": constant(False, pa.bool_()),
         **{name: constant(value, CASE_SCHEMA.field(name).type) for name, value in machine.items()},
     }
-    return pa.Table.from_arrays([data[name] for name in CASE_SCHEMA.names], schema=CASE_SCHEMA), int(ends[-1])
+    # Columns this history does not fill (newer than it) are NULL, as in files older than them.
+    arrays = [
+        data[name] if name in data else constant(None, CASE_SCHEMA.field(name).type) for name in CASE_SCHEMA.names
+    ]
+    return pa.Table.from_arrays(arrays, schema=CASE_SCHEMA), int(ends[-1])
 
 
 _TIMEOUT_COUNTERS = ("tasks", "compute_time_s", "transfer_time_s", "spilled_bytes", "spill_time_s")
