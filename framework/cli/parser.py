@@ -99,6 +99,14 @@ def add_results(parser: argparse.ArgumentParser, help: str = "results directory"
     parser.add_argument("--results", type=results_location, default=DEFAULT_RESULTS, help=f"{help} (or a URL)")
 
 
+def shown(results: Path) -> str:
+    """Where the results are, as the user gave it: a URL store's URL, not its work directory."""
+    from framework.object_store import opened
+
+    store = opened(results)
+    return store.shown if store is not None else str(results)
+
+
 def add_rebuild(parser: argparse.ArgumentParser, help: str = "rebuild environments even if a build exists") -> None:
     parser.add_argument("--rebuild", action="store_true", help=help)
 
