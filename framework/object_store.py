@@ -73,7 +73,15 @@ class ConflictError(ResultsError):
 
 
 def is_url(text: str) -> bool:
-    return bool(_URL.match(text))
+    """Whether ``text`` names a URL store (``file://`` is a local directory, as its path)."""
+    return bool(_URL.match(text)) and not text.lower().startswith("file://")
+
+
+def local_path(text: str) -> Path:
+    """A directory given as a path or a ``file://`` URL."""
+    if text.lower().startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
+    return Path(text)
 
 
 def redacted(url: str) -> str:
@@ -292,6 +300,11 @@ class RemoteLocation(Location):
             else:
                 self.tails[self.key(relative)] = data
 
+    def fetched(self, relative: str) -> bool:
+        """Whether the footer of a file is at hand (prefetched, or the file kept whole)."""
+        key = self.key(relative)
+        return key in self.blobs or key in self.tails
+
     def open_tail(self, relative: str, size: int) -> io.RawIOBase:
         """A file object of an object that fetched its last 64 KiB in one request (a Parquet footer is there)."""
         return _Tail(self, relative, size)
@@ -357,7 +370,7 @@ class _Tail(io.RawIOBase):
 def location(text: str, must_exist: bool = True) -> Location:
     """A directory or a URL → its :class:`Location` (a URL is checked: reachable, allowed, the bucket there)."""
     if not is_url(text):
-        return LocalLocation(Path(text))
+        return LocalLocation(local_path(text))
     if text in _CHECKED:
         return _CHECKED[text]
     fs, root = open_filesystem(text)

@@ -172,9 +172,10 @@ class Results:
         # Files of older schema versions lack newer columns: union_by_name fills them with NULL, and the empty
         # current-schema table guarantees every current column exists even when no file has it yet.
         remade = set()
-        for view, name in _SOURCES:
-            if view in self._listing and listing[view] == self._listing[view]:
-                continue
+        changed = [(v, n) for v, n in _SOURCES if v not in self._listing or listing[v] != self._listing[v]]
+        if self._store is not None:  # the footers of every new object, in one concurrent batch
+            self._prefetch({name: listing[view] for view, name in changed})
+        for view, name in changed:
             source = self._source(view, self.root / name, listing[view])
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}")
             remade.add(view)
@@ -215,6 +216,20 @@ class Results:
             pattern = f"'{_quote(str(directory))}/*.parquet'"
         return self._union(view, pattern, casts)
 
+    def _prefetch(self, entries: dict[str, Sequence[str]]) -> None:
+        """Fetch the footers of the listed objects not checked yet, concurrently (small files whole)."""
+        assert self._store is not None
+        unchecked = {}
+        for directory, names in entries.items():
+            for entry in names:
+                name, size_text, *tag = entry.split("@")
+                relative = f"{directory}/{name}"
+                if size_text == "local" or self._store.fetched(relative):
+                    continue
+                if not self._checks.known(self._store.uri(relative), int(size_text), tag[0]):
+                    unchecked[relative] = int(size_text)
+        self._store.prefetch(unchecked)
+
     def _remote_source(self, view: str, directory: Path, entries: Sequence[str]) -> str:
         """:meth:`_source` for a URL store: its objects (``name@size@tag``) read in place, and the work
         directory's files it does not hold yet (``name@local``)."""
@@ -224,13 +239,7 @@ class Results:
         kept: dict[str, str] = {}  # name → where DuckDB reads it
         casts: set[str] = set()
         merged: set[str] = set()
-        unchecked = {}
-        for entry in entries:
-            name, size_text, *tag = entry.split("@")
-            relative = f"{directory.name}/{name}"
-            if size_text != "local" and not self._checks.known(remote.uri(relative), int(size_text), tag[0]):
-                unchecked[relative] = int(size_text)
-        remote.prefetch(unchecked)  # their footers, concurrently (small files whole)
+        self._prefetch({directory.name: entries})  # (done already for the views made together)
         for entry in entries:
             name, size_text, *tag = entry.split("@")
             if size_text == "local":

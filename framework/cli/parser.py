@@ -88,10 +88,10 @@ class ResultsURL(str):
 
 
 def results_location(text: str) -> Path | ResultsURL:
-    """A results directory, or a URL (any fsspec protocol; ``file://`` too)."""
-    from framework.object_store import is_url
+    """A results directory (a path, or ``file://``), or a URL (any other fsspec protocol)."""
+    from framework.object_store import is_url, local_path
 
-    return ResultsURL(text) if is_url(text) else Path(text)
+    return ResultsURL(text) if is_url(text) else local_path(text)
 
 
 def add_results(parser: argparse.ArgumentParser, help: str = "results directory") -> None:
