@@ -15,7 +15,7 @@ nox -s guard -- --from=RUN_ID:CASE_ID  a failed case (or a stability FAILURE_ID)
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
 nox -s lint                            ruff, mypy and the import-cycle check
-nox -s bench -- overhead               benchmarks that print figures
+nox -s bench -- overhead               benchmarks that print figures (overhead, calibration, report, scale, …)
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration | report."""
+    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration | report | scale."""
     session.install("-e", ".[test]")
     names = [arg for arg in session.posargs if not arg.startswith("-")] or ["overhead"]
     options = [arg for arg in session.posargs if arg.startswith("-")]
