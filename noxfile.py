@@ -161,7 +161,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration | report | scale."""
+    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration | report ..."""
     session.install("-e", ".[test]")
     names = [arg for arg in session.posargs if not arg.startswith("-")] or ["overhead"]
     options = [arg for arg in session.posargs if arg.startswith("-")]

@@ -31,6 +31,7 @@ import io
 import json
 import os
 import re
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -537,6 +538,7 @@ class RemoteStore:
         self.remote = remote
         self.work_dir = work_dir
         self.uploaded: dict[str, str] = {}  # store path → how it was placed, this process
+        self.writes = True  # the verb writes (uploads at its end); False for one that only reads
         self._held: int | None = None  # the work directory's .writers, held shared while the verb runs
 
     def hold(self) -> bool:
@@ -609,20 +611,27 @@ class RemoteStore:
         return done
 
     def pull(self, kinds: Iterable[str]) -> int:
-        """Copy the store's files under ``kinds`` into the work directory (those it lacks); how many."""
+        """Copy the store's files under ``kinds`` into the work directory (those it lacks, fetched concurrently);
+        how many."""
         local = LocalLocation(self.work_dir)
-        pulled = 0
-        for relative in self.remote.listing():
-            if not immutable(relative) or not any(relative.startswith(kind + "/") for kind in kinds):
-                continue
-            path = self.work_dir / relative
-            if path.exists():
-                continue
+        wanted = [
+            relative
+            for relative in self.remote.listing()
+            if immutable(relative)
+            and any(relative.startswith(kind + "/") for kind in kinds)
+            and not (self.work_dir / relative).exists()
+        ]
+        if not wanted:
+            return 0
+        try:
+            found = self.remote.fs.cat([self.remote.key(relative) for relative in wanted], on_error="raise")
+        except Exception as error:
+            raise StoreError(describe(self.shown, error)) from None
+        for relative in wanted:
             with contextlib.suppress(ConflictError):  # another verb of this machine pulled it meanwhile
-                local.write(relative, self.remote.read(relative))
-                self.uploaded[relative] = "same"
-                pulled += 1
-        return pulled
+                local.write(relative, found[self.remote.key(relative)])
+            self.uploaded[relative] = "same"
+        return len(wanted)
 
 
 def _placed(decide: Callable[[], str], path: Path) -> str:
@@ -673,6 +682,7 @@ def open_store(url: str, *, writes: bool = True) -> Path:
             f" {STORES_VARIABLE} to a writable directory"
         ) from None
     store = RemoteStore(remote, work_dir)
+    store.writes = writes
     _OPEN[work_dir] = store
     if not WRITTEN_HOOKS.count(_upload_written):
         WRITTEN_HOOKS.append(_upload_written)
@@ -689,7 +699,7 @@ def close_store(work_dir: Path) -> list[str]:
     if store is None:
         return []
     try:
-        return store.upload_pending(everything=store.alone())
+        return store.upload_pending(everything=store.alone()) if store.writes else []
     finally:
         store.release()
 
@@ -702,9 +712,16 @@ def close_all() -> list[str]:
 
 
 def _upload_written(path: Path) -> None:
+    """write_atomic's hook. A conflict stops the verb; a store out of reach does not: the file stays in the work
+    directory, said in one line, and the verb's end (or the next verb) uploads it — or fails saying so."""
     for work_dir, store in _OPEN.items():
         if path.is_relative_to(work_dir):
-            store.upload(path)
+            try:
+                store.upload(path)
+            except ConflictError:
+                raise
+            except StoreError as error:
+                sys.stderr.write(f"not uploaded yet: {error}\n")
 
 
 def remote_parquet(reader: RemoteLocation) -> dict[str, dict[str, tuple[int, str]]]:

@@ -87,6 +87,9 @@ def test_a_run_written_to_a_url_is_read_in_place_through_duckdb(s3: dict[str, An
         assert results.sql("SELECT count(*) FROM environments")[1] == [(1,)]
         with pytest.raises(Exception, match="disabled by configuration"):  # nothing but the store is readable
             results.sql("SELECT * FROM read_csv('/etc/passwd')")
+        elsewhere = f"s3://{s3['bucket']}/elsewhere/cases/x.parquet"  # nor another prefix of the bucket
+        with pytest.raises(Exception, match="disabled by configuration"):
+            results.sql(f"SELECT * FROM read_parquet('{elsewhere}')")
     assert "url" in (root / object_store.MARKER).read_text() and SECRET not in (root / object_store.MARKER).read_text()
 
 
@@ -215,3 +218,22 @@ def test_no_secret_is_written_to_the_store_or_the_work_directory(s3: dict[str, A
         if path.is_file() and SECRET.encode() in path.read_bytes()
     ]
     assert not leaks
+
+
+def test_a_store_out_of_reach_mid_verb_defers_the_upload_to_the_verbs_end(
+    s3: dict[str, Any], case_row: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = object_store.open_store(s3["url"])
+    write = object_store.RemoteLocation.write
+
+    def unreachable(self: object_store.RemoteLocation, relative: str, data: bytes) -> None:
+        raise ConnectionError("Could not connect to the endpoint URL")
+
+    monkeypatch.setattr(object_store.RemoteLocation, "write", unreachable)
+    target = write_atomic(case_table([case_row()]), ResultsStore(root).cases_dir / "o__latest__local.parquet")
+    err = capsys.readouterr().err
+    assert err.startswith(f"not uploaded yet: {s3['url']}: unreachable (Could not connect") and str(target) in err
+    assert "cases/o__latest__local.parquet" not in _objects(s3)
+    monkeypatch.setattr(object_store.RemoteLocation, "write", write)
+    assert object_store.close_store(root) == ["cases/o__latest__local.parquet"]  # the verb's end
+    assert "cases/o__latest__local.parquet" in _objects(s3)
