@@ -30,6 +30,7 @@ from framework.object_store import (
     compare,
     location,
     open_store,
+    place,
     redacted,
 )
 
@@ -104,8 +105,11 @@ def merge(sources: Sequence[str], into: str, *, allow_partial: bool = False) -> 
     if conflicts:
         raise ResultsError("\n".join(conflicts) + f"\nnothing was copied into {target.shown}")
     for relative, (source, data) in sorted(planned.items()):
-        target.write(relative, data if data is not None else source.read(relative))
-        report.copied[_kind(relative)] += 1
+        how = place(data if data is not None else source.read(relative), relative, target, None)
+        if how == "copy":
+            report.copied[_kind(relative)] += 1
+        else:  # another writer put the same file there meanwhile
+            report.skipped[(_kind(relative), _SKIPPED[how])] += 1
     _check_shards(report, into, opened_sources, allow_partial)
     return report
 

@@ -73,6 +73,10 @@ class ConflictError(ResultsError):
     """A file would replace a different one of the same name (results are append-only)."""
 
 
+class KeyTakenError(Exception):
+    """A write found its key taken meanwhile (another writer won the race): compare again, never replace."""
+
+
 def is_url(text: str) -> bool:
     """Whether ``text`` names a URL store (``file://`` is a local directory, as its path)."""
     return bool(_URL.match(text)) and not text.lower().startswith("file://")
@@ -158,7 +162,7 @@ class LocalLocation(Location):
                 os.fsync(handle.fileno())
             os.link(partial, target)  # fails if the target appeared meanwhile: never replaces
         except FileExistsError:
-            raise ConflictError(f"{target}: appeared while being copied — run again") from None
+            raise KeyTakenError(relative) from None
         finally:
             partial.unlink(missing_ok=True)
 
@@ -177,6 +181,7 @@ class RemoteLocation(Location):
         self.blobs: dict[str, bytes] = {}  # a reader's: small files read whole by a footer check (key → bytes)
         self.tails: dict[str, bytes] = {}  # prefetched ends of larger files, until their footer check
         self._tags: dict[str, str] = {}  # the version tags (S3: ETags) of the last files()
+        self._conditional = True  # the server honours If-None-Match (until it says it does not)
         self._blob_bytes = 0
 
     def reader(self) -> RemoteLocation:
@@ -311,7 +316,22 @@ class RemoteLocation(Location):
         return _Tail(self, relative, size)
 
     def write(self, relative: str, data: bytes) -> None:
-        self.fs.pipe_file(self.key(relative), data)  # one PUT: the object appears whole or not at all
+        """One PUT: the object appears whole or not at all. On S3, only if the key is still free (a conditional
+        write, ``If-None-Match: *``): a writer that lost the race hears so (KeyTakenError) and never replaces."""
+        if self.protocol in ("s3", "s3a") and self._conditional:
+            from fsspec.asyn import sync
+
+            bucket, key, _ = self.fs.split_path(self.key(relative))
+            try:
+                sync(self.fs.loop, self.fs._call_s3, "put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                return
+            except FileExistsError:  # 412 Precondition Failed: another writer put it first
+                raise KeyTakenError(relative) from None
+            except Exception as error:
+                if _error_code(error) not in ("NotImplemented", "501", "InvalidArgument"):
+                    raise
+                self._conditional = False  # a server without conditional writes: a plain PUT, checked before
+        self.fs.pipe_file(self.key(relative), data)
 
 
 _BLOB_BUDGET = 256 << 20  # the most a reader keeps of small files it read whole
@@ -501,6 +521,19 @@ def compare(data: bytes, relative: str, target: Location, held: int | None) -> s
     )
 
 
+def place(data: bytes, relative: str, target: Location, held: int | None) -> str:
+    """Put ``data`` at ``relative`` in ``target`` unless it holds it already (:func:`compare`); what was done. A
+    writer that loses a race for the key compares again with what won."""
+    how = compare(data, relative, target, held)
+    if how != "copy":
+        return how
+    try:
+        target.write(relative, data)
+    except KeyTakenError:
+        return compare(data, relative, target, -1)
+    return how
+
+
 def _lock(data: bytes) -> tuple[str, str] | None:
     """An environment file's (env_hash, lock): the same in two files means the same environment."""
     import pyarrow as pa
@@ -579,14 +612,16 @@ class RemoteStore:
             held = None
         except Exception as error:
             raise StoreError(describe(self.shown, error)) from None
-        how = _placed(lambda: compare(data, relative, self.remote, held), path)
-        if how == "copy":
-            try:
-                self.remote.write(relative, data)
-            except Exception as error:
-                raise StoreError(
-                    f"{describe(self.shown, error)} (kept in {path}: the next run on this machine uploads it)"
-                ) from None
+        try:
+            how = _placed(lambda: place(data, relative, self.remote, held), path)
+        except StoreError:
+            raise
+        except ConflictError:
+            raise
+        except Exception as error:
+            raise StoreError(
+                f"{describe(self.shown, error)} (kept in {path}: the next run on this machine uploads it)"
+            ) from None
         self.uploaded[relative] = how
         return how
 

@@ -204,6 +204,13 @@ def test_a_different_file_under_an_existing_key_is_refused_naming_both(s3: dict[
     with pytest.raises(object_store.ConflictError, match=r"x__latest__local.parquet: already holds different") as error:
         write_atomic(case_table([case_row(wall_s=2.0)]), target)
     assert str(target) in str(error.value) and s3["url"] in str(error.value)
+    # A writer that saw the key free and lost the race to it (a conditional PUT): refused, the first file kept.
+    first = _objects(s3)["cases/x__latest__local.parquet"]
+    remote = object_store.location(s3["url"])
+    with pytest.raises(object_store.ConflictError, match="already holds different content"):
+        object_store.place(b"other bytes", "cases/x__latest__local.parquet", remote, None)
+    assert object_store.place(first, "cases/x__latest__local.parquet", remote, None) == "same"
+    assert _objects(s3)["cases/x__latest__local.parquet"] == first
 
 
 def test_no_secret_is_written_to_the_store_or_the_work_directory(s3: dict[str, Any], tmp_path: Path) -> None:
