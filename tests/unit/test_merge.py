@@ -14,6 +14,7 @@ from conftest import locked_environment
 
 from framework import object_store
 from framework.cli import main
+from framework.compaction import compact
 from framework.query import Results
 from framework.results import ResultsStore, case_table, write_atomic
 from workloads.s3 import s3_server
@@ -55,6 +56,12 @@ def test_two_shards_merge_into_one_store_once(
     assert main(["merge", str(one), str(two), f"--into={into}"]) == 0  # again: nothing new
     out = capsys.readouterr().out
     assert f"merge into {into}: 0 copied, 4 skipped" in out and "cases: 0 copied, 2 skipped (already there)" in out
+
+    compact(into)  # the target's case files merged into one, and deleted: the sources' are still not copied
+    cases = [name for name in _files(into) if name.startswith("cases/")]
+    assert len(cases) == 1 and cases[0].startswith("cases/compacted__"), cases
+    assert main(["merge", str(one), str(two), f"--into={into}"]) == 0
+    assert "cases: 0 copied, 2 skipped (merged by a compacted file)" in capsys.readouterr().out
 
 
 def test_a_conflicting_file_is_refused_naming_both_and_nothing_is_copied(

@@ -179,7 +179,11 @@ def test_a_killed_writer_leaves_nothing_corrupt_and_the_next_run_uploads_its_fil
     work_dir = object_store.work_dir_of(s3["url"])
     assert (work_dir / "cases" / "k-001__latest__local.parquet").exists()
     assert sorted(key for key in _objects(s3) if key.startswith("cases/")) == ["cases/k-000__latest__local.parquet"]
-    object_store.open_store(s3["url"])  # the next verb on this machine
+    root = object_store.open_store(s3["url"], writes=False)  # a verb that only reads: the leftover beside the URL's
+    with Results(root) as results:
+        assert results.sql("SELECT run_id FROM rows ORDER BY 1")[1] == [("k-000",), ("k-001",)]
+    object_store._OPEN.pop(root).release()
+    object_store.open_store(s3["url"])  # the next verb that writes, on this machine
     objects = _objects(s3)
     assert sorted(key for key in objects if key.startswith("cases/")) == [
         "cases/k-000__latest__local.parquet",
