@@ -35,7 +35,7 @@ from typing import Any
 
 from bench_report import POINTS_DUCKDB
 
-from framework import object_store
+from framework import locations, object_store
 from framework.merge import merge
 from framework.query import Results
 
@@ -108,7 +108,7 @@ def bench_s3(work: Path, rows: int, repeats: int, builds: int) -> dict[str, Any]
         def cold(store: Path) -> Results:
             """A verb's first read: for the URL, its check and opening (a new session) as a new process would."""
             if store == remote_root:
-                object_store._CHECKED.clear()
+                locations._CHECKED.clear()
                 object_store._OPEN.pop(remote_root).release()
                 object_store.open_store(url, writes=False)
             return Results(store)
