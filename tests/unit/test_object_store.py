@@ -248,3 +248,20 @@ def test_a_store_out_of_reach_mid_verb_defers_the_upload_to_the_verbs_end(
     monkeypatch.setattr(object_store.RemoteLocation, "write", write)
     assert object_store.close_store(root) == ["cases/o__latest__local.parquet"]  # the verb's end
     assert "cases/o__latest__local.parquet" in _objects(s3)
+
+
+def test_report_of_a_url_store(
+    s3: dict[str, Any], case_row: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = object_store.open_store(s3["url"])
+    store = ResultsStore(root)
+    store.record_environment(locked_environment(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)))
+    run = "20260301T000000Z-c0ffee"
+    write_atomic(
+        case_table([case_row(run_id=run, repeat=r) for r in range(3)]), store.cases_dir / f"{run}__l__h.parquet"
+    )
+    object_store._OPEN.pop(root).release()
+    assert main(["report", f"--results={s3['url']}", f"--out={tmp_path / 'site'}"]) == 0
+    assert "report: " in capsys.readouterr().out
+    assert run in "".join(path.read_text() for path in (tmp_path / "site").rglob("*.html"))
+    assert not any(key.startswith("report/") for key in _objects(s3))  # the site is written locally only
