@@ -247,9 +247,8 @@ def open_store(url: str, *, writes: bool = True) -> Path:
     if not WRITTEN_HOOKS.count(_upload_written):
         WRITTEN_HOOKS.append(_upload_written)
     store.pull(PULLED)
-    alone = store.hold()
-    if writes:
-        store.upload_pending(everything=alone)
+    if writes:  # a verb that only reads holds nothing: it never delays another's uploads
+        store.upload_pending(everything=store.hold())
     return work_dir
 
 
