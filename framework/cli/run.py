@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from framework import step_summary
 from framework.cli.parser import Parser, add_dry_run, add_rebuild, add_results, bounded_number, positive, seed, split
 from framework.cli.query import cmd_workloads
 from framework.config import ROOT
@@ -69,10 +70,13 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         for headline in report.unusable:  # first: the loudest finding (no table of setup errors above it)
             print(headline)
         print(f"run {report.run_id} — results in {args.results}")
-        print(run_summary(results, report.run_id))
+        summary = run_summary(results, report.run_id)
+        print(summary)
         _, [(not_passed,)] = results.sql(
             "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
         )
+    body = "\n".join([*report.unusable, summary])
+    step_summary.add(f"Matrix run {report.run_id}", body, headline=summary.splitlines()[-1])
     for line in compact_if_due(args.results):
         print(line)
     # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
@@ -247,8 +251,10 @@ def cmd_compare(argv: Sequence[str]) -> int:
             rebuild=args.rebuild,
         )
         report = compare.run_interleaved(options)
+    text = compare.compare_text(report)
     print()
-    print(compare.compare_text(report))
+    print(text)
+    step_summary.add(f"Comparison {report.comparison_id}", text, headline=text.splitlines()[-1])
     failed = report.failures(compare.CANDIDATE)
     # Regressions and candidate failures are findings, recorded and shown; the exit code tells CI.
     return 1 if report.regressed or failed else 0

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from framework import step_summary
 from framework.cli.parser import (
     Parser,
     add_dry_run,
@@ -173,7 +174,10 @@ def cmd_bless(argv: Sequence[str], runners: Runners | None = None, exporter: Exp
     if runners is None:  # the real pipeline: its environments' locks are what production installs
         exporter = exporter or export_blessed
     report = bless(options, runners, exporter=exporter)
-    print(report_text(report), flush=True)  # flushed: the verdict is the command's output
+    text = report_text(report)
+    print(text, flush=True)  # flushed: the verdict is the command's output
+    if report.verdict is not None:
+        step_summary.add(f"Blessing {args.runtime}", text, headline=text.splitlines()[0])
     return 0 if report.verdict is None or report.verdict.blessed else 1
 
 
