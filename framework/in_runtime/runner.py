@@ -324,11 +324,14 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
     base = base_row(plan)
     not_passed = 0
     try:
-        session = session_factory(plan["hardware"], plan.get("address"), _cluster_environ(plan["runtime"]))
+        session = session_factory(
+            plan["hardware"], plan.get("address"), _cluster_environ(plan["runtime"]), plan["runtime"]
+        )
         _OPEN_SESSIONS.append(session)
         cases = list(plan["cases"])
         try:
             session.start()
+            base["worker_packages"] = session.worker_packages
             while cases:
                 not_passed += _run_case_repeats(session, cases[0], base, writer, dumps_dir, plan)
                 cases.pop(0)
@@ -336,6 +339,7 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
             # The cluster is gone (never started, or unusable after a timeout): record every case not run,
             # so the failure is in the results rather than only in a log.
             _log(f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {error}")
+            base["worker_packages"] = session.worker_packages  # a mismatch's record too: what the cluster runs
             for case in cases:
                 writer.write(_setup_error_row(base, case, error))
             not_passed += len(cases)
@@ -433,6 +437,7 @@ def _run_executions(
         except Exception:
             shape = {}
         row = {**base, **_case_fields(case), **shape, **run_case(session, runnable, phase, repeat, dumps_dir)}
+        row["worker_packages"] = session.worker_packages  # checked again after each restart
         writer.write(row)
         _log(f"{label} {phase} {repeat + 1}: {row['outcome']} in {row['wall_s']:.2f} s")
         if row["outcome"] != "passed":
