@@ -7,9 +7,10 @@ the run, naming the package, both versions and where; what the cluster reported 
 (``worker_packages``).
 
 Checked: the runtime card's packages, plus ``dask``, ``distributed`` and ``cloudpickle`` (workloads travel to a
-remote cluster pickled by value) and Python's major.minor (a by-value function's bytecode is only read by the same
-minor version; micro releases differ in nothing that reaches a task). Not checked: msgpack, tornado, toolz —
-distributed itself tolerates variation there. Runs inside runtime environments: standard library only.
+remote cluster pickled by value) and Python's major.minor (CPython's bytecode, which by-value functions carry,
+changes between minor releases, not micro ones). Not checked: distributed's other dependencies (msgpack, tornado,
+toolz, lz4) — distributed's own warning on connect still reports a difference there. Runs inside runtime
+environments: standard library only.
 """
 
 from __future__ import annotations
