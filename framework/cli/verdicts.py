@@ -24,6 +24,7 @@ from framework.cli.parser import (
 )
 from framework.config import ROOT
 from framework.metric_catalogue import METRIC_NAMES
+from framework.shards import refuse_split
 
 if TYPE_CHECKING:
     from framework.blessing import Exporter
@@ -160,6 +161,7 @@ def cmd_bless(argv: Sequence[str], runners: Runners | None = None, exporter: Exp
     from framework.evidence import BlessOptions
     from framework.export import export_blessed
 
+    refuse_split("bless", argv)
     args = bless_parser().parse_args(argv)
     options = BlessOptions(
         runtime=args.runtime,

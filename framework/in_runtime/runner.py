@@ -252,6 +252,8 @@ def base_row(plan: dict[str, Any]) -> dict[str, Any]:
         "schema_version": plan["schema_version"],
         "run_id": plan["run_id"],
         "run_started_at": plan["run_started_at"],
+        "run_group": plan.get("run_group") or plan["run_id"],
+        "shard": plan.get("shard"),
         "runtime": runtime["name"],
         "runtime_hash": runtime["hash"],
         "env_hash": runtime.get("env_hash"),
