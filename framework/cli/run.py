@@ -307,7 +307,9 @@ def cmd_export(argv: Sequence[str]) -> int:
     parser.add_argument("--format", default="requirements", help="requirements (with hashes, default) or pylock")
     parser.add_argument("--out", type=Path, help="file to write (default: exports/<runtime>-requirements.txt or"
                         " exports/pylock.<runtime>.toml)")  # fmt: skip
-    parser.add_argument("--run", metavar="RUN_ID", help="export the lock this run recorded instead of resolving today")
+    parser.add_argument(
+        "--run", metavar="RUN_ID", help="export the lock this run (or run group) recorded instead of resolving today"
+    )
     add_results(parser, help="results directory (for --run)")
     args = parser.parse_args(argv)
     export.check_format(args.format, args.out)
@@ -340,7 +342,9 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
         prog="nox -s reproduce --",
         description="Rebuild a recorded run's exact environment from its stored lock and run its cases again.",
     )
-    parser.add_argument("--run", required=True, metavar="RUN_ID", help="the run to reproduce (see the runs view)")
+    parser.add_argument(
+        "--run", required=True, metavar="RUN_ID", help="the run (or run group) to reproduce (see the runs view)"
+    )
     parser.add_argument("--case", action="append", help="case id(s) of the run, comma separated (default: all)")
     parser.add_argument("--repeat", type=positive, help="measured repeats per case (default: as recorded)")
     parser.add_argument("--address", help="scheduler address, when the run's hardware is an 'address' profile")

@@ -189,7 +189,12 @@ def guard_parser() -> Parser:
         description="Turn a failed case or a stability failure into a guard.",
         results_read_only=True,  # it reads the results; what it writes goes to the project (workloads/, matrices/)
     )
-    parser.add_argument("--from", dest="source", required=True, help="RUN_ID:CASE_ID of a failed case, or a FAILURE_ID")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="RUN_ID:CASE_ID of a failed case (or RUN_GROUP:CASE_ID), or a FAILURE_ID",
+    )
     parser.add_argument("--name", help="the guard's workload name (default: from the workload and outcome)")
     add_results(parser)
     return parser
