@@ -39,7 +39,8 @@ def _controller(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def matrix(session: nox.Session) -> None:
-    """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--repeat=N]."""
+    """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--repeat=N]
+    [--shard=K/N --run-group=ID]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "matrix", *session.posargs)
 
