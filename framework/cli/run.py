@@ -40,7 +40,6 @@ def matrix_parser() -> Parser:
     parser.add_argument(
         "--balance",
         choices=BALANCES,
-        default="history",
         help="split --shard by recorded durations of runs before today (history, default) or by count",
     )
     add_results(parser)
@@ -68,6 +67,8 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         size=args.size,
         repeat=args.repeat,
     )
+    if args.balance is not None and args.shard is None:
+        raise SelectionError(f"--balance={args.balance}: only a split plan is balanced — add --shard=K/N, or drop it")
     options = MatrixOptions(
         selection,
         args.results,
@@ -76,7 +77,7 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         shard=args.shard,
         # A dry run writes no row: a shard needs no group to show its part (the group only leaves its rows out).
         run_group=args.run_group if args.dry_run else require_run_group(args.run_group, args.shard, os.environ),
-        balance=args.balance,
+        balance=args.balance or "history",
     )
     if args.dry_run:
         from framework.config import load_catalog

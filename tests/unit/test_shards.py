@@ -98,6 +98,9 @@ def test_history_balance_weighs_units_by_duration_and_estimates_the_unknown_ones
     executions = unknown.case.workload.warmup + unknown.case.workload.repeats
     assert weights(plan, durations)[0][unit_key(unknown)] == 1000 * executions
     assert split_plan(plan, 2, durations, "count").from_history == 0  # --balance=count ignores history
+    shuffled = list(plan.cases)
+    random.Random(7).shuffle(shuffled)
+    assert split_plan(Plan(shuffled, []), 2, dict(reversed(durations.items())), "history") == split
 
 
 def test_more_shards_than_units_is_refused(plan: Plan) -> None:
@@ -165,6 +168,12 @@ def test_a_bad_shard_is_one_line_and_exit_2(given: str, message: str, capsys) ->
     assert err.count("\n") == 1 and message in err and "--shard" in err
 
 
+def test_balance_without_a_shard_is_refused(capsys) -> None:
+    assert cli.main(["matrix", "--balance=count", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err == "--balance=count: only a split plan is balanced — add --shard=K/N, or drop it\n"
+
+
 def test_shard_and_run_group_parse() -> None:
     assert parse_shard("2/3") == Shard(2, 3) and str(parse_shard(" 1 / 1 ")) == "1/1"
     assert parse_run_group("gh-123-1") == "gh-123-1" and parse_run_group("a" * 64) == "a" * 64
@@ -196,10 +205,10 @@ def test_compare_and_bless_refuse_a_shard_and_say_what_to_do_instead(verb: str, 
 
 
 def test_dry_run_of_a_shard_prints_its_part_and_the_balance(capsys, tmp_path: Path) -> None:
-    args = ["matrix", "--dry-run", "--size=tiny", "--balance=count", f"--results={tmp_path}"]
+    args = ["matrix", "--dry-run", "--size=tiny", f"--results={tmp_path}"]
     parts = []
     for index in (1, 2):
-        assert cli.main([*args, f"--shard={index}/2"]) == 0
+        assert cli.main([*args, f"--shard={index}/2", "--balance=count"]) == 0
         out = capsys.readouterr().out.splitlines()
         assert out[0].startswith("split ") and out[1].startswith("  shard 1/2: ") and out[2].startswith("  shard 2/2")
         assert out[3].startswith(f"shard {index}/2: ")
