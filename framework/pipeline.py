@@ -37,13 +37,16 @@ class MatrixOptions:
     shard: Shard | None = None  # run only this part of the plan (--shard=K/N)
     run_group: str | None = None  # the logical run this one belongs to (default: its own run id)
     balance: str = "history"  # how the shards are balanced: history (recorded durations) or count
+    balance_from: Path | None = None  # the store whose durations balance the shards (default: results_dir)
 
 
 def shard_of(options: MatrixOptions, plan: Plan) -> tuple[Plan, Split | None]:
     """This run's part of the plan (all of it, unsharded) and the whole split."""
     if options.shard is None:
         return plan, None
-    durations = recorded_durations(options.results_dir, options.run_group) if options.balance == "history" else None
+    durations = None
+    if options.balance == "history":
+        durations = recorded_durations(options.balance_from or options.results_dir, options.run_group)
     split = split_plan(plan, options.shard.count, durations, options.balance)
     return split.part(plan, options.shard), split
 

@@ -42,6 +42,12 @@ def matrix_parser() -> Parser:
         choices=BALANCES,
         help="split --shard by recorded durations of runs before today (history, default) or by count",
     )
+    parser.add_argument(
+        "--balance-from",
+        type=Path,
+        metavar="DIR",
+        help="with --shard: read the durations from this store, not --results (a shard writing a fresh store)",
+    )
     add_results(parser)
     add_rebuild(parser)
     add_dry_run(parser, help="print the plan (with --shard: this shard's part and the split), run nothing")
@@ -67,8 +73,14 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         size=args.size,
         repeat=args.repeat,
     )
-    if args.balance is not None and args.shard is None:
-        raise SelectionError(f"--balance={args.balance}: only a split plan is balanced — add --shard=K/N, or drop it")
+    for option, value in (("--balance", args.balance), ("--balance-from", args.balance_from)):
+        if value is not None and args.shard is None:
+            raise SelectionError(f"{option}={value}: only a split plan is balanced — add --shard=K/N, or drop it")
+    if args.balance_from is not None and not args.balance_from.is_dir():
+        raise SelectionError(
+            f"--balance-from={args.balance_from}: not a results directory — pass the store whose history balances"
+            " the shards, or drop it (the durations are then read from --results)"
+        )
     options = MatrixOptions(
         selection,
         args.results,
@@ -78,6 +90,7 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         # A dry run writes no row: a shard needs no group to show its part (the group only leaves its rows out).
         run_group=args.run_group if args.dry_run else require_run_group(args.run_group, args.shard, os.environ),
         balance=args.balance or "history",
+        balance_from=args.balance_from,
     )
     if args.dry_run:
         from framework.config import load_catalog
@@ -100,9 +113,9 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         print(f"run {report.run_id} — results in {args.results}")
         summary = run_summary(results, report.run_id)
         print(summary)
-        note = "" if report.shard is None else shard_note(report.run_group or report.run_id, str(report.shard),
-                                                           str(args.results))  # fmt: skip
-        if note:
+        note = None
+        if report.shard is not None:  # what this part is part of, and how to see the whole
+            note = shard_note(report.run_group or report.run_id, str(report.shard), str(args.results))
             print(note)
         _, [(not_passed,)] = results.sql(
             "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_more_shards_than_units_is_refused(plan: Plan) -> None:
 # --- history: only runs ended before today, never the group's own ------------------------------------------------
 
 
-def _rows(case_row, run_id: str, ended: dt.datetime, seconds: float, group: str | None = None) -> list[dict]:
+def _rows(case_row, run_id: str, ended: dt.datetime, seconds: float, group: str | None = None, **fields) -> list[dict]:
     """A warm-up and two measured repeats of seconds each, ending at ``ended``."""
     rows = []
     for n, phase in enumerate(["warmup", "measure", "measure"]):
@@ -126,6 +127,7 @@ def _rows(case_row, run_id: str, ended: dt.datetime, seconds: float, group: str 
                 repeat=max(n - 1, 0),
                 started_at=start.isoformat(),
                 ended_at=(start + dt.timedelta(seconds=seconds)).isoformat(),
+                **fields,
             )
         )
     return rows
@@ -168,10 +170,23 @@ def test_a_bad_shard_is_one_line_and_exit_2(given: str, message: str, capsys) ->
     assert err.count("\n") == 1 and message in err and "--shard" in err
 
 
-def test_balance_without_a_shard_is_refused(capsys) -> None:
+def test_balance_without_a_shard_is_refused(capsys, tmp_path: Path) -> None:
     assert cli.main(["matrix", "--balance=count", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err == "--balance=count: only a split plan is balanced — add --shard=K/N, or drop it\n"
+    assert cli.main(["matrix", "--shard=1/2", "--balance-from=nowhere", "--dry-run"]) == 2
+    assert capsys.readouterr().err.startswith("--balance-from=nowhere: not a results directory — pass the store")
+
+
+def test_a_shard_balanced_from_another_store_reads_its_history(results_dir, case_row, write_run, capsys, tmp_path):
+    yesterday = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    write_run(_rows(case_row, "old", yesterday, 2.0, runtime="latest", hardware="local", case_id="array_mean_var"))
+    args = ["matrix", "--dry-run", "--size=tiny", "--shard=1/2", f"--results={tmp_path / 'fresh'}"]
+
+    assert cli.main([*args, f"--balance-from={results_dir}"]) == 0
+    assert re.search(r"balanced by recorded durations \(1 of \d+ units from history\)", capsys.readouterr().out)
+    assert cli.main(args) == 0
+    assert "balanced by count (no recorded durations before today)" in capsys.readouterr().out
 
 
 def test_shard_and_run_group_parse() -> None:
