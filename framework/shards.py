@@ -175,8 +175,9 @@ def split_plan(plan: Plan, count: int, durations: Mapping[UnitKey, float] | None
     return Split(count, assignment, totals, balance, from_history)
 
 
-# Each unit's median seconds per execution over the runs that ended before ``cutoff`` and are not of ``group``
-# (their warm-up and measured executions: from the first start to the last end, over how many there were).
+# Each unit's median seconds per execution over the runs that ended before ``cutoff`` and are not of ``group``: per
+# run, the mean of its warm-up and measured executions' ended_at - started_at (each execution on its own, as an
+# interleaved comparison runs a case's repeats rounds apart).
 DURATIONS_SQL = """
 WITH finished AS (
     SELECT run_id FROM rows GROUP BY run_id
@@ -185,7 +186,7 @@ WITH finished AS (
 ),
 per_run AS (
     SELECT runtime, hardware, case_id, coalesce(size, '') AS size, run_id,
-           date_diff('microsecond', min(started_at), max(ended_at)) / 1e6 / count(*) AS per_execution_s
+           avg(date_diff('microsecond', started_at, ended_at)) / 1e6 AS per_execution_s
     FROM rows
     WHERE phase IN ('warmup', 'measure') AND started_at IS NOT NULL AND ended_at IS NOT NULL
       AND run_id IN (SELECT run_id FROM finished)

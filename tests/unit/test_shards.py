@@ -149,6 +149,20 @@ def test_recorded_durations_come_from_runs_ended_before_today_and_not_of_the_gro
     assert recorded_durations(results_dir / "missing", None) == {}
 
 
+def test_an_execution_counts_on_its_own_not_the_gaps_between_rounds(results_dir, case_row, write_run):
+    first = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    rounds = [first, first + dt.timedelta(hours=1)]  # an interleaved comparison: one repeat per round
+    write_run(
+        [
+            case_row(run_id="ab", repeat=n, started_at=start.isoformat(), ended_at=(start + dt.timedelta(seconds=2)))
+            for n, start in enumerate(rounds)
+        ]
+    )
+    assert recorded_durations(results_dir, None, first + dt.timedelta(days=2)) == {
+        ("latest", "local", "groupby_agg[by=id]", "tiny"): pytest.approx(2.0)
+    }
+
+
 # --- options ------------------------------------------------------------------------------------------------------
 
 
