@@ -321,3 +321,17 @@ def test_run_groups_view_shows_shards_that_disagreed_on_the_split(results_dir, c
     with Results(results_dir) as results:
         _, [(twice, cases)] = results.sql("SELECT cases_in_several_runs, n_cases FROM run_groups")
     assert (twice, cases) == (1, 3)
+
+
+def test_latest_and_case_summary_find_each_case_of_a_group_in_its_one_shard(results_dir, case_row, write_run):
+    write_run([case_row(run_id="old", case_id=case, wall_s=9.0) for case in "ab"])  # an earlier, unsplit run
+    for run_id, shard, case, started in (("s1", "1/2", "a", "2026-01-02T00:00:00+00:00"),
+                                         ("s2", "2/2", "b", "2026-01-02T00:05:00+00:00")):  # fmt: skip
+        write_run([case_row(run_id=run_id, run_group="g", shard=shard, case_id=case, run_started_at=started)])
+
+    with Results(results_dir) as results:
+        _, latest = results.sql("SELECT case_id, run_id, run_group, shard FROM latest ORDER BY case_id")
+        _, summary = results.sql("SELECT case_id, run_id FROM case_summary WHERE run_group = 'g' ORDER BY case_id")
+
+    assert latest == [("a", "s1", "g", "1/2"), ("b", "s2", "g", "2/2")]  # not the earlier run, nor a case twice
+    assert summary == [("a", "s1"), ("b", "s2")]
