@@ -473,6 +473,7 @@ def _case_file(
         "env_hash": constant(environment.env_hash),
         "runtime_spec": constant(environment.spec),
         "packages": constant(json.dumps(versions, sort_keys=True)),
+        "worker_packages": constant(None),  # a local cluster: its workers are this environment
         "dask_version": constant(versions["dask"]),
         "distributed_version": constant(versions["distributed"]),
         "executable": constant(f"{_HOME}/.blessing/envs/{environment.runtime}-{environment.env_hash}/bin/python"),
