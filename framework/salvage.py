@@ -40,6 +40,7 @@ def write_sidecar(rows_path: Path, plan: dict[str, Any], packages: dict[str, str
     runtime = plan["runtime"]
     kept = {
         **{key: plan[key] for key in ("run_id", "run_started_at", "hardware", "cases", "provenance")},
+        **{key: plan.get(key) for key in ("run_group", "shard")},
         "runtime": {
             "name": runtime["name"],
             "hash": runtime["hash"],
@@ -158,6 +159,8 @@ def _template(plan: dict[str, Any], packages: dict[str, str]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "run_id": plan["run_id"],
         "run_started_at": plan["run_started_at"],
+        "run_group": plan.get("run_group") or plan["run_id"],
+        "shard": plan.get("shard"),
         "runtime": plan["runtime"]["name"],
         "runtime_hash": plan["runtime"]["hash"],
         "env_hash": plan["runtime"].get("env_hash"),

@@ -63,7 +63,7 @@ def merge_parser() -> Parser:
 
 
 def cmd_merge(argv: Sequence[str]) -> int:
-    """``nox -s merge -- SRC... [--into=DIR|URL] [--allow-partial]``; exit 1 on a conflict, a missing or doubled
+    """``nox -s merge -- SRC... [--into=DIR|URL] [--allow-partial]``; exit 2 on a conflict, 1 on a missing or doubled
     shard."""
     from framework.merge import merge
 

@@ -433,6 +433,8 @@ def _case_file(
         "schema_version": constant(SCHEMA_VERSION, pa.int32()),
         "run_id": constant(run_id),
         "run_started_at": constant(run_started, CASE_SCHEMA.field("run_started_at").type),
+        "run_group": constant(run_id),  # a nightly run that was not split: its own group
+        "shard": constant(None),
         "workload": per_case(cases.workloads),
         "case_id": per_case(cases.ids),
         "function": per_case(cases.functions),
@@ -471,6 +473,7 @@ def _case_file(
         "env_hash": constant(environment.env_hash),
         "runtime_spec": constant(environment.spec),
         "packages": constant(json.dumps(versions, sort_keys=True)),
+        "worker_packages": constant(None),  # a local cluster: its workers are this environment
         "dask_version": constant(versions["dask"]),
         "distributed_version": constant(versions["distributed"]),
         "executable": constant(f"{_HOME}/.blessing/envs/{environment.runtime}-{environment.env_hash}/bin/python"),
