@@ -63,10 +63,11 @@ def is_url(text: str) -> bool:
 
 
 def local_path(text: str) -> Path:
-    """A directory given as a path or a ``file://`` URL."""
+    """A directory given as a path or a ``file://`` URL, made absolute: the runner works in the project's root, so a
+    relative ``--results`` must name the directory under the user's working directory, not under the project."""
     if text.lower().startswith("file://"):
-        return Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path))
-    return Path(text)
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(text).path)).absolute()
+    return Path(text).absolute()
 
 
 def redacted(url: str) -> str:

@@ -12,11 +12,13 @@ from pathlib import Path
 from framework import step_summary
 from framework.cli.parser import (
     Parser,
+    ResultsURL,
     add_dry_run,
     add_rebuild,
     add_results,
     bounded_number,
     positive,
+    results_location,
     seed,
     shown,
     split,
@@ -54,8 +56,8 @@ def matrix_parser() -> Parser:
     )
     parser.add_argument(
         "--balance-from",
-        type=Path,
-        metavar="DIR",
+        type=results_location,
+        metavar="DIR|URL",
         help="with --shard: read the durations from this store, not --results (a shard writing a fresh store)",
     )
     add_results(parser)
@@ -86,6 +88,13 @@ def cmd_matrix(argv: Sequence[str]) -> int:
     for option, value in (("--balance", args.balance), ("--balance-from", args.balance_from)):
         if value is not None and args.shard is None:
             raise SelectionError(f"{option}={value}: only a split plan is balanced — add --shard=K/N, or drop it")
+    if isinstance(args.balance_from, ResultsURL):  # the shared store on object storage: read in place
+        from framework.object_store import StoreError, open_store
+
+        try:
+            args.balance_from = open_store(str(args.balance_from), writes=False)
+        except StoreError as error:
+            raise SelectionError(f"--balance-from: {error}") from None
     if args.balance_from is not None and not args.balance_from.is_dir():
         raise SelectionError(
             f"--balance-from={args.balance_from}: not a results directory — pass the store whose history balances"

@@ -189,7 +189,8 @@ def test_balance_without_a_shard_is_refused(capsys, tmp_path: Path) -> None:
     err = capsys.readouterr().err
     assert err == "--balance=count: only a split plan is balanced — add --shard=K/N, or drop it\n"
     assert cli.main(["matrix", "--shard=1/2", "--balance-from=nowhere", "--dry-run"]) == 2
-    assert capsys.readouterr().err.startswith("--balance-from=nowhere: not a results directory — pass the store")
+    given = Path("nowhere").absolute()  # a relative path is the user's working directory's, said in full
+    assert capsys.readouterr().err.startswith(f"--balance-from={given}: not a results directory — pass the store")
 
 
 def test_a_shard_balanced_from_another_store_reads_its_history(results_dir, case_row, write_run, capsys, tmp_path):
