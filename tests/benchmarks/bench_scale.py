@@ -15,7 +15,12 @@ Part ``s3`` — a history on object storage against the same history on local di
    medians and the ratio are printed (goal: URL ≤ 3× disk).
 4. **Report** — ``framework.report.build_site`` from each, alternating; medians and the ratio.
 
-    nox -s bench -- scale [--part=s3] [--rows=100000] [--repeats=5] [--builds=2] [--keep=DIR]
+Part ``shards`` — the tiny catalogue on ``latest`` (one measured repeat a case) run unsharded, then as 2 and 4
+shards, each shard a separate ``python -m framework.cli matrix --shard=K/N`` process, the shards of one split started
+at once; each split's stores merged (``nox -s merge``) into one. Printed per split: wall time, merge time, rows,
+cases, cases run twice, cases missing or extra against the unsharded run (each must be 0: the exit is 1 otherwise).
+
+    nox -s bench -- scale [--part=s3|shards] [--rows=100000] [--repeats=5] [--builds=2] [--splits=1,2,4] [--keep=DIR]
 """
 
 from __future__ import annotations
@@ -167,7 +172,65 @@ def _report(stores: dict[str, Path], work: Path, builds: int) -> dict[str, Any]:
     return figures
 
 
-PARTS: dict[str, Callable[[Path, int, int, int], dict[str, Any]]] = {"s3": bench_s3}
+CLI = [sys.executable, "-m", "framework.cli"]
+SPLITS = (1, 2, 4)
+
+
+def run_split(work: Path, shards: int, selection: Sequence[str]) -> dict[str, Any]:
+    """The selection as ``shards`` processes at once (one unsharded process for 1), merged; the merged store's facts."""
+    split = work / f"split-{shards}"
+    group = f"bench-{shards}-{os.getpid()}"
+    started = time.perf_counter()
+    processes = []
+    for k in range(1, shards + 1):
+        sharding = [f"--shard={k}/{shards}", f"--run-group={group}", "--balance=count"] if shards > 1 else []
+        command = [*CLI, "matrix", *selection, *sharding, f"--results={split / f'shard-{k}'}"]
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [process.communicate()[0] for process in processes]
+    wall = time.perf_counter() - started
+    for process, output in zip(processes, outputs):
+        if process.returncode not in (0, 1):  # 1: a case did not pass — a result, shown in the table's rows
+            raise SystemExit(f"a shard of {shards} exited {process.returncode}:\n{output[-3000:]}")
+    merged = split / "merged"
+    merge_s, _ = timed(lambda: merge([str(split / f"shard-{k}") for k in range(1, shards + 1)], str(merged)))
+    with Results(merged) as results:
+        _, [(rows, not_passed)] = results.sql("SELECT count(*), count(*) FILTER (WHERE outcome <> 'passed') FROM rows")
+        _, counted = results.sql(
+            "SELECT runtime, hardware, case_id, size, count(DISTINCT run_id) FROM rows GROUP BY ALL"
+        )
+    keys = {tuple(row[:4]) for row in counted}
+    twice = sum(1 for row in counted if row[4] > 1)
+    return {
+        "shards": shards,
+        "wall_s": wall,
+        "merge_s": merge_s,
+        "rows": rows,
+        "not_passed": not_passed,
+        "keys": keys,
+        "twice": twice,
+    }
+
+
+def bench_shards(work: Path, rows: int, repeats: int, builds: int) -> dict[str, Any]:
+    selection = ["--runtime=latest", "--size=tiny", "--workload=*", "--repeat=1"]
+    print(f"shards: matrix {' '.join(selection)} as {', '.join(map(str, SPLITS))} shard(s)", flush=True)
+    splits = [run_split(work, shards, selection) for shards in SPLITS]
+    reference = splits[0]["keys"]
+    figures: dict[str, Any] = {}
+    for split in splits:
+        missing, extra = len(reference - split["keys"]), len(split["keys"] - reference)
+        n = split["shards"]
+        print(
+            f"{n} shard(s): {split['wall_s']:.0f} s, merged in {split['merge_s']:.1f} s — {split['rows']} rows"
+            f" ({split['not_passed']} not passed), {len(split['keys'])} cases, {split['twice']} run twice,"
+            f" {missing} missing and {extra} extra against the unsharded run"
+        )
+        figures |= {f"wall_s_{n}": split["wall_s"], f"rows_{n}": split["rows"], f"cases_{n}": len(split["keys"])}
+        figures[f"wrong_{n}"] = split["twice"] + missing + extra
+    return figures
+
+
+PARTS: dict[str, Callable[[Path, int, int, int], dict[str, Any]]] = {"s3": bench_s3, "shards": bench_shards}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"figures ({part}): "
                 + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
             )
+            wrong = {key: value for key, value in figures.items() if key.startswith("wrong_") and value}
+            if wrong:
+                print(f"FAILED: a split ran a case twice, or lost or added one: {wrong}", file=sys.stderr)
+                return 1
     return 0
 
 
