@@ -164,6 +164,9 @@ class RemoteLocation(Location):
         self._tags: dict[str, str] = {}  # the version tags (S3: ETags) of the last files()
         self._conditional = True  # the server honours If-None-Match (until it says it does not)
         self._blob_bytes = 0
+        # A reader's copies of the small files it read whole, kept between processes (the work directory's .cache/):
+        # objects are immutable and uniquely named, so a copy named by key, size and version tag is never stale.
+        self.cache: Path | None = None
 
     def reader(self) -> RemoteLocation:
         """This location, readied for DuckDB: its filesystem answers what a file is (size, time) and globs from
@@ -270,7 +273,9 @@ class RemoteLocation(Location):
         then DuckDB read. Small files are kept whole (up to a budget), the ends of others until checked."""
         if not sizes:
             return
-        relatives = list(sizes)
+        relatives = [relative for relative in sizes if not self._from_cache(relative, sizes[relative])]
+        if not relatives:
+            return
         starts = [
             0 if sizes[r] <= _WHOLE and self._blob_bytes < _BLOB_BUDGET else max(0, sizes[r] - _TAIL) for r in relatives
         ]
@@ -284,8 +289,45 @@ class RemoteLocation(Location):
             if start == 0 and self.known is not None:
                 self.blobs[self.key(relative)] = data
                 self._blob_bytes += len(data)
+                self._to_cache(relative, data)
             else:
                 self.tails[self.key(relative)] = data
+
+    def _cached(self, relative: str, size: int) -> Path | None:
+        """Where a small file's copy is (or goes) in the cache; None when there is no cache, the file is too big to
+        be read whole, or its version tag is unknown (a copy could not be told from a later object of that name)."""
+        if self.cache is None or self.known is None or size > _WHOLE:
+            return None
+        tag = re.sub(r"[^A-Za-z0-9_-]", "", str((self.known.get(self.key(relative)) or {}).get("ETag") or ""))
+        return self.cache / f"{relative}@{size}@{tag}" if tag else None
+
+    def _from_cache(self, relative: str, size: int) -> bool:
+        """Keep a small file whole from the cache, if it holds it (within the reader's budget); whether it did."""
+        path = self._cached(relative, size)
+        if path is None or self._blob_bytes + size > _BLOB_BUDGET:
+            return False
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return False
+        if len(data) != size:
+            return False
+        self.blobs[self.key(relative)] = data
+        self._blob_bytes += size
+        return True
+
+    def _to_cache(self, relative: str, data: bytes) -> None:
+        """Keep a copy of a small file read whole; a cache that cannot be written is only slower, never an error."""
+        path = self._cached(relative, len(data))
+        if path is None:
+            return
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(data)
+            partial.replace(path)  # a copy of the same immutable bytes: replacing one is harmless
+        except OSError:
+            partial.unlink(missing_ok=True)
 
     def fetched(self, relative: str) -> bool:
         """Whether the footer of a file is at hand (prefetched, or the file kept whole)."""

@@ -241,6 +241,7 @@ def open_store(url: str, *, writes: bool = True) -> Path:
             f"{work_dir}: the work directory of {remote.shown} cannot be made ({error.strerror or error}) — set"
             f" {STORES_VARIABLE} to a writable directory"
         ) from None
+    remote.cache = work_dir / ".cache"  # small files read before are read from here (see RemoteLocation.cache)
     store = RemoteStore(remote, work_dir)
     store.writes = writes
     _OPEN[work_dir] = store

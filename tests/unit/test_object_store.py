@@ -265,3 +265,38 @@ def test_report_of_a_url_store(
     assert "report: " in capsys.readouterr().out
     assert run in "".join(path.read_text() for path in (tmp_path / "site").rglob("*.html"))
     assert not any(key.startswith("report/") for key in _objects(s3))  # the site is written locally only
+
+
+def test_a_second_process_reads_small_files_from_its_cache_and_never_a_stale_copy(
+    s3: dict[str, Any], case_row: Any
+) -> None:
+    from unittest import mock
+
+    from framework import locations
+
+    root = object_store.open_store(s3["url"])
+    write_atomic(case_table([case_row(run_id="r1", wall_s=1.5)]), ResultsStore(root).cases_dir / "r1__l__h.parquet")
+    size = (root / "cases" / "r1__l__h.parquet").stat().st_size
+    (root / "cases" / "r1__l__h.parquet").unlink()  # only the URL holds it now
+    with Results(root) as results:
+        assert results.sql("SELECT wall_s FROM rows")[1] == [(1.5,)]
+    [copy] = (root / ".cache" / "cases").iterdir()
+    assert copy.name.startswith(f"r1__l__h.parquet@{size}@") and copy.stat().st_size == size
+
+    def reopened() -> Path:  # what a new verb process does: a new session, the store checked and opened again
+        object_store._OPEN.pop(root).release()
+        locations._CHECKED.clear()
+        return object_store.open_store(s3["url"])
+
+    def no_fetch(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("fetched from the server, not from the cache")
+
+    root = reopened()
+    fs = object_store.opened(root).remote.fs  # type: ignore[union-attr]
+    with mock.patch.object(fs, "cat_ranges", no_fetch), Results(root) as results:
+        assert results.sql("SELECT wall_s FROM rows")[1] == [(1.5,)]
+    copy.write_bytes(copy.read_bytes()[:-10])  # a copy cut short is not the object: fetched again, kept whole again
+    root = reopened()
+    with Results(root) as results:
+        assert results.sql("SELECT wall_s FROM rows")[1] == [(1.5,)]
+    assert copy.stat().st_size == size
