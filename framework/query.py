@@ -255,8 +255,9 @@ class Results:
 
     def add_table(self, name: str, table: pa.Table) -> None:
         """A table from outside the store (the findings ledger), queried like the views; listed by ``views``."""
-        self.connection.register(name, table)
-        self._tables.append(name)
+        self.connection.register(name, table)  # a second table of one name replaces the first
+        if name not in self._tables:
+            self._tables.append(name)
 
     def views(self) -> dict[str, list[tuple[str, str]]]:
         """View → [(column, type)], for ``nox -s sql`` with no query."""
