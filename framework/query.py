@@ -12,6 +12,10 @@ Views:
     verdicts      blessing decisions with their reasons (nox -s bless)
     health        each health check of an environment: usable, or the one-line cause (WHERE NOT usable)
     lock_changes  what changed in a runtime's lock since its previous run (package, old → new version)
+
+Tables added by the commands that need them (``nox -s sql`` adds both): ``findings`` (the findings ledger) and
+``machines`` (each machine the rows name, its class by ``matrices/machines.yaml`` and its first run:
+:func:`framework.machines.register`).
 """
 
 from __future__ import annotations
