@@ -18,6 +18,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -173,15 +174,26 @@ def identity(fingerprint: dict[str, Any], measured_on: str, note: Optional[str] 
     return {"machine_fingerprint": recorded, "machine_id": machine_id(fingerprint)}
 
 
-def workers_identity(client: Any) -> dict[str, Any]:
+def workers_identity(client: Any, timeout_s: float = 30.0) -> dict[str, Any]:
     """The identity of the machines a remote cluster's workers run on (``Client.run`` of :func:`machine_fingerprint`
     on every worker): one machine's fingerprint, or ``{"machines": [...]}`` when the workers run on several kinds.
     When the workers cannot be asked, this machine's, with a note saying so."""
-    try:
-        answers = client.run(machine_fingerprint)
-    except Exception as error:
-        note = f"the workers' machines could not be read ({type(error).__name__}: {error}); this is the client's"
+    asked: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            asked["answers"] = client.run(machine_fingerprint)
+        except Exception as error:
+            asked["error"] = f"{type(error).__name__}: {error}"
+
+    thread = threading.Thread(target=ask, name="blessing-fingerprint", daemon=True)
+    thread.start()
+    thread.join(timeout_s)  # a worker that never answers must not hold the run: the note says so instead
+    if "answers" not in asked:
+        why = asked.get("error") or f"no answer within {timeout_s:g} s"
+        note = f"the workers' machines could not be read ({why}); this is the client's"
         return identity(machine_fingerprint(), "runner", note[:300])
+    answers = asked["answers"]
     distinct = {json.dumps(answer, sort_keys=True): answer for answer in answers.values()}
     if not distinct:
         return identity(machine_fingerprint(), "runner", "the cluster had no workers to ask; this is the client's")

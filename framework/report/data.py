@@ -34,7 +34,7 @@ RUN_COLUMNS = (
     "run_started_at", "schema_version", "runtime", "runtime_hash", "env_hash", "runtime_spec", "dask_config",
     "env_vars", "settings_scope", "packages", "dask_version", "distributed_version", "python_version",
     "python_implementation", "executable", "hardware", "hardware_backend", "hardware_spec", "os", "cpu_model",
-    "cpu_count", "ram_bytes", "hostname", "git_commit", "git_dirty",
+    "cpu_count", "ram_bytes", "hostname", "machine_fingerprint", "machine_id", "git_commit", "git_dirty",
 )  # fmt: skip
 # Every other column, one per execution, in schema order (run_id names the page).
 ROW_COLUMNS = tuple(name for name in CASE_COLUMNS if name not in RUN_COLUMNS and name != "run_id")

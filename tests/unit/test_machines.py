@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 
 import pytest
 
@@ -74,6 +75,23 @@ def test_a_remote_clusters_workers_are_fingerprinted_one_kind_several_kinds_or_n
     assert (
         "could not be read (OSError: connection closed); this is the client's"
         in (unreachable["machine_fingerprint"]["note"])
+    )
+
+
+def test_workers_that_never_answer_do_not_hold_the_run():
+    release = threading.Event()
+
+    class Hung:
+        def run(self, function):
+            release.wait(5)
+            return {}
+
+    try:
+        identity = provenance.workers_identity(Hung(), timeout_s=0.05)
+    finally:
+        release.set()
+    assert identity["machine_fingerprint"]["note"] == (
+        "the workers' machines could not be read (no answer within 0.05 s); this is the client's"
     )
 
 
