@@ -20,6 +20,7 @@ nox -s bench -- overhead               benchmarks that print figures
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -38,7 +39,8 @@ def _controller(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def matrix(session: nox.Session) -> None:
-    """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--repeat=N]."""
+    """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--repeat=N]
+    [--shard=K/N --run-group=ID]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "matrix", *session.posargs)
 
@@ -143,12 +145,18 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def lint(session: nox.Session) -> None:
-    """ruff over everything, mypy (strict) over framework/, and no import cycle between framework's modules."""
+    """ruff over everything, mypy (strict) over framework/, no import cycle between framework's modules, and the
+    GitHub workflows valid against GitHub's schema."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "--diff", ".")
     session.run("mypy")
     session.run("python", "tests/tools/import_cycles.py", "framework")
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *_workflows())
+
+
+def _workflows() -> list[str]:
+    return sorted(str(path) for path in Path(__file__).parent.glob(".github/workflows/*.yml"))
 
 
 @nox.session(venv_backend="uv")

@@ -90,13 +90,19 @@ def runner_plan(
     rows_path: Path,
     address: str | None,
     git: dict[str, Any],
+    run_group: str | None = None,
+    shard: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON a runner reads: plain data only, so the runner needs no pydantic."""
+    """The JSON a runner reads: plain data only, so the runner needs no pydantic.
+
+    ``run_group`` (default: the run id) and ``shard`` ("K/N", or None) go on every row of the run."""
     return {
         "protocol": PROTOCOL,
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "run_started_at": run_started_at,
+        "run_group": run_group or run_id,
+        "shard": shard,
         "runtime": runtime_payload(environment),
         "hardware": hardware.model_dump(mode="json"),
         "address": address,
@@ -388,8 +394,13 @@ def run_group(
     address: str | None,
     git: dict[str, Any],
     progress: Progress | None = None,
+    run_group_id: str | None = None,
+    shard: str | None = None,
 ) -> tuple[Path | None, list[dict[str, Any]]]:
     """Run one group in the runtime's environment and publish its rows; return the file and the rows.
+
+    Its rows carry the run group ``run_group_id`` (default: the run id) and ``shard`` (a part of a split plan:
+    "K/N").
 
     A runner that dies still yields a row for every case it did not report, so nothing silently disappears.
     With ``progress``, every execution is counted on it (and the runner's lines are printed through it).
@@ -400,6 +411,7 @@ def run_group(
     plan_payload = runner_plan(
         run_id, run_started.isoformat(), environment, hardware, group.cases, store, rows_path, address, git
     )
+    plan_payload.update(run_group=run_group_id or run_id, shard=shard)
     for case in plan_payload["cases"]:
         case["first_repeat"] = group.first_repeat
     executions = ExecutionProgress(progress, group) if progress is not None else None

@@ -18,7 +18,6 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import os
 import re
 import secrets
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
 
+from framework import step_summary
 from framework.accepted import ACCEPTED_FILE, AcceptedChange, load_accepted, normalise_package
 from framework.changepoints import ChangePoint, detect
 from framework.in_runtime.errors import SelectionError, near_miss
@@ -483,6 +483,4 @@ def write_summary(report: ScanReport, target: Path) -> None:
     summary = redact_text(markdown(report))  # names and versions only, but a secret the process knows never leaves
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(summary, encoding="utf-8")  # a view of the latest scan; the Parquet record is the history
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with Path(os.environ["GITHUB_STEP_SUMMARY"]).open("a", encoding="utf-8") as handle:
-            handle.write(summary + "\n")
+    step_summary.add_markdown(summary)

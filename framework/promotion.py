@@ -163,10 +163,11 @@ def _from_case(
 ) -> tuple[dict[str, Any], str, dict[str, Any], str]:
     run_id, _, case_id = source.partition(":")
     with Results(results_dir) as results:
+        # A run group's id finds the case in the one shard that ran it; the guard names that shard's run.
         _, rows = results.sql(
-            "SELECT workload, params, outcome, error, dask_version, distributed_version, timeout_s"
-            " FROM rows WHERE run_id = $run AND case_id = $case AND outcome <> 'passed' AND outcome <> 'interrupted'"
-            " ORDER BY started_at LIMIT 1",
+            "SELECT workload, params, outcome, error, dask_version, distributed_version, timeout_s, run_id"
+            " FROM rows WHERE (run_id = $run OR run_group = $run) AND case_id = $case"
+            " AND outcome <> 'passed' AND outcome <> 'interrupted' ORDER BY started_at LIMIT 1",
             {"run": run_id, "case": case_id},
         )
     if not rows:
@@ -174,7 +175,7 @@ def _from_case(
             f"--from={source}: no failed execution of case {case_id!r} in run {run_id!r} — list them with"
             " nox -s sql -- \"SELECT run_id, case_id, outcome FROM case_summary WHERE outcome <> 'passed'\""
         )
-    workload, params_text, outcome, error, dask, distributed, timeout = rows[0]
+    workload, params_text, outcome, error, dask, distributed, timeout, run_id = rows[0]
     declared = workloads.get(workload)
     if declared is None:
         raise SelectionError(f"--from={source}: {near_miss(workload, workloads, 'workload')} (it is not declared now)")

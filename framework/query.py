@@ -4,6 +4,7 @@ Views:
     rows          every execution (warm-ups, measured repeats, setup failures), all schema versions
     cases         measured repeats only (phase = 'measure') — what statistics use
     runs          one line per run × runtime × hardware: when, where, which versions, how many passed
+    run_groups    one line per run group × runtime × hardware: the shards of one split run (or one run) as a whole
     case_summary  one line per run × runtime × hardware × case: outcomes and medians
     latest        the measured repeats of the newest run of each runtime × hardware × case
     environments  each built environment's lock (exact package list)
@@ -65,6 +66,7 @@ VIEWS: dict[str, str] = {
     "cases": "SELECT * FROM rows WHERE phase = 'measure'",
     "runs": """
         SELECT run_id, runtime, hardware,
+               any_value(coalesce(run_group, run_id)) AS run_group, any_value(shard) AS shard,
                min(run_started_at) AS run_started_at, min(started_at) AS started_at, max(ended_at) AS ended_at,
                any_value(runtime_hash) AS runtime_hash, any_value(dask_version) AS dask_version,
                any_value(distributed_version) AS distributed_version, any_value(python_version) AS python_version,
@@ -77,8 +79,46 @@ VIEWS: dict[str, str] = {
                count(*) FILTER (WHERE outcome = 'timeout') AS n_timeout,
                count(*) FILTER (WHERE outcome = 'interrupted') AS n_interrupted
         FROM rows GROUP BY run_id, runtime, hardware""",
+    # A run written before run groups (no run_group) is a group of its own; a shard's "K/N" says how many to expect.
+    # shards_seen counts the shards of the whole group (a shard may hold no case of this runtime × hardware);
+    # cases_in_several_runs > 0: a case ran in more than one of the group's runs — shards that disagreed on the split
+    # (different history, options or day), or a shard run again.
+    "run_groups": """
+        WITH grouped AS (SELECT *, coalesce(run_group, run_id) AS group_id FROM rows),
+        whole AS (
+            SELECT group_id, count(DISTINCT coalesce(shard, run_id)) AS shards_seen,
+                   max(coalesce(TRY_CAST(split_part(shard, '/', 2) AS INTEGER), 1)) AS shards_expected
+            FROM grouped GROUP BY group_id
+        ),
+        per_case AS (
+            SELECT group_id, runtime, hardware, case_id, count(DISTINCT run_id) AS runs
+            FROM grouped GROUP BY group_id, runtime, hardware, case_id
+        ),
+        twice AS (
+            SELECT group_id, runtime, hardware, count(*) FILTER (WHERE runs > 1) AS cases_in_several_runs
+            FROM per_case GROUP BY group_id, runtime, hardware
+        )
+        SELECT g.group_id AS run_group, g.runtime, g.hardware,
+               any_value(whole.shards_expected) AS shards_expected, any_value(whole.shards_seen) AS shards_seen,
+               any_value(whole.shards_seen) >= any_value(whole.shards_expected) AS complete,
+               coalesce(list_sort(list(DISTINCT g.shard) FILTER (WHERE g.shard IS NOT NULL)), []) AS shards,
+               list_sort(list(DISTINCT g.run_id)) AS run_ids,
+               min(g.run_started_at) AS run_started_at, min(g.started_at) AS started_at, max(g.ended_at) AS ended_at,
+               any_value(g.dask_version) AS dask_version, any_value(g.distributed_version) AS distributed_version,
+               list_sort(list(DISTINCT g.hostname)) AS hostnames,
+               count(DISTINCT g.case_id) AS n_cases,
+               count(*) FILTER (WHERE g.phase = 'measure') AS n_measured,
+               count(*) FILTER (WHERE g.outcome = 'passed' AND g.phase = 'measure') AS n_passed,
+               count(*) FILTER (WHERE g.outcome = 'failed') AS n_failed,
+               count(*) FILTER (WHERE g.outcome = 'error') AS n_error,
+               count(*) FILTER (WHERE g.outcome = 'timeout') AS n_timeout,
+               count(*) FILTER (WHERE g.outcome = 'interrupted') AS n_interrupted,
+               any_value(twice.cases_in_several_runs) AS cases_in_several_runs
+        FROM grouped g JOIN whole USING (group_id) JOIN twice USING (group_id, runtime, hardware)
+        GROUP BY g.group_id, g.runtime, g.hardware""",
     "case_summary": f"""
         SELECT run_id, runtime, hardware, workload, case_id, size,
+               any_value(coalesce(run_group, run_id)) AS run_group, any_value(shard) AS shard,
                any_value(params) AS params,
                any_value(dask_version) AS dask_version, min(started_at) AS started_at,
                count(*) FILTER (WHERE phase = 'measure') AS repeats,

@@ -38,7 +38,7 @@ RECENT_RUNS = 'nox -s sql -- "SELECT DISTINCT run_id, runtime FROM runs ORDER BY
 _ROWS = """
 SELECT run_id, runtime, env_hash, runtime_spec, hardware, hardware_spec, workload, case_id, size, params, phase,
        repeat, outcome, packages, run_started_at, started_at, {metrics}
-FROM rows WHERE run_id = ? ORDER BY started_at, repeat
+FROM rows WHERE run_id = $run OR run_group = $run ORDER BY started_at, repeat
 """
 
 
@@ -91,9 +91,10 @@ class RecordedRun:
 
 
 def load_run(results: Results, run_id: str, case_ids: Sequence[str] | None = None) -> RecordedRun:
-    """A run's rows, grouped by runtime × hardware, each with the lock it ran with; refuses unknown runs and cases."""
+    """A run's rows — or a run group's: every shard's — grouped by runtime × hardware × environment, each with the
+    lock it ran with; refuses unknown runs and cases."""
     columns = ", ".join(spec.column for spec in METRICS.values())
-    names, found = results.sql(_ROWS.format(metrics=columns), [run_id])
+    names, found = results.sql(_ROWS.format(metrics=columns), {"run": run_id})
     rows = [dict(zip(names, row)) for row in found]
     if not rows:
         raise SelectionError(f"no run {run_id!r} in {results.root} — list recent runs with: {RECENT_RUNS}")
@@ -107,9 +108,10 @@ def load_run(results: Results, run_id: str, case_ids: Sequence[str] | None = Non
             if wanted not in known:
                 raise SelectionError(near_miss(wanted, known, f"case of run {run_id}"))
         rows = [row for row in rows if row["case_id"] in case_ids]
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    # By environment too: the shards of a run group (given its id) may have run one runtime in different builds.
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        grouped.setdefault((str(row["runtime"]), str(row["hardware"])), []).append(row)
+        grouped.setdefault((str(row["runtime"]), str(row["hardware"]), str(row["env_hash"])), []).append(row)
     groups = [_group(results, run_id, group_rows) for group_rows in grouped.values()]
     return RecordedRun(run_id, rows[0]["run_started_at"], groups)
 

@@ -41,6 +41,7 @@ def write_sidecar(rows_path: Path, plan: dict[str, Any], packages: dict[str, str
     runtime = plan["runtime"]
     kept = {
         **{key: plan[key] for key in ("run_id", "run_started_at", "hardware", "cases", "provenance")},
+        **{key: plan.get(key) for key in ("run_group", "shard")},
         "runtime": {
             "name": runtime["name"],
             "hash": runtime["hash"],
@@ -159,6 +160,8 @@ def _template(plan: dict[str, Any], packages: dict[str, str]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "run_id": plan["run_id"],
         "run_started_at": plan["run_started_at"],
+        "run_group": plan.get("run_group") or plan["run_id"],
+        "shard": plan.get("shard"),
         "runtime": plan["runtime"]["name"],
         "runtime_hash": plan["runtime"]["hash"],
         "env_hash": plan["runtime"].get("env_hash"),
@@ -176,7 +179,7 @@ def _template(plan: dict[str, Any], packages: dict[str, str]) -> dict[str, Any]:
         **provenance.identity(
             provenance.machine_fingerprint(),
             "controller",
-            "the workers were not reached; this is the controller's"
+            "the workers' machines were not read; this is the controller's"
             if backend_for(plan["hardware"]).ships_code
             else None,
         ),

@@ -136,6 +136,8 @@ def _base_plan(
         "mode": mode,
         "run_id": run_id,
         "run_started_at": started.isoformat(),
+        "run_group": run_id,  # a stability run is never split
+        "shard": None,
         "runtime": runtime_payload(environment),
         # The fuzzer starts its own LocalClusters (sized by each example's drawn config) on this machine.
         "hardware": {"name": "chaos", "backend": "local", "note": "clusters drawn per example by the fuzzer"},

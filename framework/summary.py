@@ -177,3 +177,12 @@ def _cells(case: dict[str, Any]) -> list[str]:
         human_bytes(case["median_spilled_bytes"]),
         str(int(tasks)) if tasks is not None else "–",
     ]
+
+
+def shard_note(run_group: str, shard: str, results: str) -> str:
+    """The lines after a shard's summary: what it is part of, and how to see the whole run."""
+    return (
+        f"\nshard {shard} of run group {run_group}: the table holds this shard's cases only. To see the whole run,"
+        f" copy every shard's results into one store (nox -s merge -- {results} OTHER_SHARD_DIRS... --into=DIR), then"
+        f""" nox -s sql -- --results=DIR "SELECT * FROM run_groups WHERE run_group = '{run_group}'\""""
+    )

@@ -5,14 +5,17 @@ Each parses its options and calls the pipeline; what it prints is the run's summ
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from framework import step_summary
 from framework.cli.parser import Parser, add_dry_run, add_rebuild, add_results, bounded_number, positive, seed, split
 from framework.cli.query import cmd_workloads
 from framework.config import ROOT
 from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRIC_NAMES
+from framework.shards import BALANCES, parse_run_group, parse_shard, plan_lines, refuse_split, require_run_group
 
 
 def matrix_parser() -> Parser:
@@ -24,9 +27,30 @@ def matrix_parser() -> Parser:
     parser.add_argument("--size", help="data size (e.g. tiny, small, large)")
     parser.add_argument("--repeat", type=positive, help="measured repeats per case (overrides the workloads')")
     parser.add_argument("--address", help="scheduler address for the 'address' backend, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument(
+        "--shard", type=parse_shard, metavar="K/N", help="run part K of the plan split into N (see --run-group)"
+    )
+    parser.add_argument(
+        "--run-group",
+        type=parse_run_group,
+        metavar="ID",
+        help="the logical run this one is part of, recorded on every row (default with --shard in GitHub Actions:"
+        " gh-$GITHUB_RUN_ID-$GITHUB_RUN_ATTEMPT)",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=BALANCES,
+        help="split --shard by recorded durations of runs before today (history, default) or by count",
+    )
+    parser.add_argument(
+        "--balance-from",
+        type=Path,
+        metavar="DIR",
+        help="with --shard: read the durations from this store, not --results (a shard writing a fresh store)",
+    )
     add_results(parser)
     add_rebuild(parser)
-    add_dry_run(parser, help="print the plan, run nothing")
+    add_dry_run(parser, help="print the plan (with --shard: this shard's part and the split), run nothing")
     parser.add_argument("--list", action="store_true", help="print the workload catalogue and exit")
     return parser
 
@@ -34,9 +58,9 @@ def matrix_parser() -> Parser:
 def cmd_matrix(argv: Sequence[str]) -> int:
     from framework.compaction import compact_if_due
     from framework.matrix import Selection, build_plan
-    from framework.pipeline import MatrixOptions, run_matrix
+    from framework.pipeline import MatrixOptions, run_matrix, shard_of
     from framework.query import Results
-    from framework.summary import run_summary
+    from framework.summary import run_summary, shard_note
 
     args = matrix_parser().parse_args(argv)
     if args.list:
@@ -49,19 +73,37 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         size=args.size,
         repeat=args.repeat,
     )
+    for option, value in (("--balance", args.balance), ("--balance-from", args.balance_from)):
+        if value is not None and args.shard is None:
+            raise SelectionError(f"{option}={value}: only a split plan is balanced — add --shard=K/N, or drop it")
+    if args.balance_from is not None and not args.balance_from.is_dir():
+        raise SelectionError(
+            f"--balance-from={args.balance_from}: not a results directory — pass the store whose history balances"
+            " the shards, or drop it (the durations are then read from --results)"
+        )
+    options = MatrixOptions(
+        selection,
+        args.results,
+        address=args.address,
+        rebuild=args.rebuild,
+        shard=args.shard,
+        # A dry run writes no row: a shard needs no group to show its part (the group only leaves its rows out).
+        run_group=args.run_group if args.dry_run else require_run_group(args.run_group, args.shard, os.environ),
+        balance=args.balance or "history",
+        balance_from=args.balance_from,
+    )
     if args.dry_run:
         from framework.config import load_catalog
 
-        plan = build_plan(load_catalog(), selection)
-        for planned in plan.cases:
-            print(
-                f"{planned.runtime.name:<12} {planned.hardware.name:<16} {planned.case.case_id}"
-                f"  size={planned.case.size}  repeats={planned.case.workload.repeats}"
-            )
+        plan, the_split = shard_of(options, build_plan(load_catalog(), selection))
+        if the_split is not None:
+            print("\n".join(the_split.describe()))
+            print(f"shard {args.shard}: {len(plan.cases)} case(s)")
+        print("\n".join(plan_lines(plan.cases)))
         for skipped in plan.skipped:
             print(f"skip {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
         return 0
-    report = run_matrix(MatrixOptions(selection, args.results, address=args.address, rebuild=args.rebuild))
+    report = run_matrix(options)
     for skipped in report.plan.skipped:
         print(f"skipped {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
     with Results(args.results) as results:
@@ -69,10 +111,18 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         for headline in report.unusable:  # first: the loudest finding (no table of setup errors above it)
             print(headline)
         print(f"run {report.run_id} — results in {args.results}")
-        print(run_summary(results, report.run_id))
+        summary = run_summary(results, report.run_id)
+        print(summary)
+        note = None
+        if report.shard is not None:  # what this part is part of, and how to see the whole
+            note = shard_note(report.run_group or report.run_id, str(report.shard), str(args.results))
+            print(note)
         _, [(not_passed,)] = results.sql(
             "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
         )
+    body = "\n".join([*report.unusable, summary, *([note] if note else [])])
+    title = f"Matrix run {report.run_id}" + (f" (shard {report.shard} of {report.run_group})" if note else "")
+    step_summary.add(title, body, headline=summary.splitlines()[-1])
     for line in compact_if_due(args.results):
         print(line)
     # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
@@ -217,6 +267,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
     from framework.machines import MACHINES_FILE
     from framework.stats import parse_effects
 
+    refuse_split("compare", argv)
     args = compare_parser().parse_args(argv)
     if not 0 < args.alpha < 0.5:
         raise SelectionError(f"--alpha={args.alpha} is not between 0 and 0.5 — use e.g. --alpha=0.01")
@@ -258,8 +309,10 @@ def cmd_compare(argv: Sequence[str]) -> int:
             rebuild=args.rebuild,
         )
         report = compare.run_interleaved(options)
+    text = compare.compare_text(report)
     print()
-    print(compare.compare_text(report))
+    print(text)
+    step_summary.add(f"Comparison {report.comparison_id}", text, headline=text.splitlines()[-1])
     failed = report.failures(compare.CANDIDATE)
     # Regressions and candidate failures are findings, recorded and shown; the exit code tells CI.
     return 1 if report.regressed or failed else 0
@@ -279,7 +332,9 @@ def cmd_export(argv: Sequence[str]) -> int:
     parser.add_argument("--format", default="requirements", help="requirements (with hashes, default) or pylock")
     parser.add_argument("--out", type=Path, help="file to write (default: exports/<runtime>-requirements.txt or"
                         " exports/pylock.<runtime>.toml)")  # fmt: skip
-    parser.add_argument("--run", metavar="RUN_ID", help="export the lock this run recorded instead of resolving today")
+    parser.add_argument(
+        "--run", metavar="RUN_ID", help="export the lock this run (or run group) recorded instead of resolving today"
+    )
     add_results(parser, help="results directory (for --run)")
     args = parser.parse_args(argv)
     export.check_format(args.format, args.out)
@@ -312,7 +367,9 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
         prog="nox -s reproduce --",
         description="Rebuild a recorded run's exact environment from its stored lock and run its cases again.",
     )
-    parser.add_argument("--run", required=True, metavar="RUN_ID", help="the run to reproduce (see the runs view)")
+    parser.add_argument(
+        "--run", required=True, metavar="RUN_ID", help="the run (or run group) to reproduce (see the runs view)"
+    )
     parser.add_argument("--case", action="append", help="case id(s) of the run, comma separated (default: all)")
     parser.add_argument("--repeat", type=positive, help="measured repeats per case (default: as recorded)")
     parser.add_argument("--address", help="scheduler address, when the run's hardware is an 'address' profile")

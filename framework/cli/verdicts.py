@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from framework import step_summary
 from framework.cli.parser import (
     Parser,
     add_dry_run,
@@ -23,6 +24,7 @@ from framework.cli.parser import (
 )
 from framework.config import ROOT
 from framework.metric_catalogue import METRIC_NAMES
+from framework.shards import refuse_split
 
 if TYPE_CHECKING:
     from framework.blessing import Exporter
@@ -162,6 +164,7 @@ def cmd_bless(argv: Sequence[str], runners: Runners | None = None, exporter: Exp
     from framework.evidence import BlessOptions
     from framework.export import export_blessed
 
+    refuse_split("bless", argv)
     args = bless_parser().parse_args(argv)
     options = BlessOptions(
         runtime=args.runtime,
@@ -176,7 +179,10 @@ def cmd_bless(argv: Sequence[str], runners: Runners | None = None, exporter: Exp
     if runners is None:  # the real pipeline: its environments' locks are what production installs
         exporter = exporter or export_blessed
     report = bless(options, runners, exporter=exporter)
-    print(report_text(report), flush=True)  # flushed: the verdict is the command's output
+    text = report_text(report)
+    print(text, flush=True)  # flushed: the verdict is the command's output
+    if report.verdict is not None:
+        step_summary.add(f"Blessing {args.runtime}", text, headline=text.splitlines()[0])
     return 0 if report.verdict is None or report.verdict.blessed else 1
 
 
@@ -186,7 +192,12 @@ def guard_parser() -> Parser:
         description="Turn a failed case or a stability failure into a guard.",
         results_read_only=True,  # it reads the results; what it writes goes to the project (workloads/, matrices/)
     )
-    parser.add_argument("--from", dest="source", required=True, help="RUN_ID:CASE_ID of a failed case, or a FAILURE_ID")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="RUN_ID:CASE_ID of a failed case (or RUN_GROUP:CASE_ID), or a FAILURE_ID",
+    )
     parser.add_argument("--name", help="the guard's workload name (default: from the workload and outcome)")
     add_results(parser)
     return parser

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from framework.in_runtime.deployment import own_version_check
 from framework.in_runtime.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ class Backend(abc.ABC):
     settings_scope: ClassVar[str]
     # Whether the cluster lacks this project: its code is sent (Client.upload_file, cloudpickle by value).
     ships_code: ClassVar[bool]
+    # Whether the scheduler and workers have an environment of their own: their package versions are compared
+    # with the client's on connect and after each restart (``framework/in_runtime/deployment.py``).
+    workers_elsewhere: ClassVar[bool]
 
     @abc.abstractmethod
     def start(self, session: ClusterSession) -> None:
@@ -47,6 +51,7 @@ class LocalBackend(Backend):
     name = "local"
     settings_scope = "cluster"
     ships_code = False
+    workers_elsewhere = False  # this process's children, in this very environment
 
     def start(self, session: ClusterSession) -> None:
         from distributed import Client, LocalCluster
@@ -83,6 +88,7 @@ class AddressBackend(Backend):
     name = "address"
     settings_scope = "client only"
     ships_code = True
+    workers_elsewhere = True
 
     def start(self, session: ClusterSession) -> None:
         from distributed import Client
@@ -96,7 +102,8 @@ class AddressBackend(Backend):
         security = self._security(session)  # raises a ClusterError that says what to fix: not to be wrapped below
         timeout = hw.get("connect_timeout", 30)
         try:
-            session.client = Client(session.address, security=security, timeout=timeout)
+            with own_version_check(session.version_warnings):
+                session.client = Client(session.address, security=security, timeout=timeout)
         except OSError as error:
             session.close()
             raise ClusterError(
@@ -155,6 +162,7 @@ class CoiledBackend(Backend):
     name = "coiled"
     settings_scope = "cluster"
     ships_code = True
+    workers_elsewhere = True  # package sync replicates the lock, as well as it can: checked all the same
 
     def start(self, session: ClusterSession) -> None:
         import dask
@@ -175,7 +183,8 @@ class CoiledBackend(Backend):
 
         try:
             session.cluster = coiled.Cluster(**coiled_kwargs(hw, session.environ))
-            session.client = Client(session.cluster)
+            with own_version_check(session.version_warnings):
+                session.client = Client(session.cluster)
         except Exception as error:
             session.close()
             raise ClusterError(

@@ -7,9 +7,11 @@ takes the profile as plain data (the JSON the controller wrote) and imports noth
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from framework.in_runtime import deployment
 from framework.in_runtime.backends import backend_for
 from framework.in_runtime.errors import ClusterError
 
@@ -38,12 +40,18 @@ class ClusterSession:
         hardware: dict[str, Any],
         address: Optional[str] = None,
         environ: Optional[dict[str, str]] = None,
+        runtime: Optional[dict[str, Any]] = None,
     ):
         self.hardware = hardware
         self.address = address or hardware.get("address")
         self.environ = environ or {}
+        self.runtime = runtime or {"name": "unnamed"}
         self.cluster: Any = None
         self.client: Any = None
+        # What a cluster with an environment of its own runs (deployment.record); None on a local cluster.
+        self.worker_packages: Optional[dict[str, Any]] = None
+        # Distributed's own version warnings from connecting, held until the check has spoken (deployment.py).
+        self.version_warnings: list[warnings.WarningMessage] = []
 
     # -- life cycle ------------------------------------------------------------------------------------
     def __enter__(self) -> ClusterSession:
@@ -58,6 +66,27 @@ class ClusterSession:
         backend.start(self)
         if backend.ships_code:
             self._ship_project()
+        if backend.workers_elsewhere:  # after shipping: an old cluster runs one of this project's functions
+            self._check_deployment()
+
+    def _check_deployment(self) -> None:
+        """Compare the scheduler's and workers' versions with this environment's; a mismatch closes the client."""
+        try:
+            self.worker_packages = deployment.check(
+                self.client,
+                deployment.checked_packages(self.runtime),
+                self.hardware["name"],
+                self.runtime["name"],
+            )
+        except deployment.DeploymentMismatchError as error:
+            self.worker_packages = error.record
+            self.version_warnings.clear()  # the error says what matters, in one line
+            self.close()
+            raise
+        except ClusterError:
+            self.close()
+            raise
+        deployment.release(self.version_warnings)
 
     def _ship_project(self) -> None:
         """Make ``framework`` and ``workloads`` importable on a cluster that has only the runtime's packages.
@@ -94,8 +123,13 @@ class ClusterSession:
                 pass
 
     def recover(self) -> None:
-        """Make the cluster usable again after a case was stopped (timeout): free every worker slot."""
-        backend_for(self.hardware).recover(self)
+        """Make the cluster usable again after a case was stopped (timeout): free every worker slot.
+
+        Workers restarted elsewhere may come back in another environment: checked again."""
+        backend = backend_for(self.hardware)
+        backend.recover(self)
+        if backend.workers_elsewhere:
+            self._check_deployment()
 
     # -- what the cluster really is ---------------------------------------------------------------------
     def shape(self) -> dict[str, Any]:

@@ -252,6 +252,8 @@ def base_row(plan: dict[str, Any]) -> dict[str, Any]:
         "schema_version": plan["schema_version"],
         "run_id": plan["run_id"],
         "run_started_at": plan["run_started_at"],
+        "run_group": plan.get("run_group") or plan["run_id"],
+        "shard": plan.get("shard"),
         "runtime": runtime["name"],
         "runtime_hash": runtime["hash"],
         "env_hash": runtime.get("env_hash"),
@@ -271,7 +273,7 @@ def base_row(plan: dict[str, Any]) -> dict[str, Any]:
         **provenance.identity(
             provenance.machine_fingerprint(),
             "runner",
-            None if not backend_for(hardware).ships_code else "the workers were not reached; this is the client's",
+            "the workers' machines were not read; this is the client's" if backend_for(hardware).ships_code else None,
         ),
         **plan.get("provenance", {}),
     }
@@ -331,11 +333,14 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
     base = base_row(plan)
     not_passed = 0
     try:
-        session = session_factory(plan["hardware"], plan.get("address"), _cluster_environ(plan["runtime"]))
+        session = session_factory(
+            plan["hardware"], plan.get("address"), _cluster_environ(plan["runtime"]), plan["runtime"]
+        )
         _OPEN_SESSIONS.append(session)
         cases = list(plan["cases"])
         try:
             session.start()
+            base["worker_packages"] = session.worker_packages
             if backend_for(plan["hardware"]).ships_code:  # a cluster that needs the code sent runs elsewhere
                 base.update(provenance.workers_identity(session.client))
             while cases:
@@ -345,6 +350,7 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
             # The cluster is gone (never started, or unusable after a timeout): record every case not run,
             # so the failure is in the results rather than only in a log.
             _log(f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {error}")
+            base["worker_packages"] = session.worker_packages  # a mismatch's record too: what the cluster runs
             for case in cases:
                 writer.write(_setup_error_row(base, case, error))
             not_passed += len(cases)
@@ -442,6 +448,7 @@ def _run_executions(
         except Exception:
             shape = {}
         row = {**base, **_case_fields(case), **shape, **run_case(session, runnable, phase, repeat, dumps_dir)}
+        row["worker_packages"] = session.worker_packages  # checked again after each restart
         writer.write(row)
         _log(f"{label} {phase} {repeat + 1}: {row['outcome']} in {row['wall_s']:.2f} s")
         if row["outcome"] != "passed":

@@ -31,8 +31,8 @@ from framework.results import CASE_COLUMNS
 # writes them from the run's plan and the machine it runs on, the same on every row of its file (the rounds of a
 # comparison, one file each, share the environment and the machine).
 RUN_COLUMNS = (
-    "run_started_at", "schema_version", "runtime", "runtime_hash", "env_hash", "runtime_spec", "dask_config",
-    "env_vars", "settings_scope", "packages", "dask_version", "distributed_version", "python_version",
+    "run_started_at", "run_group", "shard", "schema_version", "runtime", "runtime_hash", "env_hash", "runtime_spec",
+    "dask_config", "env_vars", "settings_scope", "packages", "dask_version", "distributed_version", "python_version",
     "python_implementation", "executable", "hardware", "hardware_backend", "hardware_spec", "os", "cpu_model",
     "cpu_count", "ram_bytes", "hostname", "machine_fingerprint", "machine_id", "git_commit", "git_dirty",
 )  # fmt: skip

@@ -449,6 +449,8 @@ def _case_file(
         "schema_version": constant(SCHEMA_VERSION, pa.int32()),
         "run_id": constant(run_id),
         "run_started_at": constant(run_started, CASE_SCHEMA.field("run_started_at").type),
+        "run_group": constant(run_id),  # a nightly run that was not split: its own group
+        "shard": constant(None),
         "workload": per_case(cases.workloads),
         "case_id": per_case(cases.ids),
         "function": per_case(cases.functions),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import pytest
 
 from framework.in_runtime import provenance
 from framework.in_runtime.clusters import ClusterSession
+from framework.in_runtime.deployment import DeploymentMismatchError
 from framework.in_runtime.errors import ClusterError
 from framework.in_runtime.runner import run_plan
 
@@ -136,11 +139,11 @@ def dask_processes(tmp_path: Path, fixture_workloads: str) -> Iterator[Callable[
     # Like a Coiled cluster: the runtime's packages and the workloads, but not this project (``framework``).
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
 
-    def launch(args: list[str], log_name: str) -> None:
+    def launch(args: list[str], log_name: str, python: Optional[str] = None) -> None:
         with (tmp_path / log_name).open("wb") as log:
             started.append(
                 subprocess.Popen(
-                    [str(DASK), *args],
+                    [*([python] if python else []), str(DASK), *args],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -150,7 +153,10 @@ def dask_processes(tmp_path: Path, fixture_workloads: str) -> Iterator[Callable[
                 )
             )
 
-    def start(n_workers: int = 2, tls: Optional[dict[str, str]] = None) -> str:
+    def start(
+        n_workers: int = 2, tls: Optional[dict[str, str]] = None, worker_pythons: Optional[dict[int, str]] = None
+    ) -> str:
+        """``worker_pythons``: worker index → the Python that runs it (another environment); else this one's."""
         port = free_port()
         protocol = "tls" if tls else "tcp"
         tls_args = (
@@ -183,6 +189,7 @@ def dask_processes(tmp_path: Path, fixture_workloads: str) -> Iterator[Callable[
                     *tls_args,
                 ],
                 f"worker-{index}.log",
+                python=(worker_pythons or {}).get(index),
             )
         return address
 
@@ -252,7 +259,15 @@ def test_runs_on_a_scheduler_given_by_address(dask_processes, make_plan, make_ca
 
     assert run_plan(plan) == 0
 
-    assert_ran_on_both_workers(read_rows(plan))
+    rows = read_rows(plan)
+    assert_ran_on_both_workers(rows)
+    # A matching deployment: what it runs is recorded on every row (the scheduler's versions, workers per version).
+    dask_version = importlib.metadata.version("dask")
+    for row in rows:
+        assert row["worker_packages"]["workers"] == 2
+        assert row["worker_packages"]["packages"]["dask"] == {dask_version: 2}
+        assert row["worker_packages"]["scheduler"]["distributed"] == importlib.metadata.version("distributed")
+        assert "unchecked" not in row["worker_packages"]
 
 
 @pytest.mark.cluster(deadline=45)
@@ -330,3 +345,97 @@ def test_too_few_workers_says_so_rather_than_unreachable(dask_processes):
     assert "start the workers, or lower n_workers" in message
     assert "cannot reach" not in message
     assert session.client is None
+
+
+def worker_environment(directory: Path) -> tuple[str, Path]:
+    """Another environment for a worker: a venv of its own that sees this one's packages (a ``.pth`` file).
+
+    Returns its Python and its own site-packages, where a dist-info installed later takes precedence over this
+    environment's (its directory comes first on ``sys.path``)."""
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(directory)
+    python = directory / "bin" / "python"
+    site_packages = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    (site_packages / "test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    return str(python), site_packages
+
+
+def worker_address(log: Path) -> str:
+    """The address a worker (its latest process, after restarts) said it listens at."""
+    addresses = re.findall(r"Start worker at:\s+(\S+)", log.read_text(encoding="utf-8"))
+    assert addresses, f"{log}: no worker started"
+    return addresses[-1]
+
+
+def install_metadata(site_packages: Path, name: str, version: str) -> None:
+    """What an installer leaves of ``name==version`` for ``importlib.metadata`` (a dist-info; the code is this
+    environment's, which is all the test needs: get_versions reads installed metadata)."""
+    info = site_packages / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
+    (info / "INSTALLER").write_text("test\n", encoding="utf-8")
+
+
+@pytest.mark.cluster(deadline=60)
+def test_a_worker_with_another_version_of_a_card_package_is_caught(
+    dask_processes, make_plan, make_case, read_rows, tmp_path
+):
+    ours = importlib.metadata.version("pandas")
+    theirs = "2.2.3"
+    assert ours != theirs
+    python, site_packages = worker_environment(tmp_path / "worker-venv")
+    address = dask_processes(worker_pythons={1: python})  # test-worker-1 runs in the other environment
+    runtime = {"name": "test-runtime", "spec": {"packages": {"dask[distributed]": "", "pandas": ""}}}
+    session = ClusterSession(address_profile(address), runtime=runtime)
+
+    # Same versions so far: connects, and records what the cluster runs.
+    session.start()
+    try:
+        assert session.worker_packages is not None
+        assert session.worker_packages["packages"]["pandas"] == {ours: 2}
+        # The worker restarts into an environment that has changed meanwhile: checked again after the restart.
+        install_metadata(site_packages, "pandas", theirs)
+        version_there = subprocess.run(
+            [python, "-c", "import importlib.metadata as m; print(m.version('pandas'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert version_there == theirs
+        with pytest.raises(DeploymentMismatchError) as caught:
+            session.recover()
+    finally:
+        session.close()
+    other = worker_address(tmp_path / "worker-1.log")  # restarted: a new address
+    assert f"pandas {ours} here, {theirs} on worker {other} — install the runtime's lock" in str(caught.value)
+    assert session.worker_packages["packages"]["pandas"] == {ours: 1, theirs: 1}
+
+    # On connect: no case runs; every case is a setup error naming package, both versions and the worker.
+    cases = [make_case("fixtures_workloads:passes"), make_case("fixtures_workloads:passes", case_id="again/tiny")]
+    plan = make_plan(address_profile(address), cases)
+    plan["runtime"]["spec"]["packages"] = runtime["spec"]["packages"]
+
+    assert run_plan(plan) == 2
+
+    rows = read_rows(plan)
+    assert [(row["case_id"], row["phase"], row["outcome"]) for row in rows] == [
+        ("passes/tiny", "setup", "error"),
+        ("again/tiny", "setup", "error"),
+    ]
+    for row in rows:
+        assert row["error"] == (
+            f"hardware address: the cluster does not run runtime test-runtime's packages: pandas {ours} here, {theirs}"
+            f" on worker {other} — install the runtime's lock on the scheduler and every worker (nox -s export --"
+            " --runtime=test-runtime, or the blessed lock) and restart them"
+        )
+        assert row["worker_packages"]["packages"]["pandas"] == {ours: 1, theirs: 1}
+        assert row["worker_packages"]["scheduler"]["pandas"] == ours

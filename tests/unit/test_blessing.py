@@ -743,8 +743,12 @@ def test_command_prints_blessed_and_exits_0(quick_lab: Lab, capsys: pytest.Captu
     assert out[-1].endswith(".parquet")
 
 
-def test_command_prints_every_failed_reason_and_exits_1(quick_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_prints_every_failed_reason_and_exits_1(
+    quick_lab: Lab, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     quick_lab.outcomes = {"array_mean_var": "error"}
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
 
     code = cmd_bless(["--criteria=quick", f"--results={quick_lab.results}"], quick_lab.runners())
 
@@ -752,6 +756,10 @@ def test_command_prints_every_failed_reason_and_exits_1(quick_lab: Lab, capsys: 
     assert code == 1
     assert out[0] == "latest is NOT BLESSED against stable (criteria quick): 1 of 3 checks failed"
     assert out[1].startswith("  ✗ array_mean_var failed 3/3 repeats on latest (error: error: it went wrong)")
+    # In a GitHub workflow the verdict is the job summary's section too: heading, headline, the printout.
+    written = summary.read_text()
+    assert written.startswith("## Blessing latest\n\n**" + out[0] + "**\n\n```text\n")
+    assert out[1] in written
 
 
 def test_command_dry_run_exits_0_and_stores_nothing(quick_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:

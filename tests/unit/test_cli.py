@@ -63,6 +63,7 @@ def test_sql_without_a_query_lists_the_views_and_their_columns(results_dir, caps
         "rows",
         "cases",
         "runs",
+        "run_groups",
         "case_summary",
         "latest",
         "environments",

@@ -80,6 +80,18 @@ def test_a_failed_case_becomes_a_guard_its_reproducer_and_a_finding(project, res
     assert set(load_findings(load_catalog(project), project)) == {"groupby_agg_failed", second.name}
 
 
+def test_a_run_group_id_finds_the_failed_case_in_its_shard(project, results_dir, write_run, case_row):
+    write_run([case_row(run_id="s1", run_group="nightly", shard="1/2", case_id="array_mean_var")])
+    params = {"by": "id", "seed": 0, "freq": "10s", "days": 1}
+    failed = {"outcome": "failed", "error": "WorkloadCheckFailed: no", "dask_version": "2026.3.0", "params": params}
+    write_run([case_row(run_id="s2", run_group="nightly", shard="2/2", case_id="groupby_agg[by=id]", **failed)])
+
+    promotion = promote("nightly:groupby_agg[by=id]", results_dir, root=project)
+
+    [finding] = load_findings(load_catalog(project), project).values()
+    assert promotion.name == "groupby_agg_failed" and finding.evidence == ["s2"]  # the shard's run, not the group
+
+
 def test_a_source_with_no_failure_writes_nothing(project, results_dir, write_run, case_row):
     _store(write_run, case_row)
     before = sorted(path.relative_to(project) for path in project.rglob("*"))

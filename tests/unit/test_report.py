@@ -308,6 +308,12 @@ def test_a_run_page_has_every_column_the_lock_and_the_dump(case_row, write_run, 
     assert "groupby_agg[by=id] tiny timeout 1/3 1 s 100.0 MiB 50.0 MiB 0 bytes" in text  # the case's summary
 
 
+def test_a_shard_s_run_page_names_its_run_group_and_shard(case_row, write_run, results_dir, tmp_path):
+    write_run([case_row(run_id="r1", run_group="nightly-7", shard="2/3")])
+    text = _text(_site(results_dir, tmp_path) / "runs" / "r1.html")
+    assert "run_group nightly-7" in text and "shard 2/3" in text
+
+
 def test_a_moved_store_still_links_its_dumps(case_row, write_run, results_dir, tmp_path):
     (results_dir / "dumps" / "r1").mkdir(parents=True)
     (results_dir / "dumps" / "r1" / "d.msgpack.gz").write_bytes(b"state")

@@ -61,7 +61,7 @@ def recorded_rows(case_row: Any, case_id: str = "array_mean_var", walls: tuple[f
                   **fields: Any) -> list[dict[str, Any]]:  # fmt: skip
     """One warm-up and a measured repeat per wall time, of one case of RUN."""
     common = {
-        "run_id": RUN,
+        "run_id": fields.pop("run_id", RUN),
         "workload": case_id.split("[", maxsplit=1)[0],
         "case_id": case_id,
         "function": "workloads.array:mean_var_reduction",
@@ -133,6 +133,25 @@ def test_a_run_without_a_stored_lock_is_rebuilt_from_the_versions_its_rows_recor
 
     assert group.lock == "dask==2026.1.0\ndistributed==2026.1.0\ntoolz==1.0.0\n"
     assert group.lock_source == "no lock stored — the versions its rows recorded as installed"
+
+
+def test_a_run_group_id_loads_every_shard_s_cases_by_environment(
+    results_dir: Path, write_run: Any, case_row: Any
+) -> None:
+    shard = {"run_group": "nightly-1"}
+    write_run(recorded_rows(case_row, run_id="shard-1", shard="1/2", **shard))
+    other = recorded_rows(case_row, "groupby_agg[by=id]", run_id="shard-2", shard="2/2", env_hash="f" * 16, **shard)
+    write_run(other)  # the other machine built the runtime anew
+
+    with Results(results_dir) as results:
+        run = load_run(results, "nightly-1")
+        alone = load_run(results, "shard-2")
+
+    assert sorted((g.env_hash, [c.case_id for c in g.cases]) for g in run.groups) == [
+        ("e" * 16, ["array_mean_var"]),
+        ("f" * 16, ["groupby_agg[by=id]"]),
+    ]
+    assert [c.case_id for g in alone.groups for c in g.cases] == ["groupby_agg[by=id]"]
 
 
 def test_an_unknown_run_is_one_line_naming_it_and_how_to_list_runs(results_dir: Path, capsys: Any) -> None:
