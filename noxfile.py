@@ -8,13 +8,14 @@ nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_m
 nox -s bless -- --runtime=latest --baseline=stable   run what is missing, decide blessed or not (exit 0 = blessed)
 nox -s report [-- --out=DIR]          a static site of the results (opens offline, from disk)
 nox -s sql -- "SELECT ..."             read-only SQL over all results (no query: list the views)
+nox -s merge -- SRC... --into=DIR      copy several stores (shards, artifacts, URLs) into one; idempotent
 nox -s export -- --runtime=latest      a runtime's lock as a file to install (requirements with hashes, or pylock)
 nox -s reproduce -- --run=RUN_ID       rebuild a recorded run's environment from its lock, re-run, recorded vs now
 nox -s guard -- --from=RUN_ID:CASE_ID  a failed case (or a stability FAILURE_ID) becomes a guard + reproducer + finding
 nox -s schema                          write JSON Schemas of the YAML files (matrices/schemas/)
 nox -s tests                           the test suite (pass -- -m "not environment" to skip env builds)
 nox -s lint                            ruff, mypy and the import-cycle check
-nox -s bench -- overhead               benchmarks that print figures
+nox -s bench -- overhead               benchmarks that print figures (overhead, calibration, report, scale, …)
 """
 
 from __future__ import annotations
@@ -123,6 +124,13 @@ def compact(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="uv")
+def merge(session: nox.Session) -> None:
+    """Copy result files of several stores into one: nox -s merge -- SRC... [--into=DIR|URL] [--allow-partial]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "merge", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
 def workloads(session: nox.Session) -> None:
     """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG]."""
     _controller(session)
@@ -161,7 +169,7 @@ def _workflows() -> list[str]:
 
 @nox.session(venv_backend="uv")
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration | report."""
+    """Benchmarks that print figures (never timed assertions): nox -s bench -- overhead | calibration | report ..."""
     session.install("-e", ".[test]")
     names = [arg for arg in session.posargs if not arg.startswith("-")] or ["overhead"]
     options = [arg for arg in session.posargs if arg.startswith("-")]

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from framework.footers import QUARANTINE, FooterChecks
 from framework.in_runtime.errors import ResultsError
+from framework.object_store import opened
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import (
     CASE_SCHEMA,
@@ -151,6 +152,13 @@ def needs_compaction(root: Path, threshold: int = AUTO_THRESHOLD) -> bool:
 def compact(root: Path, *, min_files: int = 2, dry_run: bool = False) -> Compaction:
     """Merge each month's files in every directory of the store that holds at least ``min_files`` loose files."""
     started = time.perf_counter()
+    store = opened(root)
+    if store is not None:  # it deletes what it merged: object storage cannot swap files under readers
+        raise ResultsError(
+            f"{store.shown}: compaction does not run on a URL store (it deletes the files it merged, which readers"
+            f" of a bucket may be reading) — nox -s merge -- {store.shown} --into=DIR, nox -s compact --"
+            " --results=DIR, then nox -s merge -- DIR --into=<a new prefix>"
+        )
     if not root.is_dir():
         raise ResultsError(f"--results={root}: no such directory — pass the results directory of your runs")
     parts = []
@@ -364,8 +372,8 @@ def _reason(error: Exception) -> str:
 def compact_if_due(root: Path, threshold: int = AUTO_THRESHOLD) -> list[str]:
     """What a command that wrote (or reads much) runs at its end: compact once a directory holds ``threshold``
     loose files. Never fails the command: a store it cannot compact now is said in one line."""
-    if not root.is_dir() or not needs_compaction(root, threshold):
-        return []
+    if opened(root) is not None or not root.is_dir() or not needs_compaction(root, threshold):
+        return []  # a URL store is not compacted (compact refuses it and says how)
     try:
         return compact(root).lines()
     except ResultsError as error:

@@ -7,13 +7,19 @@ once (a small Thrift walk finds the schema's bytes), so checking thousands of fi
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from framework.in_runtime.errors import ResultsError
-from framework.results import COMPACTED_PREFIX, read_sources
+from framework.results import COMPACTED_PREFIX, SOURCES_KEY, read_sources
+
+Opener = Callable[[], IO[bytes] | io.RawIOBase]  # a file, or an object of a URL store
 
 QUARANTINE = "quarantine"  # results/quarantine/<kind>/<name>: files compaction moved aside; no reader reads them
 _MAGIC = b"PAR1"
@@ -48,7 +54,7 @@ class FooterChecks:
             return Footer(f"cannot be read ({error.strerror or error})")
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._files:
-            footer = self._judge(path, stat.st_size, schema)
+            footer = self._judge(lambda: path.open("rb"), stat.st_size, schema)
             if footer.problem is None and path.name.startswith(COMPACTED_PREFIX):
                 try:
                     merged = tuple(str(source["name"]) for source in read_sources(path))
@@ -59,9 +65,31 @@ class FooterChecks:
             self._files[key] = footer
         return self._files[key]
 
-    def _judge(self, path: Path, size: int, schema: pa.Schema) -> Footer:
+    def known(self, name: str, size: int, tag: str) -> bool:
+        """Whether :meth:`check_opened` judged this very object already."""
+        return (name, size, hash(tag)) in self._files
+
+    def check_opened(self, name: str, size: int, tag: str, opener: Opener, schema: pa.Schema) -> Footer:
+        """The verdict of a file read through ``opener`` (an object in a URL store: immutable, so its name, size
+        and version tag identify its content)."""
+        key = (name, size, hash(tag))
+        if key not in self._files:
+            footer = self._judge(opener, size, schema)
+            if footer.problem is None and name.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX):
+                try:
+                    with opener() as handle:
+                        metadata = pq.read_schema(handle).metadata or {}
+                    merged = tuple(str(source["name"]) for source in json.loads(metadata[SOURCES_KEY]))
+                except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):
+                    footer = Footer("a compacted file without a readable list of the files it merged")
+                else:
+                    footer = dataclasses.replace(footer, merged=merged)
+            self._files[key] = footer
+        return self._files[key]
+
+    def _judge(self, opener: Opener, size: int, schema: pa.Schema) -> Footer:
         try:
-            footer = _footer_bytes(path, size)
+            footer = _footer_bytes(opener, size)
         except OSError as error:
             return Footer(f"cannot be read ({error.strerror or error})")
         if isinstance(footer, Footer):
@@ -71,7 +99,8 @@ class FooterChecks:
             if footer.startswith(prefix):
                 return verdict
         try:
-            found = pq.read_schema(path)
+            with opener() as handle:
+                found = pq.read_schema(handle)
         except (OSError, ValueError, pa.ArrowException) as error:
             return Footer(f"unreadable Parquet footer ({_first_line(error)})")
         verdict = _against(found, schema)
@@ -81,11 +110,11 @@ class FooterChecks:
         return verdict
 
 
-def _footer_bytes(path: Path, size: int) -> bytes | Footer:
+def _footer_bytes(opener: Opener, size: int) -> bytes | Footer:
     """A Parquet file's footer (its Thrift FileMetaData), or why the file has none."""
     if size == 0:
         return Footer("empty (0 bytes)")
-    with path.open("rb") as handle:
+    with opener() as handle:
         head = handle.read(4)
         handle.seek(max(size - 8, 0))
         tail = handle.read(8)

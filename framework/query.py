@@ -22,6 +22,7 @@ Tables added by the commands that need them (``nox -s sql`` adds both): ``findin
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -36,6 +37,7 @@ import pyarrow as pa
 from framework.footers import QUARANTINE, FooterChecks
 from framework.in_runtime.errors import QueryError
 from framework.metric_catalogue import METRICS
+from framework.object_store import opened, remote_parquet
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, store_lock
 
@@ -160,11 +162,22 @@ class Results:
         self._tables: list[str] = []  # added with add_table
         self._checks = FooterChecks()
         self._register_empty()
-        with store_lock(self.root, exclusive=False):
+        # A URL store (framework.object_store): its files are read in place through its filesystem; files of its
+        # work directory the URL does not hold yet (normally none) are read beside them. No lock: nothing is
+        # swapped under a reader there (compaction refuses URL stores, and an object appears whole).
+        store = opened(self.root)
+        self._store = store.remote.reader() if store is not None else None
+        allowed = [f"{_quote(str(self.root))}/"]
+        if self._store is not None:
+            self.connection.register_filesystem(self._store.fs)
+            allowed.append(_quote(self._store.uri()))
+        with store_lock(self.root, exclusive=False) if self._store is None else contextlib.nullcontext():
             self._listing: dict[str, tuple[str, ...]] = {}
+            self._remote: dict[str, dict[str, tuple[int, str]]] = {}
             self._create_views(self._listing_now())
         # From here on, no statement may touch a file outside results/, write anything, or change that.
-        self.connection.execute(f"SET allowed_directories=['{_quote(str(self.root))}/']")
+        quoted = ", ".join(f"'{path}'" for path in allowed)
+        self.connection.execute(f"SET allowed_directories=[{quoted}]")
         self.connection.execute("SET enable_external_access=false")
         # Extensions this client does not link in are neither fetched nor loaded by a query (no network, no writes to
         # ~/.duckdb): parquet, json and icu are built in.
@@ -183,11 +196,18 @@ class Results:
         """The Parquet files of each view's directory: when they change (a run wrote, a compaction ran), that view
         is remade — new files are checked first."""
         listing = {}
+        if self._store is not None:
+            self._remote = remote_parquet(self._store)
         for view, name in _SOURCES:
             try:
                 names = [entry.name for entry in os.scandir(self.root / name) if entry.name.endswith(".parquet")]
             except (FileNotFoundError, NotADirectoryError):
                 names = []
+            if self._store is not None:  # the URL's files, then the work directory's it does not hold yet
+                remote = self._remote.get(name, {})
+                names = [f"{name}@{size}@{tag}" for name, (size, tag) in remote.items()] + [
+                    f"{name}@local" for name in names if name not in remote and not name.startswith(".")
+                ]
             listing[view] = tuple(sorted(names))
         return listing
 
@@ -196,9 +216,10 @@ class Results:
         # Files of older schema versions lack newer columns: union_by_name fills them with NULL, and the empty
         # current-schema table guarantees every current column exists even when no file has it yet.
         remade = set()
-        for view, name in _SOURCES:
-            if view in self._listing and listing[view] == self._listing[view]:
-                continue
+        changed = [(v, n) for v, n in _SOURCES if v not in self._listing or listing[v] != self._listing[v]]
+        if self._store is not None:  # the footers of every new object, in one concurrent batch
+            self._prefetch({name: listing[view] for view, name in changed})
+        for view, name in changed:
             source = self._source(view, self.root / name, listing[view])
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}")
             remade.add(view)
@@ -210,6 +231,8 @@ class Results:
     def _source(self, view: str, directory: Path, names: Sequence[str]) -> str:
         """The query a view reads its directory with: every file but those it cannot read (said once on stderr)
         and those a compacted file merged (a compaction that died before deleting them: the next one will)."""
+        if self._store is not None:
+            return self._remote_source(view, directory, names)
         schema = _SCHEMAS[view]
         readable: list[Path] = []
         casts: set[str] = set()
@@ -235,6 +258,61 @@ class Results:
             pattern = "[" + ", ".join(f"'{_quote(str(path))}'" for path in kept) + "]"
         else:
             pattern = f"'{_quote(str(directory))}/*.parquet'"
+        return self._union(view, pattern, casts)
+
+    def _prefetch(self, entries: dict[str, Sequence[str]]) -> None:
+        """Fetch the footers of the listed objects not checked yet, concurrently (small files whole)."""
+        assert self._store is not None
+        unchecked = {}
+        for directory, names in entries.items():
+            for entry in names:
+                name, size_text, *tag = entry.split("@")
+                relative = f"{directory}/{name}"
+                if size_text == "local" or self._store.fetched(relative):
+                    continue
+                if not self._checks.known(self._store.uri(relative), int(size_text), tag[0]):
+                    unchecked[relative] = int(size_text)
+        self._store.prefetch(unchecked)
+
+    def _remote_source(self, view: str, directory: Path, entries: Sequence[str]) -> str:
+        """:meth:`_source` for a URL store: its objects (``name@size@tag``) read in place, and the work
+        directory's files it does not hold yet (``name@local``)."""
+        assert self._store is not None
+        remote = self._store
+        schema = _SCHEMAS[view]
+        kept: dict[str, str] = {}  # name → where DuckDB reads it
+        casts: set[str] = set()
+        merged: set[str] = set()
+        self._prefetch({directory.name: entries})  # (done already for the views made together)
+        for entry in entries:
+            name, size_text, *tag = entry.split("@")
+            if size_text == "local":
+                where = str(directory / name)
+                footer = self._checks.check(directory / name, schema)
+            else:
+                relative = f"{directory.name}/{name}"
+                where = remote.uri(relative)
+                size = int(size_text)
+                opener = functools.partial(remote.open_tail, relative, size)
+                footer = self._checks.check_opened(where, size, tag[0], opener, schema)
+            if footer is None:
+                continue
+            if footer.problem is not None:
+                self._skip(Path(where) if size_text == "local" else Path(name), footer.problem, shown=where)
+                continue
+            kept[name] = where
+            casts |= footer.casts
+            merged.update(footer.merged)
+        kept = {name: where for name, where in kept.items() if name not in merged}
+        if not kept:
+            return f"SELECT * FROM _empty_{view}"
+        if len(kept) == len(entries) and all(entry.count("@") == 2 for entry in entries):
+            pattern = f"'{_quote(remote.uri(directory.name))}/*.parquet'"  # one listing by DuckDB, not a list
+        else:
+            pattern = "[" + ", ".join(f"'{_quote(where)}'" for where in kept.values()) + "]"
+        return self._union(view, pattern, casts)
+
+    def _union(self, view: str, pattern: str, casts: set[str]) -> str:
         source = (
             f"SELECT * FROM read_parquet({pattern}, union_by_name = true) UNION ALL BY NAME SELECT * FROM _empty_{view}"
         )
@@ -246,7 +324,7 @@ class Results:
             source = f"SELECT * REPLACE ({replaced}) FROM ({source})"
         return source
 
-    def _skip(self, path: Path, why: str) -> None:
+    def _skip(self, path: Path, why: str, shown: str | None = None) -> None:
         """Leave a file out of the views, and say so in one line (once per process)."""
         from framework.config import DEFAULT_RESULTS  # the project's own store: nox -s compact needs no --results
 
@@ -255,6 +333,8 @@ class Results:
         default = self.root == DEFAULT_RESULTS.resolve()
         compact = "nox -s compact" if default else f"nox -s compact -- --results={root}"
         line = f"{_shown(path)}: skipped — {why}; {compact} moves it to {root}/{QUARANTINE}/"
+        if shown is not None:  # a URL store: compaction refuses it
+            line = f"{shown}: skipped — {why}; move it out of the store (merge the store into a directory to compact)"
         with _SAID_LOCK:
             if line in _SAID:
                 return
@@ -265,7 +345,7 @@ class Results:
     def _consistent(self) -> Iterator[None]:
         """Hold the store's lock shared while a statement runs (no compaction swaps files under it), and remake
         the views of the directories whose files changed since they were made (a compaction ran, a file came)."""
-        with store_lock(self.root, exclusive=False):
+        with store_lock(self.root, exclusive=False) if self._store is None else contextlib.nullcontext():
             listing = self._listing_now()
             if listing != self._listing:
                 self._create_views(listing)

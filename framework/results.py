@@ -25,7 +25,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,10 @@ COMPACTED_PREFIX = "compacted__"
 SOURCES_KEY = b"dask_blessing.compacted_from"  # footer key of a compacted file: JSON [{"name": ..., "rows": ...}]
 
 
+# Called with each file write_atomic published: a URL store uploads it (framework.object_store registers itself).
+WRITTEN_HOOKS: list[Callable[[Path], None]] = []
+
+
 class AlreadyWrittenError(ResultsError):
     """The file to write is there already (results are append-only)."""
 
@@ -208,6 +212,8 @@ def write_atomic(table: pa.Table, target: Path, *, staged: Path | None = None) -
         if staged is None:
             partial.unlink(missing_ok=True)
     fsync_directory(target.parent)
+    for hook in WRITTEN_HOOKS:
+        hook(target)
     return target
 
 

@@ -6,7 +6,7 @@ python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
 python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--repeat=N] [--until-decided]
 python -m framework.cli regressions | bisect | bless | guard ...   (verdicts.py)
-python -m framework.cli report | compact ...                       (store.py)
+python -m framework.cli report | compact | merge ...               (store.py)
 python -m framework.cli export --runtime=NAME | --run=RUN_ID [--format=requirements|pylock] [--out=PATH]
 python -m framework.cli reproduce --run=RUN_ID [--case=CASE_ID] [--repeat=N]
 
@@ -23,7 +23,7 @@ from framework import lifetime
 from framework.cli.parser import COUNT_LIMITS
 from framework.cli.query import cmd_schema, cmd_sql, cmd_workloads
 from framework.cli.run import cmd_compare, cmd_export, cmd_matrix, cmd_reproduce, cmd_stability
-from framework.cli.store import cmd_compact, cmd_report
+from framework.cli.store import cmd_compact, cmd_merge, cmd_report
 from framework.cli.verdicts import cmd_bisect, cmd_bless, cmd_guard, cmd_regressions
 from framework.in_runtime.errors import WRITE_ERRNOS, FrameworkError, cannot_write
 from framework.in_runtime.runner import RowsUnwritableError
@@ -42,6 +42,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "bless": cmd_bless,
     "report": cmd_report,
     "compact": cmd_compact,
+    "merge": cmd_merge,
     "guard": cmd_guard,
     "export": cmd_export,
     "reproduce": cmd_reproduce,
@@ -54,11 +55,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"usage: python -m framework.cli {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
     try:
-        return COMMANDS[args[0]](args[1:])
+        try:
+            code = COMMANDS[args[0]](args[1:])
+        finally:
+            _close_stores()
     except (FrameworkError, RowsUnwritableError, OSError, KeyboardInterrupt, lifetime.Stopped) as error:
         line, code = _failure(error)
         print(line, file=sys.stderr)
-        return code
+    return code
+
+
+def _close_stores() -> None:
+    """A verb on a URL store: upload what it wrote besides Parquet files (logs, dumps, failures) at its end."""
+    if "framework.object_store" not in sys.modules:
+        return
+    from framework.object_store import close_all
+
+    uploaded = close_all()
+    if uploaded:
+        print(f"uploaded {len(uploaded)} more file{'s' if len(uploaded) != 1 else ''} to the results URL")
 
 
 def _failure(error: BaseException) -> tuple[str, int]:

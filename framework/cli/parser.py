@@ -53,8 +53,16 @@ class Parser(argparse.ArgumentParser):
     ) -> tuple[Any, list[str]]:
         parsed, extras = super().parse_known_args(args, namespace)
         results = getattr(parsed, "results", None)
-        if isinstance(results, Path) and any("--results" in action.option_strings for action in self._actions):
-            written = not self.results_read_only and getattr(parsed, "out", None) is None
+        has_results = any("--results" in action.option_strings for action in self._actions)
+        written = not self.results_read_only and getattr(parsed, "out", None) is None
+        if isinstance(results, ResultsURL) and has_results:
+            from framework.object_store import StoreError, open_store
+
+            try:  # checked before anything runs: protocol, credentials, bucket, endpoint
+                parsed.results = open_store(str(results), writes=written)
+            except StoreError as error:
+                self.error(f"--results: {error}")
+        elif isinstance(results, Path) and has_results:
             problem = results_problem(results, written)
             if problem:
                 self.error(f"--results={results}: {problem}")
@@ -74,9 +82,29 @@ class Parser(argparse.ArgumentParser):
 # --- options several verbs take -----------------------------------------------------------------------------
 
 
+class ResultsURL(str):
+    """``--results=s3://bucket/prefix``: the parser opens it (framework.object_store) and passes on its work
+    directory, so every verb works on a local directory."""
+
+
+def results_location(text: str) -> Path | ResultsURL:
+    """A results directory (a path, or ``file://``), or a URL (any other fsspec protocol)."""
+    from framework.object_store import is_url, local_path
+
+    return ResultsURL(text) if is_url(text) else local_path(text)
+
+
 def add_results(parser: argparse.ArgumentParser, help: str = "results directory") -> None:
-    """``--results``: the results directory, by default the project's own (``DEFAULT_RESULTS``)."""
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help=help)
+    """``--results``: the results directory or URL, by default the project's own directory (``DEFAULT_RESULTS``)."""
+    parser.add_argument("--results", type=results_location, default=DEFAULT_RESULTS, help=f"{help} (or a URL)")
+
+
+def shown(results: Path) -> str:
+    """Where the results are, as the user gave it: a URL store's URL, not its work directory."""
+    from framework.object_store import opened
+
+    store = opened(results)
+    return store.shown if store is not None else str(results)
 
 
 def add_rebuild(parser: argparse.ArgumentParser, help: str = "rebuild environments even if a build exists") -> None:

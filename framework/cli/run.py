@@ -10,7 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from framework import step_summary
-from framework.cli.parser import Parser, add_dry_run, add_rebuild, add_results, bounded_number, positive, seed, split
+from framework.cli.parser import (
+    Parser,
+    add_dry_run,
+    add_rebuild,
+    add_results,
+    bounded_number,
+    positive,
+    seed,
+    shown,
+    split,
+)
 from framework.cli.query import cmd_workloads
 from framework.config import ROOT
 from framework.in_runtime.errors import SelectionError
@@ -110,12 +120,12 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         print()
         for headline in report.unusable:  # first: the loudest finding (no table of setup errors above it)
             print(headline)
-        print(f"run {report.run_id} — results in {args.results}")
+        print(f"run {report.run_id} — results in {shown(args.results)}")
         summary = run_summary(results, report.run_id)
         print(summary)
         note = None
         if report.shard is not None:  # what this part is part of, and how to see the whole
-            note = shard_note(report.run_group or report.run_id, str(report.shard), str(args.results))
+            note = shard_note(report.run_group or report.run_id, str(report.shard), shown(args.results))
             print(note)
         _, [(not_passed,)] = results.sql(
             "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
@@ -206,7 +216,7 @@ def cmd_stability(argv: Sequence[str]) -> int:
             [report.run_id],
         )
     print()
-    print(f"stability run {report.run_id} — results in {args.results}")
+    print(f"stability run {report.run_id} — results in {shown(args.results)}")
     print(format_table(columns, rows, max_width=150))
     if not rows:  # a run that recorded nothing tested nothing: never a pass
         print(f"stability run {report.run_id} recorded no batch — nothing was tested; see the lines above for why")
@@ -385,6 +395,6 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
         return 1
     print()
     print(format_report(report))
-    print(f"results in {args.results}")
+    print(f"results in {shown(args.results)}")
     # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
     return 1 if any(outcome.not_passed for outcome in report.outcomes) else 0

@@ -1,4 +1,5 @@
-"""``report``, ``compact``: the verbs that work on the results store as a whole — a site of it, or its files merged."""
+"""``report``, ``compact``, ``merge``: the verbs that work on results stores as a whole — a site of one, its files
+merged by month, or several stores copied into one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from framework.cli.parser import Parser, add_dry_run, add_results
+from framework.config import DEFAULT_RESULTS
 
 
 def report_parser() -> Parser:
@@ -18,9 +20,13 @@ def report_parser() -> Parser:
 def cmd_report(argv: Sequence[str]) -> int:
     """``nox -s report [-- --results=DIR --out=DIR]``: build the site, print where it is."""
     from framework.compaction import compact_if_due
+    from framework.object_store import opened
     from framework.report import build_site
 
     args = report_parser().parse_args(argv)
+    store = opened(args.results)
+    if store is not None:  # a URL store: the cluster dumps the pages link to, beside the site
+        store.pull(["dumps"])
     for line in compact_if_due(args.results):  # a long history of small files: merged first, read faster
         print(line)
     summary = build_site(args.results, args.out or args.results / "report")
@@ -44,3 +50,24 @@ def cmd_compact(argv: Sequence[str]) -> int:
     print("\n".join(report.lines()))
     # 1: a file needs a look (left where it is, or moved to the quarantine)
     return 1 if report.needs_a_look else 0
+
+
+def merge_parser() -> Parser:
+    parser = Parser(prog="nox -s merge --", description="Copy the result files of several stores into one.")
+    parser.add_argument("sources", nargs="+", metavar="SRC", help="results directories or URLs (shards, artifacts)")
+    parser.add_argument("--into", default=str(DEFAULT_RESULTS), help="the store to copy into (default results/)")
+    parser.add_argument(
+        "--allow-partial", action="store_true", help="accept a sharded run group with shards missing (said still)"
+    )
+    return parser
+
+
+def cmd_merge(argv: Sequence[str]) -> int:
+    """``nox -s merge -- SRC... [--into=DIR|URL] [--allow-partial]``; exit 2 on a conflict, 1 on a missing or doubled
+    shard."""
+    from framework.merge import merge
+
+    args = merge_parser().parse_args(argv)
+    report = merge(args.sources, args.into, allow_partial=args.allow_partial)
+    print("\n".join(report.lines()))
+    return 1 if report.shard_problems else 0

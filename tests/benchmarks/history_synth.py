@@ -490,6 +490,7 @@ def _case_file(
         "env_hash": constant(environment.env_hash),
         "runtime_spec": constant(environment.spec),
         "packages": constant(json.dumps(versions, sort_keys=True)),
+        "worker_packages": constant(None),  # a local cluster: its workers are this environment
         "dask_version": constant(versions["dask"]),
         "distributed_version": constant(versions["distributed"]),
         "executable": constant(f"{_HOME}/.blessing/envs/{environment.runtime}-{environment.env_hash}/bin/python"),
@@ -497,7 +498,11 @@ def _case_file(
         "git_dirty": constant(False, pa.bool_()),
         **{name: constant(value, CASE_SCHEMA.field(name).type) for name, value in machine.items()},
     }
-    return pa.Table.from_arrays([data[name] for name in CASE_SCHEMA.names], schema=CASE_SCHEMA), int(ends[-1])
+    # Columns this history does not fill (newer than it) are NULL, as in files older than them.
+    arrays = [
+        data[name] if name in data else constant(None, CASE_SCHEMA.field(name).type) for name in CASE_SCHEMA.names
+    ]
+    return pa.Table.from_arrays(arrays, schema=CASE_SCHEMA), int(ends[-1])
 
 
 _TIMEOUT_COUNTERS = ("tasks", "compute_time_s", "transfer_time_s", "spilled_bytes", "spill_time_s")

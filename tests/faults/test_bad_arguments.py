@@ -105,6 +105,13 @@ def test_results_in_a_read_only_directory(verb: str, tmp_path: Path, capsys: pyt
         results.chmod(stat.S_IRWXU)
 
 
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_results_at_an_unknown_kind_of_url(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every verb takes a URL for --results (tests/unit/test_object_store.py: S3), checked before anything runs."""
+    line = refused([verb, *VERBS[verb], "--results=nosuch://bucket/prefix"], capsys)
+    assert "--results: nosuch://bucket/prefix: cannot open this URL (Protocol not known: nosuch) — use a local" in line
+
+
 def test_sql_reads_a_results_directory_it_cannot_write(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sql", "--results=/proc/self"]) == 0  # read-only: no results there, the views are listed
     assert "rows:" in capsys.readouterr().out
