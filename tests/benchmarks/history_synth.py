@@ -484,7 +484,6 @@ def _case_file(
         "missing": column(missing, pa.string()),
         "cluster_dump": column(dumps, pa.string()),
         "failure_id": constant(None),
-        "worker_packages": constant(None),  # a local cluster: its workers run the client's environment
         "runtime": constant(environment.runtime),
         "runtime_hash": constant(environment.runtime_hash),
         "env_hash": constant(environment.env_hash),
