@@ -3,6 +3,10 @@
 The same judging as an interleaved comparison (:func:`framework.stats.compare_samples` per case × metric), on the
 measured, passed repeats the filters select — by default each side's newest run of every case. The comparison is
 recorded like any other, with mode ``from-results``.
+
+Each side runs on one hardware profile and one machine class (:mod:`framework.machines`; a filter may name
+``machine_class``). Sides on different machine classes are refused unless ``across_machines`` is given: their
+timings differ by the machine as much as by what is compared. Given, the labels name both classes.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from framework.compare import (
     BASELINE,
@@ -26,14 +30,18 @@ from framework.compare import (
 )
 from framework.engine import new_run_id
 from framework.in_runtime.errors import SelectionError
+from framework.machines import MACHINES_FILE, class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS
 from framework.records import write_record
 from framework.stats import compare_samples
 
+if TYPE_CHECKING:
+    from framework.query import Results
+
 _SELECT = """
-SELECT workload, case_id, size, hardware, runtime, run_id, repeat, phase, outcome, missing, runtime_hash, env_hash,
-       packages, {columns}
-FROM cases
+SELECT workload, case_id, size, hardware, machine_class, runtime, run_id, repeat, phase, outcome, missing,
+       runtime_hash, env_hash, packages, {columns}
+FROM (SELECT r.*, {machine_class} AS machine_class FROM cases r {join})
 WHERE ({where}) {latest}
 ORDER BY run_started_at, started_at
 """
@@ -51,6 +59,8 @@ def from_results(
     latest_only: bool = True,
     workloads: Sequence[str] | None = None,
     record: bool = True,
+    across_machines: bool = False,
+    machines_file: Path = MACHINES_FILE,
 ) -> ComparisonReport:
     """Compare rows already stored. Each side is (label, SQL filter over the ``cases`` view).
 
@@ -59,37 +69,28 @@ def from_results(
     """
     from framework.query import Results
 
-    columns = ", ".join(METRICS[name].column for name in metrics)
     rows: dict[str, list[dict[str, Any]]] = {}
     with Results(results_dir) as results:
+        register(results, load_policy(machines_file))
         for side, (label, where) in ((BASELINE, baseline), (CANDIDATE, candidate)):
-            names, found = results.sql(
-                _SELECT.format(columns=columns, where=where, latest=_LATEST if latest_only else "")
-            )
-            side_rows = [dict(zip(names, row)) for row in found]
-            if workloads:
-                side_rows = [row for row in side_rows if _selected(row, workloads)]
-            if not side_rows:
-                raise SelectionError(
-                    f"no measured rows match the {side} filter {where!r} ({label}) — check it with"
-                    ' nox -s sql -- "SELECT runtime, hardware, case_id, count(*) FROM cases'
-                    f' WHERE {where} GROUP BY ALL"'
-                )
-            hardware = sorted({str(row["hardware"]) for row in side_rows})
-            if len(hardware) > 1:
-                raise SelectionError(
-                    f"the {side} rows ({label}) span hardware {', '.join(hardware)} — add e.g."
-                    f" \"AND hardware = '{hardware[0]}'\" to its filter"
-                )
-            for row in side_rows:
-                if isinstance(row.get("packages"), str):
-                    row["packages"] = json.loads(row["packages"])
-            rows[side] = side_rows
+            rows[side] = _side_rows(results, side, label, where, metrics, latest_only, workloads)
     options = _FromResults(metrics, min_effects or {}, alpha)
     lines = []
     hardware_label = rows[BASELINE][0]["hardware"]
     if rows[CANDIDATE][0]["hardware"] != hardware_label:
         hardware_label = f"{hardware_label} vs {rows[CANDIDATE][0]['hardware']}"
+    machine = {side: str(rows[side][0]["machine_class"]) for side in rows}
+    if machine[BASELINE] != machine[CANDIDATE]:
+        if not across_machines:
+            raise SelectionError(
+                f"the baseline ({baseline[0]}) ran on machine class {machine[BASELINE]}, the candidate"
+                f" ({candidate[0]}) on {machine[CANDIDATE]} — a difference would be the machine's as much as the"
+                " runtime's; compare rows of one class (a filter may name machine_class), pool the machines in"
+                " matrices/machines.yaml if they are alike, or pass --across-machines to compare them anyway"
+            )
+        hardware_label = " vs ".join(f"{rows[side][0]['hardware']}@{machine[side]}" for side in (BASELINE, CANDIDATE))
+        baseline = (f"{baseline[0]} [{machine[BASELINE]}]", baseline[1])
+        candidate = (f"{candidate[0]} [{machine[CANDIDATE]}]", candidate[1])
     keys = dict.fromkeys((row["workload"], row["case_id"], row["size"]) for row in rows[BASELINE])
     candidates = {(row["workload"], row["case_id"], row["size"]) for row in rows[CANDIDATE]}
     for workload, case_id, size in keys:
@@ -119,6 +120,47 @@ def from_results(
         common = record_identity(report, rows, {})
         report.record = write_record(results_dir, "comparisons", report.comparison_id, record_rows(report, common))
     return report
+
+
+def _side_rows(
+    results: Results,
+    side: str,
+    label: str,
+    where: str,
+    metrics: tuple[str, ...],
+    latest_only: bool,
+    workloads: Sequence[str] | None,
+) -> list[dict[str, Any]]:
+    """One side's measured rows, each with its machine class; refused when none, or several profiles or classes."""
+    columns = ", ".join(METRICS[name].column for name in metrics)
+    latest = _LATEST if latest_only else ""
+    query = _SELECT.format(columns=columns, where=where, latest=latest, machine_class=class_sql(), join=join_sql())
+    names, found = results.sql(query)
+    side_rows = [dict(zip(names, row)) for row in found]
+    if workloads:
+        side_rows = [row for row in side_rows if _selected(row, workloads)]
+    if not side_rows:
+        raise SelectionError(
+            f"no measured rows match the {side} filter {where!r} ({label}) — check it with"
+            ' nox -s sql -- "SELECT runtime, hardware, case_id, count(*) FROM cases'
+            f' WHERE {where} GROUP BY ALL"'
+        )
+    hardware = sorted({str(row["hardware"]) for row in side_rows})
+    if len(hardware) > 1:
+        raise SelectionError(
+            f"the {side} rows ({label}) span hardware {', '.join(hardware)} — add e.g."
+            f" \"AND hardware = '{hardware[0]}'\" to its filter"
+        )
+    classes = sorted({str(row["machine_class"]) for row in side_rows})
+    if len(classes) > 1:
+        raise SelectionError(
+            f"the {side} rows ({label}) ran on machine classes {', '.join(classes)} — add e.g."
+            f" \"AND machine_class = '{classes[-1]}'\" to its filter (matrices/machines.yaml pools classes)"
+        )
+    for row in side_rows:
+        if isinstance(row.get("packages"), str):
+            row["packages"] = json.loads(row["packages"])
+    return side_rows
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Regression detection over history: the series the results hold, the changes in them, and which are new.
 
-A *series* is one metric of one case (and size) on one hardware profile, along run dates (one series per
-runtime) or along a package's versions (the runs of every runtime that has the package, ordered by its
-version, then by date). Each run is a point; :mod:`framework.changepoints` finds where the level moved. A
+A *series* is one metric of one case (and size) on one hardware profile and machine class (:mod:`framework.machines`:
+a run on another kind of machine starts a series of its own, with a note, never a change point), along run dates
+(one series per runtime) or along a package's versions (the runs of every runtime that has the package, ordered by
+its version, then by date). Each run is a point; :mod:`framework.changepoints` finds where the level moved. A
 change a person has looked at and accepted (``matrices/accepted.yaml``) is reported as accepted, not open.
 
 A scan writes its findings to ``results/regressions/<scan_id>.parquet`` (the ``regressions`` view). A finding
@@ -29,6 +30,7 @@ from framework.accepted import ACCEPTED_FILE, AcceptedChange, load_accepted, nor
 from framework.changepoints import ChangePoint, detect
 from framework.in_runtime.errors import SelectionError, near_miss
 from framework.in_runtime.redaction import redact_text
+from framework.machines import MACHINES_FILE, class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS, metric
 from framework.query import Results
 from framework.records import write_record
@@ -65,9 +67,31 @@ class Series:
     case_id: str
     size: str
     points: list[RunPoint]
+    machine_class: str = ""
 
     def key(self, metric_name: str) -> str:
+        return f"{self.hardware}@{self.machine_class}|{self.runtime}|{self.case_id}|{self.size}|{metric_name}"
+
+    def classless_key(self, metric_name: str) -> str:
+        """The key scans made before machine classes: their findings are still known (not new again)."""
         return f"{self.hardware}|{self.runtime}|{self.case_id}|{self.size}|{metric_name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineNote:
+    """A machine class first seen on a hardware profile whose history had runs on other classes already."""
+
+    hardware: str
+    machine_class: str
+    run_id: str
+    at: dt.datetime
+    earlier: tuple[str, ...]  # the classes of the profile seen before it
+
+    def sentence(self) -> str:
+        return (
+            f"machine class {self.machine_class} first seen on {self.hardware} in run {self.run_id}"
+            f" ({self.at:%Y-%m-%d}): new series, not compared with earlier runs (on {', '.join(self.earlier)})"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,14 +107,16 @@ class ScanOptions:
     persistence: int = 2
     min_effects: dict[str, float] = dataclasses.field(default_factory=dict)  # metric → relative, e.g. 0.10
     accepted_file: Path = ACCEPTED_FILE
+    machines_file: Path = MACHINES_FILE
     permutations: int = 999
     seed: int = 0
 
 
 _ROWS_SQL = """
-SELECT hardware, runtime, workload, case_id, coalesce(size, '') AS size, run_id, run_started_at, {columns}
-FROM cases WHERE outcome = 'passed'
-ORDER BY run_started_at, run_id, repeat
+SELECT r.hardware, r.runtime, r.workload, r.case_id, coalesce(r.size, '') AS size, r.run_id, r.run_started_at,
+       {machine_class} AS machine_class, {columns}
+FROM cases r {join} WHERE r.outcome = 'passed'
+ORDER BY r.run_started_at, r.run_id, r.repeat
 """
 # The package list is the same for every row of a run × runtime × hardware: read and parse it once per run.
 _VERSIONS_SQL = """
@@ -101,16 +127,20 @@ FROM cases GROUP BY ALL
 
 def load_series(results: Results, options: ScanOptions) -> list[Series]:
     """Passed measured repeats grouped into runs. Failed and timed-out repeats are not measurements."""
-    rows = results.arrow(_ROWS_SQL.format(columns=", ".join(s.column for s in METRICS.values()))).to_pylist()
+    register(results, load_policy(options.machines_file))
+    columns = ", ".join(f"r.{spec.column}" for spec in METRICS.values())
+    query = _ROWS_SQL.format(columns=columns, machine_class=class_sql(), join=join_sql())
+    rows = results.arrow(query).to_pylist()
     _check_filters(rows, options)
     versions = {tuple(run[:3]): _versions(*run[3:]) for run in results.sql(_VERSIONS_SQL)[1]}
     package = normalise_package(options.package)
-    grouped: dict[tuple[str, str, str, str], dict[tuple[str, str], RunPoint]] = {}
+    grouped: dict[tuple[str, str, str, str, str], dict[tuple[str, str], RunPoint]] = {}
     for row in rows:
         if not _selected(row, options):
             continue
         runtime = "*" if options.along == "version" else row["runtime"]
-        by_run = grouped.setdefault((row["hardware"], runtime, row["case_id"], row["size"]), {})
+        key = (row["hardware"], row["machine_class"], runtime, row["case_id"], row["size"])
+        by_run = grouped.setdefault(key, {})
         point = by_run.get((row["run_id"], row["runtime"]))
         if point is None:
             run_versions = versions[(row["run_id"], row["runtime"], row["hardware"])]
@@ -123,12 +153,31 @@ def load_series(results: Results, options: ScanOptions) -> list[Series]:
             point.values[name].append(None if value is None else float(value))
     workload_of = {row["case_id"]: row["workload"] for row in rows}
     found = []
-    for (hardware, runtime, case_id, size), by_run in sorted(grouped.items()):
+    for (hardware, machine_class, runtime, case_id, size), by_run in sorted(grouped.items()):
         points = list(by_run.values())
         if options.along == "version":  # runs without the package cannot be placed, so they are left out
             points = sorted((p for p in points if package in p.versions), key=lambda p: (_version(p, package), p.at))
-        found.append(Series(hardware, runtime, workload_of[case_id], case_id, size, points))
+        found.append(Series(hardware, runtime, workload_of[case_id], case_id, size, points, machine_class))
     return found
+
+
+def machine_notes(all_series: list[Series]) -> list[MachineNote]:
+    """Where a hardware profile's history moves to another machine class: each class after its first, with the run
+    that started it. Its runs are a series of their own (never a change point in the earlier one)."""
+    first: dict[str, dict[str, RunPoint]] = {}
+    for series in all_series:
+        seen = first.setdefault(series.hardware, {})
+        for point in series.points:
+            known = seen.get(series.machine_class)
+            if known is None or (point.at, point.run_id) < (known.at, known.run_id):
+                seen[series.machine_class] = point
+    notes = []
+    for hardware, classes in sorted(first.items()):
+        ordered = sorted(classes.items(), key=lambda item: (item[1].at, item[1].run_id))
+        for index, (machine_class, point) in enumerate(ordered[1:], start=1):
+            earlier = tuple(name for name, _ in ordered[:index])
+            notes.append(MachineNote(hardware, machine_class, point.run_id, point.at, earlier))
+    return notes
 
 
 def _versions(packages: str | None, dask: str | None, distributed: str | None) -> dict[str, str]:
@@ -211,7 +260,8 @@ class Finding:
         """'peak memory of parquet_roundtrip (tiny) on local / latest rose +38 % (31–45 %), 465 MiB → 642 MiB…'."""
         spec, change, series = METRICS[self.metric], self.change, self.series
         text = f"{spec.label} of {series.case_id}" + (f" ({series.size})" if series.size else "")
-        text += f" on {series.hardware}" + (f" / {series.runtime}" if series.runtime != "*" else "")
+        text += f" on {series.hardware} [{series.machine_class}]"
+        text += f" / {series.runtime}" if series.runtime != "*" else ""
         text += " rose " if change.direction == "regression" else " fell "
         if math.isfinite(change.ratio):
             text += percent(change.ratio)
@@ -244,6 +294,7 @@ class ScanReport:
     findings: list[Finding]
     record: Path | None  # the regressions/<scan_id>.parquet written
     unmatched: list[int]  # positions in accepted.yaml of entries that matched no change
+    machines: list[MachineNote] = dataclasses.field(default_factory=list)  # classes that started a new series
 
     def having(self, status: Status, direction: str | None = None) -> list[Finding]:
         return [f for f in self.findings if f.status == status and direction in (None, f.change.direction)]
@@ -292,13 +343,16 @@ def scan(options: ScanOptions, *, write: bool = True) -> ScanReport:
                     used.add(match)
                     finding = dataclasses.replace(finding, status="accepted", accepted=accepted[match])
                 else:
-                    strength = reported.get((finding.key, finding.after.run_id, change.direction), 0)
+                    strength = max(
+                        reported.get((key, finding.after.run_id, change.direction), 0)
+                        for key in (finding.key, series.classless_key(name))
+                    )
                     finding = dataclasses.replace(finding, new=strength < _STRENGTH[change.status])
                 findings.append(finding)
     rows = [_row(finding, scan_id, scanned_at, options) for finding in findings]
     record = write_record(options.results_dir, "regressions", scan_id, rows) if write else None
     unmatched = [i for i in range(len(accepted)) if i not in used]
-    return ScanReport(scan_id, options, n_series, n_short, findings, record, unmatched)
+    return ScanReport(scan_id, options, n_series, n_short, findings, record, unmatched, machine_notes(all_series))
 
 
 def _row(finding: Finding, scan_id: str, scanned_at: dt.datetime, options: ScanOptions) -> dict[str, Any]:
@@ -319,7 +373,7 @@ def _row(finding: Finding, scan_id: str, scanned_at: dt.datetime, options: ScanO
         "scanned_at": scanned_at,
         "series": finding.key,
         "along": options.along,
-        "hardware": series.hardware,
+        "hardware": series.hardware,  # its machine class: in the series key and in detail
         "runtime": finding.after.runtime,  # the series' runtime along dates; the run's along versions
         "workload": series.workload,
         "case_id": series.case_id,
@@ -343,6 +397,7 @@ def _row(finding: Finding, scan_id: str, scanned_at: dt.datetime, options: ScanO
         "sentence": finding.sentence(),
         "detail": {
             "package": options.package,
+            "machine_class": series.machine_class,
             "alpha": options.alpha,
             "persistence": options.persistence,
             "min_effect": options.min_effects.get(finding.metric, METRICS[finding.metric].min_effect),
@@ -394,6 +449,8 @@ def markdown(report: ScanReport) -> str:
             lines.append("")
     if not report.findings:
         lines += ["No change found.", ""]
+    if report.machines:
+        lines += ["### New machine classes", ""] + [f"- {note.sentence()}" for note in report.machines] + [""]
     return "\n".join(lines)
 
 
@@ -404,6 +461,7 @@ def report_text(report: ScanReport) -> str:
         if findings:
             lines.append(f"{title.split(' (')[0].lower()}:")
             lines += [f"  {'NEW ' if f.new else ''}{f.sentence()}" for f in findings]
+    lines += [f"note: {note.sentence()}" for note in report.machines]
     for index in report.unmatched:
         lines.append(
             f"note: {report.options.accepted_file.name}: accepted.{index} matches no change found by this scan"

@@ -13,6 +13,10 @@ Views:
     verdicts      blessing decisions with their reasons (nox -s bless)
     health        each health check of an environment: usable, or the one-line cause (WHERE NOT usable)
     lock_changes  what changed in a runtime's lock since its previous run (package, old → new version)
+
+Tables added by the commands that need them (``nox -s sql`` adds both): ``findings`` (the findings ledger) and
+``machines`` (each machine the rows name, its class by ``matrices/machines.yaml`` and its first run:
+:func:`framework.machines.register`).
 """
 
 from __future__ import annotations
@@ -375,8 +379,9 @@ class Results:
 
     def add_table(self, name: str, table: pa.Table) -> None:
         """A table from outside the store (the findings ledger), queried like the views; listed by ``views``."""
-        self.connection.register(name, table)
-        self._tables.append(name)
+        self.connection.register(name, table)  # a second table of one name replaces the first
+        if name not in self._tables:
+            self._tables.append(name)
 
     def views(self) -> dict[str, list[tuple[str, str]]]:
         """View → [(column, type)], for ``nox -s sql`` with no query."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.in_runtime import provenance, redaction
+from framework.in_runtime.backends import backend_for
 from framework.in_runtime.runner import RowWriter
 from framework.results import SCHEMA_VERSION, ResultsStore, alive, read_rows
 
@@ -174,6 +175,14 @@ def _template(plan: dict[str, Any], packages: dict[str, str]) -> dict[str, Any]:
         "distributed_version": packages.get("distributed"),
         "python_version": None,
         **{k: v for k, v in machine.items() if k not in ("python_version", "executable", "python_implementation")},
+        # The controller's machine: the runner would have run here (a row the runner wrote says better: kept above).
+        **provenance.identity(
+            provenance.machine_fingerprint(),
+            "controller",
+            "the workers' machines were not read; this is the controller's"
+            if backend_for(plan["hardware"]).ships_code
+            else None,
+        ),
         **plan.get("provenance", {}),
     }
 

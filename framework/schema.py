@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from framework.models import FILE_MODELS
+from framework.models import FILE_MODELS, MachinesFile
 
 
 def schema_texts() -> dict[str, str]:
@@ -22,6 +22,7 @@ def schema_texts() -> dict[str, str]:
         "blessing": BlessingFile,
         "accepted": AcceptedFile,
         "findings": FindingsFile,
+        "machines": MachinesFile,
     }
     # blessing, accepted and findings files have their models beside their features (which import framework.models)
     for kind, model in models.items():

@@ -6,25 +6,41 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from framework.locks import recorded_diff_lines
+from framework.machines import class_sql, join_sql, load_policy, register
 from framework.query import Results
 
-SUMMARY_SQL = """
-WITH this AS (SELECT * FROM case_summary WHERE run_id = $run_id),
+# The change is against the previous run on the same kind of machine (machine class: framework.machines); a run on
+# a class new to its runtime × hardware says so in its heading.
+SUMMARY_SQL = f"""
+WITH run_machines AS (
+    SELECT r.run_id, r.runtime, r.hardware, any_value({class_sql()}) AS machine_class
+    FROM rows r {join_sql()} GROUP BY ALL
+),
+classified AS (SELECT * FROM case_summary JOIN run_machines USING (run_id, runtime, hardware)),
+this AS (SELECT * FROM classified WHERE run_id = $run_id),
 previous AS (
-    SELECT runtime, hardware, case_id, size, params, median_wall_s, median_peak_memory_bytes,
-           row_number() OVER (PARTITION BY runtime, hardware, case_id, size, params ORDER BY started_at DESC) AS age
-    FROM case_summary
+    SELECT runtime, hardware, machine_class, case_id, size, params, median_wall_s, median_peak_memory_bytes,
+           row_number() OVER (PARTITION BY runtime, hardware, machine_class, case_id, size, params
+                              ORDER BY started_at DESC) AS age
+    FROM classified
     WHERE run_id <> $run_id AND outcome = 'passed' AND started_at < (SELECT min(started_at) FROM this)
+),
+earlier_classes AS (
+    SELECT runtime, hardware, list(DISTINCT machine_class ORDER BY machine_class) AS classes FROM classified
+    WHERE run_id <> $run_id AND started_at < (SELECT min(started_at) FROM this) GROUP BY ALL
 )
 SELECT this.runtime, this.hardware, this.case_id, this.size, this.outcome, this.passed, this.repeats,
        this.median_wall_s, previous.median_wall_s AS previous_wall_s,
        this.median_peak_memory_bytes, previous.median_peak_memory_bytes AS previous_peak_memory_bytes,
        this.median_spilled_bytes, this.median_tasks, this.first_error, this.dask_version,
-       previous.case_id IS NOT NULL AS has_previous
+       previous.case_id IS NOT NULL AS has_previous, this.machine_class,
+       coalesce(earlier_classes.classes, []) AS earlier_classes
 FROM this LEFT JOIN previous
   ON previous.runtime = this.runtime AND previous.hardware = this.hardware
+ AND previous.machine_class = this.machine_class
  AND previous.case_id = this.case_id AND previous.size IS NOT DISTINCT FROM this.size
  AND previous.params IS NOT DISTINCT FROM this.params AND previous.age = 1
+LEFT JOIN earlier_classes ON earlier_classes.runtime = this.runtime AND earlier_classes.hardware = this.hardware
 ORDER BY this.runtime, this.hardware, this.outcome = 'passed', this.case_id
 """
 OUTCOMES = ("passed", "failed", "error", "timeout")
@@ -86,6 +102,7 @@ def run_summary(results: Results, run_id: str) -> str:
     """The end of a matrix run, one block per runtime × hardware: each case's outcome, median wall, peak memory
     and spill, with the change vs the runtime's previous run of the same case; the cases that did not pass come
     first (in capitals), their first errors under the table, and a line of totals at the end."""
+    register(results, load_policy())
     names, rows = results.sql(SUMMARY_SQL, {"run_id": run_id})
     cases = [dict(zip(names, row)) for row in rows]
     blocks: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -108,6 +125,12 @@ def run_summary(results: Results, run_id: str) -> str:
         about = [f"dask {block[0]['dask_version']}"] if block[0]["dask_version"] else []
         about += [f"size {block[0]['size']}"] if sized_blocks and block[0]["size"] else []
         heading = f"{runtime} × {hardware}" + (f" — {', '.join(about)}" if about else "")
+        machine, earlier = block[0]["machine_class"], block[0]["earlier_classes"]
+        if earlier and machine not in earlier:
+            heading += (
+                f"\n  machine class {machine}: its first run here (earlier runs: {', '.join(earlier)}) — changes are"
+                " against runs on the same class only"
+            )
         headings.append((len(table), heading + (f"\n  {since[runtime]}" if runtime in since else "")))
         table += [[case["case_id"], *([] if sized_blocks else [case["size"] or ""]), *_cells(case)] for case in block]
     # One table for all blocks, so their columns line up; cut into blocks under their headings.

@@ -13,6 +13,7 @@ from framework.config import ROOT
 def cmd_sql(argv: Sequence[str]) -> int:
     from framework.config import load_catalog, load_findings
     from framework.findings import findings_table
+    from framework.machines import load_policy, register
     from framework.query import Results
     from framework.summary import format_table
 
@@ -23,6 +24,7 @@ def cmd_sql(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     with Results(args.results) as results:
         results.add_table("findings", findings_table(load_findings(load_catalog())))
+        register(results, load_policy())  # machines: each machine the rows name, its class and first run
         if not args.query:
             for view, described in results.views().items():
                 print(f"{view}: " + ", ".join(f"{name} {kind}" for name, kind in described))

@@ -266,6 +266,14 @@ def compare_parser() -> Parser:
     parser.add_argument("--baseline-where", help="with --from-results: SQL filter of the baseline's rows")
     parser.add_argument("--candidate-where", help="with --from-results: SQL filter of the candidate's rows")
     parser.add_argument("--all-runs", action="store_true", help="with --from-results: pool every run, not the newest")
+    parser.add_argument(
+        "--across-machines",
+        action="store_true",
+        help="with --from-results: compare sides that ran on different machine classes (refused otherwise)",
+    )
+    parser.add_argument(
+        "--machines", type=Path, help="with --from-results: machine classes and pools (default matrices/machines.yaml)"
+    )
     parser.add_argument("--address", help="scheduler address for the 'address' backend")
     add_results(parser)
     add_rebuild(parser)
@@ -275,6 +283,7 @@ def compare_parser() -> Parser:
 def cmd_compare(argv: Sequence[str]) -> int:
     from framework import compare, compare_stored
     from framework.config import load_catalog
+    from framework.machines import MACHINES_FILE
     from framework.stats import parse_effects
 
     refuse_split("compare", argv)
@@ -293,6 +302,8 @@ def cmd_compare(argv: Sequence[str]) -> int:
             alpha=args.alpha,
             latest_only=not args.all_runs,
             workloads=split(args.workload),
+            across_machines=args.across_machines,
+            machines_file=args.machines or MACHINES_FILE,
         )
     else:
         catalog = load_catalog()

@@ -46,6 +46,7 @@ def regressions_parser() -> Parser:
     parser.add_argument("--persistence", type=persistence, default=2, help="runs a change must last (default 2)")
     parser.add_argument("--min-effect", action="append", help="per metric, e.g. wall=10%%,peak_memory=5%%")
     parser.add_argument("--accepted", type=Path, default=ACCEPTED_FILE, help="accepted changes (YAML)")
+    parser.add_argument("--machines", type=Path, help="machine classes and pools (default matrices/machines.yaml)")
     parser.add_argument("--markdown", type=Path, help="Markdown summary (default: RESULTS/regressions.md)")
     parser.add_argument("--fail-on", choices=["new", "open", "never"], default="new", help="exit 1 on (default new)")
     return parser
@@ -54,6 +55,7 @@ def regressions_parser() -> Parser:
 def cmd_regressions(argv: Sequence[str]) -> int:
     """Scan, print, write the Markdown summary; exit 1 on a new (--fail-on) regression."""
     from framework.history import ScanOptions, failing, report_text, scan, write_summary
+    from framework.machines import MACHINES_FILE
     from framework.stats import parse_effects
 
     args = regressions_parser().parse_args(argv)
@@ -69,6 +71,7 @@ def cmd_regressions(argv: Sequence[str]) -> int:
         persistence=args.persistence,
         min_effects=parse_effects(args.min_effect),
         accepted_file=args.accepted,
+        machines_file=args.machines or MACHINES_FILE,
     )
     report = scan(options)
     target = args.markdown or args.results / "regressions.md"

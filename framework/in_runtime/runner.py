@@ -268,6 +268,13 @@ def base_row(plan: dict[str, Any]) -> dict[str, Any]:
         "dask_version": packages.get("dask"),
         "distributed_version": packages.get("distributed"),
         **provenance.machine(),
+        # Where the workers run: this machine for a local cluster; a remote cluster's workers are asked once it is up
+        # (run_plan), and until then (a cluster that never starts) the rows say they hold this machine's instead.
+        **provenance.identity(
+            provenance.machine_fingerprint(),
+            "runner",
+            "the workers' machines were not read; this is the client's" if backend_for(hardware).ships_code else None,
+        ),
         **plan.get("provenance", {}),
     }
 
@@ -334,6 +341,8 @@ def run_plan(plan: dict[str, Any], session_factory: Callable[..., ClusterSession
         try:
             session.start()
             base["worker_packages"] = session.worker_packages
+            if backend_for(plan["hardware"]).ships_code:  # a cluster that needs the code sent runs elsewhere
+                base.update(provenance.workers_identity(session.client))
             while cases:
                 not_passed += _run_case_repeats(session, cases[0], base, writer, dumps_dir, plan)
                 cases.pop(0)

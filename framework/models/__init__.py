@@ -4,7 +4,8 @@ Every model is strict (unknown keys are errors, with the near miss) and frozen. 
 specs (``runtimes: {latest: {...}}``); the file models copy each key into the spec's ``name``.
 
 One module per declared thing: ``base`` (names, durations, byte sizes, the strict base model), ``workloads``,
-``hardware``, ``runtimes``, ``matrices``, and ``files`` (what one YAML file holds).
+``hardware``, ``runtimes``, ``matrices``, ``machines`` (which machines pool into one history series), and ``files``
+(what one YAML file holds).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from framework.models.base import (
 )
 from framework.models.files import FILE_MODELS, HardwareFile, MatricesFile, RuntimesFile, WorkloadFile
 from framework.models.hardware import AddressHardware, CoiledHardware, HardwareProfile, LocalHardware, TLSSecurity
+from framework.models.machines import DEFAULT_CLASS_FIELDS, MachinePool, MachinesFile
 from framework.models.matrices import Matrix, MatrixRule, Selector
 from framework.models.runtimes import DEFAULT_LOCKSTEP, Runtime, package_name, release_line
 from framework.models.workloads import HardwareRequirements, Workload
 
 __all__ = [
+    "DEFAULT_CLASS_FIELDS",
     "DEFAULT_LOCKSTEP",
     "FILE_MODELS",
     "FUNCTION_PATTERN",
@@ -50,6 +53,8 @@ __all__ = [
     "HardwareProfile",
     "HardwareRequirements",
     "LocalHardware",
+    "MachinePool",
+    "MachinesFile",
     "MatricesFile",
     "Matrix",
     "MatrixRule",

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from framework.in_runtime import redaction
+from framework.machines import class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.report.layout import MISSING
@@ -33,7 +34,7 @@ RUN_COLUMNS = (
     "run_started_at", "run_group", "shard", "schema_version", "runtime", "runtime_hash", "env_hash", "runtime_spec",
     "dask_config", "env_vars", "settings_scope", "packages", "dask_version", "distributed_version", "python_version",
     "python_implementation", "executable", "hardware", "hardware_backend", "hardware_spec", "os", "cpu_model",
-    "cpu_count", "ram_bytes", "hostname", "git_commit", "git_dirty",
+    "cpu_count", "ram_bytes", "hostname", "machine_fingerprint", "machine_id", "git_commit", "git_dirty",
 )  # fmt: skip
 # Every other column, one per execution, in schema order (run_id names the page).
 ROW_COLUMNS = tuple(name for name in CASE_COLUMNS if name not in RUN_COLUMNS and name != "run_id")
@@ -97,9 +98,10 @@ _STABILITY = f"""{{'case_id': case_id, 'started_at': {_UTC_TEXT}, 'outcome': out
 # The first query over the executions reads the narrow columns into one line per run × runtime × hardware × case:
 # the grain of the history plots, the matrix and the run summaries. Medians are over passed measured repeats (as
 # the regression scan sees a run); the outcome is the worst of every execution, warm-ups and setup rows included
-# (a case that could not start did not pass).
+# (a case that could not start did not pass). Each machine class a run's rows ran on is a line of its own (a history
+# series is hardware profile × machine class: :mod:`framework.machines`).
 _PER_CASE = f"""
-SELECT run_id, runtime, hardware, workload, case_id, coalesce(size, '') AS size,
+SELECT run_id, runtime, hardware, machine_class, workload, case_id, coalesce(size, '') AS size,
        min(run_started_at) AS run_started_at, coalesce(min(started_at), min(run_started_at)) AS started_at,
        any_value(dask_version) AS dask_version, any_value(distributed_version) AS distributed_version,
        count(*) FILTER (WHERE phase = 'measure') AS repeats,
@@ -108,12 +110,13 @@ SELECT run_id, runtime, hardware, workload, case_id, coalesce(size, '') AS size,
        {_MEDIANS},
        left(any_value(error) FILTER (WHERE outcome <> 'passed'), 300) AS error,
        count(*) AS n_rows, any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config
-FROM rows GROUP BY run_id, runtime, hardware, workload, case_id, coalesce(size, '')
+FROM (SELECT r.*, {class_sql()} AS machine_class FROM rows r {join_sql()})
+GROUP BY run_id, runtime, hardware, machine_class, workload, case_id, coalesce(size, '')
 """
 
 HISTORY_FIELDS = (
-    "case_id", "size", "runtime", "hardware", "run_id", "page", "t", "dask_version", "distributed_version", "repeats",
-    "passed", "outcome", *METRICS, "error",
+    "case_id", "size", "runtime", "hardware", "machine_class", "run_id", "page", "t", "dask_version",
+    "distributed_version", "repeats", "passed", "outcome", *METRICS, "error",
 )  # fmt: skip
 # A workload's points as one JSON array of arrays (HISTORY_FIELDS order, by time): one sort, no repeated keys.
 _HISTORY_POINTS = f"to_json(list(row({', '.join(HISTORY_FIELDS)}) ORDER BY t, run_id, case_id))"
@@ -157,13 +160,21 @@ _SUMMARY_ROW = " || ".join(
 _ROWS_SQL = f"""
 WITH per_case AS MATERIALIZED ({_PER_CASE}),
 points AS (SELECT *, epoch_ms(started_at) AS t, {_page_name_sql("run_id")} AS page FROM per_case
-           WHERE NOT starts_with(workload, 'stability.'))
-SELECT 'history' AS kind, workload, count(*) AS points, len(list_distinct(list(run_id))) AS runs,
-       count(*) FILTER (WHERE outcome <> 'passed') AS not_passed,
-       min(started_at) AS first_at, max(started_at) AS last_at,
-       {_HISTORY_POINTS} AS data,
-       to_json(list({_FAILURE} ORDER BY t DESC) FILTER (WHERE outcome <> 'passed')) AS failures
-FROM points GROUP BY workload
+           WHERE NOT starts_with(workload, 'stability.')),
+starts AS (SELECT workload, to_json(list({{'hardware': hardware, 'machine_class': machine_class, 'run_id': run_id,
+                                           'page': page, 'started_at': started_at}} ORDER BY t, run_id)) AS machines
+           FROM (SELECT workload, hardware, machine_class, arg_min(run_id, (t, run_id)) AS run_id,
+                        arg_min(page, (t, run_id)) AS page, min(started_at) AS started_at, min(t) AS t
+                 FROM points GROUP BY ALL)
+           GROUP BY workload)
+SELECT 'history' AS kind, * FROM (
+    SELECT workload, count(*) AS points, len(list_distinct(list(run_id))) AS runs,
+           count(*) FILTER (WHERE outcome <> 'passed') AS not_passed,
+           min(started_at) AS first_at, max(started_at) AS last_at,
+           {_HISTORY_POINTS} AS data,
+           to_json(list({_FAILURE} ORDER BY t DESC) FILTER (WHERE outcome <> 'passed')) AS failures
+    FROM points GROUP BY workload
+) LEFT JOIN starts USING (workload)
 UNION ALL BY NAME
 SELECT 'latest' AS kind, runtime, hardware, case_id, size, workload, run_id, {_page_name_sql("run_id")} AS page,
        started_at, outcome, passed, repeats, error
@@ -236,6 +247,9 @@ class WorkloadHistory:
     last_at: dt.datetime | None
     data: str  # JSON: every point, an array of HISTORY_FIELDS' values, by time
     failures: list[dict[str, Any]]  # newest first
+    # Each hardware profile × machine class and the first run on it (hardware, machine_class, run_id, page,
+    # started_at), the first first: a class after a profile's first starts series of its own.
+    machines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +298,7 @@ class Cases:
 def cases(results: Results) -> Cases:
     """Histories, the matrix and the run summaries: the first query over the executions. Every text is redacted by
     the secret values this process knows and those any run's settings hold (:attr:`Cases.secrets`)."""
+    register(results, load_policy())  # the machine classes the points are keyed by
     table = results.arrow(_ROWS_SQL)
     kinds = table.column("kind").to_pylist()
 
@@ -308,9 +323,13 @@ def cases(results: Results) -> Cases:
             last_at=line["last_at"],
             data=redaction.redact_text(line["data"], masked),
             failures=redaction.redact_strings(json.loads(line["failures"] or "[]"), masked),
+            machines=json.loads(line["machines"] or "[]"),
         )
         for line in sorted(
-            lines("history", ("workload", "points", "runs", "not_passed", "first_at", "last_at", "data", "failures")),
+            lines(
+                "history",
+                ("workload", "points", "runs", "not_passed", "first_at", "last_at", "data", "failures", "machines"),
+            ),
             key=lambda line: line["workload"],
         )
     ]
@@ -473,7 +492,8 @@ def change_points(results: Results) -> list[dict[str, Any]]:
     """Each change any scan found (series × first run after it × direction), as its newest scan described it."""
     return _dicts(
         results,
-        f"""SELECT along, hardware, runtime, workload, case_id, coalesce(size, '') AS size, metric, direction,
+        f"""SELECT along, hardware, json_extract_string(detail, '$.machine_class') AS machine_class, runtime,
+                   workload, case_id, coalesce(size, '') AS size, metric, direction,
                    status, change_run_id, {_page_name_sql("change_run_id")} AS page, before_version, after_version,
                    ratio, sentence, scan_id, scanned_at
             FROM regressions

@@ -42,7 +42,10 @@ def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str,
         "versions": list(versions),
         "package": "dask",
         "changes": [
-            {key: change[key] for key in ("along", "metric", "case_id", "size", "hardware", "runtime", "direction")}
+            {
+                key: change.get(key)
+                for key in ("along", "metric", "case_id", "size", "hardware", "machine_class", "runtime", "direction")
+            }
             | {"run_id": change["change_run_id"], "status": change["status"], "sentence": change["sentence"]}
             for change in changes
         ],
@@ -65,6 +68,7 @@ def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str,
         'measured repeats; <span class="fail-mark">×</span> marks a run where a repeat failed, erred or timed '
         "out (at the bottom of the plot when nothing was measured); dashed lines are change points found by "
         "<code>nox -s regressions</code>. Hover a point for its versions and values, click it for the run.</p>",
+        _machines_note(history.machines),
         f'<div class="tabs">{tabs}</div>{panels}',
         '<p class="note" id="version-note"></p>',
         "<h2>Change points</h2>",
@@ -74,6 +78,28 @@ def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str,
     ]
     data = {"history-points": history.data, "history-meta": json.dumps(meta)}
     return page(ctx, title=name, depth=1, active="workloads", body="\n".join(body), plots=True, data=data)
+
+
+def _machines_note(machines: Sequence[dict[str, Any]]) -> str:
+    """Where a hardware profile's history moved to another machine class: a series of its own from there on."""
+    by_hardware: dict[str, list[dict[str, Any]]] = {}
+    for machine in machines:
+        by_hardware.setdefault(machine["hardware"], []).append(machine)
+    items = []
+    for hardware, classes in sorted(by_hardware.items()):
+        first, *later = classes
+        for machine in later:
+            items.append(
+                f"<li>machine class <b>{escape(machine['machine_class'])}</b> first seen on {escape(hardware)} in run "
+                + link(f"../runs/{machine['page']}.html", escape(machine["run_id"]))
+                + f": a new series, not compared with the runs before it (on {escape(first['machine_class'])})</li>"
+            )
+    if not items:
+        return ""
+    return (
+        '<div class="note machine-note"><p>Series are per hardware profile × machine class (the machine the workers'
+        " ran on, <code>matrices/machines.yaml</code> decides which pool):</p><ul>" + "".join(items) + "</ul></div>"
+    )
 
 
 _AXIS_NOTES = {

@@ -38,6 +38,7 @@ from packaging.version import Version
 
 from framework.config import load_catalog
 from framework.environments import environment_hash, runtime_hash
+from framework.in_runtime import provenance
 from framework.matrix import expand_workload
 from framework.models import Runtime
 from framework.results import CASE_SCHEMA, SCHEMA_VERSION, ResultsStore, write_atomic
@@ -302,6 +303,17 @@ def _environment_row(environment: _Environment, built: dt.datetime) -> dict[str,
     }
 
 
+# The one machine of the history, as the runner fingerprints it (its facts agree with the columns above).
+_FINGERPRINT = {
+    "cpu_model": "Intel(R) Xeon(R) Processor",
+    "cores": 2,
+    "memory_gib": 24,
+    "kernel": "6.18.44",
+    "virtualisation": "hypervisor flag",
+    "arch": "x86_64",
+}
+
+
 def _machine(hardware_spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "hardware": HARDWARE,
@@ -315,6 +327,10 @@ def _machine(hardware_spec: dict[str, Any]) -> dict[str, Any]:
         "cpu_count": 2,
         "ram_bytes": 25_325_268_992,
         "hostname": "bench-runner-1",
+        **{
+            name: json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+            for name, value in provenance.identity(_FINGERPRINT, "runner").items()
+        },
         "python_version": "3.11.7",
         "python_implementation": "CPython",
         "settings_scope": "cluster",

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import psutil
 import pytest
 
+from framework.in_runtime import provenance
 from framework.in_runtime.clusters import ClusterSession
 from framework.in_runtime.deployment import DeploymentMismatchError
 from framework.in_runtime.errors import ClusterError
@@ -245,6 +246,9 @@ def assert_ran_on_both_workers(rows: list[dict[str, Any]]) -> None:
         assert row["missing"] == {}, row["missing"]
         assert row["tasks"] > 0
         assert row["wall_s"] > 0
+        # The workers were asked which machine they run on (here: this one) — not the client's fingerprint assumed.
+        assert row["machine_fingerprint"]["measured_on"] == "workers", row["machine_fingerprint"]
+        assert row["machine_id"] == provenance.machine_id(provenance.machine_fingerprint())
 
 
 @pytest.mark.cluster(deadline=45)

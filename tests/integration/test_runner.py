@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from framework.in_runtime import provenance
 from framework.in_runtime.runner import run_plan
 
 MiB = 2**20
@@ -74,6 +75,8 @@ def test_a_passing_case_records_warmup_and_measured_rows(processes, make_plan, m
         assert row["settings_scope"] == "cluster"
         assert row["dask_version"] == row["packages"]["dask"]
         assert row["hardware_spec"] == plan["hardware"]
+        assert row["machine_fingerprint"] == {**provenance.machine_fingerprint(), "measured_on": "runner"}
+        assert row["machine_id"] == provenance.machine_id(provenance.machine_fingerprint())
     # 10 chunks summed, then combined: every execution runs the same graph, warm-up included.
     assert len({row["tasks"] for row in rows}) == 1
 

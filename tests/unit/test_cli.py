@@ -73,7 +73,9 @@ def test_sql_without_a_query_lists_the_views_and_their_columns(results_dir, caps
         "health",
         "lock_changes",
         "findings",  # the ledger, matrices/findings.yaml
+        "machines",  # each machine the rows name and its class (matrices/machines.yaml)
     }
+    assert views["machines"].startswith(" key VARCHAR, machine_id VARCHAR, machine_class VARCHAR")
     assert views["findings"].startswith(" guard VARCHAR, summary VARCHAR, package VARCHAR, first_bad VARCHAR")
     assert views["rows"].startswith(" schema_version INTEGER, run_id VARCHAR")
     assert "wall_s DOUBLE" in views["cases"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from framework.compare import (
 )
 from framework.compare_stored import from_results, side_filter
 from framework.config import load_catalog
+from framework.in_runtime import provenance
 from framework.in_runtime.errors import SelectionError
 from framework.matrix import expand_workload
 from framework.query import Results
@@ -188,6 +190,58 @@ def test_from_results_compares_stored_runs_by_sql_filters(store):
     with Results(tmp_path) as results:
         _, [(mode, n)] = results.sql("SELECT any_value(mode), count(*) FROM comparisons")
     assert (mode, n) == ("from-results", 4)
+
+
+FP_A = {
+    "cpu_model": "AMD EPYC",
+    "cores": 4,
+    "memory_gib": 16,
+    "kernel": "6.5",
+    "virtualisation": None,
+    "arch": "x86_64",
+}
+FP_B = {**FP_A, "cores": 8}
+
+
+def _two_machines(store):
+    rows = []
+    for runtime, run, fingerprint in (("stable", "r1", FP_A), ("latest", "r2", FP_B), ("latest", "r0", FP_A)):
+        for repeat in range(4):
+            rows.append(
+                {
+                    "run_id": run,
+                    "run_started_at": f"2026-01-0{int(run[1]) + 1}T00:00:00+00:00",
+                    "runtime": runtime,
+                    "case_id": "groupby",
+                    "workload": "groupby",
+                    "repeat": repeat,
+                    "wall_s": (2.0 if fingerprint is FP_A else 1.0) + 0.01 * repeat,
+                    **provenance.identity(fingerprint, "runner"),
+                }
+            )
+    return store(rows)
+
+
+def test_from_results_refuses_sides_on_different_machine_classes_unless_told(store):
+    results_dir = _two_machines(store)
+    sides = ("stable", side_filter("stable")), ("latest", side_filter("latest"))
+    with pytest.raises(
+        SelectionError,
+        match=r"the baseline \(stable\) ran on machine class 4c-16g-\w+, the candidate"
+        r" \(latest\) on 8c-16g-\w+ — .* or pass --across-machines",
+    ):
+        from_results(results_dir, *sides, record=False)
+
+    report = from_results(results_dir, *sides, record=False, across_machines=True)
+    assert re.fullmatch(r"stable \[4c-16g-\w+\]", report.baseline)
+    assert re.fullmatch(r"local@4c-16g-\w+ vs local@8c-16g-\w+", report.lines[0].hardware)
+    # The machine class is a column a side's filter can name; one side over two classes is refused.
+    same = from_results(
+        results_dir, *sides[:1], ("latest", "runtime = 'latest' AND machine_class LIKE '4c-%'"), record=False
+    )
+    assert same.run_ids[CANDIDATE] == ["r0"]
+    with pytest.raises(SelectionError, match=r"the candidate rows \(latest\) ran on machine classes 4c-16g-\w+, 8c-"):
+        from_results(results_dir, *sides, record=False, latest_only=False)
 
 
 def test_from_results_explains_an_empty_side(store):

@@ -9,13 +9,16 @@ import math
 import re
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from framework.cli.verdicts import cmd_regressions
 from framework.config import ROOT
-from framework.history import ScanOptions, load_accepted, load_series, markdown, scan
+from framework.history import ScanOptions, load_accepted, load_series, markdown, report_text, scan
+from framework.in_runtime import provenance
 from framework.in_runtime.errors import ConfigError, SelectionError
 from framework.query import Results
+from framework.records import write_record
 from framework.stats import MiB
 
 DAY0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -98,7 +101,7 @@ def test_a_peak_memory_step_is_an_open_new_regression_recorded_with_its_evidence
         columns, rows = results.sql("SELECT * FROM regressions")
     [row] = [dict(zip(columns, values)) for values in rows]
     assert row["scan_id"] == report.scan_id
-    assert row["series"] == f"local|latest|{CASE}|tiny|peak_memory"
+    assert row["series"] == f"local@unknown-machine|latest|{CASE}|tiny|peak_memory"
     assert (row["along"], row["status"], row["direction"], row["new"]) == ("date", "open", "regression", True)
     assert row["change_run_id"] == run_ids[12]
     assert row["ratio"] == pytest.approx(1.3, abs=0.03)
@@ -116,7 +119,7 @@ def test_the_sentence_says_what_where_how_much_when_and_how_sure(history, option
     sentence = finding.sentence()
 
     assert re.fullmatch(
-        rf"peak memory of {re.escape(CASE)} \(tiny\) on local / latest rose \+30 % \(\d\d–\d\d %\),"
+        rf"peak memory of {re.escape(CASE)} \(tiny\) on local \[unknown-machine\] / latest rose \+30 % \(\d\d–\d\d %\),"
         rf" 399\.\d MiB → 520\.\d MiB, at run {run_ids[12]} \(dask 2026\.1\.0 → 2026\.2\.0\), p = 0\.002,"
         r" 12 runs before, 6 after",
         sentence,
@@ -161,7 +164,7 @@ def test_series_are_per_runtime_along_dates_and_per_package_version_along_versio
     assert scan(options(), write=False).findings == []
     [finding] = scan(options(along="version"), write=False).findings
 
-    assert finding.key == f"local|*|{CASE}|tiny|peak_memory"
+    assert finding.key == f"local@unknown-machine|*|{CASE}|tiny|peak_memory"
     assert (finding.change.direction, finding.after.runtime) == ("regression", "new")
     assert finding.versions == ("2025.9.0", "2025.10.0")
     assert (finding.change.runs_before, finding.change.runs_after) == (8, 8)
@@ -234,6 +237,99 @@ def test_an_empty_results_directory_is_an_empty_history(options, results_dir):
     with Results(results_dir) as results:
         assert results.sql("SELECT count(*) FROM regressions")[1] == [(0,)]
     assert "No change found." in markdown(report)
+
+
+# ---------------------------------------------------------------- machine classes
+
+FP_A = {
+    "cpu_model": "AMD EPYC 7763",
+    "cores": 4,
+    "memory_gib": 16,
+    "kernel": "6.5",
+    "virtualisation": "kvm",
+    "arch": "x86_64",
+}
+FP_B = {**FP_A, "cpu_model": "Intel Xeon 8370C", "cores": 8, "memory_gib": 32}
+
+
+def _on(fingerprint):
+    """Row columns of a run whose workers ran on this machine (as the runner writes them)."""
+    return provenance.identity(fingerprint, "runner")
+
+
+def _machine_history(history):
+    """12 runs on machine A at 400 MiB, then 6 on machine B at 560 MiB (+40 %): the move is the machine's."""
+    first = history([400] * 12, **_on(FP_A))
+    later = history([560] * 6, first_day=12, seed=1, **_on(FP_B))
+    return first, later
+
+
+def test_a_new_machine_starts_its_own_series_with_a_note_never_a_change_point(history, options, results_dir, tmp_path):
+    _, later = _machine_history(history)
+
+    report = scan(options())
+
+    assert report.findings == []
+    assert report.n_series == 8  # two series (one per machine class) × 4 metrics
+    [note] = report.machines
+    a, b = (provenance.identity(fp, "runner")["machine_id"] for fp in (FP_A, FP_B))
+    assert (note.hardware, note.run_id) == ("local", later[0])
+    assert re.fullmatch(r"8c-32g-[0-9a-f]{6}", note.machine_class)
+    assert re.fullmatch(r"4c-16g-[0-9a-f]{6}", note.earlier[0])
+    text = report_text(report)
+    assert f"note: machine class {note.machine_class} first seen on local in run {later[0]}" in text
+    assert "new series, not compared with earlier runs (on 4c-16g-" in text
+    assert "### New machine classes" in markdown(report)
+    assert a != b
+    assert run(results_dir, tmp_path) == 0  # nothing to fail on
+
+
+def test_a_pool_in_the_policy_puts_both_machines_in_one_series_and_the_change_is_found(history, options, tmp_path):
+    _machine_history(history)
+    a, b = (provenance.identity(fp, "runner")["machine_id"] for fp in (FP_A, FP_B))
+    policy = tmp_path / "machines.yaml"
+    policy.write_text(f"pools:\n  ci:\n    machine_ids: ['{a}', '{b}']\n")
+
+    report = scan(options(machines_file=policy))
+
+    [finding] = report.findings
+    assert (finding.metric, finding.change.direction, finding.series.machine_class) == (
+        "peak_memory",
+        "regression",
+        "ci",
+    )
+    assert finding.change.ratio == pytest.approx(1.4, abs=0.04)
+    assert finding.key == f"local@ci|latest|{CASE}|tiny|peak_memory"
+    assert report.machines == []
+
+
+def test_rows_from_before_fingerprints_continue_the_series_of_their_machine(history, options):
+    """Schema-2 rows carry only cpu_model, cpu_count and ram_bytes: the step across the upgrade is still found."""
+    legacy = {"cpu_model": FP_A["cpu_model"], "cpu_count": 4, "ram_bytes": int(15.6 * 2**30), "schema_version": 2}
+    history([400] * 12, **legacy)
+    history([520] * 6, first_day=12, seed=1, **{**legacy, **_on(FP_A), "schema_version": 3})
+
+    report = scan(options(), write=False)
+
+    [finding] = report.findings
+    assert finding.after.run_id.endswith("12")
+    assert report.machines == []
+
+
+def test_a_change_found_before_machine_classes_is_not_new_again(history, options, results_dir):
+    history([400] * 12 + [520] * 6)
+    old = scan(options())
+    with Results(results_dir) as results:
+        [(series,)] = results.sql("SELECT series FROM regressions")[1]
+    assert series.startswith("local@unknown-machine|")
+    # As a scan before machine classes recorded it: the series key without the class.
+    rows = pq.read_table(old.record).to_pylist()
+    rows[0]["series"] = series.replace("@unknown-machine", "")
+    old.record.unlink()
+    write_record(results_dir, "regressions", old.scan_id, rows)
+
+    [finding] = scan(options()).findings
+    assert not finding.new
 
 
 # ---------------------------------------------------------------- accepted changes

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from framework.cli import main
+from framework.in_runtime import provenance
 from framework.in_runtime.errors import ResultsError
 from framework.query import Results
 from framework.records import write_record
@@ -30,15 +31,16 @@ def history(case_row, write_run):
     """``history(walls)`` writes one run a day of groupby_agg[by=id] (3 measured repeats at that wall time);
     ``outcomes`` overrides the outcome of a day's last repeat. Returns the run ids."""
 
-    def write(walls, *, runtime="latest", outcomes=None, dask=None):
+    def write(walls, *, runtime="latest", outcomes=None, dask=None, first_day=0, **row):
         run_ids = []
-        for day, wall in enumerate(walls):
+        for day, wall in enumerate(walls, start=first_day):
             run_id = _run_id(day, runtime)
             at = (DAY0 + dt.timedelta(days=day, hours=0 if runtime == "latest" else 1)).isoformat()
             rows = []
             for repeat in range(3):
                 values = {"run_id": run_id, "run_started_at": at, "runtime": runtime, "repeat": repeat, "wall_s": wall}
                 values["dask_version"] = dask[day] if dask else "2026.1.0"
+                values.update(row)
                 outcome = (outcomes or {}).get(day) if repeat == 2 else None
                 if outcome:  # a failed repeat's wall time is not a measurement of the workload
                     values.update(outcome=outcome, error=f"RuntimeError: {outcome} on day {day}", wall_s=100.0)
@@ -188,6 +190,30 @@ def test_history_marks_failures_and_change_points_and_takes_medians_of_passed_re
     assert "RuntimeError: timeout on day 4" in text  # the failures table
     overview = _text(out / "index.html")
     assert f"wall time of groupby_agg[by=id] (tiny) on local / latest rose +50 % at run {run_ids[3]}" in overview
+
+
+def test_a_second_machine_class_is_a_series_of_its_own_with_a_note_where_it_starts(history, results_dir, tmp_path):
+    machine_a = {
+        "cpu_model": "AMD EPYC",
+        "cores": 4,
+        "memory_gib": 16,
+        "kernel": "6",
+        "virtualisation": None,
+        "arch": "x",
+    }
+    machine_b = {**machine_a, "cores": 8, "memory_gib": 32}
+    history([1.0, 1.0], **provenance.identity(machine_a, "runner"))
+    later = history([1.4, 1.4], first_day=2, **provenance.identity(machine_b, "runner"))
+
+    page = _site(results_dir, tmp_path) / "workloads" / "groupby_agg.html"
+
+    fields = _json(page, "history-meta")["fields"]
+    classes = [dict(zip(fields, point))["machine_class"] for point in _json(page, "history-points")]
+    assert re.fullmatch(r"(4c-16g-\w{6},){2}(8c-32g-\w{6},){2}", ",".join(classes) + ",")
+    assert (
+        f"machine class {classes[-1]} first seen on local in run {later[0]}: a new series, not compared with the runs"
+        f" before it (on {classes[0]})"
+    ) in _text(page)
 
 
 def test_the_overview_shows_verdicts_latest_runs_the_latest_scan_and_the_matrix(history, results_dir, tmp_path):

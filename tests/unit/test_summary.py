@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from framework.in_runtime import provenance
 from framework.query import Results
 from framework.summary import change, format_table, human_bytes, run_summary
 
@@ -96,6 +99,31 @@ def test_the_baseline_is_the_same_runtime_only(history):
     rows = _lines_by_case(run_summary(history, "run-2"))
 
     assert rows["c"][5] == "new", "stable's c of run-1 is not latest's baseline"
+
+
+def test_the_baseline_is_a_run_on_the_same_kind_of_machine(results_dir, case_row, write_run):
+    machine_a = {"cpu_model": "EPYC", "cores": 4, "memory_gib": 16, "kernel": "6", "virtualisation": None, "arch": "x"}
+    machine_b = {**machine_a, "cores": 8}
+    for run, day, machine, wall in (
+        ("run-1", 1, machine_a, 1.0),
+        ("run-2", 2, machine_b, 1.4),
+        ("run-3", 3, machine_a, 1.1),
+    ):
+        at = f"2026-01-0{day}T00:00:00+00:00"
+        write_run(
+            [
+                case_row(
+                    run_id=run, run_started_at=at, case_id="a", wall_s=wall, **provenance.identity(machine, "runner")
+                )
+            ]
+        )
+    with Results(results_dir) as results:
+        on_b, back_on_a = run_summary(results, "run-2"), run_summary(results, "run-3")
+
+    assert _lines_by_case(on_b)["a"][4:6] == ["s", "new"]  # not +40 %: run-1 ran on another kind of machine
+    assert re.search(r"\n  machine class 8c-16g-\w+: its first run here \(earlier runs: 4c-16g-\w+\) — changes", on_b)
+    assert _lines_by_case(back_on_a)["a"][4:7] == ["s", "+10", "%"]  # against run-1, the last run on its class
+    assert "machine class" not in back_on_a
 
 
 def test_a_later_run_is_never_the_baseline(history):

@@ -44,10 +44,12 @@
   function historySeries(points, meta, axis) {
     const n = points.run_id.length;
     const cases = new Set(points.case_id), sizes = new Set(points.size), hardware = new Set(points.hardware);
+    const machines = new Set(points.machine_class);  // a series is per hardware × machine class, as the scan's
     const series = new Map();
     for (let i = 0; i < n; i++) {
       const parts = axis === "date" ? [points.runtime[i]] : [];
       if (hardware.size > 1) parts.push(points.hardware[i]);
+      if (machines.size > 1) parts.push("machine " + points.machine_class[i]);
       if (cases.size > 1 || axis === "version") parts.push(points.case_id[i]);
       if (sizes.size > 1 && points.size[i]) parts.push(points.size[i]);
       const label = parts.join(" · ");
@@ -165,7 +167,8 @@
       if (change.metric !== metric.name || change.along !== axis) continue;
       for (const s of series) {
         const i = s.rows.find((row) => points.run_id[row] === change.run_id && points.case_id[row] === change.case_id
-          && points.hardware[row] === change.hardware && (axis === "version" || points.runtime[row] === change.runtime));
+          && points.hardware[row] === change.hardware && (axis === "version" || points.runtime[row] === change.runtime)
+          && (!change.machine_class || points.machine_class[row] === change.machine_class));
         if (i === undefined || xOf(s, i) === undefined) continue;
         const value = column[i];
         changeData.x.push(xOf(s, i));
