@@ -109,7 +109,8 @@ SELECT run_id, runtime, hardware, machine_class, workload, case_id, coalesce(siz
        {_OUTCOME} AS outcome,
        {_MEDIANS},
        left(any_value(error) FILTER (WHERE outcome <> 'passed'), 300) AS error,
-       count(*) AS n_rows, any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config
+       count(*) AS n_rows, any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config,
+       coalesce(any_value(run_group), run_id) AS run_group, any_value(shard) AS shard
 FROM (SELECT r.*, {class_sql()} AS machine_class FROM rows r {join_sql()})
 GROUP BY run_id, runtime, hardware, machine_class, workload, case_id, coalesce(size, '')
 """
@@ -192,7 +193,8 @@ SELECT 'section' AS kind, run_id, {_page_name_sql("run_id")} AS page, runtime, h
        count(*) FILTER (WHERE outcome = 'interrupted') AS cases_interrupted,
        sum(passed) AS repeats_passed, sum(repeats) AS repeats_measured, sum(n_rows) AS n_rows,
        string_agg({_SUMMARY_ROW}, '' ORDER BY case_id, size) AS summary,
-       any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config
+       any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config,
+       any_value(run_group) AS run_group, any_value(shard) AS shard
 FROM per_case GROUP BY run_id, runtime, hardware
 """
 # The second reads every column: per run × runtime × hardware, its run-level values (as table rows, escaped here:
@@ -273,6 +275,7 @@ class RunSection:
 _SUMMARY_FIELDS = {
     **{name: name for name in ("run_id", "page", "runtime", "hardware", "run_started_at", "started_at")},
     **{name: name for name in ("dask_version", "distributed_version", "cases", "repeats_passed", "n_rows")},
+    **{name: name for name in ("run_group", "shard")},
     **{f"cases_{kind}": kind for kind in ("passed", "failed", "error", "timeout", "interrupted")},
     "repeats_measured": "repeats",
 }

@@ -37,6 +37,7 @@ class Context:
     out_dir: Path  # where the site will live once swapped in (links to dumps are relative to it)
     regenerate: str  # the one-line command that rebuilds this site
     bokeh_scripts: tuple[str, ...]  # file names under static/, in load order
+    source: str = ""  # where the results are, as the user named them (a URL store's URL); default: results_dir
 
 
 def page(
@@ -64,7 +65,7 @@ def page(
         f"<title>{escape(title)} — dask-blessing</title>"
         f'<link rel="stylesheet" href="{up}static/report.css"></head>\n'
         f'<body><header><nav><span class="brand">dask-blessing</span>{nav}</nav>'
-        f'<p class="meta">generated {generated} from <code>{escape(str(ctx.results_dir))}</code>'
+        f'<p class="meta">generated {generated} from <code>{escape(ctx.source or str(ctx.results_dir))}</code>'
         f" · regenerate: <code>{escape(ctx.regenerate)}</code></p></header>\n"
         f"<main>\n{body}\n</main>\n{embedded}"
         + "".join(f'<script src="{src}"></script>' for src in scripts)

@@ -79,11 +79,13 @@ def _latest_runs(runs: Sequence[dict[str, Any]], records: EnvironmentRecords) ->
     newest: dict[tuple[str, str], dict[str, Any]] = {}
     for run in runs:  # newest first
         newest.setdefault((run["runtime"], run["hardware"]), run)
+    newest = {key: whole_group(run, runs) for key, run in newest.items()}
     rows = [
         table_row(
             text(runtime),
             text(hardware),
-            link(f"runs/{run['page']}.html#{section_anchor(runtime, hardware)}", escape(run["run_id"])),
+            link(f"runs/{run['page']}.html#{section_anchor(runtime, hardware)}", escape(run["run_id"]))
+            + run.get("group_note", ""),
             when(run["started_at"]),
             text(run["dask_version"]),
             text(run["distributed_version"]),
@@ -93,6 +95,34 @@ def _latest_runs(runs: Sequence[dict[str, Any]], records: EnvironmentRecords) ->
     ]
     headers = ["runtime", "hardware", "latest run", "started (UTC)", "dask", "distributed", "cases", "repeats passed"]
     return "<h2>Latest run of each runtime × hardware</h2>" + table(headers, rows, empty=NO_RUNS)
+
+
+_SUMMED = ("cases", "passed", "failed", "error", "timeout", "interrupted", "repeats_passed", "repeats", "n_rows")
+
+
+def whole_group(run: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A shard's run line → its run group's, for the same runtime × hardware: the counts of every shard present
+    summed, and a note naming the group and its shards (a run that was not split is returned as it is)."""
+    if not run.get("shard"):
+        return run
+    parts = [
+        other
+        for other in runs
+        if other.get("run_group") == run["run_group"]
+        and (other["runtime"], other["hardware"]) == (run["runtime"], run["hardware"])
+    ]
+    whole = dict(run)
+    for name in _SUMMED:
+        whole[name] = sum(part[name] or 0 for part in parts)
+    whole["started_at"] = min(part["started_at"] for part in parts)
+    expected = str(run["shard"]).partition("/")[2]
+    seen = sorted({str(part["shard"]).partition("/")[0] for part in parts}, key=lambda k: (len(k), k))
+    missing = "" if len(seen) == int(expected or 0) else " — not every shard is here"
+    whole["group_note"] = (
+        f'<br><span class="note">run group {escape(str(run["run_group"]))}: shards {escape(", ".join(seen))} of'
+        f" {escape(expected)}{missing}</span>"
+    )
+    return whole
 
 
 def _outcome_cells(run: dict[str, Any], records: EnvironmentRecords) -> tuple[str, str]:

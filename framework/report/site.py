@@ -101,11 +101,19 @@ def _bokeh_scripts() -> tuple[Path, ...]:
     return tuple(scripts / name for name in ("bokeh.min.js", "bokeh-api.min.js"))
 
 
+def _source(results_dir: Path) -> str:
+    """Where the results are, as the user named them: a URL store's URL, not its local work directory."""
+    from framework.object_store import opened
+
+    store = opened(results_dir)
+    return store.shown if store is not None else str(results_dir.resolve())
+
+
 def _regenerate(results_dir: Path, out: Path) -> str:
     command = "nox -s report"
     options = []
     if results_dir.resolve() != DEFAULT_RESULTS.resolve():
-        options.append(f"--results={shlex.quote(str(results_dir))}")
+        options.append(f"--results={shlex.quote(_source(results_dir))}")
     if out != (results_dir / "report").resolve():
         options.append(f"--out={shlex.quote(str(out))}")
     return command + (" -- " + " ".join(options) if options else "")
@@ -124,7 +132,12 @@ def _write_site(results_dir: Path, out: Path, staging: Path, bokeh_scripts: tupl
     for asset in ("report.js", "report.css"):
         shutil.copyfile(STATIC / asset, static / asset)
     ctx = Context(
-        dt.datetime.now(dt.timezone.utc), results_dir.resolve(), out, _regenerate(results_dir, out), tuple(names)
+        dt.datetime.now(dt.timezone.utc),
+        results_dir.resolve(),
+        out,
+        _regenerate(results_dir, out),
+        tuple(names),
+        source=_source(results_dir),
     )
     for folder in ("workloads", "runs", "comparisons"):
         (staging / folder).mkdir()

@@ -265,6 +265,9 @@ def test_report_of_a_url_store(
     assert "report: " in capsys.readouterr().out
     assert run in "".join(path.read_text() for path in (tmp_path / "site").rglob("*.html"))
     assert not any(key.startswith("report/") for key in _objects(s3))  # the site is written locally only
+    header = (tmp_path / "site" / "index.html").read_text()  # it names the store as the user did, not a work dir
+    assert f"from <code>{s3['url']}</code>" in header and f"--results={s3['url']}" in header
+    assert str(root) not in header
 
 
 def test_a_second_process_reads_small_files_from_its_cache_and_never_a_stale_copy(

@@ -314,6 +314,17 @@ def test_a_shard_s_run_page_names_its_run_group_and_shard(case_row, write_run, r
     assert "run_group nightly-7" in text and "shard 2/3" in text
 
 
+def test_the_overview_counts_a_sharded_run_group_as_one_run(case_row, write_run, results_dir, tmp_path):
+    for run, shard, case in (("r1", "1/3", "a"), ("r2", "2/3", "b"), ("r3", "3/3", "c")):
+        write_run([case_row(run_id=run, run_group="nightly-7", shard=shard, case_id=case, repeat=r) for r in range(2)])
+    write_run([case_row(run_id="r4", run_group="nightly-8", shard="1/2", case_id="a", runtime="stable")])
+    text = _text(_site(results_dir, tmp_path) / "index.html")
+
+    assert "run group nightly-7: shards 1, 2, 3 of 3" in text
+    assert "3 of 3 cases passed 6/6" in text  # the group's three shards, not the newest shard's one case
+    assert "run group nightly-8: shards 1 of 2 — not every shard is here" in text
+
+
 def test_a_moved_store_still_links_its_dumps(case_row, write_run, results_dir, tmp_path):
     (results_dir / "dumps" / "r1").mkdir(parents=True)
     (results_dir / "dumps" / "r1" / "d.msgpack.gz").write_bytes(b"state")
