@@ -418,7 +418,11 @@ def run_group(
     with lifetime.uninterruptible():
         sidecar = write_sidecar(rows_path, plan_payload, environment.packages)  # salvage's map if this dies
     if environment.usable:
-        plan_path = write_plan(plan_payload)
+        log_path = log_file(store, run_id, environment.runtime.name, hardware.name)
+        announce_logs(log_path.parent, run_id)
+        # The runner logs to a private file while it runs; results/ gets its redacted copy when it ends.
+        scratch = Path(tempfile.mkdtemp(prefix="blessing-log-"))
+        plan_path = write_plan({**plan_payload, "log_path": str(scratch / "runner.log")})
         try:
             code, tail = run_runner(environment, plan_path, _budget(group.cases), root, on_line=executions)
         except (KeyboardInterrupt, lifetime.Stopped) as stop:
@@ -440,6 +444,11 @@ def run_group(
             raise
         finally:
             remove_plan(plan_path)
+            keep_log(scratch / "runner.log", log_path, plan_payload["runtime"])
+            shutil.rmtree(scratch, ignore_errors=True)
+        if code not in (0, EXIT_ROWS_UNWRITABLE):
+            which = f"{environment.runtime.name!r} × {hardware.name!r}"
+            say(f"  the runner of {which} exited with code {code}; its log: {log_path}")
         if code == EXIT_ROWS_UNWRITABLE:
             raise ResultsError(rows_unwritable(tail, rows_path))  # nothing more can be written: keep what is
         reason, interrupted, outcome = runner_ending(code, tail)
@@ -467,6 +476,29 @@ def rows_unwritable(tail: str, rows_path: Path) -> str:
             errno = int(match["errno"]) if match["errno"].isdigit() else None
             return cannot_write(match["path"], errno, match["why"])
     return cannot_write(str(rows_path), None, "could not be written")
+
+
+def log_file(store: ResultsStore, run_id: str, runtime: str, hardware: str) -> Path:
+    """Where the clusters and libraries of one runtime × hardware of a run log (a compare's rounds append)."""
+    return store.root / "logs" / f"{run_id}__{runtime}__{hardware}.log"
+
+
+_ANNOUNCED: set[tuple[Path, str]] = set()
+
+
+def announce_logs(directory: Path, run_id: str) -> None:
+    """Say once per run where its cluster and library logs go (the console keeps one line per execution)."""
+    if (directory, run_id) not in _ANNOUNCED:
+        _ANNOUNCED.add((directory, run_id))
+        say(f"  cluster and library logs: {directory / (run_id + '__*.log')}")
+
+
+def keep_log(raw: Path, target: Path, runtime: dict[str, Any]) -> None:
+    """Append a runner's private log to ``target`` in the results store, redacted (the runtime's secrets and every
+    secret this process knows are masked). Nothing is written for a runner that never started."""
+    if raw.exists():
+        masked = redaction.known_secrets() | redaction.secret_values(runtime.get("env"), runtime.get("dask_config"))
+        redaction.redact_text_file(raw, target, masked)
 
 
 def write_plan(payload: dict[str, Any]) -> Path:

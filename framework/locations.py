@@ -39,6 +39,7 @@ IMMUTABLE = (
     "blessed",
     "stability/failures",
     "stability/logs",
+    "logs",
     "dumps",
 )
 # Small files some verbs read by path: pulled into the work directory when a verb opens a URL store.

@@ -6,8 +6,8 @@ removed. What a verb writes there is uploaded to the same key under the URL:
 
 - each file :func:`framework.results.write_atomic` publishes (cases, environments, records), as soon as it is
   written (an object store's PUT appears whole or not at all: no rename, no partial object);
-- every other immutable file (stability failures and logs, dumps, blessed locks) at the end of the verb, and at the
-  start of the next one for the leftovers of a killed writer (:meth:`RemoteStore.upload_pending`).
+- every other immutable file (run and stability logs, stability failures, dumps, blessed locks) at the end of the
+  verb, and at the start of the next one for the leftovers of a killed writer (:meth:`RemoteStore.upload_pending`).
 
 Before a PUT, an existing key is compared: the same bytes → skipped; an environment with the same lock → skipped
 (keyed by its hash, only ``built_at`` differs); anything else → refused in one line naming both. ``.staging/`` stays

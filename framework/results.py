@@ -5,6 +5,7 @@ Layout (every file is written once, under a new name, and never modified):
     results/cases/<run_id>__<runtime>__<hardware>.parquet    one row per execution of a case
     results/environments/<env_hash>.parquet                  each built environment's lock (exact packages)
     results/dumps/<run_id>/<case>-<phase><n>.msgpack.gz      cluster state of cases that timed out
+    results/logs/<run_id>__<runtime>__<hardware>.log          what a run's clusters and libraries logged (redacted)
     results/stability/failures/<failure_id>/                 a stability failure: program, versions, dump, logs
     results/stability/logs/<run_id>__<runtime>.log           what the clusters of a stability run logged
     results/.staging/<pid>__<name>.jsonl                     rows as the runner writes them (not queried)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
 from framework.engine import (
+    keep_log,
     new_run_id,
     prepare_environment,
     remove_plan,
@@ -35,7 +36,7 @@ from framework.engine import (
 )
 from framework.in_runtime import provenance
 from framework.in_runtime.errors import ConfigError, FrameworkError, SelectionError, near_miss
-from framework.in_runtime.redaction import known_secrets, masked_note, redact_text_file, secret_values, without_masked
+from framework.in_runtime.redaction import masked_note, without_masked
 from framework.in_runtime.runner import PROTOCOL, RowWriter
 from framework.models import Runtime
 from framework.results import SCHEMA_VERSION, ResultsStore
@@ -161,10 +162,7 @@ def _execute(plan: dict[str, Any], environment: Any, store: ResultsStore, root: 
         code, tail = run_runner(environment, plan_path, budget_s, root, module="framework.chaos.run")
     finally:
         remove_plan(plan_path)
-        if raw_log.exists():
-            runtime = plan["runtime"]
-            masked = known_secrets() | secret_values(runtime.get("env"), runtime.get("dask_config"))
-            redact_text_file(raw_log, Path(plan["log_path"]), masked)
+        keep_log(raw_log, Path(plan["log_path"]), plan["runtime"])
         shutil.rmtree(scratch, ignore_errors=True)
     if code not in (0, 1):
         # The runner died: a row for the run itself (as if it were one case), so the failure is in the results

@@ -67,14 +67,19 @@ def change(current: float | None, previous: float | None) -> str:
 
 
 def format_table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60, right: Collection[str] = ()
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    max_width: int = 60,
+    right: Collection[str] = (),
+    missing: str = "NULL",
 ) -> str:
     """Columns aligned, numbers (and the columns named in ``right``) right-aligned, long cells cut: readable in a
-    terminal and in CI logs."""
+    terminal and in CI logs. A missing value reads ``missing`` (SQL's ``NULL`` by default; ``–`` in tables for
+    people)."""
 
     def cell(value: Any) -> str:
         if value is None:
-            text = "NULL"
+            text = missing
         elif isinstance(value, float):
             text = f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
         else:

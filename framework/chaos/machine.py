@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -141,6 +141,17 @@ class Failure:
 
 
 @dataclasses.dataclass
+class ExampleEnd:
+    """One example of a batch, as it ended: its number, the steps it ran, ``passed`` or the failure's kind."""
+
+    tier: str
+    number: int
+    steps: int
+    outcome: str
+    seconds: float
+
+
+@dataclasses.dataclass
 class BatchStats:
     examples: int = 0
     steps: int = 0
@@ -159,11 +170,14 @@ class ChaosMachine(RuleBasedStateMachine):
     stats = BatchStats()
     settle_s = 20.0
     work_dir: Optional[Path] = None
+    # Told of each example as it ends (see ``ExampleEnd``): the runner prints one line per example.
+    on_example: Optional[Callable[[ExampleEnd], None]] = None
 
     def __init__(self) -> None:
         super().__init__()
         self.executor: Optional[Executor] = None
         self.failed = False
+        self.started = time.perf_counter()
 
     def _do(self, step: dict[str, Any]) -> None:
         assert self.executor is not None
@@ -361,14 +375,31 @@ class ChaosMachine(RuleBasedStateMachine):
                 self.stats.seconds[phase] = self.stats.seconds.get(phase, 0.0) + spent
             keep = bool(self.stats.failures and self.stats.failures[-1].scratch == str(executor.scratch))
             executor.cleanup(keep=keep)
+            if type(self).on_example is not None:
+                outcome = self.stats.failures[-1].kind if self.failed and self.stats.failures else "passed"
+                ended = ExampleEnd(
+                    self.tier, self.stats.examples, executor.steps_run, outcome, time.perf_counter() - self.started
+                )
+                type(self).on_example(ended)  # type: ignore[misc]  # a plain function, not a method
 
 
-def machine_for(tier: str, settle_s: float, work_dir: Optional[Path]) -> type[ChaosMachine]:
+def machine_for(
+    tier: str,
+    settle_s: float,
+    work_dir: Optional[Path],
+    on_example: Optional[Callable[[ExampleEnd], None]] = None,
+) -> type[ChaosMachine]:
     """A machine class of its own per batch: its stats and settings do not leak into the next batch."""
     return type(
         f"Chaos{tier.title()}",
         (ChaosMachine,),
-        {"tier": tier, "stats": BatchStats(), "settle_s": settle_s, "work_dir": work_dir},
+        {
+            "tier": tier,
+            "stats": BatchStats(),
+            "settle_s": settle_s,
+            "work_dir": work_dir,
+            "on_example": staticmethod(on_example) if on_example is not None else None,
+        },
     )
 
 
@@ -393,12 +424,15 @@ def fuzz(
     steps: Optional[int] = None,
     settle_s: Optional[float] = None,
     work_dir: Optional[Path] = None,
+    on_example: Optional[Callable[[ExampleEnd], None]] = None,
 ) -> BatchResult:
-    """Run one batch of examples; stop at the first failure (shrunk under ``nightly``) and report it."""
+    """Run one batch of examples; stop at the first failure (shrunk under ``nightly``) and report it.
+
+    ``on_example`` is told of each example as it ends (hypothesis's re-runs while shrinking included)."""
     from hypothesis import seed as with_seed
 
     chosen = tier_settings(profile, tier, examples, steps)
-    machine = machine_for(tier, settle_s if settle_s is not None else SETTLE_S[tier], work_dir)
+    machine = machine_for(tier, settle_s if settle_s is not None else SETTLE_S[tier], work_dir, on_example)
     with_seed(seed)(machine)
     started = time.perf_counter()
     error: Optional[str] = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any, Optional, TextIO
 
 from framework.in_runtime import provenance, redaction
 from framework.in_runtime.runner import (
+    CONSOLE,
     EXIT_ROWS_UNWRITABLE,
     ROWS_UNWRITABLE,
     RowsUnwritableError,
@@ -29,12 +29,14 @@ from framework.in_runtime.runner import (
     base_row,
     now,
     read_plan,
+    route_output,
+    say_crash,
     watch_controller,
 )
 from framework.progress import runner_line
 
 # Where progress goes: the console, even after stderr is redirected to the log file (see ``main``).
-_console: dict[str, TextIO] = {"stream": sys.stderr}
+_console: dict[str, TextIO] = CONSOLE
 
 
 def say(message: str) -> None:
@@ -202,6 +204,14 @@ def run_program_row(
     return row
 
 
+def example_line(runtime: str, ended: Any) -> str:
+    """One line per fuzzed example: ``[stable] inprocess example 3: 12 steps, passed in 4.2 s``."""
+    return (
+        f"[{runtime}] {ended.tier} example {ended.number}: {ended.steps} steps, {ended.outcome}"
+        f" in {ended.seconds:.1f} s"
+    )
+
+
 def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dict[str, Any]:
     from framework.chaos.machine import SETTLE_S, fuzz
 
@@ -218,6 +228,7 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
         steps=plan.get("steps"),
         settle_s=settle_s,
         work_dir=Path(plan["work_dir"]),
+        on_example=lambda ended: say(example_line(plan["runtime"]["name"], ended)),
     )
     stats = result.stats
     params.update(examples_wanted=result.examples_wanted, settle_s=settle_s)
@@ -422,12 +433,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     # The clusters log (and their worker processes inherit stderr): send all of it to a file, keep the console
     # for progress lines. The controller gives a private file and copies it, redacted, to results/ at the end.
-    log_path = Path(plan.get("raw_log_path") or plan["log_path"])
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    _console["stream"] = os.fdopen(os.dup(2), "w", buffering=1)
-    log_file = log_path.open("a", encoding="utf-8")
-    os.dup2(log_file.fileno(), 2)
-    sys.stderr = log_file
+    route_output(Path(plan.get("raw_log_path") or plan["log_path"]))
     say(f"[{plan['runtime']['name']}] cluster logs: {plan['log_path']}")
     watch_controller()
     started = dt.datetime.now(dt.timezone.utc)
@@ -436,6 +442,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except RowsUnwritableError as error:
         say(f"{ROWS_UNWRITABLE} errno={error.errno} {error}")
         return EXIT_ROWS_UNWRITABLE
+    except Exception:
+        say_crash("the stability runner")
+        return 3  # not 0 or 1 (passed / some examples failed): the controller records the run as died
     say(f"[{plan['runtime']['name']}] done in {(dt.datetime.now(dt.timezone.utc) - started).total_seconds():.0f} s")
     return 1 if not_passed else 0
 

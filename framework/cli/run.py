@@ -226,7 +226,7 @@ def cmd_stability(argv: Sequence[str]) -> int:
         )
     print()
     print(f"stability run {report.run_id} — results in {shown(args.results)}")
-    print(format_table(columns, rows, max_width=150))
+    print(format_table(columns, rows, max_width=150, missing="–"))
     if not rows:  # a run that recorded nothing tested nothing: never a pass
         print(f"stability run {report.run_id} recorded no batch — nothing was tested; see the lines above for why")
         return 1

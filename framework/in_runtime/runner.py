@@ -32,7 +32,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TextIO
 
 from framework.in_runtime import memory as memory_probe
 from framework.in_runtime import metrics, provenance, redaction
@@ -475,10 +475,36 @@ def _cluster_environ(runtime: dict[str, Any]) -> dict[str, str]:
     return environ
 
 
+# Where the runner's own lines go: the console (the controller's pipe), also once ``route_output`` has sent
+# stdout and stderr to the run's log file.
+CONSOLE: dict[str, TextIO] = {"stream": sys.stderr}
+
+
 def _log(message: str) -> None:
     # A controller that died took the pipe's other end: saying so must not stop the runner from cleaning up.
     with contextlib.suppress(OSError, ValueError):
-        print(message, file=sys.stderr, flush=True)  # noqa: T201 - progress for the person running the matrix
+        print(message, file=CONSOLE["stream"], flush=True)
+
+
+def route_output(log_path: Path) -> None:
+    """Send everything but the runner's own lines to ``log_path``: the clusters' and libraries' log records and
+    warnings, what workloads print, and the output of worker processes (they inherit stdout and stderr).
+
+    The console keeps only what ``_log`` says. ``log_path`` is private: the controller copies it, redacted, to the
+    results store when the runner ends (``framework.engine``)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    CONSOLE["stream"] = os.fdopen(os.dup(2), "w", buffering=1)
+    with log_path.open("a", encoding="utf-8") as log_file:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+
+
+def say_crash(what: str) -> None:
+    """A crash of the runner itself stays loud: its traceback goes to the console, not only to the log file."""
+    _log(f"{what} crashed:\n{traceback.format_exc().rstrip()}")
 
 
 def read_plan(argv: Optional[list[str]], module: str) -> Optional[dict[str, Any]]:
@@ -504,12 +530,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     plan = read_plan(argv, "framework.in_runtime.runner")
     if plan is None:
         return 2
+    if plan.get("log_path"):
+        route_output(Path(plan["log_path"]))
     watch_controller()
     try:
         run_plan(plan)
     except RowsUnwritableError as error:
         _log(f"{ROWS_UNWRITABLE} errno={error.errno} {error}")
         return EXIT_ROWS_UNWRITABLE
+    except Exception:
+        say_crash("the runner")
+        return 1
     return 0
 
 

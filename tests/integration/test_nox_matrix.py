@@ -56,6 +56,10 @@ def test_matrix_session_succeeds_and_prints_a_summary_of_both_runtimes(
         assert heading is not None, f"no summary block for {runtime}:\n" + "\n".join(summary)
         assert summary[heading + 3].split()[:3] == ["array_mean_var", "passed", "2/2"], "\n".join(summary)
     assert "Session matrix was successful" in output
+    # a quiet console: cluster and library logs are in the run's log files, whose place is said once
+    assert output.count("cluster and library logs: ") == 1
+    assert "Traceback" not in output and "Warning" not in output
+    assert {path.name.split("__")[1] for path in (results / "logs").glob("*.log")} == {"latest", "previous"}
 
 
 def test_matrix_session_publishes_and_leaves_nothing_staged(

@@ -55,3 +55,7 @@ def test_stability_session_fuzzes_both_tiers_and_records_them(tmp_path: Path) ->
     assert len(regressions) == len(committed)
     logs = list((results / "stability" / "logs").glob("*.log"))
     assert logs, "the clusters' log output goes to a file, not the console"
+    # one line per example as it ends, rather than minutes of silence per batch
+    for tier in ("inprocess", "process"):
+        assert f"[latest] {tier} example 1: " in process.stdout, process.stdout[-4000:]
+    assert "NULL" not in process.stdout
