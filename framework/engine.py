@@ -275,6 +275,13 @@ def runner_ending(code: int, tail: str) -> tuple[str, str, str]:
     )
 
 
+def runner_exit_line(runtime: str, hardware: str, code: int, every_case_reported: bool) -> str:
+    """``the runner of 'stable' × 'local' was killed by SIGABRT after reporting every case``."""
+    how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+    after = "after reporting every case" if every_case_reported else "before reporting every case"
+    return f"the runner of {runtime!r} × {hardware!r} {how} {after}"
+
+
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -446,13 +453,12 @@ def run_group(
             remove_plan(plan_path)
             keep_log(scratch / "runner.log", log_path, plan_payload["runtime"])
             shutil.rmtree(scratch, ignore_errors=True)
-        if code not in (0, EXIT_ROWS_UNWRITABLE):
-            which = f"{environment.runtime.name!r} × {hardware.name!r}"
-            say(f"  the runner of {which} exited with code {code}; its log: {log_path}")
         if code == EXIT_ROWS_UNWRITABLE:
             raise ResultsError(rows_unwritable(tail, rows_path))  # nothing more can be written: keep what is
         reason, interrupted, outcome = runner_ending(code, tail)
         extra = unfinished_rows(plan_payload, rows_path, reason, environment, interrupted, outcome)
+        if code != 0:  # its own lines said what it could; the rest of what it printed is in its log
+            say(f"  {runner_exit_line(environment.runtime.name, hardware.name, code, not extra)}; its log: {log_path}")
     else:  # no cluster is started for a runtime that cannot even import: every case is a setup failure
         extra = unusable_rows(plan_payload, environment)
     with lifetime.uninterruptible():

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from framework.engine import keep_log
+from framework.engine import keep_log, runner_exit_line
 from framework.in_runtime.redaction import MASK
 from framework.in_runtime.runner import PROTOCOL
 from framework.summary import format_table
@@ -104,3 +104,12 @@ def test_a_stability_table_shows_a_dash_for_a_missing_value() -> None:
     table = format_table(["case_id", "failure_id"], [("fuzz[process]", None)], missing="–")
     assert table.splitlines()[-1].split() == ["fuzz[process]", "–"]
     assert "NULL" in format_table(["failure_id"], [(None,)])  # SQL's own tables keep NULL
+
+
+def test_a_runner_that_ends_badly_is_named_with_how() -> None:
+    assert runner_exit_line("stable", "local", -6, True) == (
+        "the runner of 'stable' × 'local' was killed by SIGABRT after reporting every case"
+    )
+    assert runner_exit_line("previous", "local", 1, False) == (
+        "the runner of 'previous' × 'local' exited with code 1 before reporting every case"
+    )
