@@ -24,6 +24,7 @@ from framework.compare import (
     CaseMetric,
     ComparisonReport,
     count_outcomes,
+    count_overloaded,
     missing_reason,
     record_identity,
     record_rows,
@@ -114,7 +115,14 @@ def from_results(
         )
     run_ids = {side: sorted({str(row["run_id"]) for row in rows[side]}) for side in rows}
     report = ComparisonReport(
-        new_run_id(), "from-results", baseline[0], candidate[0], lines, count_outcomes(rows), run_ids
+        new_run_id(),
+        "from-results",
+        baseline[0],
+        candidate[0],
+        lines,
+        count_outcomes(rows),
+        run_ids,
+        overloaded=count_overloaded(rows),
     )
     if record:
         common = record_identity(report, rows, {})

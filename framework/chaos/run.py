@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from framework.in_runtime import load as load_probe
 from framework.in_runtime import provenance, redaction
 from framework.in_runtime.runner import (
     EXIT_ROWS_UNWRITABLE,
@@ -168,16 +169,18 @@ def run_program_row(
     started = time.perf_counter()
     executor = Executor(program[0]["config"], settle_s=settle_s, work_dir=Path(plan["work_dir"]))
     error: Optional[BaseException] = None
-    try:
-        executor.start()
-        for step in program[1:]:
-            executor.apply(step)
-            executor.check_state()
-        executor.finish()
-    except Exception as raised:
-        error = raised
-        executor.fail()
-    row.update(ended_at=now(), wall_s=time.perf_counter() - started, missing=dict(executor.missing))
+    with load_probe.LoadWatch() as load:  # a liveness failure at load 16 is not a distributed bug until shown
+        try:
+            executor.start()
+            for step in program[1:]:
+                executor.apply(step)
+                executor.check_state()
+            executor.finish()
+        except Exception as raised:
+            error = raised
+            executor.fail()
+    row.update(ended_at=now(), wall_s=time.perf_counter() - started, missing={**executor.missing, **load.missing})
+    row.update(load.values)
     kind = getattr(error, "kind", "error") if error is not None else None
     row["outcome"] = _outcome(error, kind)
     if error is not None:
@@ -210,18 +213,20 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
     params = {"tier": tier, "profile": plan["profile"], "seed": seed, "examples": plan.get("examples")}
     row = _row(plan, base, "stability.fuzz", f"fuzz[{tier}]", "framework.chaos.machine:fuzz", params)
     row["started_at"] = now()
-    result = fuzz(
-        tier,
-        plan["profile"],
-        seed=seed,
-        examples=plan.get("examples"),
-        steps=plan.get("steps"),
-        settle_s=settle_s,
-        work_dir=Path(plan["work_dir"]),
-    )
+    with load_probe.LoadWatch() as load:
+        result = fuzz(
+            tier,
+            plan["profile"],
+            seed=seed,
+            examples=plan.get("examples"),
+            steps=plan.get("steps"),
+            settle_s=settle_s,
+            work_dir=Path(plan["work_dir"]),
+        )
     stats = result.stats
     params.update(examples_wanted=result.examples_wanted, settle_s=settle_s)
-    row.update(ended_at=now(), wall_s=result.seconds, params=params, missing=dict(stats.missing))
+    row.update(ended_at=now(), wall_s=result.seconds, params=params, missing={**stats.missing, **load.missing})
+    row.update(load.values)
     row["extra_metrics"] = {
         "examples": stats.examples,
         "steps": stats.steps,
