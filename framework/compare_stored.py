@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 _SELECT = """
 SELECT workload, case_id, size, hardware, machine_class, runtime, run_id, repeat, phase, outcome, missing,
-       runtime_hash, env_hash, packages, {columns}
+       runtime_hash, env_hash, packages, load_avg_1m, overloaded, {columns}
 FROM (SELECT r.*, {machine_class} AS machine_class FROM cases r {join})
 WHERE ({where}) {latest}
 ORDER BY run_started_at, started_at
