@@ -189,3 +189,22 @@ def test_the_report_notes_a_run_measured_overloaded() -> None:
         in (note)
     )
     assert overloaded_note({"overloaded": 1}, short=True).endswith(">(1 overloaded)</span>")
+
+
+def test_the_reports_run_lines_count_the_overloaded_measured_repeats(
+    results_dir: Path, case_row: Any, write_run: Any
+) -> None:
+    from framework.report.data import cases
+
+    loaded = {"load_avg_1m": 5.0, "overloaded": True, "cpu_count": 2}
+    write_run(
+        [
+            case_row(run_id="run-1", case_id="a", phase="warmup", **loaded),  # a warm-up is not a measurement
+            case_row(run_id="run-1", case_id="a", **loaded),
+            case_row(run_id="run-1", case_id="b", load_avg_1m=1.0, overloaded=False, cpu_count=2),
+        ]
+    )
+    with Results(results_dir) as results:
+        [run] = cases(results).runs()
+
+    assert (run["overloaded"], run["max_load"], run["cpu_count"]) == (1, 5.0, 2)
