@@ -76,7 +76,10 @@ def read_cpu_times(path: Path) -> tuple[Optional[tuple[int, int]], str]:
 
 
 class LoadWatch:
-    """Readings before, during (a light thread, every ``sample_s``) and after one execution.
+    """Readings before, during (a light thread, every ``sample_s``; ``None``: none) and after one execution.
+
+    Without the thread the highest load is that of the start and the end: the 1-minute average at the end still
+    weighs the whole of a short case. The stability runner reads so — its invariants count every thread left running.
 
     ``with LoadWatch() as watch: ...`` then ``watch.values`` (the four columns) and ``watch.missing`` (column → why).
     """
@@ -86,7 +89,7 @@ class LoadWatch:
         proc: Path = Path("/proc"),
         getloadavg: Callable[[], tuple[float, float, float]] = os.getloadavg,
         cores: Optional[int] = None,
-        sample_s: float = SAMPLE_S,
+        sample_s: Optional[float] = SAMPLE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.proc, self.getloadavg, self.sample_s, self.clock = proc, getloadavg, sample_s, clock
@@ -106,6 +109,7 @@ class LoadWatch:
             self._loads.append(load)
 
     def _sampler(self) -> None:
+        assert self.sample_s is not None
         while not self._stop.wait(self.sample_s):
             self._sample_load()
 
@@ -114,7 +118,7 @@ class LoadWatch:
         self._times_before, self._times_problem = read_cpu_times(self.proc / "stat")
         self._sample_load()
         self._started = self.clock()
-        if self._loads:  # no load average here: no thread either
+        if self._loads and self.sample_s is not None:  # no load average here (or no sampling asked): no thread
             self._thread = threading.Thread(target=self._sampler, name="blessing-load", daemon=True)
             self._thread.start()
         return self
