@@ -43,6 +43,9 @@ from framework.stats import MetricComparison, compare_samples
 # Decision: pure
 
 
+OVERLOADED = "measured overloaded"  # the mark in a check's reason whose evidence was measured at load > cores
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     criterion: str  # usable | known_issue | must_pass | stability | metric
@@ -128,6 +131,11 @@ def _stability_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
         parts = []
         for batch in bad:
             part = f"{batch.case_id} {batch.outcome} ({_clip(batch.error)}) — run {batch.run_id}"
+            if batch.overloaded:
+                part += (
+                    f" [{OVERLOADED}: load {batch.load_avg_1m or 0:.1f} > cores — it may be the machine's, not the"
+                    " runtime's: replay it on a quiet machine]"
+                )
             if batch.failure_id:
                 part += f", failure {batch.failure_id} (replay: nox -s stability -- --replay={batch.failure_id})"
             parts.append(part)
@@ -173,6 +181,12 @@ def _metric_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
             reason += " — cannot rule out a regression beyond the allowance"
             if wanted.inconclusive == "pass":
                 reason += " (criteria accept inconclusive comparisons)"
+        base_loaded, cand_loaded = found.overloaded
+        if base_loaded or cand_loaded:
+            reason += (
+                f" [{OVERLOADED}: rests on {base_loaded} baseline and {cand_loaded} candidate run(s) taken at load"
+                " > cores — their times are not comparable; compare again on a quiet machine]"
+            )
         checks.append(Check("metric", subject, passed, reason, ids))
     return checks
 
@@ -251,6 +265,12 @@ def format_verdict(verdict: Verdict) -> str:
             runs = sorted({run for check in cases for run in check.evidence})
             lines.append(f"  ✓ must pass: {len(cases)} case(s) passed every repeat — run(s) {', '.join(runs)}")
         lines += [f"  ✓ {check.reason}" for check in passed if check.criterion != "must_pass"]
+    loaded = [check for check in verdict.checks if f"[{OVERLOADED}:" in check.reason]
+    if loaded:
+        lines.append(
+            f"! this verdict rests in part on runs measured while the machine was overloaded (load > cores):"
+            f" {len(loaded)} check(s) marked [{OVERLOADED}: …]"
+        )
     if verdict.skipped:
         lines.append(f"not run on this hardware ({len(verdict.skipped)}): " + "; ".join(verdict.skipped))
     return "\n".join(lines)

@@ -127,6 +127,8 @@ class ComparisonReport:
     rounds: int = 0
     seconds: float = 0.0
     record: Path | None = None
+    # (side, case_id) → (measured runs taken while the machine was overloaded, measured runs, the highest load read)
+    overloaded: dict[tuple[str, str], tuple[int, int, float | None]] = dataclasses.field(default_factory=dict)
 
     @property
     def regressed(self) -> list[CaseMetric]:
@@ -157,6 +159,18 @@ def compare_text(report: ComparisonReport) -> str:
         for case_id, passed, measured in report.failures(side):
             label = report.baseline if side == BASELINE else report.candidate
             lines.append(f"  {case_id}: {measured - passed} of {measured} run(s) did not pass on {label}")
+    for side in (BASELINE, CANDIDATE):
+        per_case = [value for (s, _), value in report.overloaded.items() if s == side]
+        loaded = sum(value[0] for value in per_case)
+        if loaded:
+            label = report.baseline if side == BASELINE else report.candidate
+            peak = max((value[2] for value in per_case if value[2] is not None), default=0.0)
+            cases = sum(bool(value[0]) for value in per_case)
+            lines.append(
+                f"  ! {label}: {loaded} of {sum(value[1] for value in per_case)} measured run(s) ({cases} case(s))"
+                f" taken while the machine was overloaded (load > cores, up to {peak:.1f}): their times are not"
+                " comparable"
+            )
     counts = dict.fromkeys(order, 0)
     for line in report.lines:
         if line.result is not None:
@@ -231,6 +245,7 @@ def run_interleaved(options: CompareOptions, measure: Measure | None = None) -> 
         {side: [run_ids[side]] for side in run_ids},
         rounds=done,
         seconds=time.monotonic() - started,
+        overloaded=count_overloaded(rows),
     )
     report.record = _record(report, options, environments, rows)
     return report
@@ -361,6 +376,22 @@ def count_outcomes(rows: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str
     return {key: (passed, total) for key, (passed, total) in counts.items()}
 
 
+def count_overloaded(rows: dict[str, list[dict[str, Any]]]) -> dict[tuple[str, str], tuple[int, int, float | None]]:
+    """(side, case) → (measured rows taken while the machine was overloaded, measured rows, the highest load)."""
+    out: dict[tuple[str, str], tuple[int, int, float | None]] = {}
+    for side, side_rows in rows.items():
+        for row in side_rows:
+            if row.get("phase") != "measure":
+                continue
+            key = (side, str(row["case_id"]))
+            loaded, measured, peak = out.get(key, (0, 0, None))
+            load = row.get("load_avg_1m")
+            if load is not None:
+                peak = max(float(load), peak) if peak is not None else float(load)
+            out[key] = (loaded + bool(row.get("overloaded")), measured + 1, peak)
+    return out
+
+
 def _versions(environment: BuiltEnvironment | None, rows: list[dict[str, Any]]) -> dict[str, str | None]:
     if environment is not None:
         packages = environment.packages
@@ -423,6 +454,10 @@ def record_rows(report: ComparisonReport, common: dict[str, Any]) -> list[dict[s
                 "candidate": list(line.samples[1]),
                 "run_ids": report.run_ids,
                 "rounds": report.rounds,
+                # each side's measured runs of this case taken while the machine was overloaded (load > cores)
+                "overloaded": {
+                    side: report.overloaded.get((side, line.case_id), (0, 0, None))[0] for side in (BASELINE, CANDIDATE)
+                },
             },
         }
         if result is not None:

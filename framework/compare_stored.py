@@ -24,6 +24,7 @@ from framework.compare import (
     CaseMetric,
     ComparisonReport,
     count_outcomes,
+    count_overloaded,
     missing_reason,
     record_identity,
     record_rows,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 _SELECT = """
 SELECT workload, case_id, size, hardware, machine_class, runtime, run_id, repeat, phase, outcome, missing,
-       runtime_hash, env_hash, packages, {columns}
+       runtime_hash, env_hash, packages, load_avg_1m, overloaded, {columns}
 FROM (SELECT r.*, {machine_class} AS machine_class FROM cases r {join})
 WHERE ({where}) {latest}
 ORDER BY run_started_at, started_at
@@ -114,7 +115,14 @@ def from_results(
         )
     run_ids = {side: sorted({str(row["run_id"]) for row in rows[side]}) for side in rows}
     report = ComparisonReport(
-        new_run_id(), "from-results", baseline[0], candidate[0], lines, count_outcomes(rows), run_ids
+        new_run_id(),
+        "from-results",
+        baseline[0],
+        candidate[0],
+        lines,
+        count_outcomes(rows),
+        run_ids,
+        overloaded=count_overloaded(rows),
     )
     if record:
         common = record_identity(report, rows, {})

@@ -60,6 +60,8 @@ class StabilityBatch:
     error: str | None = None
     failure_id: str | None = None
     examples: int | None = None
+    load_avg_1m: float | None = None  # the highest load average over the batch
+    overloaded: bool | None = None  # load above the machine's cores: a liveness failure may be the machine's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +80,7 @@ class MetricEvidence:
     result: MetricComparison | None
     missing: str | None = None
     samples: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+    overloaded: tuple[int, int] = (0, 0)  # baseline's, candidate's runs measured while the machine was overloaded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +165,8 @@ def stability_evidence(
         return None
     envs = sorted(who.env_hashes)
     _, rows = results.sql(
-        "SELECT run_id, workload, case_id, outcome, error, failure_id, params, extra_metrics FROM rows"
+        "SELECT run_id, workload, case_id, outcome, error, failure_id, params, extra_metrics, load_avg_1m, overloaded"
+        " FROM rows"
         f" WHERE workload IN ({_in(STABILITY_WORKLOADS)}) AND runtime_hash = ? AND env_hash IN ({_in(envs)})"
         " AND run_started_at >= ? ORDER BY run_started_at DESC, run_id DESC, started_at",
         [*STABILITY_WORKLOADS, who.runtime_hash, *envs, since],
@@ -173,7 +177,7 @@ def stability_evidence(
     complete, batches = None, []
     for run_id, run_rows in runs.items():
         run_batches, covered, qualifies = [], set(), True
-        for _, workload, case_id, outcome, error, failure_id, params_text, extra_text in run_rows:
+        for _, workload, case_id, outcome, error, failure_id, params_text, extra_text, load, loaded in run_rows:
             params, extra = json.loads(params_text or "{}"), json.loads(extra_text or "{}")
             if workload == "stability.fuzz":
                 qualifies &= params.get("profile") == wanted.profile and _enough(params, wanted.examples, wanted.steps)
@@ -181,7 +185,8 @@ def stability_evidence(
                 covered |= tiers
                 if not tiers & set(wanted.tiers):
                     continue  # a tier the criteria leave out
-            run_batches.append(StabilityBatch(run_id, case_id, outcome, error, failure_id, extra.get("examples")))
+            examples = extra.get("examples")
+            run_batches.append(StabilityBatch(run_id, case_id, outcome, error, failure_id, examples, load, loaded))
         if complete is None and qualifies and set(wanted.tiers) <= covered:
             complete = run_id
             batches += run_batches
@@ -237,7 +242,9 @@ def metric_evidence(
         if row["mode"] != "sequential" and rounds < wanted.repeat:
             continue  # fewer repeats than the criteria ask for: not enough to decide on
         samples = (tuple(detail.get("baseline", ())), tuple(detail.get("candidate", ())))
-        found[key] = MetricEvidence(row["comparison_id"], _comparison(row), row["missing"], samples)
+        loaded = detail.get("overloaded") or {}
+        overloaded = (int(loaded.get("baseline") or 0), int(loaded.get("candidate") or 0))
+        found[key] = MetricEvidence(row["comparison_id"], _comparison(row), row["missing"], samples, overloaded)
     return found
 
 

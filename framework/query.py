@@ -5,7 +5,7 @@ Views:
     cases         measured repeats only (phase = 'measure') — what statistics use
     runs          one line per run × runtime × hardware: when, where, which versions, how many passed
     run_groups    one line per run group × runtime × hardware: the shards of one split run (or one run) as a whole
-    case_summary  one line per run × runtime × hardware × case: outcomes and medians
+    case_summary  one line per run × runtime × hardware × case: outcomes and medians, repeats measured overloaded
     latest        the measured repeats of the newest run of each runtime × hardware × case
     environments  each built environment's lock (exact package list)
     comparisons   A/B comparisons: one line per case × metric (nox -s compare)
@@ -132,7 +132,10 @@ VIEWS: dict[str, str] = {
                     WHEN bool_or(outcome = 'interrupted') THEN 'interrupted'
                     ELSE 'passed' END AS outcome,
                {_CASE_MEDIANS},
-               any_value(error) FILTER (WHERE outcome <> 'passed') AS first_error
+               any_value(error) FILTER (WHERE outcome <> 'passed') AS first_error,
+               count(*) FILTER (WHERE phase = 'measure' AND overloaded) AS overloaded_repeats,
+               max(load_avg_1m) FILTER (WHERE phase = 'measure') AS max_load_avg_1m,
+               any_value(cpu_count) AS cpu_count
         FROM rows GROUP BY run_id, runtime, hardware, workload, case_id, size""",
     "latest": """
         SELECT * FROM cases

@@ -37,7 +37,8 @@ from framework.in_runtime.errors import ResultsError
 from framework.in_runtime.redaction import redact_row, redact_text
 
 # Bump when columns are added or their meaning changes; older files stay readable (missing columns are NULL).
-SCHEMA_VERSION = 3  # 2: failure_id (stability runs); 3: run_group, shard, machine identity, worker packages
+SCHEMA_VERSION = 4  # 2: failure_id (stability runs); 3: run_group, shard, machine identity, worker packages;
+# 4: load_avg_1m, cpu_pressure, cpu_steal, overloaded
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -81,6 +82,11 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
     "tasks_by_worker": pa.string(),  # JSON: worker address → tasks finished there
     "extra_metrics": pa.string(),  # JSON: what the workload itself reported
     "missing": pa.string(),  # JSON: metric → why it could not be measured (such metrics are NULL, never 0)
+    # how busy the machine was over the execution (framework.in_runtime.load)
+    "load_avg_1m": pa.float64(),  # the highest 1-minute load average read over the case
+    "cpu_pressure": pa.float64(),  # fraction of the wall time some task waited for a CPU (Linux PSI)
+    "cpu_steal": pa.float64(),  # fraction of CPU time the hypervisor gave to others (/proc/stat)
+    "overloaded": pa.bool_(),  # load_avg_1m > the machine's cores: times not comparable with a quiet run's
     "cluster_dump": pa.string(),
     "failure_id": pa.string(),  # stability: the recorded failure (results/stability/failures/<id>/), replayable
     # runtime

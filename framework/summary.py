@@ -20,7 +20,7 @@ classified AS (SELECT * FROM case_summary JOIN run_machines USING (run_id, runti
 this AS (SELECT * FROM classified WHERE run_id = $run_id),
 previous AS (
     SELECT runtime, hardware, machine_class, case_id, size, params, median_wall_s, median_peak_memory_bytes,
-           row_number() OVER (PARTITION BY runtime, hardware, machine_class, case_id, size, params
+           overloaded_repeats, row_number() OVER (PARTITION BY runtime, hardware, machine_class, case_id, size, params
                               ORDER BY started_at DESC) AS age
     FROM classified
     WHERE run_id <> $run_id AND outcome = 'passed' AND started_at < (SELECT min(started_at) FROM this)
@@ -34,6 +34,8 @@ SELECT this.runtime, this.hardware, this.case_id, this.size, this.outcome, this.
        this.median_peak_memory_bytes, previous.median_peak_memory_bytes AS previous_peak_memory_bytes,
        this.median_spilled_bytes, this.median_tasks, this.first_error, this.dask_version,
        previous.case_id IS NOT NULL AS has_previous, this.machine_class,
+       this.overloaded_repeats, coalesce(previous.overloaded_repeats, 0) AS previous_overloaded_repeats,
+       this.max_load_avg_1m, this.cpu_count,
        coalesce(earlier_classes.classes, []) AS earlier_classes
 FROM this LEFT JOIN previous
   ON previous.runtime = this.runtime AND previous.hardware = this.hardware
@@ -155,11 +157,37 @@ def run_summary(results: Results, run_id: str) -> str:
     ]
     if errors:
         out += ["", "Not passed:", *errors]
+    out += overloaded_lines([case for case in cases if (case["runtime"], case["hardware"]) not in unusable])
     counts = dict.fromkeys(OUTCOMES, 0)
     for case in cases:
         counts[case["outcome"]] = counts.get(case["outcome"], 0) + 1
     totals = f"{len(cases)} case{'s' if len(cases) != 1 else ''}: " + ", ".join(f"{n} {o}" for o, n in counts.items())
     return "\n".join([*out, *([""] if out else []), totals])
+
+
+OVERLOADED_MARK = " !"
+
+
+def overloaded_lines(cases: Sequence[dict[str, Any]]) -> list[str]:
+    """The note under the table when cases were measured while the machine was overloaded (load above its cores)."""
+    loaded = [case for case in cases if case["overloaded_repeats"]]
+    earlier = [case for case in cases if case["previous_overloaded_repeats"] and not case["overloaded_repeats"]]
+    lines = []
+    if loaded:
+        peak = max(loaded, key=lambda case: case["max_load_avg_1m"] or 0)
+        cores = f" on {peak['cpu_count']} cores" if peak["cpu_count"] else ""
+        n = len(loaded)
+        lines.append(
+            f"!  {n} case{'s were' if n != 1 else ' was'} measured while the machine was overloaded (load > cores;"
+            f" up to {peak['max_load_avg_1m']:.1f}{cores}): {'their' if n != 1 else 'its'} times are not comparable"
+        )
+    if earlier:
+        n = len(earlier)
+        lines.append(
+            f"!  {n} case{'s’ previous runs were' if n != 1 else '’s previous run was'} measured overloaded:"
+            " the Δ wall against it is not comparable"
+        )
+    return ["", *lines] if lines else []
 
 
 def _cells(case: dict[str, Any]) -> list[str]:
@@ -172,11 +200,18 @@ def _cells(case: dict[str, Any]) -> list[str]:
             return "new"  # no passed run of this case on this runtime before
         return change(current, previous) if passed else "–"  # a failure's figures are not a change to report
 
+    # "!": measured (this run's repeats, or for a change either side's) while the machine was overloaded.
+    loaded = OVERLOADED_MARK if case["overloaded_repeats"] else ""
+    either = OVERLOADED_MARK if case["overloaded_repeats"] or case["previous_overloaded_repeats"] else ""
+
+    def marked(text: str, mark: str) -> str:
+        return text + mark if text not in ("–", "new") else text
+
     return [
         case["outcome"] if passed else case["outcome"].upper(),
         f"{case['passed']}/{case['repeats']}",
-        f"{wall:.2f} s" if wall is not None else "–",
-        delta(wall, case["previous_wall_s"]),
+        marked(f"{wall:.2f} s" if wall is not None else "–", loaded),
+        marked(delta(wall, case["previous_wall_s"]), either),
         human_bytes(peak),
         delta(peak, case["previous_peak_memory_bytes"]),
         human_bytes(case["median_spilled_bytes"]),

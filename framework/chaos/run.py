@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from framework.in_runtime import load as load_probe
 from framework.in_runtime import provenance, redaction
 from framework.in_runtime.runner import (
     CONSOLE,
@@ -170,16 +171,19 @@ def run_program_row(
     started = time.perf_counter()
     executor = Executor(program[0]["config"], settle_s=settle_s, work_dir=Path(plan["work_dir"]))
     error: Optional[BaseException] = None
-    try:
-        executor.start()
-        for step in program[1:]:
-            executor.apply(step)
-            executor.check_state()
-        executor.finish()
-    except Exception as raised:
-        error = raised
-        executor.fail()
-    row.update(ended_at=now(), wall_s=time.perf_counter() - started, missing=dict(executor.missing))
+    # A liveness failure at load 16 is not a distributed bug until shown. No sampler thread: the leak check counts it.
+    with load_probe.LoadWatch(sample_s=None) as load:
+        try:
+            executor.start()
+            for step in program[1:]:
+                executor.apply(step)
+                executor.check_state()
+            executor.finish()
+        except Exception as raised:
+            error = raised
+            executor.fail()
+    row.update(ended_at=now(), wall_s=time.perf_counter() - started, missing={**executor.missing, **load.missing})
+    row.update(load.values)
     kind = getattr(error, "kind", "error") if error is not None else None
     row["outcome"] = _outcome(error, kind)
     if error is not None:
@@ -220,19 +224,21 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
     params = {"tier": tier, "profile": plan["profile"], "seed": seed, "examples": plan.get("examples")}
     row = _row(plan, base, "stability.fuzz", f"fuzz[{tier}]", "framework.chaos.machine:fuzz", params)
     row["started_at"] = now()
-    result = fuzz(
-        tier,
-        plan["profile"],
-        seed=seed,
-        examples=plan.get("examples"),
-        steps=plan.get("steps"),
-        settle_s=settle_s,
-        work_dir=Path(plan["work_dir"]),
-        on_example=lambda ended: say(example_line(plan["runtime"]["name"], ended)),
-    )
+    with load_probe.LoadWatch(sample_s=None) as load:
+        result = fuzz(
+            tier,
+            plan["profile"],
+            seed=seed,
+            examples=plan.get("examples"),
+            steps=plan.get("steps"),
+            settle_s=settle_s,
+            work_dir=Path(plan["work_dir"]),
+            on_example=lambda ended: say(example_line(plan["runtime"]["name"], ended)),
+        )
     stats = result.stats
     params.update(examples_wanted=result.examples_wanted, settle_s=settle_s)
-    row.update(ended_at=now(), wall_s=result.seconds, params=params, missing=dict(stats.missing))
+    row.update(ended_at=now(), wall_s=result.seconds, params=params, missing={**stats.missing, **load.missing})
+    row.update(load.values)
     row["extra_metrics"] = {
         "examples": stats.examples,
         "steps": stats.steps,

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
+from framework.in_runtime import load as load_probe
 from framework.in_runtime import memory as memory_probe
 from framework.in_runtime import metrics, provenance, redaction
 from framework.in_runtime.backends import backend_for
@@ -190,9 +191,12 @@ def run_case(
     measurement = metrics.CaseMeasurement(session.client)
     missing.update(measurement.missing)
     memory: dict[str, Any] = {}
-    with memory_probe.sample_memory(session.client, memory, missing):
+    load = _load_watch(session)
+    with memory_probe.sample_memory(session.client, memory, missing), load:
         outcome = call_with_timeout(function, case["params"], case["timeout_s"])
     row["ended_at"] = now()
+    row.update(load.values)
+    missing.update(load.missing)
     row["wall_s"] = outcome["wall_s"]
     if outcome["timed_out"]:
         row["outcome"] = "timeout"
@@ -220,6 +224,22 @@ def run_case(
     missing.update(measurement.missing)
     row["missing"] = missing
     return row
+
+
+class _NoLoadWatch:
+    """A remote cluster's machines are not this one: its load says nothing about the case."""
+
+    values, missing = load_probe.not_measured("the workers run on other machines; this machine's load is not theirs")
+
+    def __enter__(self) -> _NoLoadWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _load_watch(session: ClusterSession) -> Any:
+    return _NoLoadWatch() if backend_for(session.hardware).ships_code else load_probe.LoadWatch()
 
 
 def _case_fields(case: dict[str, Any]) -> dict[str, Any]:
@@ -399,7 +419,7 @@ def _setup_error_row(base: dict[str, Any], case: dict[str, Any], error: BaseExce
         "ended_at": now(),
         "outcome": "error",
         "error": str(error),
-        "missing": {},
+        "missing": load_probe.not_measured("the case never ran")[1],
     }
 
 

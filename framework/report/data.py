@@ -110,7 +110,9 @@ SELECT run_id, runtime, hardware, machine_class, workload, case_id, coalesce(siz
        {_MEDIANS},
        left(any_value(error) FILTER (WHERE outcome <> 'passed'), 300) AS error,
        count(*) AS n_rows, any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config,
-       coalesce(any_value(run_group), run_id) AS run_group, any_value(shard) AS shard
+       coalesce(any_value(run_group), run_id) AS run_group, any_value(shard) AS shard,
+       count(*) FILTER (WHERE phase = 'measure' AND overloaded) AS overloaded_repeats,
+       max(load_avg_1m) FILTER (WHERE phase = 'measure') AS max_load, any_value(cpu_count) AS cpu_count
 FROM (SELECT r.*, {class_sql()} AS machine_class FROM rows r {join_sql()})
 GROUP BY run_id, runtime, hardware, machine_class, workload, case_id, coalesce(size, '')
 """
@@ -194,7 +196,8 @@ SELECT 'section' AS kind, run_id, {_page_name_sql("run_id")} AS page, runtime, h
        sum(passed) AS repeats_passed, sum(repeats) AS repeats_measured, sum(n_rows) AS n_rows,
        string_agg({_SUMMARY_ROW}, '' ORDER BY case_id, size) AS summary,
        any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config,
-       any_value(run_group) AS run_group, any_value(shard) AS shard
+       any_value(run_group) AS run_group, any_value(shard) AS shard,
+       sum(overloaded_repeats) AS overloaded, max(max_load) AS max_load, any_value(cpu_count) AS cpu_count
 FROM per_case GROUP BY run_id, runtime, hardware
 """
 # The second reads every column: per run × runtime × hardware, its run-level values (as table rows, escaped here:
@@ -275,7 +278,7 @@ class RunSection:
 _SUMMARY_FIELDS = {
     **{name: name for name in ("run_id", "page", "runtime", "hardware", "run_started_at", "started_at")},
     **{name: name for name in ("dask_version", "distributed_version", "cases", "repeats_passed", "n_rows")},
-    **{name: name for name in ("run_group", "shard")},
+    **{name: name for name in ("run_group", "shard", "overloaded", "max_load", "cpu_count")},
     **{f"cases_{kind}": kind for kind in ("passed", "failed", "error", "timeout", "interrupted")},
     "repeats_measured": "repeats",
 }

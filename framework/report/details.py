@@ -23,6 +23,7 @@ from framework.report.layout import (
     link,
     local_file,
     outcome,
+    overloaded_note,
     page,
     status,
     table,
@@ -200,6 +201,7 @@ def _run_section(
         f"{summary['repeats']} measured repeats. Medians are over the passed measured repeats; a case's outcome is "
         "the worst of its executions.</p>",
         *([facts] if facts else []),
+        *([loaded] if (loaded := overloaded_note(summary)) else []),
         f'<div class="scroll"><table><thead><tr>{headers}</tr></thead><tbody>{section.case_rows}</tbody></table></div>',
     ]
     if section.dumps:

@@ -164,3 +164,21 @@ def located(path: str, results_dir: Path) -> tuple[Path | None, str]:
             if candidate.exists():
                 return candidate, ""
     return None, f"not in {results_dir}"
+
+
+def overloaded_note(run: dict[str, Any], short: bool = False) -> str:
+    """'' or the note that some measured repeats were taken while the machine was overloaded (load > cores)."""
+    n = run.get("overloaded") or 0
+    if not n:
+        return ""
+    if short:
+        return (
+            f' <span class="note" title="load above the machine\'s cores: times not comparable">({n} overloaded)</span>'
+        )
+    cores = f" on {run['cpu_count']} cores" if run.get("cpu_count") else ""
+    peak = f", up to {run['max_load']:.1f}{cores}" if run.get("max_load") is not None else ""
+    return (
+        f'<p class="note">! {n} measured repeat{"s were" if n != 1 else " was"} taken while the machine was'
+        f" overloaded (load average &gt; cores{peak}): {'their' if n != 1 else 'its'} times are not comparable"
+        " with a quiet run's (the executions' <code>load_avg_1m</code>, <code>overloaded</code> columns say which).</p>"
+    )

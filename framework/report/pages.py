@@ -13,6 +13,7 @@ from framework.report.layout import (
     Context,
     cells,
     link,
+    overloaded_note,
     page,
     status,
     table,
@@ -97,7 +98,9 @@ def _latest_runs(runs: Sequence[dict[str, Any]], records: EnvironmentRecords) ->
     return "<h2>Latest run of each runtime × hardware</h2>" + table(headers, rows, empty=NO_RUNS)
 
 
-_SUMMED = ("cases", "passed", "failed", "error", "timeout", "interrupted", "repeats_passed", "repeats", "n_rows")
+_SUMMED = (
+    "cases", "passed", "failed", "error", "timeout", "interrupted", "repeats_passed", "repeats", "n_rows", "overloaded",
+)  # fmt: skip
 
 
 def whole_group(run: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -115,6 +118,7 @@ def whole_group(run: dict[str, Any], runs: Sequence[dict[str, Any]]) -> dict[str
     for name in _SUMMED:
         whole[name] = sum(part[name] or 0 for part in parts)
     whole["started_at"] = min(part["started_at"] for part in parts)
+    whole["max_load"] = max((part["max_load"] for part in parts if part.get("max_load") is not None), default=None)
     expected = str(run["shard"]).partition("/")[2]
     seen = sorted({str(part["shard"]).partition("/")[0] for part in parts}, key=lambda k: (len(k), k))
     missing = "" if len(seen) == int(expected or 0) else " — not every shard is here"
@@ -130,7 +134,7 @@ def _outcome_cells(run: dict[str, Any], records: EnvironmentRecords) -> tuple[st
     check = records.of_run(run["run_id"], run["runtime"])
     if check is not None and not check["usable"]:
         return unusable_cell(check), MISSING
-    return _counts(run), f"{run['repeats_passed']}/{run['repeats']}"
+    return _counts(run), f"{run['repeats_passed']}/{run['repeats']}{overloaded_note(run, short=True)}"
 
 
 def _counts(run: dict[str, Any]) -> str:

@@ -433,6 +433,13 @@ def _case_file(
             else f'{{"tcp://127.0.0.1:{ports[0]}": {first}, "tcp://127.0.0.1:{ports[1]}": {done - first}}}'
         )
 
+    # The machine's load over each execution, from a generator of its own (the draws above keep their values): mostly
+    # quiet, now and then overloaded (load above the 2 cores), as a shared CI machine is.
+    load_rng = np.random.default_rng([seed, zlib.crc32(f"{run_id}/{environment.runtime}".encode())])
+    load = load_rng.uniform(0.2, 1.6, n) + np.where(load_rng.random(n) < 0.01, load_rng.uniform(1.5, 5, n), 0)
+    pressure = np.minimum(load_rng.uniform(0, 0.1, n) * load, 1)
+    steal = load_rng.uniform(0, 0.01, n)
+
     def column(values: Any, kind: pa.DataType, null: Any = None) -> pa.Array:
         return pa.array(values, type=kind, mask=None if null is None else np.asarray(null, dtype=bool))
 
@@ -482,6 +489,10 @@ def _case_file(
         "tasks_by_worker": column(by_worker, pa.string()),
         "extra_metrics": column([cases.extra[c] if ok else None for c, ok in zip(case, passed)], pa.string()),
         "missing": column(missing, pa.string()),
+        "load_avg_1m": column(load, pa.float64()),
+        "cpu_pressure": column(pressure, pa.float64()),
+        "cpu_steal": column(steal, pa.float64()),
+        "overloaded": column(load > machine["cpu_count"], pa.bool_()),
         "cluster_dump": column(dumps, pa.string()),
         "failure_id": constant(None),
         "runtime": constant(environment.runtime),

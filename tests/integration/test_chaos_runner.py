@@ -71,6 +71,8 @@ def test_regressions_run_first_then_the_fuzzer_and_failures_are_recorded(tmp_pat
     assert healthy["outcome"] == "passed"
     assert planted["outcome"] == "failed"
     assert "result: ResultError: tree0-" in planted["error"]
+    # the machine's load over each replay and batch: a liveness failure at load 16 says so
+    assert all(row["overloaded"] == (row["load_avg_1m"] > row["cpu_count"]) for row in rows)
     if fuzzed["outcome"] == "passed":
         assert fuzzed["extra_metrics"]["examples"] >= 2
     else:  # a real, timing-dependent finding of distributed itself (see test_nox_stability): recorded whole

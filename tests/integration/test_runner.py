@@ -79,6 +79,12 @@ def test_a_passing_case_records_warmup_and_measured_rows(processes, make_plan, m
         assert row["machine_id"] == provenance.machine_id(provenance.machine_fingerprint())
     # 10 chunks summed, then combined: every execution runs the same graph, warm-up included.
     assert len({row["tasks"] for row in rows}) == 1
+    # The machine's load over each execution (Linux here: load average, PSI and /proc/stat all exist).
+    for row in rows:
+        assert row["load_avg_1m"] >= 0 and row["overloaded"] == (row["load_avg_1m"] > row["cpu_count"])
+        for name in ("cpu_pressure", "cpu_steal"):
+            assert (row[name] is None) == (name in row["missing"]), (name, row["missing"])
+            assert row[name] is None or 0 <= row[name] <= 1
 
 
 @pytest.mark.cluster(deadline=30)
@@ -216,3 +222,4 @@ def test_a_cluster_that_cannot_start_records_every_case_as_a_setup_error(
         assert f"hardware {hardware['name']}: LocalCluster did not start" in row["error"]
         assert "memory_limit_per_worker" in row["error"]
         assert row["runtime"] == "test-runtime"
+        assert row.get("load_avg_1m") is None and row["missing"]["load_avg_1m"] == "the case never ran"

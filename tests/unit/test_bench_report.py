@@ -75,6 +75,13 @@ def test_writes_exactly_the_rows_asked_in_the_current_schema(history: Path, resu
     _, unexplained = results.sql("SELECT count(*) FROM rows WHERE outcome <> 'passed' AND error IS NULL")
     assert unexplained == [(0,)]
     assert any(outcome != "passed" for _, outcome, _ in outcomes)
+    # the machine's load over every execution, overloaded now and then (load above its cores)
+    _, load = results.sql(
+        "SELECT count(*) FILTER (WHERE load_avg_1m IS NULL OR cpu_pressure IS NULL OR cpu_steal IS NULL"
+        " OR overloaded IS NULL), count(*) FILTER (WHERE overloaded <> (load_avg_1m > cpu_count)),"
+        " count(*) FILTER (WHERE overloaded) FROM rows"
+    )
+    assert load[0][:2] == (0, 0) and 0 < load[0][2] < ROWS / 20
 
 
 def test_writes_environments_and_decision_records(results: Results) -> None:

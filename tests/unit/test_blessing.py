@@ -397,6 +397,8 @@ class Lab:
         self.stability_outcome = "passed"
         self.factors: dict[str, float] = {}  # metric → candidate / baseline in the compare fake
         self.compare_writes_rows = False
+        self.compare_overloaded = 0  # candidate runs of each case the compare fake took at load > cores
+        self.stability_load: dict[str, Any] = {}  # load columns of the stability fake's rows
         self.fail: dict[str, FrameworkError] = {}  # producer → error it raises
         self.age = dt.timedelta(0)  # how long ago the producers' evidence is stamped
         self.ids = itertools.count(1)
@@ -458,7 +460,7 @@ class Lab:
             fields |= {"params": params, "outcome": outcome, "extra_metrics": {"examples": 40}}
             if outcome != "passed":
                 fields |= {"error": "liveness: deadlock", "failure_id": f"{run_id}-latest-{tier}"}
-            rows.append(self._rows(runtime, run_id, started, **fields))
+            rows.append(self._rows(runtime, run_id, started, **fields, **self.stability_load))
         self._write(rows)
 
     def compare(self, options: CompareOptions) -> None:
@@ -474,6 +476,9 @@ class Lab:
                 lines.append(line)
         comparison_id = f"cmp-{next(self.ids)}"
         report = ComparisonReport(comparison_id, "interleaved", "stable", "latest", lines, {}, {}, options.repeat)
+        report.overloaded = {
+            ("candidate", case.case_id): (self.compare_overloaded, options.repeat, 9.0) for case in options.cases
+        }
         sides = {"baseline": options.baseline.runtime, "candidate": options.candidate.runtime}
         common = {
             "comparison_id": comparison_id,
@@ -528,6 +533,20 @@ def test_with_an_empty_store_it_runs_the_comparison_the_must_pass_cases_and_stab
     assert (stability.runtimes, stability.profile, stability.tiers) == (["latest"], "ci", ("inprocess",))
     assert report.verdict.blessed, failed_reasons(report.verdict)
     assert [check.criterion for check in report.verdict.checks] == ["must_pass"] * 3 + ["stability"] + ["metric"] * 2
+
+
+def test_a_verdict_on_evidence_measured_overloaded_says_so_in_its_checks(lab: Lab) -> None:
+    lab.compare_overloaded = 2
+    lab.stability_outcome = "timeout"
+    lab.stability_load = {"load_avg_1m": 16.0, "overloaded": True, "cpu_count": 2}
+
+    verdict = run(lab).verdict
+
+    [stability] = [check for check in verdict.checks if check.criterion == "stability"]
+    assert not stability.passed and "[measured overloaded: load 16.0 > cores" in stability.reason
+    metrics = [check for check in verdict.checks if check.criterion == "metric"]
+    assert metrics and all(check.passed for check in metrics)
+    assert all("rests on 0 baseline and 2 candidate run(s) taken at load > cores" in check.reason for check in metrics)
 
 
 def test_a_second_run_reuses_every_piece_of_evidence_and_runs_nothing(lab: Lab) -> None:

@@ -179,6 +179,8 @@ def test_from_results_compares_stored_runs_by_sql_filters(store):
                     "repeat": repeat,
                     "wall_s": 3.0 * math.exp(rng.normal(0, 0.02)),
                     "peak_memory_bytes": int(GiB * factor * math.exp(rng.normal(0, 0.01))),
+                    "load_avg_1m": 9.0 if (run, repeat) == ("r2", 0) else 0.5,
+                    "overloaded": (run, repeat) == ("r2", 0),
                 }
             )
     tmp_path = store(rows)
@@ -187,6 +189,7 @@ def test_from_results_compares_stored_runs_by_sql_filters(store):
     assert verdicts["peak_memory"] == "regressed"
     assert verdicts["wall"] == "unchanged"
     assert report.run_ids == {BASELINE: ["r1"], CANDIDATE: ["r2"]}
+    assert report.overloaded == {(BASELINE, "groupby"): (0, 6, 0.5), (CANDIDATE, "groupby"): (1, 6, 9.0)}
     with Results(tmp_path) as results:
         _, [(mode, n)] = results.sql("SELECT any_value(mode), count(*) FROM comparisons")
     assert (mode, n) == ("from-results", 4)
