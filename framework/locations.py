@@ -11,6 +11,7 @@ listing and keeps small files it fetched whole. Used by :mod:`framework.object_s
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fnmatch
 import hashlib
@@ -90,24 +91,26 @@ def immutable(relative: str) -> bool:
 # --- where a store's files are: a directory, or a URL --------------------------------------------------------
 
 
-class Location:
+class Location(abc.ABC):
     """A store's files, wherever they are: list, read, and write once (whole or not at all, never replacing)."""
 
     shown: str
 
+    @abc.abstractmethod
     def files(self) -> dict[str, int]:
         """Every immutable file: store path → size."""
-        raise NotImplementedError
 
     def digest(self, relative: str) -> str | None:
         """The MD5 of a file's bytes, if known without reading it."""
         return None
 
+    @abc.abstractmethod
     def read(self, relative: str) -> bytes:
-        raise NotImplementedError
+        """A file's bytes."""
 
+    @abc.abstractmethod
     def write(self, relative: str, data: bytes) -> None:
-        raise NotImplementedError
+        """Write a file once: whole or not at all, never replacing one (KeyTakenError if it is there)."""
 
     def name(self, relative: str) -> str:
         return f"{self.shown.rstrip('/')}/{relative}"

@@ -23,6 +23,7 @@ from pathlib import Path
 from framework.in_runtime.errors import ResultsError
 from framework.object_store import (
     ConflictError,
+    KeyTakenError,
     LocalLocation,
     Location,
     RemoteLocation,
@@ -134,11 +135,22 @@ def _against_planned(
 
 
 class _InMemory(Location):
+    """Files held in memory (a source file's bytes, to compare with the target's): written once, never replaced."""
+
     def __init__(self, relative: str, data: bytes) -> None:
-        self.shown, self._relative, self._data = "", relative, data
+        self.shown = ""
+        self._files = {relative: data}
+
+    def files(self) -> dict[str, int]:
+        return {relative: len(data) for relative, data in self._files.items()}
 
     def read(self, relative: str) -> bytes:
-        return self._data
+        return self._files[relative]
+
+    def write(self, relative: str, data: bytes) -> None:
+        if relative in self._files:
+            raise KeyTakenError(relative)
+        self._files[relative] = data
 
 
 def _target(into: str) -> Location:
