@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from framework import vocabulary
 from framework.config import load_findings
 from framework.criteria import Criteria, load, scope
 from framework.engine import new_run_id, say
@@ -172,9 +173,9 @@ def _metric_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
             checks.append(Check("metric", subject, False, f"{reason} — comparison {found.comparison_id}", ids))
             continue
         reason = f"{case_id}: {result.sentence()} vs {evidence.baseline}, {limit} — comparison {found.comparison_id}"
-        if result.verdict == "regressed":
+        if result.verdict == vocabulary.Verdict.REGRESSED:
             passed = False
-        elif result.conclusive or result.verdict == "improved":
+        elif result.verdict != vocabulary.Verdict.INCONCLUSIVE:
             passed = True
         else:
             passed = wanted.inconclusive == "pass"

@@ -33,6 +33,7 @@ from framework.progress import Progress
 from framework.records import write_record
 from framework.results import ResultsStore
 from framework.stats import MetricComparison, SequentialComparison, compare_samples
+from framework.vocabulary import VERDICTS, Verdict, count_verdicts, counts_text
 
 BASELINE, CANDIDATE = "baseline", "candidate"
 
@@ -109,6 +110,10 @@ class CaseMetric:
     missing: str | None = None
     samples: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.UNUSABLE if self.result is None else Verdict(self.result.verdict)
+
     def sentence(self) -> str:
         if self.result is None:
             return f"{METRICS[self.metric].label}: not compared — {self.missing}"
@@ -132,7 +137,11 @@ class ComparisonReport:
 
     @property
     def regressed(self) -> list[CaseMetric]:
-        return [line for line in self.lines if line.result is not None and line.result.verdict == "regressed"]
+        return [line for line in self.lines if line.verdict is Verdict.REGRESSED]
+
+    def counts(self) -> dict[Verdict, int]:
+        """Verdicts per case × metric — the counts every output of this comparison shows."""
+        return count_verdicts(line.verdict for line in self.lines)
 
     def failures(self, side: str) -> list[tuple[str, int, int]]:
         return [(case, passed, n) for (s, case), (passed, n) in self.outcomes.items() if s == side and passed < n]
@@ -145,13 +154,12 @@ def compare_text(report: ComparisonReport) -> str:
     if report.rounds:
         head += f", {report.rounds} round(s) in {report.seconds:.0f} s"
     lines = [head]
-    order = {"regressed": 0, "improved": 1, "unchanged": 2}
 
     def key(line: CaseMetric) -> tuple[int, float]:
         if line.result is None:
-            return (3, 0.0)
+            return (VERDICTS.index(Verdict.UNUSABLE), 0.0)
         ratio = line.result.ratio
-        return (order[line.result.verdict], -abs((ratio if ratio != float("inf") else 1e9) - 1))
+        return (VERDICTS.index(Verdict(line.result.verdict)), -abs((ratio if ratio != float("inf") else 1e9) - 1))
 
     for line in sorted(report.lines, key=key):
         lines.append(f"  {line.case_id}: {line.sentence()}")
@@ -171,11 +179,7 @@ def compare_text(report: ComparisonReport) -> str:
                 f" taken while the machine was overloaded (load > cores, up to {peak:.1f}): their times are not"
                 " comparable"
             )
-    counts = dict.fromkeys(order, 0)
-    for line in report.lines:
-        if line.result is not None:
-            counts[line.result.verdict] += 1
-    lines.append(", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + f" — recorded: {report.record}")
+    lines.append(f"{counts_text(report.counts())} — recorded: {report.record}")
     return "\n".join(lines)
 
 
@@ -460,28 +464,9 @@ def record_rows(report: ComparisonReport, common: dict[str, Any]) -> list[dict[s
                 },
             },
         }
-        if result is not None:
-            row.update(result_fields(result))
+        row.update({"verdict": Verdict.UNUSABLE.value} if result is None else result.record_fields())
         out.append(row)
     return out
-
-
-def result_fields(result: MetricComparison) -> dict[str, Any]:
-    """A comparison's figures as the ``comparisons`` record stores them."""
-    return {
-        "baseline_median": result.median_a,
-        "candidate_median": result.median_b,
-        "ratio": result.ratio,
-        "ci_low": result.ci_low,
-        "ci_high": result.ci_high,
-        "p_value": result.p_value,
-        "min_effect": result.min_effect,
-        "alpha": result.alpha,
-        "verdict": result.verdict,
-        "conclusive": result.conclusive,
-        "mde": result.mde,
-        "repeats_needed": result.repeats_needed,
-    }
 
 
 # --------------------------------------------------------------------------------------------------

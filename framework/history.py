@@ -34,7 +34,7 @@ from framework.machines import MACHINES_FILE, class_sql, join_sql, load_policy, 
 from framework.metric_catalogue import METRICS, metric
 from framework.query import Results
 from framework.records import write_record
-from framework.stats import percent
+from framework.vocabulary import percent
 
 MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)
 Along = Literal["date", "version"]

@@ -40,6 +40,7 @@ from framework.metric_catalogue import METRICS
 from framework.object_store import opened, remote_parquet
 from framework.records import SCHEMAS as RECORD_SCHEMAS
 from framework.results import CASE_SCHEMA, ENVIRONMENT_SCHEMA, store_lock
+from framework.vocabulary import LEGACY_VERDICT_SQL
 
 _ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 # The PRAGMAs that only read (the catalog, versions, sizes). Every other one is refused: import_database runs the
@@ -325,6 +326,8 @@ class Results:
             )
             replaced = ", ".join(f'CAST("{column}" AS {types[column]}) AS "{column}"' for column in sorted(casts))
             source = f"SELECT * REPLACE ({replaced}) FROM ({source})"
+        if view == "comparisons":  # older files say 'unchanged' where the data could not tell: today's words
+            source = f"SELECT * REPLACE ({LEGACY_VERDICT_SQL} AS verdict) FROM ({source})"
         return source
 
     def _skip(self, path: Path, why: str, shown: str | None = None) -> None:

@@ -57,8 +57,11 @@ COMPARISON_SCHEMA = pa.schema(
         ("p_value", pa.float64()),  # two-sided rank test (or the sequential test's always-valid p)
         ("min_effect", pa.float64()),
         ("alpha", pa.float64()),
-        ("verdict", pa.string()),  # improved | regressed | unchanged
-        ("conclusive", pa.bool_()),  # False: 'unchanged' only because the data cannot tell
+        (
+            "verdict",
+            pa.string(),
+        ),  # a Verdict (framework/vocabulary.py); files before it say 'unchanged' for inconclusive
+        ("conclusive", pa.bool_()),  # False: the data cannot tell (inconclusive, or a sequential run out of budget)
         ("mde", pa.float64()),  # minimum detectable effect at these repeats (relative)
         ("repeats_needed", pa.int32()),  # repeats per side to detect min_effect
         ("sentence", pa.string()),  # the plain-language line the report prints

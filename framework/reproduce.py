@@ -299,7 +299,7 @@ def format_side_by_side(lines: Sequence[SideBySide]) -> str:
             verdict = "not compared"
         else:
             ratio, interval = f"{_ratio(result.ratio)}×", f"{_ratio(result.ci_low)}–{_ratio(result.ci_high)}"
-            verdict = result.verdict if result.conclusive or result.verdict != "unchanged" else "inconclusive"
+            verdict = result.verdict
         rows.append(
             [
                 line.case_id if first else "",

@@ -32,6 +32,7 @@ from scipy.special import betainc, stdtrit
 
 from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRICS, MetricSpec, MiB, metric
+from framework.vocabulary import Verdict, change_with_interval, decide_word
 
 # numpy is untyped for mypy here (follow_imports = skip): arrays are Any at this boundary.
 Array = Any
@@ -212,56 +213,41 @@ class MetricComparison:
     p_value: float
     min_effect: float
     alpha: float
-    verdict: str  # improved | regressed | unchanged
-    conclusive: bool  # False when "unchanged" only means the data cannot tell
+    verdict: str  # a Verdict: regressed | improved | unchanged | inconclusive (framework/vocabulary.py)
+    conclusive: bool  # False when the data cannot tell (inconclusive, or a sequential run out of budget)
     mde: float | None  # smallest relative change these repeats detect 95 % of the time
     repeats_needed: int | None  # repeats per side to detect min_effect 95 % of the time
     sequential: bool = False
 
+    def record_fields(self) -> dict[str, Any]:
+        """The figures as the ``comparisons`` record stores them (framework/records.py)."""
+        names = ("ratio", "ci_low", "ci_high", "p_value", "min_effect", "alpha", "conclusive", "mde", "repeats_needed")
+        fields = {name: getattr(self, name) for name in names}
+        return {**fields, "baseline_median": self.median_a, "candidate_median": self.median_b, "verdict": self.verdict}
+
     def sentence(self) -> str:
-        """'peak memory +38 % (31–45 %), p < 0.001, n = 7 vs 7 — regressed'."""
+        """'peak memory +38 % (95 % CI +31 % to +45 %), p < 0.001, n = 7 vs 7 — regressed'."""
         spec = METRICS[self.metric]
         if self.median_a == 0 and self.median_b == 0:
             change = f"{spec.label} {spec.show(0.0)} on both sides"
         elif self.median_a == 0:
             change = f"{spec.label} {spec.show(0.0)} → {spec.show(self.median_b)}"
         else:
-            change = f"{spec.label} {percent(self.ratio)} ({_interval(self.ci_low, self.ci_high)})"
+            change = f"{spec.label} {change_with_interval(self.ratio, self.ci_low, self.ci_high)}"
             change += f", {spec.show(self.median_a)} → {spec.show(self.median_b)}"
         p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
         if self.sequential:
             p = p.replace("p ", "always-valid p ", 1)
         text = f"{change}, {p}, n = {self.n_a} vs {self.n_b} — {self.verdict}"
-        if self.verdict == "unchanged" and not self.conclusive:
+        if self.verdict == Verdict.INCONCLUSIVE:
             if self.mde is None:
-                text += f" (inconclusive: {self.n_a} vs {self.n_b} repeats cannot reach p < {self.alpha:g})"
+                text += f" ({self.n_a} vs {self.n_b} repeats cannot reach p < {self.alpha:g})"
             else:
-                text += f" (inconclusive: these repeats detect ≥ {self.mde * 100:.0f} %"
+                text += f" (these repeats detect ≥ {self.mde * 100:.0f} %"
                 if self.repeats_needed:
                     text += f"; {self.min_effect * 100:g} % needs {self.repeats_needed} per side"
                 text += ")"
         return text
-
-
-def _interval(low: float, high: float) -> str:
-    """'31–45 %' when both ends change the same way, '−23 % to +29 %' when the interval spans no change."""
-    if low >= 1:
-        return f"{percent(low, sign=False).removesuffix(' %')}–{percent(high, sign=False)}"
-    return f"{percent(low)} to {percent(high)}"
-
-
-def percent(ratio: float, sign: bool = True) -> str:
-    """A ratio as a change: 1.38 → '+38 %', 1.042 → '+4.2 %', 0.5 → '-50 %'; '+∞ %' from nothing to something.
-
-    A ratio that is not a number (from a missing value) is '–', as a metric's ``show`` shows one.
-    """
-    if math.isnan(ratio):
-        return "–"
-    if math.isinf(ratio):
-        return "+∞ %" if sign else "∞ %"
-    change = (ratio - 1) * 100
-    digits = 1 if abs(change) < 10 else 0
-    return f"{change:+.{digits}f} %" if sign else f"{change:.{digits}f} %"
 
 
 def compare_samples(
@@ -300,7 +286,7 @@ def compare_samples(
         conclusive = inside or tiny
     return MetricComparison(
         spec.name, len(x), len(y), median_a, median_b, ratio, ci_low, ci_high, p_value, effect, alpha,
-        verdict, conclusive, mde, needed,
+        decide_word(verdict, conclusive).value, conclusive, mde, needed,
     )  # fmt: skip
 
 
@@ -426,7 +412,7 @@ class SequentialComparison:
             ci_low=low,
             ci_high=high,
             p_value=self.p_value(),
-            verdict=decision,
+            verdict=decide_word(decision, self.decision is not None).value,
             conclusive=self.decision is not None,
             sequential=True,
         )

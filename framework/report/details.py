@@ -31,6 +31,7 @@ from framework.report.layout import (
     text,
     when,
 )
+from framework.vocabulary import Verdict, read_verdict
 
 FAILURES_SHOWN = 50
 
@@ -260,7 +261,7 @@ def comparison(ctx: Context, group: dict[str, Any]) -> str:
         badge = f'<span class="badge {kind}">{kind}</span>'
         item = f'<li class="{kind}">{badge} <b>{escape(label)}</b>: {escape(sentence)}</li>'
         # A side that could not run leaves every row missing: those fold away under its cause.
-        (not_compared if unusable and kind == "missing" else items).append(item)
+        (not_compared if unusable and kind == Verdict.UNUSABLE else items).append(item)
         if _finite(row["ratio"]) and _finite(row["ci_low"]) and _finite(row["ci_high"]):
             plotted.append(
                 {
@@ -314,11 +315,10 @@ _VERDICT_LEGEND = (
 
 
 def verdict_kind(row: dict[str, Any]) -> str:
+    """A stored comparison row's verdict, in today's words (framework/vocabulary.py)."""
     if row["ratio"] is None or row["sentence"] is None:
-        return "missing"
-    if row["verdict"] == "unchanged" and row["conclusive"] is False:
-        return "inconclusive"
-    return str(row["verdict"])
+        return Verdict.UNUSABLE.value
+    return read_verdict(row["verdict"], row["conclusive"]).value
 
 
 def _effect_order(row: dict[str, Any]) -> tuple[int, float]:

@@ -28,10 +28,11 @@ from framework.report.environment import EnvironmentRecords, comparison_causes
 from framework.report.known_issues import known_issues_page
 from framework.report.layout import Context
 from framework.report.stability import stability_page
+from framework.vocabulary import VERDICTS
 
 MARKER = ".dask-blessing-report"  # names a directory as a site this module built (and may replace)
 STATIC = Path(__file__).parent / "static"
-VERDICT_KINDS = ("regressed", "improved", "unchanged", "inconclusive", "missing")
+VERDICT_KINDS = tuple(word.value for word in VERDICTS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,7 +164,7 @@ def fixed_rate(a: list[float], b: list[float], metric: str, rng: np.random.Gener
         left = [_sides(a, b, i, rng, relabel)[0] for i in rounds[:REPEATS]]
         right = [_sides(a, b, i, rng, relabel)[1] for i in rounds[REPEATS : 2 * REPEATS]]
         result = compare_samples(left, right, spec, seed=draw, n_boot=500)
-        hits += result.verdict == expect if expect != "changed" else result.verdict != "unchanged"
+        hits += result.verdict == expect if expect != "changed" else result.verdict in ("regressed", "improved")
     return hits / DRAWS
 
 
@@ -181,7 +181,7 @@ def sequential_rate(a: list[float], b: list[float], metric: str, rng: np.random.
             if test.decision is not None:
                 break
         verdict = test.result().verdict
-        hits += verdict == expect if expect != "changed" else verdict != "unchanged"
+        hits += verdict == expect if expect != "changed" else verdict in ("regressed", "improved")
         used.append(len(test.a))
     return hits / (DRAWS // 4), statistics.median(used)
 

@@ -12,7 +12,6 @@ import numpy as np
 from history_synth import HARDWARE, STEPS
 from packaging.version import Version
 
-from framework.compare import result_fields
 from framework.records import write_record
 from framework.stats import METRICS, bootstrap_ratio_ci, compare_samples, mann_whitney_p
 
@@ -120,7 +119,7 @@ def _comparison_rows(
                 out.append(line)
                 continue
             result = compare_samples(a, b, spec, alpha=0.01, seed=seed, n_boot=_BOOTSTRAP)
-            line.update({**result_fields(result), "sentence": result.sentence()})
+            line.update({**result.record_fields(), "sentence": result.sentence()})
             out.append(line)
     return sides, out
 

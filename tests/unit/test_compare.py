@@ -123,7 +123,7 @@ def test_fixed_rounds_run_interleaved_and_judge_every_metric(catalog, tmp_path):
     assert fake.calls == interleaving(5)
     by_metric = {line.metric: line for line in report.lines}
     assert by_metric["peak_memory"].result.verdict == "regressed"
-    assert by_metric["wall"].result.verdict == "unchanged"
+    assert by_metric["wall"].result.verdict == "inconclusive"
     assert by_metric["spill"].result.conclusive
     # a metric the runner recorded as missing is not compared, and says why — never 0
     assert by_metric["mean_memory"].result is None
@@ -132,7 +132,7 @@ def test_fixed_rounds_run_interleaved_and_judge_every_metric(catalog, tmp_path):
     with Results(tmp_path) as results:
         _, rows = results.sql("SELECT metric, verdict, n_baseline, n_candidate, missing FROM comparisons ORDER BY 1")
     assert ("peak_memory", "regressed", 5, 5, None) in rows
-    assert any(row[0] == "mean_memory" and row[1] is None and "no samples" in row[4] for row in rows)
+    assert any(row[0] == "mean_memory" and row[1] == "unusable" and "no samples" in row[4] for row in rows)
 
 
 def test_until_decided_stops_when_every_metric_is_decided(catalog, tmp_path):

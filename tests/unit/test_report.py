@@ -129,7 +129,7 @@ def test_comparison_sentences_are_sorted_by_the_size_of_the_change(results_dir, 
     out = _site(results_dir, tmp_path)
     page = out / "comparisons" / "20260105T000000Z-cmp001.html"
     items = re.findall(r"<li class=\"(\w+)\">(.*?)</li>", page.read_text())
-    assert [kind for kind, _ in items] == ["improved", "regressed", "unchanged", "missing"]
+    assert [kind for kind, _ in items] == ["improved", "regressed", "unchanged", "unusable"]
     texts = [unescape(re.sub(r"<[^>]+>", "", item)) for _, item in items]
     sentence = "peak memory +38 % (31–45 %), p < 0.001, n = 7 vs 7 — regressed"
     assert texts[1] == f"regressed groupby_agg[by=id] (tiny) · peak memory: {sentence}"
@@ -140,7 +140,7 @@ def test_comparison_sentences_are_sorted_by_the_size_of_the_change(results_dir, 
     assert plotted[1]["low"] == pytest.approx((1.38 * 0.95 - 1) * 100)
     listing = _text(out / "comparisons" / "index.html")
     assert "stable → latest" in listing
-    assert "1 regressed, 1 improved, 1 unchanged, 1 missing" in listing
+    assert "1 regressed, 1 improved, 1 unchanged, 1 unusable" in listing
 
 
 def test_history_marks_failures_and_change_points_and_takes_medians_of_passed_repeats(history, results_dir, tmp_path):
@@ -635,7 +635,7 @@ def test_a_comparison_with_an_unusable_side_shows_the_cause_instead_of_a_plot(hi
     assert re.search(r'<div class="unusable"><p class="cause"><span class="unusable-cause">', html)
     assert '<div class="plot' not in html  # no grey plot of missing rows
     assert "2 case × metric(s) not compared: a side could not run" in text  # folded under <details>
-    assert html.count('<li class="missing">') == 2 and html.index("<details>") < html.index('<li class="missing">')
+    assert html.count('<li class="unusable">') == 2 and html.index("<details>") < html.index('<li class="unusable">')
     other = _text(out / "comparisons" / f"{second}.html")
     assert other.index(f"the candidate, latest is UNUSABLE: {CAUSE}") < other.index("against")
     listing = _text(out / "comparisons" / "index.html")

@@ -20,13 +20,13 @@ from framework.stats import (
     metric,
     minimum_detectable_effect,
     parse_effects,
-    percent,
     repeats_needed,
     sign_confidence_sequence,
     smallest_p,
     student_t_p,
     t_quantile,
 )
+from framework.vocabulary import percent
 
 GiB = 1024**3
 PEAK = METRICS["peak_memory"]
@@ -146,7 +146,7 @@ def test_aa_false_alarms_stay_below_alpha_for_every_metric():
         for seed in range(1500):
             values = 3e9 * np.exp(rng.normal(0, cv, size=10))
             result = compare_samples(values[:5], values[5:], spec, seed=seed, n_boot=200)
-            alarms += result.verdict != "unchanged"
+            alarms += result.verdict in ("regressed", "improved")
         assert alarms / 1500 <= 0.01 + 0.006, spec.name  # exact test: ≤ 2/252 in expectation
 
 
@@ -177,14 +177,14 @@ def test_unchanged_is_conclusive_only_when_the_interval_fits_the_band():
     assert compare_samples(tight[:5], tight[5:], PEAK).conclusive
     noisy = 5.0 * np.exp(rng.normal(0, 0.2, size=10))
     result = compare_samples(noisy[:5], noisy[5:], WALL)
-    assert result.verdict == "unchanged"
+    assert result.verdict == "inconclusive"
     assert not result.conclusive
     assert "inconclusive" in result.sentence()
 
 
 def test_too_few_repeats_say_so():
     result = compare_samples([1.0, 1.1, 1.2], [2.0, 2.1, 2.2], WALL)
-    assert result.verdict == "unchanged"  # 3 vs 3 can never reach p < 0.01
+    assert result.verdict == "inconclusive"  # 3 vs 3 can never reach p < 0.01
     assert result.mde is None
     assert "cannot reach p < 0.01" in result.sentence()
 
@@ -320,7 +320,7 @@ def test_sequential_out_of_budget_needs_the_minimum_effect_as_a_fixed_comparison
         strict.add(1e9, 1e9 * math.exp(change))
         loose.add(1e9, 1e9 * math.exp(change))
     assert strict.low > 0 and strict.decision is None and loose.decision is None
-    assert strict.result().verdict == "unchanged" and not strict.result().conclusive
+    assert strict.result().verdict == "inconclusive" and not strict.result().conclusive
     assert loose.result().verdict == "regressed"
 
 
