@@ -244,18 +244,10 @@ def metric_evidence(
         samples = (tuple(detail.get("baseline", ())), tuple(detail.get("candidate", ())))
         loaded = detail.get("overloaded") or {}
         overloaded = (int(loaded.get("baseline") or 0), int(loaded.get("candidate") or 0))
-        found[key] = MetricEvidence(row["comparison_id"], _comparison(row), row["missing"], samples, overloaded)
+        found[key] = MetricEvidence(
+            row["comparison_id"], MetricComparison.from_record(row), row["missing"], samples, overloaded
+        )
     return found
-
-
-def _comparison(row: dict[str, Any]) -> MetricComparison | None:
-    if row["ratio"] is None or row["verdict"] is None:
-        return None
-    return MetricComparison(
-        row["metric"], row["n_baseline"], row["n_candidate"], row["baseline_median"], row["candidate_median"],
-        row["ratio"], row["ci_low"], row["ci_high"], row["p_value"], row["min_effect"], row["alpha"],
-        row["verdict"], bool(row["conclusive"]), row["mde"], row["repeats_needed"], row["mode"] == "sequential",
-    )  # fmt: skip
 
 
 @dataclasses.dataclass

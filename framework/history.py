@@ -34,7 +34,7 @@ from framework.machines import MACHINES_FILE, class_sql, join_sql, load_policy, 
 from framework.metric_catalogue import METRICS, metric
 from framework.query import Results
 from framework.records import write_record
-from framework.vocabulary import percent
+from framework.vocabulary import change_with_interval, percent
 
 MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)
 Along = Literal["date", "version"]
@@ -257,17 +257,18 @@ class Finding:
         return self.before.versions.get(package), self.after.versions.get(package)
 
     def sentence(self) -> str:
-        """'peak memory of parquet_roundtrip (tiny) on local / latest rose +38 % (31–45 %), 465 MiB → 642 MiB…'."""
+        """'peak memory of parquet_roundtrip (tiny) on local / latest rose +38 % (95 % CI +31 % to +45 %), 465 MiB →
+        642 MiB…'."""
         spec, change, series = METRICS[self.metric], self.change, self.series
         text = f"{spec.label} of {series.case_id}" + (f" ({series.size})" if series.size else "")
         text += f" on {series.hardware} [{series.machine_class}]"
         text += f" / {series.runtime}" if series.runtime != "*" else ""
         text += " rose " if change.direction == "regression" else " fell "
         if math.isfinite(change.ratio):
-            text += percent(change.ratio)
             if change.ci_low is not None and change.ci_high is not None:
-                low, high = percent(change.ci_low, sign=False), percent(change.ci_high, sign=False)
-                text += f" ({low.removesuffix(' %')}–{high})"
+                text += change_with_interval(change.ratio, change.ci_low, change.ci_high)
+            else:
+                text += percent(change.ratio)
             text += ", "
         text += f"{spec.show(change.before_median)} → {spec.show(change.after_median)}, at run {self.after.run_id}"
         text += f" of {self.after.runtime}" if series.runtime == "*" else ""

@@ -33,6 +33,7 @@ from framework.models import HardwareProfile, Runtime
 from framework.progress import echo
 from framework.query import Results
 from framework.stats import MetricComparison, compare_samples, smallest_p
+from framework.vocabulary import Verdict, interval_bounds, percent
 
 RECENT_RUNS = 'nox -s sql -- "SELECT DISTINCT run_id, runtime FROM runs ORDER BY 1 DESC LIMIT 10"'
 _ROWS = """
@@ -277,15 +278,11 @@ def side_by_side(
     return lines
 
 
-def _ratio(value: float) -> str:
-    return f"{value:.2f}" if math.isfinite(value) else "∞"
-
-
 def format_side_by_side(lines: Sequence[SideBySide]) -> str:
-    """A table: per case its outcomes, then one line per metric — recorded and now (medians), ratio, 95 % interval."""
+    """A table: per case its outcomes, then one line per metric — recorded and now (medians), change, 95 % CI."""
     from framework.summary import format_table
 
-    columns = ["case", "passed (then → now)", "metric", "recorded", "now", "ratio", "95 % interval", "verdict"]
+    columns = ["case", "passed (then → now)", "metric", "recorded", "now", "change", "95 % CI", "verdict"]
     rows = []
     previous = None
     for line in lines:
@@ -296,9 +293,9 @@ def format_side_by_side(lines: Sequence[SideBySide]) -> str:
         result = line.result
         if result is None:
             ratio, interval = "–", f"n = {len(line.recorded)} vs {len(line.now)}"
-            verdict = "not compared"
+            verdict = Verdict.UNUSABLE.value
         else:
-            ratio, interval = f"{_ratio(result.ratio)}×", f"{_ratio(result.ci_low)}–{_ratio(result.ci_high)}"
+            ratio, interval = percent(result.ratio), interval_bounds(result.ci_low, result.ci_high)
             verdict = result.verdict
         rows.append(
             [

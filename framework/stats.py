@@ -32,7 +32,7 @@ from scipy.special import betainc, stdtrit
 
 from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRICS, MetricSpec, MiB, metric
-from framework.vocabulary import Verdict, change_with_interval, decide_word
+from framework.vocabulary import Verdict, change_with_interval, decide_word, read_verdict
 
 # numpy is untyped for mypy here (follow_imports = skip): arrays are Any at this boundary.
 Array = Any
@@ -218,6 +218,19 @@ class MetricComparison:
     mde: float | None  # smallest relative change these repeats detect 95 % of the time
     repeats_needed: int | None  # repeats per side to detect min_effect 95 % of the time
     sequential: bool = False
+
+    @classmethod
+    def from_record(cls, row: dict[str, Any]) -> MetricComparison | None:
+        """A stored ``comparisons`` row (any age) back as a comparison; None when it was not compared."""
+        needed = ("ratio", "ci_low", "ci_high", "p_value", "verdict", "n_baseline", "n_candidate", "baseline_median")
+        if any(row.get(name) is None for name in (*needed, "candidate_median", "min_effect", "alpha")):
+            return None
+        return cls(
+            row["metric"], row["n_baseline"], row["n_candidate"], row["baseline_median"], row["candidate_median"],
+            row["ratio"], row["ci_low"], row["ci_high"], row["p_value"], row["min_effect"], row["alpha"],
+            read_verdict(row["verdict"], row["conclusive"]).value, bool(row["conclusive"]), row["mde"],
+            row["repeats_needed"], row.get("mode") == "sequential",
+        )  # fmt: skip
 
     def record_fields(self) -> dict[str, Any]:
         """The figures as the ``comparisons`` record stores them (framework/records.py)."""

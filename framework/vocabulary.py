@@ -94,9 +94,14 @@ def percent(ratio: float, sign: bool = True) -> str:
     return f"{change:+.{digits}f} %" if sign else f"{change:.{digits}f} %"
 
 
+def interval_bounds(low: float, high: float) -> str:
+    """'+3.1 % to +7.4 %': both ends signed, joined by ' to ' (never a dash between negatives)."""
+    return f"{percent(low)} to {percent(high)}"
+
+
 def interval(low: float, high: float) -> str:
-    """'95 % CI +3.1 % to +7.4 %': both ends signed, joined by ' to ' (never a dash between negatives)."""
-    return f"95 % CI {percent(low)} to {percent(high)}"
+    """'95 % CI +3.1 % to +7.4 %'."""
+    return f"95 % CI {interval_bounds(low, high)}"
 
 
 def change_with_interval(ratio: float, low: float, high: float) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from framework.metric_catalogue import METRICS
+from framework.metric_catalogue import METRICS, MetricSpec
 from framework.report.data import (
     HISTORY_FIELDS,
     ROW_COLUMNS,
@@ -31,6 +31,7 @@ from framework.report.layout import (
     text,
     when,
 )
+from framework.stats import MetricComparison
 from framework.vocabulary import Verdict, read_verdict
 
 FAILURES_SHOWN = 50
@@ -257,7 +258,7 @@ def comparison(ctx: Context, group: dict[str, Any]) -> str:
         size = f" ({row['size']})" if row["size"] else ""
         label = f"{row['case_id']}{size} · {spec.label if spec else row['metric']}"
         kind = verdict_kind(row)
-        sentence = row["sentence"] or f"could not be compared: {row['missing'] or 'no reason recorded'}"
+        sentence = _sentence(row, spec)
         badge = f'<span class="badge {kind}">{kind}</span>'
         item = f'<li class="{kind}">{badge} <b>{escape(label)}</b>: {escape(sentence)}</li>'
         # A side that could not run leaves every row missing: those fold away under its cause.
@@ -312,6 +313,16 @@ _VERDICT_LEGEND = (
     )
     + "</div>"
 )
+
+
+def _sentence(row: dict[str, Any], spec: MetricSpec | None) -> str:
+    """The row's sentence in today's words and interval format, without the metric's name (its label says it)."""
+    result = MetricComparison.from_record(row) if spec is not None else None
+    if result is not None:
+        sentence = result.sentence()
+    else:
+        sentence = row["sentence"] or f"could not be compared: {row['missing'] or 'no reason recorded'}"
+    return sentence.removeprefix(spec.label).lstrip(": ") if spec is not None else sentence
 
 
 def verdict_kind(row: dict[str, Any]) -> str:

@@ -119,7 +119,8 @@ def test_the_sentence_says_what_where_how_much_when_and_how_sure(history, option
     sentence = finding.sentence()
 
     assert re.fullmatch(
-        rf"peak memory of {re.escape(CASE)} \(tiny\) on local \[unknown-machine\] / latest rose \+30 % \(\d\d–\d\d %\),"
+        rf"peak memory of {re.escape(CASE)} \(tiny\) on local \[unknown-machine\] / latest rose"
+        r" \+30 % \(95 % CI \+\d\d % to \+\d\d %\),"
         rf" 399\.\d MiB → 520\.\d MiB, at run {run_ids[12]} \(dask 2026\.1\.0 → 2026\.2\.0\), p = 0\.002,"
         r" 12 runs before, 6 after",
         sentence,
@@ -132,7 +133,7 @@ def test_an_interval_without_an_upper_bound_reads_as_infinity(history, options):
 
     unbounded = dataclasses.replace(finding, change=dataclasses.replace(finding.change, ci_high=math.inf))
 
-    assert re.search(r" rose \+30 % \(\d\d–∞ %\), ", unbounded.sentence()), unbounded.sentence()
+    assert re.search(r" rose \+30 % \(95 % CI \+\d\d % to \+∞ %\), ", unbounded.sentence()), unbounded.sentence()
 
 
 def test_a_second_scan_does_not_report_the_same_change_as_new(history, options):

@@ -132,7 +132,7 @@ def test_comparison_sentences_are_sorted_by_the_size_of_the_change(results_dir, 
     assert [kind for kind, _ in items] == ["improved", "regressed", "unchanged", "unusable"]
     texts = [unescape(re.sub(r"<[^>]+>", "", item)) for _, item in items]
     sentence = "peak memory +38 % (31–45 %), p < 0.001, n = 7 vs 7 — regressed"
-    assert texts[1] == f"regressed groupby_agg[by=id] (tiny) · peak memory: {sentence}"
+    assert texts[1] == f"regressed groupby_agg[by=id] (tiny) · peak memory: {sentence.removeprefix('peak memory ')}"
     assert "could not be compared: spill was not measured on the baseline" in texts[3]
     plotted = _json(page, "comparison-data")  # the plot's rows: the same order, the missing one left out
     assert [row["verdict"] for row in plotted] == ["improved", "regressed", "unchanged"]

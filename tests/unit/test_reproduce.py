@@ -25,6 +25,7 @@ from framework.reproduce import (
     side_by_side,
 )
 from framework.results import ResultsStore
+from framework.vocabulary import percent
 
 RUN = "20261201T000000Z-abcdef"
 MiB = 2**20
@@ -255,20 +256,20 @@ def test_side_by_side_compares_every_metric_with_ratio_and_interval(case_row: An
     assert wall.result.ci_low <= 2.0 <= wall.result.ci_high
     assert wall.result.verdict == "regressed"
     table = format_side_by_side(lines).splitlines()
-    assert table[0].split() == ["case", "passed", "(then", "→", "now)", "metric", "recorded", "now", "ratio", "95",
-                                "%", "interval", "verdict"]  # fmt: skip
+    assert table[0].split() == ["case", "passed", "(then", "→", "now)", "metric", "recorded", "now", "change", "95",
+                                "%", "CI", "verdict"]  # fmt: skip
     first = table[2]
     assert first.startswith("array_mean_var  8/8 → 8/8")
     assert "wall time" in first
     assert " 1 s " in first  # medians 1.005 s and 2.01 s, as nox -s compare shows them
     assert " 2.01 s " in first
-    assert "2.00×" in first
-    assert f"{wall.result.ci_low:.2f}–{wall.result.ci_high:.2f}" in first
+    assert "+100 %" in first
+    assert f"{percent(wall.result.ci_low)} to {percent(wall.result.ci_high)}" in first
     assert first.endswith("regressed")
     peak = table[3]
     assert peak.split()[:2] == ["peak", "memory"]  # the case is named once, on its first line
     assert "100.0 MiB" in peak
-    assert "1.00×" in peak
+    assert "+0.0 %" in peak
     assert "spill" in table[5]
     assert "0 B" in table[5]
 
@@ -282,8 +283,7 @@ def test_a_metric_with_too_few_values_is_shown_not_compared(case_row: Any) -> No
     assert [line.result for line in lines] == [None, None]
     table = format_side_by_side(lines).splitlines()
     assert "3/3 → 1/1" in table[2]
-    assert table[2].endswith("  –     n = 3 vs 1  not compared")
-    assert table[2].endswith("not compared")
+    assert table[2].endswith("  –       n = 3 vs 1  unusable")
     assert "n = 3 vs 0" in table[3]
 
 

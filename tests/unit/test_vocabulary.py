@@ -27,6 +27,32 @@ from tests.unit.test_compare import FakeSides
 _COUNT = re.compile(r"(\d+) (" + "|".join(word.value for word in VERDICTS) + r")\b")
 
 
+# a comparison row as written before the vocabulary: en-dash interval, the metric's name in the sentence
+OLD_ROW = {
+    "comparison_id": "old",
+    "mode": "interleaved",
+    "baseline": "stable",
+    "candidate": "latest",
+    "hardware": "local",
+    "workload": "array_mean_var",
+    "case_id": "array_mean_var",
+    "metric": "wall",
+    "n_baseline": 7,
+    "n_candidate": 7,
+    "baseline_median": 2.0,
+    "candidate_median": 1.02,
+    "ratio": 0.51,
+    "ci_low": 0.45,
+    "ci_high": 0.55,
+    "p_value": 0.0005,
+    "min_effect": 0.05,
+    "alpha": 0.01,
+    "verdict": "improved",
+    "conclusive": True,
+    "sentence": "wall time -49 % (-55–-45 %), 2 s → 1.02 s, p < 0.001, n = 7 vs 7 — improved",
+}
+
+
 def _counts(text: str) -> dict[str, int]:
     """'8 regressed, 0 improved, 4 unchanged' → {word: n} for every word, zeros where a text leaves one out."""
     found = {word.value: 0 for word in VERDICTS}
@@ -63,20 +89,7 @@ def test_one_comparison_gives_the_same_counts_in_terminal_markdown_record_and_re
 
 
 def test_an_old_record_saying_unchanged_where_it_could_not_tell_reads_as_inconclusive(results_dir, tmp_path):
-    row = {
-        "comparison_id": "old",
-        "baseline": "stable",
-        "candidate": "latest",
-        "hardware": "local",
-        "case_id": "array_mean_var",
-        "metric": "wall",
-        "ratio": 1.3,
-        "ci_low": 0.8,
-        "ci_high": 1.9,
-        "verdict": "unchanged",
-        "conclusive": False,
-        "sentence": "wall time +30 %",
-    }
+    row = {**OLD_ROW, "ratio": 1.3, "ci_low": 0.8, "ci_high": 1.9, "verdict": "unchanged", "conclusive": False}
     write_record(results_dir, "comparisons", "old", [row, {**row, "metric": "peak_memory", "conclusive": True}])
     with Results(results_dir) as results:
         _, rows = results.sql("SELECT metric, verdict FROM comparisons ORDER BY metric")
@@ -105,3 +118,12 @@ def test_counts_name_every_judged_word_and_the_others_when_present():
 def test_a_change_and_its_interval_have_one_form_signed_and_joined_by_to(ratio, low, high, text):
     assert change_with_interval(ratio, low, high) == text
     assert "–-" not in text
+
+
+def test_the_report_rewrites_an_old_sentence_in_today_s_format_without_doubling_the_metric(results_dir, tmp_path):
+    write_record(results_dir, "comparisons", "old", [OLD_ROW])
+    build_site(results_dir, tmp_path / "site")
+    page = (tmp_path / "site" / "comparisons" / "old.html").read_text()
+    assert "array_mean_var · wall time</b>: -49 % (95 % CI -55 % to -45 %)" in page
+    assert "wall time: wall time" not in re.sub(r"<[^>]+>", "", page)
+    assert "–-" not in page
