@@ -40,8 +40,8 @@ def _controller(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def matrix(session: nox.Session) -> None:
-    """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--repeat=N]
-    [--shard=K/N --run-group=ID]."""
+    """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--tag=TAG]
+    [--repeat=N] [--shard=K/N --run-group=ID]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "matrix", *session.posargs)
 
@@ -132,7 +132,7 @@ def merge(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def workloads(session: nox.Session) -> None:
-    """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG]."""
+    """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG] [--workload=NAME]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "workloads", *session.posargs)
 

@@ -30,7 +30,7 @@ from framework.compare import (
     record_rows,
 )
 from framework.engine import new_run_id
-from framework.in_runtime.errors import SelectionError
+from framework.in_runtime.errors import SelectionError, near_miss
 from framework.machines import MACHINES_FILE, class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS
 from framework.records import write_record
@@ -146,7 +146,12 @@ def _side_rows(
     names, found = results.sql(query)
     side_rows = [dict(zip(names, row)) for row in found]
     if workloads:
+        known = {str(row["workload"]) for row in side_rows} | {str(row["case_id"]) for row in side_rows}
         side_rows = [row for row in side_rows if _selected(row, workloads)]
+        if known and not side_rows:  # a typo, not an empty comparison
+            raise SelectionError(
+                f"--workload: {near_miss(workloads[0], known, f'workload or case of the {side} rows')}"
+            )
     if not side_rows:
         raise SelectionError(
             f"no measured rows match the {side} filter {where!r} ({label}) — check it with"

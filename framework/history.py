@@ -100,7 +100,8 @@ class ScanOptions:
     along: Along = "date"
     package: str = "dask"
     metrics: tuple[str, ...] = tuple(METRICS)
-    workloads: tuple[str, ...] = ()  # workload names or case ids; empty: all
+    workloads: tuple[str, ...] = ()  # workload names or case ids; empty (and no tags): all
+    tags: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # tag → its workloads (--tag)
     hardware: tuple[str, ...] = ()
     runtimes: tuple[str, ...] = ()
     alpha: float = 0.01
@@ -204,8 +205,9 @@ def _selected(row: dict[str, Any], options: ScanOptions) -> bool:
         (not options.hardware or any(_matches(row["hardware"], name) for name in options.hardware))
         and (not options.runtimes or any(_matches(row["runtime"], name) for name in options.runtimes))
         and (
-            not options.workloads
+            not (options.workloads or options.tags)
             or any(_matches(row["workload"], name) or row["case_id"] == name for name in options.workloads)
+            or any(row["workload"] in names for names in options.tags.values())
         )
     )
 
@@ -229,6 +231,12 @@ def _check_filters(rows: list[dict[str, Any]], options: ScanOptions) -> None:
         for name in wanted:
             if not any(_matches(known_name, name) for known_name in names):
                 raise SelectionError(f"{near_miss(name, names, what)} (in the measured runs of {options.results_dir})")
+    for tag, members in options.tags.items():
+        if not known["workload"][0] & set(members):
+            raise SelectionError(
+                f"--tag={tag}: no measured runs of its workloads ({', '.join(members)}) in {options.results_dir}"
+                " — run them first: nox -s matrix -- --tag=" + tag
+            )
 
 
 # --------------------------------------------------------------------------------------------------

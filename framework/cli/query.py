@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from framework.cli.parser import Parser, add_json, add_results
+from framework.cli.selectors import add_workload_options, checked, selectors
 from framework.config import ROOT
 
 
@@ -55,16 +56,17 @@ def cmd_schema(argv: Sequence[str]) -> int:
 def cmd_workloads(argv: Sequence[str]) -> int:
     """The catalogue: each workload with its tags, sizes, cases and description."""
     from framework.config import load_catalog
-    from framework.matrix import expand_workload
+    from framework.matrix import expand_workload, selector_matches
     from framework.summary import format_table
 
     parser = Parser(prog="nox -s workloads --", description="List the workload catalogue.")
-    parser.add_argument("--tag", help="only workloads with this tag")
+    add_workload_options(parser)
     args = parser.parse_args(argv)
     catalog = load_catalog()
+    wanted = checked(selectors(args), catalog)
     rows = []
     for workload in catalog.workloads.values():
-        if args.tag and args.tag not in workload.tags:
+        if wanted and not any(selector_matches(selector, workload) for selector in wanted):
             continue
         cases, _ = expand_workload(workload, None)
         rows.append(

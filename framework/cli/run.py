@@ -24,6 +24,7 @@ from framework.cli.parser import (
     split,
 )
 from framework.cli.query import cmd_workloads
+from framework.cli.selectors import add_workload_options, expanded, selectors
 from framework.config import ROOT
 from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRIC_NAMES
@@ -35,7 +36,7 @@ def matrix_parser() -> Parser:
     parser.add_argument("--matrix", default="default", help="matrix in matrices/matrix.yaml (default: default)")
     parser.add_argument("--runtime", action="append", help="runtime name(s), comma separated or repeated")
     parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
-    parser.add_argument("--workload", action="append", help="workload name(s) or tag:TAG")
+    add_workload_options(parser)
     parser.add_argument("--size", help="data size (e.g. tiny, small, large)")
     parser.add_argument("--repeat", type=positive, help="measured repeats per case (overrides the workloads')")
     parser.add_argument("--address", help="scheduler address for the 'address' backend, e.g. tcp://10.0.0.5:8786")
@@ -81,7 +82,7 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         matrix=args.matrix,
         runtimes=split(args.runtime),
         hardware=split(args.hardware),
-        workloads=split(args.workload),
+        workloads=selectors(args),
         size=args.size,
         repeat=args.repeat,
     )
@@ -247,7 +248,7 @@ def compare_parser() -> Parser:
     parser.add_argument("--baseline-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
     parser.add_argument("--candidate-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
     parser.add_argument("--hardware", default="local", help="hardware profile of sides without @HARDWARE")
-    parser.add_argument("--workload", action="append", help="workload name(s) or tag:TAG (default: the matrix's)")
+    add_workload_options(parser, "workload name(s) (default: the matrix's), with --from-results also case ids,")
     parser.add_argument("--matrix", default="default", help="matrix whose workloads and size are the default")
     parser.add_argument("--size", help="data size (default: the matrix's)")
     parser.add_argument("--repeat", type=positive, default=5, help="rounds, i.e. repeats per side (default: 5)")
@@ -301,7 +302,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
             min_effects=effects,
             alpha=args.alpha,
             latest_only=not args.all_runs,
-            workloads=split(args.workload),
+            workloads=expanded(selectors(args), load_catalog(), names=False),
             across_machines=args.across_machines,
             machines_file=args.machines or MACHINES_FILE,
         )
@@ -309,7 +310,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
         catalog = load_catalog()
         baseline = compare.resolve_side(args.baseline, catalog, args.hardware, args.baseline_config)
         candidate = compare.resolve_side(args.candidate, catalog, args.hardware, args.candidate_config)
-        cases, skipped = compare.plan_cases(catalog, baseline, split(args.workload), args.size, args.matrix)
+        cases, skipped = compare.plan_cases(catalog, baseline, selectors(args), args.size, args.matrix)
         for reason in skipped:
             print(f"skipped {reason}")
         options = compare.CompareOptions(

@@ -22,7 +22,8 @@ from framework.cli.parser import (
     positive,
     split,
 )
-from framework.config import ROOT
+from framework.cli.selectors import TAG_PREFIX, add_workload_options, by_tag, selectors, single
+from framework.config import ROOT, load_catalog
 from framework.metric_catalogue import METRIC_NAMES
 from framework.shards import refuse_split
 
@@ -39,7 +40,7 @@ def regressions_parser() -> Parser:
     parser.add_argument("--along", choices=["date", "version"], default="date", help="order runs by date or version")
     parser.add_argument("--package", default="dask", help="whose versions --along=version orders by (default dask)")
     parser.add_argument("--metric", action="append", help=f"{', '.join(METRIC_NAMES)} (default: all)")
-    parser.add_argument("--workload", action="append", help="workload name(s) or case id(s)")
+    add_workload_options(parser, "workload name(s) or case id(s)")
     parser.add_argument("--hardware", action="append", help="hardware profile name(s)")
     parser.add_argument("--runtime", action="append", help="runtime name(s); * matches any text, e.g. 'bisect-*'")
     parser.add_argument("--alpha", type=fraction, default=0.01, help="false alarms per series (default 0.01)")
@@ -59,12 +60,14 @@ def cmd_regressions(argv: Sequence[str]) -> int:
     from framework.stats import parse_effects
 
     args = regressions_parser().parse_args(argv)
+    workloads, tags = by_tag(selectors(args), load_catalog())
     options = ScanOptions(
         results_dir=args.results,
         along=args.along,
         package=args.package,
         metrics=tuple(split(args.metric) or METRIC_NAMES),
-        workloads=tuple(split(args.workload) or ()),
+        workloads=workloads,
+        tags=tags,
         hardware=tuple(split(args.hardware) or ()),
         runtimes=tuple(split(args.runtime) or ()),
         alpha=args.alpha,
@@ -89,7 +92,7 @@ def bisect_parser() -> Parser:
     parser.add_argument("--package", required=True, help="the package to bisect, e.g. dask, distributed, pandas")
     parser.add_argument("--good", required=True, help="a release that is good, e.g. 2024.12.1")
     parser.add_argument("--bad", required=True, help="a release that is bad (older than --good: find the fix)")
-    parser.add_argument("--workload", help="workload name, or case id where it has several cases")
+    add_workload_options(parser, "workload name, or case id where it has several cases", single=True)
     parser.add_argument("--metric", help=f"{', '.join(METRIC_NAMES)}, or outcome (bad = a repeat fails)")
     parser.add_argument(
         "--failure", metavar="ID", help="stability failure or regression case id: bad where it reproduces"
@@ -129,7 +132,10 @@ def bisect_parser() -> Parser:
 def cmd_bisect(argv: Sequence[str]) -> int:
     from framework.bisect.session import run_bisection
 
-    return run_bisection(bisect_parser().parse_args(argv))
+    args = bisect_parser().parse_args(argv)
+    if args.tag or (args.workload or "").startswith(TAG_PREFIX):  # a tag that names one workload
+        args.workload = single(selectors(args), load_catalog())
+    return run_bisection(args)
 
 
 def bless_parser() -> Parser:
