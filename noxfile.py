@@ -62,7 +62,7 @@ def stability(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def compare(session: nox.Session) -> None:
-    """A/B: nox -s compare -- --baseline=stable --candidate=latest [--repeat=N|--until-decided] [--from-results]."""
+    """A/B: nox -s compare -- --baseline=stable --candidate=latest [--rounds=N|--until-decided] [--from-results]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "compare", *session.posargs)
 

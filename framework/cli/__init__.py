@@ -4,7 +4,7 @@ python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workloa
 python -m framework.cli sql ["SELECT ..."]
 python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
-python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--repeat=N] [--until-decided]
+python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--rounds=N] [--until-decided]
 python -m framework.cli regressions | bisect | bless | guard ...   (verdicts.py)
 python -m framework.cli report | compact | merge ...               (store.py)
 python -m framework.cli export --runtime=NAME | --run=RUN_ID [--format=requirements|pylock] [--out=PATH]

@@ -20,7 +20,8 @@ from framework.in_runtime.errors import closest
 # The most a count option takes: beyond it a value is a typo (--repeat=99999999999999999999), not a plan. Counts
 # without an entry take at most DEFAULT_COUNT_LIMIT.
 COUNT_LIMITS = {
-    "--repeat": 1000,  # measured repeats, rounds of a comparison, repeats per bisected release
+    "--repeat": 1000,  # measured repeats per case per environment (matrix, bisect: per release, reproduce)
+    "--rounds": 1000,  # interleaved rounds of a comparison (each measures every case once per side)
     "--times": 1000,  # replays
     "--budget": 1000,  # rounds with --until-decided
     "--passes": 100,  # sweeps over every release
@@ -234,3 +235,13 @@ def _new_results_problem(path: Path, written: bool) -> str | None:
     if written and not os.access(ancestor, os.W_OK | os.X_OK):
         return f"cannot be created: {ancestor} is not writable — pass a directory you can write to"
     return None
+
+
+def renamed(parser: argparse.ArgumentParser, old: str, new: str, why: str) -> None:
+    """``old`` was renamed ``new``: using it is one line naming the new flag and exit 2, never a changed meaning."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
+            parser.error(f"{old} is now {new} on this verb ({why}) — use {new}=N")
+
+    parser.add_argument(old, action=Renamed, help=argparse.SUPPRESS)

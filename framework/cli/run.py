@@ -18,6 +18,7 @@ from framework.cli.parser import (
     add_results,
     bounded_number,
     positive,
+    renamed,
     results_location,
     seed,
     shown,
@@ -251,7 +252,13 @@ def compare_parser() -> Parser:
     add_workload_options(parser, "workload name(s) (default: the matrix's), with --from-results also case ids,")
     parser.add_argument("--matrix", default="default", help="matrix whose workloads and size are the default")
     parser.add_argument("--size", help="data size (default: the matrix's)")
-    parser.add_argument("--repeat", type=positive, default=5, help="rounds, i.e. repeats per side (default: 5)")
+    parser.add_argument(
+        "--rounds",
+        type=positive,
+        default=5,
+        help="interleaved rounds A B | B A …; each measures every case once per side (default: 5)",
+    )
+    renamed(parser, "--repeat", "--rounds", "interleaved rounds; --repeat is measured repeats per case elsewhere")
     parser.add_argument("--until-decided", action="store_true", help="add rounds until every metric is decided")
     parser.add_argument("--budget", type=positive, default=30, help="most rounds with --until-decided (default 30)")
     parser.add_argument(
@@ -318,7 +325,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
             candidate,
             cases,
             args.results,
-            repeat=args.repeat,
+            repeat=args.rounds,
             until_decided=args.until_decided,
             budget=args.budget,
             time_budget_s=args.time_budget,

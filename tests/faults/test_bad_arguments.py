@@ -121,7 +121,7 @@ def test_sql_reads_a_results_directory_it_cannot_write(capsys: pytest.CaptureFix
     ("verb", "option"),
     [
         ("matrix", "--repeat"),
-        ("compare", "--repeat"),
+        ("compare", "--rounds"),
         ("compare", "--budget"),
         ("reproduce", "--repeat"),
         ("bisect", "--repeat"),
