@@ -41,7 +41,7 @@ def _controller(session: nox.Session) -> None:
 @nox.session(venv_backend="uv")
 def matrix(session: nox.Session) -> None:
     """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--tag=TAG]
-    [--repeat=N] [--shard=K/N --run-group=ID]."""
+    [--repeat=N] [--shard=K/N --run-group=ID] [--dry-run]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "matrix", *session.posargs)
 
@@ -55,14 +55,16 @@ def sql(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def stability(session: nox.Session) -> None:
-    """Chaos fuzzing: nox -s stability -- --runtime=latest [--profile=ci|nightly] [--examples=N] [--replay=ID]."""
+    """Chaos fuzzing: nox -s stability -- --runtime=latest [--profile=ci|nightly] [--examples=N] [--replay=ID]
+    [--dry-run]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "stability", *session.posargs)
 
 
 @nox.session(venv_backend="uv")
 def compare(session: nox.Session) -> None:
-    """A/B: nox -s compare -- --baseline=stable --candidate=latest [--rounds=N|--until-decided] [--from-results]."""
+    """A/B: nox -s compare -- --baseline=stable --candidate=latest [--rounds=N|--until-decided] [--from-results]
+    [--dry-run]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "compare", *session.posargs)
 
@@ -76,7 +78,8 @@ def regressions(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def bisect(session: nox.Session) -> None:
-    """First bad release: nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_memory."""
+    """First bad release: nox -s bisect -- --package=dask --good=V --bad=V --workload=NAME --metric=peak_memory
+    [--repeat=N] [--dry-run]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "bisect", *session.posargs)
 
@@ -97,7 +100,8 @@ def export(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def reproduce(session: nox.Session) -> None:
-    """Run a recorded run again in its exact environment: nox -s reproduce -- --run=RUN_ID [--case=ID] [--repeat=N]."""
+    """Run a recorded run again in its exact environment: nox -s reproduce -- --run=RUN_ID [--case=ID] [--repeat=N]
+    [--dry-run]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "reproduce", *session.posargs)
 

@@ -349,6 +349,9 @@ class ReproduceOptions:
     rebuild: bool = False
 
 
+Planned = tuple[RecordedGroup, HardwareProfile, list[Case]]
+
+
 @dataclasses.dataclass
 class GroupOutcome:
     group: RecordedGroup
@@ -374,6 +377,21 @@ class ReproduceReport:
     unusable: str | None = None  # the health headline of an environment that could not be used
 
 
+def plan_reproduction(options: ReproduceOptions, catalog: Catalog) -> tuple[RecordedRun, list[Planned]]:
+    """The recorded run and, per group, its hardware and cases today: every mistake before anything is built (a
+    workload gone, a hardware profile gone)."""
+    with Results(options.results_dir) as results:
+        recorded = load_run(results, options.run_id, options.case_ids)
+    return recorded, [
+        (
+            group,
+            recorded_hardware(group.hardware, group.hardware_spec, catalog, options.run_id),
+            cases_today(group, catalog, options.run_id, options.repeat),
+        )
+        for group in recorded.groups
+    ]
+
+
 def reproduce(options: ReproduceOptions, catalog: Catalog | None = None) -> ReproduceReport:
     """Rebuild each recorded environment from its lock, check it, run its cases again as a new run, compare."""
     from framework.config import load_catalog
@@ -384,18 +402,7 @@ def reproduce(options: ReproduceOptions, catalog: Catalog | None = None) -> Repr
     from framework.progress import Progress
     from framework.results import ResultsStore
 
-    catalog = catalog or load_catalog(options.root)
-    with Results(options.results_dir) as results:
-        recorded = load_run(results, options.run_id, options.case_ids)
-    # Every mistake before anything is built: a workload gone, a hardware profile gone.
-    planned = [
-        (
-            group,
-            recorded_hardware(group.hardware, group.hardware_spec, catalog, options.run_id),
-            cases_today(group, catalog, options.run_id, options.repeat),
-        )
-        for group in recorded.groups
-    ]
+    recorded, planned = plan_reproduction(options, catalog or load_catalog(options.root))
     store = ResultsStore(options.results_dir)
     started = dt.datetime.now(dt.timezone.utc)
     report = ReproduceReport(recorded, new_run_id(started))

@@ -193,8 +193,8 @@ def _whole_run_failed(plan: dict[str, Any], environment: Any, budget_s: float, r
         writer.close()
 
 
-def run_stability(options: StabilityOptions) -> StabilityReport:
-    """Regression cases, then the fuzzer, for each runtime. Raises FrameworkError for bad input before running."""
+def planned(options: StabilityOptions) -> tuple[list[Runtime], list[RegressionCase]]:
+    """The runtimes and saved regression cases a run would test; FrameworkError for bad input (nothing runs)."""
     if options.profile not in PROFILES:
         raise SelectionError(f"--profile={options.profile}: unknown profile — use one of {', '.join(PROFILES)}")
     for tier in options.tiers:
@@ -204,7 +204,12 @@ def run_stability(options: StabilityOptions) -> StabilityReport:
     runtimes = [catalog.runtime(name) for name in options.runtimes]
     for runtime in runtimes:
         _check_runtime(runtime)
-    regressions = [case for case in load_regressions(options.root) if case.tier in options.tiers]
+    return runtimes, [case for case in load_regressions(options.root) if case.tier in options.tiers]
+
+
+def run_stability(options: StabilityOptions) -> StabilityReport:
+    """Regression cases, then the fuzzer, for each runtime. Raises FrameworkError for bad input before running."""
+    runtimes, regressions = planned(options)
     store = ResultsStore(options.results_dir)
     salvage(store)
     started = dt.datetime.now(dt.timezone.utc)

@@ -30,6 +30,7 @@ from framework.bisect.oracles import (
 from framework.bisect.search import Judgement, Search, find_boundary, oracle_calls_bound
 from framework.config import ROOT, Catalog, load_catalog
 from framework.engine import new_run_id, prepare_environment, say
+from framework.environments import existing_environment
 from framework.in_runtime.errors import FrameworkError, near_miss
 from framework.in_runtime.redaction import masked_note, without_masked
 from framework.matrix import Case, expand_workload, hardware_problem
@@ -187,7 +188,10 @@ def plan_bisection(args: argparse.Namespace, root: Path = ROOT) -> Bisection:
     companions = {name: list_releases(name, index) for name in moved[1:]}
     span = select_range(args.package, list_releases(args.package, index), args.good, args.bad, base.python, companions)
     lock = None
-    if args.hold == "lock":
+    if args.hold == "lock" and getattr(args, "dry_run", False):  # a dry run builds nothing: an existing build only
+        found = existing_environment(base, root)
+        lock = found.packages if found is not None else None
+    elif args.hold == "lock":
         store = ResultsStore(args.results)
         lock = prepare_environment(base, root, store, args.rebuild, dt.datetime.now(dt.timezone.utc)).packages
     _check_package(args.package, base, lock)
@@ -199,6 +203,9 @@ def run_bisection(args: argparse.Namespace) -> int:
     is named, 1 when the ends are not as claimed or untestable releases leave a range."""
     plan = plan_bisection(args)
     say(describe_range(plan, sweeping=args.sweep))
+    if getattr(args, "dry_run", False):
+        sys.stdout.write(dry_run_text(plan, args) + "\n")
+        return 0
     derived: dict[str, Runtime] = {}
 
     def runtime_for(version: str) -> Runtime:
@@ -315,6 +322,26 @@ def _replay_on(record: dict[str, Any], times: int, results_dir: Path, root: Path
         return replayed.hits, replayed.runs, replayed.errors
 
     return replay_on
+
+
+def dry_run_text(plan: Bisection, args: argparse.Namespace) -> str:
+    """What the bisection would build and run: releases (each its own environment) × executions per release."""
+    count = len(plan.span.versions)
+    if args.sweep:
+        releases, each = count, args.passes * args.repeat
+        how = f"every one of {count} release(s), {args.passes} pass(es) × {args.repeat} repeat(s)"
+    else:
+        releases = min(count, oracle_calls_bound(count))
+        each = args.times if plan.record is not None else args.repeat
+        unit = "replay(s)" if plan.record is not None else "repeat(s)"
+        how = f"about {releases} of {count} release(s) (both ends, then halving), {each} {unit} each"
+    subject = (
+        f"failure {plan.record['failure_id']}" if plan.record is not None else plan.case.case_id if plan.case else ""
+    )
+    return (
+        f"dry run: {subject}: {how} — up to {releases} environment(s) built (reused where one exists) and about"
+        f" {releases * each} execution(s); nothing was built or run"
+    )
 
 
 def describe_range(plan: Bisection, sweeping: bool = False) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from framework import step_summary
+from framework.cli import dry_run
 from framework.cli.parser import (
     Parser,
     ResultsURL,
@@ -123,6 +124,7 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         print("\n".join(plan_lines(plan.cases)))
         for skipped in plan.skipped:
             print(f"skip {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
+        print("\n".join(dry_run.matrix_plan(plan.cases, ROOT)))
         return 0
     report = run_matrix(options)
     for skipped in report.plan.skipped:
@@ -175,6 +177,7 @@ def stability_parser() -> Parser:
     )
     add_results(parser)
     add_rebuild(parser)
+    add_dry_run(parser, help="print the runtimes, environments, tiers and examples; build and run nothing")
     return parser
 
 
@@ -184,6 +187,9 @@ def cmd_stability(argv: Sequence[str]) -> int:
     from framework.summary import format_table
 
     args = stability_parser().parse_args(argv)
+    if args.replay and args.dry_run:
+        print(f"dry run: would replay failure {args.replay} {args.times} time(s); nothing was built or run")
+        return 0
     if args.replay:
         runtimes = split(args.runtime)
         replayed = replay(
@@ -215,6 +221,9 @@ def cmd_stability(argv: Sequence[str]) -> int:
         rebuild=args.rebuild,
         regressions=not args.no_regressions,
     )
+    if args.dry_run:
+        print("\n".join(dry_run.stability_plan(options)))
+        return 0
     report = run_stability(options)
     for headline in report.unusable:  # first: the cause, not a table
         print(headline)
@@ -285,6 +294,7 @@ def compare_parser() -> Parser:
     parser.add_argument("--address", help="scheduler address for the 'address' backend")
     add_results(parser)
     add_rebuild(parser)
+    add_dry_run(parser, help="print the sides, cases, environments and executions; build and run nothing")
     return parser
 
 
@@ -300,6 +310,12 @@ def cmd_compare(argv: Sequence[str]) -> int:
         raise SelectionError(f"--alpha={args.alpha} is not between 0 and 0.5 — use e.g. --alpha=0.01")
     metrics = compare.metric_names(split(args.metric))
     effects = parse_effects(args.min_effect)
+    if args.from_results and args.dry_run:
+        print(
+            f"dry run: --from-results builds and runs nothing: it would compare the stored rows of {args.baseline}"
+            f" and {args.candidate} in {shown(args.results)}; nothing was built or run"
+        )
+        return 0
     if args.from_results:
         report = compare_stored.from_results(
             args.results,
@@ -320,6 +336,11 @@ def cmd_compare(argv: Sequence[str]) -> int:
         cases, skipped = compare.plan_cases(catalog, baseline, selectors(args), args.size, args.matrix)
         for reason in skipped:
             print(f"skipped {reason}")
+        if args.dry_run:
+            budget = args.budget if args.until_decided else None
+            sides = ((baseline.label, baseline.runtime), (candidate.label, candidate.runtime))
+            print("\n".join(dry_run.compare_plan(*sides, cases, args.rounds, budget, ROOT)))
+            return 0
         options = compare.CompareOptions(
             baseline,
             candidate,
@@ -402,10 +423,14 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
     parser.add_argument("--address", help="scheduler address, when the run's hardware is an 'address' profile")
     add_results(parser)
     add_rebuild(parser, help="rebuild the environment even if it still exists")
+    add_dry_run(parser, help="print the recorded environments, cases and executions; build and run nothing")
     args = parser.parse_args(argv)
     options = ReproduceOptions(
         args.run, args.results, split(args.case), args.repeat, address=args.address, rebuild=args.rebuild
     )
+    if args.dry_run:
+        print("\n".join(dry_run.reproduce_plan(options)))
+        return 0
     report = reproduce(options)
     if report.unusable is not None:
         print(report.unusable)

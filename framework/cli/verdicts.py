@@ -126,6 +126,7 @@ def bisect_parser() -> Parser:
     )
     add_results(parser)
     add_rebuild(parser)
+    add_dry_run(parser, help="list the releases and print how many would be built and run; build and run nothing")
     return parser
 
 

@@ -107,7 +107,11 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         process = run(local_command(step("judge", name)["run"], {**variables, "shard": ""}, judge), judge, env)
         outputs[name] = (process.stdout, process.returncode)
     dry = run([sys.executable, "-m", "framework.cli", "matrix", "--matrix=nightly", "--dry-run", *NARROW], work, env)
-    planned = {tuple(line.split()[:3]) for line in dry.stdout.splitlines() if line and not line.startswith("skip ")}
+    planned = {
+        tuple(line.split()[:3])
+        for line in dry.stdout.splitlines()
+        if line and not line.startswith(("skip ", "environment ", "dry run:"))
+    }
     return {"work": work, "outputs": outputs, "planned": planned, "summary": summary}
 
 

@@ -167,7 +167,7 @@ def test_matrix_dry_run_prints_the_planned_cases(capsys):
     assert cli.main(["matrix", "--dry-run", "--runtime=latest"]) == 0
 
     lines = capsys.readouterr().out.splitlines()
-    planned = [line for line in lines if not line.startswith("skip ")]
+    planned = [line for line in lines if not line.startswith(("skip ", "environment ", "dry run:"))]
     assert planned, "the default matrix plans at least one case for 'latest'"
     for line in planned:
         runtime, hardware = line.split()[:2]
@@ -180,7 +180,11 @@ def test_matrix_dry_run_prints_the_planned_cases(capsys):
 def test_matrix_dry_run_repeat_overrides_the_workloads(capsys):
     assert cli.main(["matrix", "--dry-run", "--runtime=latest", "--repeat=7"]) == 0
 
-    planned = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("skip ")]
+    planned = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if not line.startswith(("skip ", "environment ", "dry run:"))
+    ]
     assert planned
     assert all(line.endswith("repeats=7") for line in planned)
 
