@@ -41,7 +41,7 @@ def _controller(session: nox.Session) -> None:
 @nox.session(venv_backend="uv")
 def matrix(session: nox.Session) -> None:
     """Run the matrix: nox -s matrix -- --runtime=latest [--hardware=NAME] [--workload=NAME|tag:TAG] [--tag=TAG]
-    [--repeat=N] [--shard=K/N --run-group=ID] [--dry-run]."""
+    [--repeat=N] [--shard=K/N --run-group=ID] [--dry-run] [--json]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "matrix", *session.posargs)
 
@@ -56,7 +56,7 @@ def sql(session: nox.Session) -> None:
 @nox.session(venv_backend="uv")
 def stability(session: nox.Session) -> None:
     """Chaos fuzzing: nox -s stability -- --runtime=latest [--profile=ci|nightly] [--examples=N] [--replay=ID]
-    [--dry-run]."""
+    [--dry-run] [--json]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "stability", *session.posargs)
 
@@ -64,14 +64,15 @@ def stability(session: nox.Session) -> None:
 @nox.session(venv_backend="uv")
 def compare(session: nox.Session) -> None:
     """A/B: nox -s compare -- --baseline=stable --candidate=latest [--rounds=N|--until-decided] [--from-results]
-    [--dry-run]."""
+    [--dry-run] [--json]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "compare", *session.posargs)
 
 
 @nox.session(venv_backend="uv")
 def regressions(session: nox.Session) -> None:
-    """Change points over history: nox -s regressions [-- --along=version --package=dask] [--fail-on=new|open]."""
+    """Change points over history: nox -s regressions [-- --along=version --package=dask] [--fail-on=new|open]
+    [--tag=TAG] [--json]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "regressions", *session.posargs)
 
@@ -86,7 +87,8 @@ def bisect(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def bless(session: nox.Session) -> None:
-    """Blessed or not: nox -s bless -- --runtime=latest --baseline=stable [--criteria=NAME] (exit 0 = blessed)."""
+    """Blessed or not: nox -s bless -- --runtime=latest --baseline=stable [--criteria=NAME] [--dry-run] [--json]
+    (exit 0 = blessed)."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "bless", *session.posargs)
 
@@ -101,7 +103,7 @@ def export(session: nox.Session) -> None:
 @nox.session(venv_backend="uv")
 def reproduce(session: nox.Session) -> None:
     """Run a recorded run again in its exact environment: nox -s reproduce -- --run=RUN_ID [--case=ID] [--repeat=N]
-    [--dry-run]."""
+    [--dry-run] [--json]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "reproduce", *session.posargs)
 
@@ -136,7 +138,8 @@ def merge(session: nox.Session) -> None:
 
 @nox.session(venv_backend="uv")
 def workloads(session: nox.Session) -> None:
-    """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG] [--workload=NAME]."""
+    """The workload catalogue with tags, sizes and descriptions: nox -s workloads [-- --tag=TAG] [--workload=NAME]
+    [--json]."""
     _controller(session)
     session.run("python", "-m", "framework.cli", "workloads", *session.posargs)
 

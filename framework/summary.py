@@ -105,13 +105,18 @@ def format_table(
     return "\n".join(lines)
 
 
+def run_summary_rows(results: Results, run_id: str) -> list[dict[str, Any]]:
+    """The summary's rows: one per case of the run (``matrix --json`` prints them as they are)."""
+    register(results, load_policy())
+    names, rows = results.sql(SUMMARY_SQL, {"run_id": run_id})
+    return [dict(zip(names, row)) for row in rows]
+
+
 def run_summary(results: Results, run_id: str) -> str:
     """The end of a matrix run, one block per runtime × hardware: each case's outcome, median wall, peak memory
     and spill, with the change vs the runtime's previous run of the same case; the cases that did not pass come
     first (in capitals), their first errors under the table, and a line of totals at the end."""
-    register(results, load_policy())
-    names, rows = results.sql(SUMMARY_SQL, {"run_id": run_id})
-    cases = [dict(zip(names, row)) for row in rows]
+    cases = run_summary_rows(results, run_id)
     blocks: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for case in cases:
         blocks.setdefault((case["runtime"], case["hardware"]), []).append(case)

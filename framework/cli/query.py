@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from framework.cli.json_output import emit
 from framework.cli.parser import Parser, add_json, add_results
 from framework.cli.selectors import add_workload_options, checked, selectors
 from framework.config import ROOT
@@ -61,23 +62,21 @@ def cmd_workloads(argv: Sequence[str]) -> int:
 
     parser = Parser(prog="nox -s workloads --", description="List the workload catalogue.")
     add_workload_options(parser)
+    add_json(parser, help="print the catalogue as one JSON document (a list of workloads)")
     args = parser.parse_args(argv)
     catalog = load_catalog()
     wanted = checked(selectors(args), catalog)
-    rows = []
-    for workload in catalog.workloads.values():
-        if wanted and not any(selector_matches(selector, workload) for selector in wanted):
-            continue
-        cases, _ = expand_workload(workload, None)
-        rows.append(
+    chosen = [w for w in catalog.workloads.values() if not wanted or any(selector_matches(s, w) for s in wanted)]
+    listed = [(workload, len(expand_workload(workload, None)[0])) for workload in chosen]
+    if args.json:
+        emit(
             [
-                workload.name,
-                ", ".join(workload.tags),
-                ", ".join(workload.sizes) or "–",
-                str(len(cases)),
-                workload.description,
+                {"workload": w.name, "tags": w.tags, "sizes": list(w.sizes), "cases": n, "description": w.description}
+                for w, n in listed
             ]
         )
+        return 0
+    rows = [[w.name, ", ".join(w.tags), ", ".join(w.sizes) or "–", str(n), w.description] for w, n in listed]
     print(format_table(["workload", "tags", "sizes", "cases", "description"], rows, max_width=120))
     print(f"({len(rows)} workloads; run one with: nox -s matrix -- --workload=NAME --size=SIZE)")
     return 0

@@ -5,16 +5,28 @@ Each parses its options and calls the pipeline; what it prints is the run's summ
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from framework import step_summary
 from framework.cli import dry_run
+from framework.cli.json_output import (
+    comparison_document,
+    emit,
+    plain,
+    plan_document,
+    reproduction_document,
+    stdout_to_stderr,
+)
 from framework.cli.parser import (
     Parser,
     ResultsURL,
     add_dry_run,
+    add_json,
     add_rebuild,
     add_results,
     bounded_number,
@@ -31,6 +43,9 @@ from framework.config import ROOT
 from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRIC_NAMES
 from framework.shards import BALANCES, parse_run_group, parse_shard, plan_lines, refuse_split, require_run_group
+
+if TYPE_CHECKING:
+    from framework.pipeline import MatrixOptions, MatrixReport
 
 
 def matrix_parser() -> Parser:
@@ -66,16 +81,14 @@ def matrix_parser() -> Parser:
     add_results(parser)
     add_rebuild(parser)
     add_dry_run(parser, help="print the plan (with --shard: this shard's part and the split), run nothing")
+    add_json(parser, help="print the run's summary rows (with --dry-run: the plan) as one JSON document")
     parser.add_argument("--list", action="store_true", help="print the workload catalogue and exit")
     return parser
 
 
 def cmd_matrix(argv: Sequence[str]) -> int:
-    from framework.compaction import compact_if_due
     from framework.matrix import Selection, build_plan
-    from framework.pipeline import MatrixOptions, run_matrix, shard_of
-    from framework.query import Results
-    from framework.summary import run_summary, shard_note
+    from framework.pipeline import MatrixOptions, shard_of
 
     args = matrix_parser().parse_args(argv)
     if args.list:
@@ -118,6 +131,9 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         from framework.config import load_catalog
 
         plan, the_split = shard_of(options, build_plan(load_catalog(), selection))
+        if args.json:
+            emit(plan_document(plan.cases, plan.skipped))
+            return 0
         if the_split is not None:
             print("\n".join(the_split.describe()))
             print(f"shard {args.shard}: {len(plan.cases)} case(s)")
@@ -126,6 +142,23 @@ def cmd_matrix(argv: Sequence[str]) -> int:
             print(f"skip {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
         print("\n".join(dry_run.matrix_plan(plan.cases, ROOT)))
         return 0
+    with stdout_to_stderr(args.json):
+        report, not_passed, cases = _run_and_summarise(args, options)
+    if args.json:
+        document = {"run_id": report.run_id, "results": args.results, "unusable": report.unusable, "cases": cases}
+        emit(plain(document))
+    # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
+    return 1 if not_passed else 0
+
+
+def _run_and_summarise(args: argparse.Namespace, options: MatrixOptions) -> tuple[MatrixReport, int, list[Any]]:
+    """Run the matrix and print its summary (the job summary's too): the report, how many rows did not pass, and
+    the summary's rows (``--json`` prints those)."""
+    from framework.compaction import compact_if_due
+    from framework.pipeline import run_matrix
+    from framework.query import Results
+    from framework.summary import run_summary, run_summary_rows, shard_note
+
     report = run_matrix(options)
     for skipped in report.plan.skipped:
         print(f"skipped {skipped.runtime} × {skipped.hardware} × {skipped.case_id}: {skipped.reason}")
@@ -143,13 +176,13 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         _, [(not_passed,)] = results.sql(
             "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
         )
+        cases = run_summary_rows(results, report.run_id)
     body = "\n".join([*report.unusable, summary, *([note] if note else [])])
     title = f"Matrix run {report.run_id}" + (f" (shard {report.shard} of {report.run_group})" if note else "")
     step_summary.add(title, body, headline=summary.splitlines()[-1])
     for line in compact_if_due(args.results):
         print(line)
-    # Failures are results, recorded and shown; the exit code tells CI that some case did not pass.
-    return 1 if not_passed else 0
+    return report, int(not_passed), cases
 
 
 def stability_parser() -> Parser:
@@ -178,6 +211,7 @@ def stability_parser() -> Parser:
     add_results(parser)
     add_rebuild(parser)
     add_dry_run(parser, help="print the runtimes, environments, tiers and examples; build and run nothing")
+    add_json(parser, help="print the run's table as one JSON document")
     return parser
 
 
@@ -187,6 +221,8 @@ def cmd_stability(argv: Sequence[str]) -> int:
     from framework.summary import format_table
 
     args = stability_parser().parse_args(argv)
+    if args.json and (args.replay or args.dry_run):
+        raise SelectionError("--json prints a stability run's table: not with --replay or --dry-run — drop one")
     if args.replay and args.dry_run:
         print(f"dry run: would replay failure {args.replay} {args.times} time(s); nothing was built or run")
         return 0
@@ -224,9 +260,10 @@ def cmd_stability(argv: Sequence[str]) -> int:
     if args.dry_run:
         print("\n".join(dry_run.stability_plan(options)))
         return 0
-    report = run_stability(options)
-    for headline in report.unusable:  # first: the cause, not a table
-        print(headline)
+    with stdout_to_stderr(args.json):
+        report = run_stability(options)
+        for headline in report.unusable:  # first: the cause, not a table
+            print(headline)
     with Results(args.results) as results:
         columns, rows = results.sql(
             "SELECT runtime, distributed_version AS distributed, case_id, outcome, round(wall_s, 1) AS wall_s,"
@@ -235,6 +272,10 @@ def cmd_stability(argv: Sequence[str]) -> int:
             " left(error, 140) AS error FROM rows WHERE run_id = ? ORDER BY runtime, started_at",
             [report.run_id],
         )
+    if args.json:
+        batches = [dict(zip(columns, row)) for row in rows]
+        emit(plain({"run_id": report.run_id, "results": args.results, "unusable": report.unusable, "rows": batches}))
+        return 1 if not rows or any(row[3] != "passed" for row in rows) else 0
     print()
     print(f"stability run {report.run_id} — results in {shown(args.results)}")
     print(format_table(columns, rows, max_width=150, missing="–"))
@@ -295,6 +336,7 @@ def compare_parser() -> Parser:
     add_results(parser)
     add_rebuild(parser)
     add_dry_run(parser, help="print the sides, cases, environments and executions; build and run nothing")
+    add_json(parser, help="print the comparison as one JSON document (counts, and each case × metric)")
     return parser
 
 
@@ -310,6 +352,8 @@ def cmd_compare(argv: Sequence[str]) -> int:
         raise SelectionError(f"--alpha={args.alpha} is not between 0 and 0.5 — use e.g. --alpha=0.01")
     metrics = compare.metric_names(split(args.metric))
     effects = parse_effects(args.min_effect)
+    if args.json and args.dry_run:
+        raise SelectionError("--json with --dry-run: a plan is text, not a table — drop one of them")
     if args.from_results and args.dry_run:
         print(
             f"dry run: --from-results builds and runs nothing: it would compare the stored rows of {args.baseline}"
@@ -335,7 +379,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
         candidate = compare.resolve_side(args.candidate, catalog, args.hardware, args.candidate_config)
         cases, skipped = compare.plan_cases(catalog, baseline, selectors(args), args.size, args.matrix)
         for reason in skipped:
-            print(f"skipped {reason}")
+            print(f"skipped {reason}", file=sys.stderr if args.json else sys.stdout)
         if args.dry_run:
             budget = args.budget if args.until_decided else None
             sides = ((baseline.label, baseline.runtime), (candidate.label, candidate.runtime))
@@ -358,8 +402,11 @@ def cmd_compare(argv: Sequence[str]) -> int:
         )
         report = compare.run_interleaved(options)
     text = compare.compare_text(report)
-    print()
-    print(text)
+    if args.json:
+        emit(comparison_document(report))
+    else:
+        print()
+        print(text)
     step_summary.add(f"Comparison {report.comparison_id}", text, headline=text.splitlines()[-1])
     failed = report.failures(compare.CANDIDATE)
     # Regressions and candidate failures are findings, recorded and shown; the exit code tells CI.
@@ -424,14 +471,21 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
     add_results(parser)
     add_rebuild(parser, help="rebuild the environment even if it still exists")
     add_dry_run(parser, help="print the recorded environments, cases and executions; build and run nothing")
+    add_json(parser, help="print recorded against now as one JSON document")
     args = parser.parse_args(argv)
+    if args.json and args.dry_run:
+        raise SelectionError("--json with --dry-run: a plan is text, not a table — drop one of them")
     options = ReproduceOptions(
         args.run, args.results, split(args.case), args.repeat, address=args.address, rebuild=args.rebuild
     )
     if args.dry_run:
         print("\n".join(dry_run.reproduce_plan(options)))
         return 0
-    report = reproduce(options)
+    with stdout_to_stderr(args.json):
+        report = reproduce(options)
+    if args.json:
+        emit(reproduction_document(report))
+        return 1 if report.unusable is not None or any(o.not_passed for o in report.outcomes) else 0
     if report.unusable is not None:
         print(report.unusable)
         return 1

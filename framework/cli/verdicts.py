@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from framework import step_summary
+from framework.cli.json_output import emit, scan_document, stdout_to_stderr, verdict_document
 from framework.cli.parser import (
     Parser,
     add_dry_run,
+    add_json,
     add_rebuild,
     add_results,
     fraction,
@@ -24,6 +26,7 @@ from framework.cli.parser import (
 )
 from framework.cli.selectors import TAG_PREFIX, add_workload_options, by_tag, selectors, single
 from framework.config import ROOT, load_catalog
+from framework.in_runtime.errors import SelectionError
 from framework.metric_catalogue import METRIC_NAMES
 from framework.shards import refuse_split
 
@@ -50,6 +53,7 @@ def regressions_parser() -> Parser:
     parser.add_argument("--machines", type=Path, help="machine classes and pools (default matrices/machines.yaml)")
     parser.add_argument("--markdown", type=Path, help="Markdown summary (default: RESULTS/regressions.md)")
     parser.add_argument("--fail-on", choices=["new", "open", "never"], default="new", help="exit 1 on (default new)")
+    add_json(parser, help="print the scan as one JSON document (every finding with its change and interval)")
     return parser
 
 
@@ -79,7 +83,10 @@ def cmd_regressions(argv: Sequence[str]) -> int:
     report = scan(options)
     target = args.markdown or args.results / "regressions.md"
     write_summary(report, target)
-    print(f"{report_text(report)}\nsummary: {target}\nrecord: {report.record}")
+    if args.json:
+        emit(scan_document(report, target))
+    else:
+        print(f"{report_text(report)}\nsummary: {target}\nrecord: {report.record}")
     return 1 if failing(report, args.fail_on) else 0
 
 
@@ -159,6 +166,7 @@ def bless_parser() -> Parser:
         help="reuse recent evidence of the same environment (default); --no-reuse runs everything again",
     )
     add_dry_run(parser, help="print what would be reused and what would run")
+    add_json(parser, help="print the verdict as one JSON document (every check, its reason and evidence)")
     return parser
 
 
@@ -173,6 +181,8 @@ def cmd_bless(argv: Sequence[str], runners: Runners | None = None, exporter: Exp
 
     refuse_split("bless", argv)
     args = bless_parser().parse_args(argv)
+    if args.json and args.dry_run:
+        raise SelectionError("--json with --dry-run: a plan is text, not a verdict — drop one of them")
     options = BlessOptions(
         runtime=args.runtime,
         criteria=args.criteria,
@@ -185,9 +195,13 @@ def cmd_bless(argv: Sequence[str], runners: Runners | None = None, exporter: Exp
     )
     if runners is None:  # the real pipeline: its environments' locks are what production installs
         exporter = exporter or export_blessed
-    report = bless(options, runners, exporter=exporter)
+    with stdout_to_stderr(args.json):
+        report = bless(options, runners, exporter=exporter)
     text = report_text(report)
-    print(text, flush=True)  # flushed: the verdict is the command's output
+    if args.json:
+        emit(verdict_document(report))
+    else:
+        print(text, flush=True)  # flushed: the verdict is the command's output
     if report.verdict is not None:
         step_summary.add(f"Blessing {args.runtime}", text, headline=text.splitlines()[0])
     return 0 if report.verdict is None or report.verdict.blessed else 1

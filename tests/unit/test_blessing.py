@@ -822,3 +822,15 @@ def test_an_unknown_option_exits_2_with_the_near_miss(capsys: pytest.CaptureFixt
 
     assert raised.value.code == 2
     assert "did you mean --runtime?" in capsys.readouterr().err
+
+
+def test_command_json_is_one_document_with_every_check(quick_lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    quick_lab.outcomes = {"array_mean_var": "error"}
+    code = cmd_bless(["--criteria=quick", "--json", f"--results={quick_lab.results}"], quick_lab.runners())
+
+    document = json.loads(capsys.readouterr().out)  # the whole of stdout: nothing else is printed there
+    assert code == 1
+    assert document["runtime"] == "latest" and document["blessed"] is False
+    failed = [check for check in document["checks"] if not check["passed"]]
+    assert len(failed) == 1 and failed[0]["reason"].startswith("array_mean_var failed 3/3 repeats on latest")
+    assert document["record"].endswith(".parquet")

@@ -4,9 +4,13 @@ a table. Nothing here builds an environment or runs a workload."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 
 from framework import cli
+from framework.config import load_catalog
 
 
 def _run(capsys, argv):
@@ -111,3 +115,88 @@ def test_bisect_dry_run_says_how_many_releases_would_be_built(nothing_runs, monk
     argv = ["bisect", "--dry-run", "--package=dask", "--good=2024.12.1", "--bad=2025.5.0", "--metric=peak_memory"]
     out = _dry(capsys, [*argv, "--workload=array_mean_var", "--repeat=5", f"--results={results_dir}"])
     assert "array_mean_var: about" in out and "5 repeat(s) each" in out
+
+
+# --- --json: every verb that prints a table prints one JSON document and nothing else on stdout ---------------
+
+
+def _document(capsys, argv, code=0):
+    got, out, err = _run(capsys, argv)
+    assert got == code, err
+    return json.loads(out)  # the whole of stdout
+
+
+def test_workloads_json_lists_the_selected_catalogue(capsys):
+    document = _document(capsys, ["workloads", "--tag=smoke", "--json"])
+    smoke = sorted(name for name, workload in load_catalog().workloads.items() if "smoke" in workload.tags)
+    assert sorted(entry["workload"] for entry in document) == smoke
+    assert all("smoke" in entry["tags"] and entry["cases"] >= 1 for entry in document)
+
+
+def test_compare_json_carries_the_same_counts_as_the_text(results_dir, case_row, write_run, capsys):
+    rows = [
+        case_row(run_id=run, runtime=runtime, case_id="groupby", workload="groupby", repeat=repeat,
+                 wall_s=3.0 + 0.01 * repeat, peak_memory_bytes=int(2**30 * factor) + repeat)
+        for runtime, factor, run in (("stable", 1.0, "r1"), ("latest", 1.38, "r2"))
+        for repeat in range(7)
+    ]  # fmt: skip
+    for run in ("r1", "r2"):
+        write_run([row for row in rows if row["run_id"] == run])
+    argv = ["compare", "--baseline=stable", "--candidate=latest", "--from-results", f"--results={results_dir}"]
+    document = _document(capsys, [*argv, "--json"], code=1)  # a regression: exit 1, as without --json
+    assert document["counts"]["regressed"] >= 1
+    assert document["counts"] == {word: sum(line["verdict"] == word for line in document["lines"])
+                                  for word in document["counts"]}  # fmt: skip
+    text = _run(capsys, argv)[1]
+    assert text.strip().splitlines()[-1].startswith(f"{document['counts']['regressed']} regressed, ")
+    peak = next(line for line in document["lines"] if line["metric"] == "peak_memory")
+    assert peak["verdict"] == "regressed" and peak["ratio"] == pytest.approx(1.38, rel=0.01)
+
+
+def test_regressions_json_is_one_document(results_dir, case_row, write_run, capsys):
+    write_run([case_row(run_id="r1")])
+    document = _document(capsys, ["regressions", f"--results={results_dir}", "--json", "--markdown=/dev/null"])
+    assert document["findings"] == [] and document["scan_id"]
+
+
+@pytest.mark.parametrize("verb", ["compare", "bless"])
+def test_json_with_dry_run_is_refused_in_one_line(verb, capsys):
+    extra = ["--baseline=stable", "--candidate=latest"] if verb == "compare" else []
+    code, out, err = _run(capsys, [verb, *extra, "--json", "--dry-run"])
+    assert code == 2 and out == "" and "--json with --dry-run" in err
+
+
+def test_matrix_json_is_the_plan_in_a_dry_run_and_the_summary_rows_after_a_run(
+    results_dir, case_row, write_run, monkeypatch, capsys
+):
+    document = _document(capsys, ["matrix", "--dry-run", "--json", "--runtime=latest", "--workload=array_mean_var"])
+    assert document["dry_run"] is True
+    assert [(c["runtime"], c["case_id"]) for c in document["cases"]] == [("latest", "array_mean_var")]
+
+    from framework import pipeline
+
+    write_run([case_row(run_id="r1", case_id="a", wall_s=1.5), case_row(run_id="r1", case_id="b", wall_s=float("nan"))])
+    ran = SimpleNamespace(plan=SimpleNamespace(skipped=[]), unusable=[], run_id="r1", shard=None, run_group=None)
+    monkeypatch.setattr(pipeline, "run_matrix", lambda options: ran)
+    document = _document(capsys, ["matrix", "--json", "--runtime=latest", f"--results={results_dir}"])
+    assert document["run_id"] == "r1"
+    assert sorted(case["case_id"] for case in document["cases"]) == ["a", "b"]
+
+
+def test_stability_json_is_the_run_s_table(results_dir, case_row, write_run, monkeypatch, capsys):
+    from framework import stability
+
+    write_run([case_row(run_id="s1", case_id="fuzz[inprocess]", workload="stability.fuzz")])
+    monkeypatch.setattr(stability, "run_stability", lambda options: SimpleNamespace(run_id="s1", unusable=[]))
+    document = _document(capsys, ["stability", "--json", f"--results={results_dir}"])
+    assert [row["case_id"] for row in document["rows"]] == ["fuzz[inprocess]"]
+    assert document["rows"][0]["outcome"] == "passed"
+
+
+def test_reproduce_json_is_one_document(results_dir, monkeypatch, capsys):
+    from framework import reproduce
+
+    recorded = reproduce.RecordedRun("r0", "2026-12-01", [])
+    monkeypatch.setattr(reproduce, "reproduce", lambda options: reproduce.ReproduceReport(recorded, "r1"))
+    document = _document(capsys, ["reproduce", "--run=r0", "--json", f"--results={results_dir}"])
+    assert document == {"run_id": "r1", "reproduces": "r0", "unusable": None, "groups": []}
