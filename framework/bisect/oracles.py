@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from framework import vocabulary
 from framework.bisect.search import Judgement, Step, Verdict
 from framework.compare import BASELINE, interleaving
 from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group, say, usable
@@ -123,11 +124,15 @@ class MetricOracle:
         comparison = compare_samples(samples[good], samples[bad], self.spec, alpha=ALPHA)
         self.comparison, self.boundary_samples = comparison, samples
         verdicts: dict[str, Verdict]
-        if comparison.verdict == "regressed":
+        if comparison.verdict == vocabulary.Verdict.REGRESSED:
             verdicts = {good: "good", bad: "bad"}
             why = f"A/B of the ends: {comparison.sentence()}"
         else:
-            fix = " — swap --good and --bad to find where it improved" if comparison.verdict == "improved" else ""
+            fix = (
+                " — swap --good and --bad to find where it improved"
+                if comparison.verdict == vocabulary.Verdict.IMPROVED
+                else ""
+            )
             verdicts = {good: "good", bad: "good"}
             why = f"no change between good and bad to bisect: {comparison.sentence()}{fix}"
         return {
@@ -166,7 +171,7 @@ class MetricOracle:
             self.comparison = compare_samples(samples[last_good], samples[first_bad], self.spec, alpha=ALPHA)
         assert self.comparison is not None
         text = f"{last_good} → {first_bad}: {self.comparison.sentence()}"
-        if self.comparison.verdict != "regressed":
+        if self.comparison.verdict != vocabulary.Verdict.REGRESSED:
             text += " — the step is not confirmed on its own: the change may be spread over several releases"
         return text
 
