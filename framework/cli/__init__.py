@@ -1,6 +1,6 @@
 """Command lines of the nox sessions: parse, call the feature, print. User mistakes → one line, exit 2.
 
-python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workload=NAME|tag:TAG] ...
+python -m framework.cli matrix [--runtime=NAME ...] [--hardware=NAME] [--workload=NAME|tag:TAG] [--tag=TAG] ...
 python -m framework.cli sql ["SELECT ..."]
 python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
@@ -11,7 +11,9 @@ python -m framework.cli export --runtime=NAME | --run=RUN_ID [--format=requireme
 python -m framework.cli reproduce --run=RUN_ID [--case=CASE_ID] [--repeat=N]
 
 The parser, argument types and shared options are in parser.py; each verb's options and the glue that calls its
-feature are in run.py, query.py, verdicts.py or store.py. Features never import this package.
+feature are in run.py, query.py, verdicts.py or store.py. What every verb shares: the workload selectors
+(selectors.py), ``--dry-run`` plans (dry_run.py) and ``--json`` documents (json_output.py). Features never import
+this package.
 """
 
 from __future__ import annotations
