@@ -102,7 +102,8 @@ def test_it_prints_recorded_vs_now_with_intervals(
     assert table[2].startswith("array_mean_var  3/3 → 3/3")
     for line, label in zip(table[2:6], ("wall time", "peak memory", "mean memory", "spill")):
         assert label in line
-        assert re.search(r"\d+\.\d\d×\s+\d+\.\d\d–\d+\.\d\d", line), line  # ratio and its 95 % interval
+        change = r"[+-][\d.]+ %"
+        assert re.search(rf"{change}\s+{change} to {change}", line), line  # the change and its 95 % interval
     assert "reproduce with --repeat=9 for a verdict" in output
 
 
