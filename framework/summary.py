@@ -6,17 +6,15 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from framework.locks import recorded_diff_lines
-from framework.machines import class_sql, join_sql, load_policy, register
+from framework.machines import classified_summary_sql, load_policy, register
+from framework.metric_catalogue import METRICS
+from framework.noise import Delta, Noise, judge, notes, run_noise
 from framework.query import Results
 
 # The change is against the previous run on the same kind of machine (machine class: framework.machines); a run on
 # a class new to its runtime × hardware says so in its heading.
 SUMMARY_SQL = f"""
-WITH run_machines AS (
-    SELECT r.run_id, r.runtime, r.hardware, any_value({class_sql()}) AS machine_class
-    FROM rows r {join_sql()} GROUP BY ALL
-),
-classified AS (SELECT * FROM case_summary JOIN run_machines USING (run_id, runtime, hardware)),
+WITH {classified_summary_sql()},
 this AS (SELECT * FROM classified WHERE run_id = $run_id),
 previous AS (
     SELECT runtime, hardware, machine_class, case_id, size, params, median_wall_s, median_peak_memory_bytes,
@@ -61,13 +59,6 @@ def human_bytes(value: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def change(current: float | None, previous: float | None) -> str:
-    """``+10 %``: the relative change; ``–`` where either value is unknown."""
-    if current is None or previous is None or previous == 0:
-        return "–"
-    return f"{(current / previous - 1) * 100:+.0f} %"
-
-
 def format_table(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -105,19 +96,22 @@ def format_table(
     return "\n".join(lines)
 
 
-def run_summary(results: Results, run_id: str) -> str:
+def run_summary(results: Results, run_id: str, verbose: bool = False) -> str:
     """The end of a matrix run, one block per runtime × hardware: each case's outcome, median wall, peak memory
-    and spill, with the change vs the runtime's previous run of the same case; the cases that did not pass come
-    first (in capitals), their first errors under the table, and a line of totals at the end."""
+    and spill, with the change vs the runtime's previous run of the same case where it is beyond the case's noise
+    (:mod:`framework.noise`; ``verbose``: the raw change and the noise band beside it); the cases that did not
+    pass come first (in capitals), their first errors under the table, and a line of totals at the end."""
     register(results, load_policy())
     names, rows = results.sql(SUMMARY_SQL, {"run_id": run_id})
     cases = [dict(zip(names, row)) for row in rows]
+    noise = run_noise(results, run_id)
+    deltas: list[Delta] = []
     blocks: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for case in cases:
         blocks.setdefault((case["runtime"], case["hardware"]), []).append(case)
     # The size goes into each block's heading when it is the same for the whole block (the usual run).
     sized_blocks = all(len({case["size"] for case in block}) == 1 for block in blocks.values())
-    columns = ["case", *([] if sized_blocks else ["size"]), *SUMMARY_COLUMNS]
+    columns = ["case", *([] if sized_blocks else ["size"]), *SUMMARY_COLUMNS, *(["noise from"] if verbose else [])]
     table: list[list[str]] = []
     headings: list[tuple[int, str]] = []  # (first row of the block, its heading)
     since = recorded_diff_lines(results, run_id)
@@ -139,7 +133,11 @@ def run_summary(results: Results, run_id: str) -> str:
                 " against runs on the same class only"
             )
         headings.append((len(table), heading + (f"\n  {since[runtime]}" if runtime in since else "")))
-        table += [[case["case_id"], *([] if sized_blocks else [case["size"] or ""]), *_cells(case)] for case in block]
+        for case in block:
+            key = (case["runtime"], case["hardware"], case["case_id"], case["size"])
+            cells, judged = _cells(case, noise.get(key, {}), verbose)
+            deltas += judged
+            table.append([case["case_id"], *([] if sized_blocks else [case["size"] or ""]), *cells])
     # One table for all blocks, so their columns line up; cut into blocks under their headings.
     header, rule, *lines = format_table(columns, table, right=SUMMARY_COLUMNS[1:]).splitlines()
     out: list[str] = []
@@ -157,6 +155,8 @@ def run_summary(results: Results, run_id: str) -> str:
     ]
     if errors:
         out += ["", "Not passed:", *errors]
+    said = notes(deltas)
+    out += ["", *said] if said else []
     out += overloaded_lines([case for case in cases if (case["runtime"], case["hardware"]) not in unusable])
     counts = dict.fromkeys(OUTCOMES, 0)
     for case in cases:
@@ -190,15 +190,20 @@ def overloaded_lines(cases: Sequence[dict[str, Any]]) -> list[str]:
     return ["", *lines] if lines else []
 
 
-def _cells(case: dict[str, Any]) -> list[str]:
-    """A case's cells after its name: the outcome (in capitals unless passed), measurements and changes."""
+def _cells(case: dict[str, Any], noise: dict[str, Noise | None], verbose: bool) -> tuple[list[str], list[Delta]]:
+    """A case's cells after its name: the outcome (in capitals unless passed), measurements and changes; and the
+    Δ cells judged against the case's noise (for the notes under the table)."""
     wall, peak, tasks = case["median_wall_s"], case["median_peak_memory_bytes"], case["median_tasks"]
     passed = case["outcome"] == "passed"
+    judged: list[Delta] = []
 
-    def delta(current: float | None, previous: float | None) -> str:
+    def delta(name: str, current: float | None, previous: float | None) -> str:
         if not case["has_previous"]:
             return "new"  # no passed run of this case on this runtime before
-        return change(current, previous) if passed else "–"  # a failure's figures are not a change to report
+        if not passed:
+            return "–"  # a failure's figures are not a change to report
+        judged.append(judge(METRICS[name], current, previous, noise.get(name)))
+        return judged[-1].text(verbose)
 
     # "!": measured (this run's repeats, or for a change either side's) while the machine was overloaded.
     loaded = OVERLOADED_MARK if case["overloaded_repeats"] else ""
@@ -207,16 +212,20 @@ def _cells(case: dict[str, Any]) -> list[str]:
     def marked(text: str, mark: str) -> str:
         return text + mark if text not in ("–", "new") else text
 
-    return [
+    cells = [
         case["outcome"] if passed else case["outcome"].upper(),
         f"{case['passed']}/{case['repeats']}",
         marked(f"{wall:.2f} s" if wall is not None else "–", loaded),
-        marked(delta(wall, case["previous_wall_s"]), either),
+        marked(delta("wall", wall, case["previous_wall_s"]), either),
         human_bytes(peak),
-        delta(peak, case["previous_peak_memory_bytes"]),
+        delta("peak_memory", peak, case["previous_peak_memory_bytes"]),
         human_bytes(case["median_spilled_bytes"]),
         str(int(tasks)) if tasks is not None else "–",
     ]
+    if verbose:
+        sources = {f"{n.source} ({n.detail})" for n in noise.values() if n is not None}
+        cells.append(", ".join(sorted(sources)) or "–")
+    return cells, judged
 
 
 def shard_note(run_group: str, shard: str, results: str) -> str:
