@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from framework.blessing import OVERLOADED
-from framework.config import DEFAULT_RESULTS, ROOT
+from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
 from framework.criteria import Criteria, load
 from framework.environments import parse_lock
 from framework.export import install_command
@@ -65,6 +65,11 @@ class Judging:
     criteria: Criteria | None
     problem: str | None = None
     name: str = DEFAULT_CRITERIA
+    declared: tuple[str, ...] | None = None  # matrices/runtimes.yaml's runtimes, in order; None: unknown (show all)
+
+    def shows(self, runtime: str, has_verdict: bool) -> bool:
+        """A line for each declared runtime, and for any runtime with a verdict (a bisection's steps have none)."""
+        return self.declared is None or runtime in self.declared or has_verdict
 
     def yardstick(self, verdict: Mapping[str, Any] | None) -> Yardstick | None:
         """The verdict's criteria as they were declared when it was decided; else today's default set."""
@@ -90,9 +95,14 @@ class Judging:
 def judging(root: Path = ROOT) -> Judging:
     """Today's default criteria (``matrices/blessing.yaml``); a broken file is said on the page, not raised."""
     try:
-        return Judging(load(root, DEFAULT_CRITERIA)[1])
+        catalog, criteria = load(root, DEFAULT_CRITERIA)
     except FrameworkError as error:
-        return Judging(None, str(error))
+        try:
+            declared: tuple[str, ...] | None = tuple(load_catalog(root).runtimes)
+        except FrameworkError:
+            declared = None
+        return Judging(None, str(error), declared=declared)
+    return Judging(criteria, declared=tuple(catalog.runtimes))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +198,14 @@ def _setup_failure(
     return f"every case of run {newest['run_id']} ({when(newest['run_started_at'])} UTC) errored at setup: {first}"
 
 
+def store_runtimes(
+    runs: Sequence[Mapping[str, Any]], records: EnvironmentRecords, verdicts: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Every runtime the store knows: of a run, a health check or a verdict, by name."""
+    return sorted({*(run["runtime"] for run in runs), *(c["runtime"] for c in records.checks),
+                   *(str(verdict["runtime"]) for verdict in verdicts)})  # fmt: skip
+
+
 def runtime_states(
     *,
     runs: Sequence[Mapping[str, Any]],
@@ -203,7 +221,7 @@ def runtime_states(
     the ``--results`` the commands shown need (None for the default store)."""
     by_runtime = {str(verdict["runtime"]): verdict for verdict in verdicts}
     unusable = {check["runtime"]: check for check in records.unusable_now()}
-    names = sorted({*(run["runtime"] for run in runs), *by_runtime, *(c["runtime"] for c in records.checks)})
+    names = [name for name in store_runtimes(runs, records, verdicts) if judge.shows(name, name in by_runtime)]
     states = []
     for name in names:
         verdict = by_runtime.get(name)
@@ -269,11 +287,23 @@ def _bless_command(
     if yardstick is not None and yardstick.criteria != judge.name:
         parts.append(f"--criteria={shlex.quote(yardstick.criteria)}")
     if baseline == name or (baseline is not None and baseline != default_baseline):
-        other = baseline if baseline != name else next((n for n in names if n != name), "OTHER")
+        other = baseline if baseline != name else _another(name, judge, names)
         parts.append(f"--baseline={shlex.quote(other)}")
     if results_option is not None:
         parts.append(f"--results={shlex.quote(results_option)}")
     return " ".join(parts)
+
+
+def _another(name: str, judge: Judging, names: Iterable[str]) -> str:
+    """A baseline for the baseline itself: the runtime declared after it (stable → previous), else before it, else
+    another of the store."""
+    declared = list(judge.declared or ())
+    if name in declared:
+        at = declared.index(name)
+        around = [*declared[at + 1 :], *reversed(declared[:at])]
+        if around:
+            return around[0]
+    return next((other for other in names if other != name), "OTHER")
 
 
 def _baseline_note(name: str, yardstick: Yardstick | None) -> str:
@@ -392,8 +422,11 @@ def _overloaded(runtime: str, runs: Sequence[Mapping[str, Any]], verdict: Mappin
     return f'<span class="overloaded" title="{escape(title, quote=True)}">! {said} (load &gt; cores)</span>'
 
 
-def go_no_go(states: Sequence[RuntimeState], judge: Judging, records: EnvironmentRecords) -> str:
-    """The lines, first on the page; resolution notes quietly after them."""
+def go_no_go(
+    states: Sequence[RuntimeState], judge: Judging, records: EnvironmentRecords, undeclared: Sequence[str] = ()
+) -> str:
+    """The lines, first on the page; resolution notes quietly after them, and the runtimes of the store that
+    matrices/runtimes.yaml does not declare (a bisection's steps, a runtime removed since) folded."""
     if not states:
         return ""
     items = []
@@ -415,4 +448,11 @@ def go_no_go(states: Sequence[RuntimeState], judge: Judging, records: Environmen
     ]
     problem = f'<p class="error">criteria: {escape(judge.problem)}</p>' if judge.problem else ""
     rule = f'<p class="note">{STALE_RULE} ' + link("#verdicts", "Every verdict with its reasons") + ".</p>"
+    if undeclared:
+        names = ", ".join(escape(name) for name in undeclared)
+        notes.append(
+            f'<details class="note undeclared"><summary>{len(undeclared)} more runtime(s) in the store that'
+            " matrices/runtimes.yaml does not declare (a bisection's steps, runtimes removed since): not judged"
+            f"</summary><p>{names}</p></details>"
+        )
     return '<ul class="states">' + "".join(items) + "</ul>" + problem + "".join(notes) + rule

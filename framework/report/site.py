@@ -229,7 +229,9 @@ def _answer(
         results_dir=results_dir,
         results_option=option,
     )
-    return overview.go_no_go(states, judge, records) + change_grid.change_grid(states, comparisons, locks)
+    shown = {state.runtime for state in states}
+    undeclared = [name for name in overview.store_runtimes(runs, records, verdicts) if name not in shown]
+    return overview.go_no_go(states, judge, records, undeclared) + change_grid.change_grid(states, comparisons, locks)
 
 
 def _run_details(results_dir: Path) -> Any:

@@ -4,10 +4,12 @@
   exported under ``blessed/``), its interleaved comparison unchanged;
 - ``latest`` NOT BLESSED: its wall time regressed beyond the 25 % allowance in an interleaved comparison, and
   its newest run was measured while the machine was overloaded;
-- ``nightly`` UNUSABLE: its health check found dask 2026.11.0 beside distributed 2021.4.1 (every case a setup error);
+- ``dask-2022.10.2`` UNUSABLE: its health check found dask 2022.10.2 beside distributed 2021.4.1 (every case a
+  setup error);
 - ``stable`` NOT JUDGED: the baseline, never blessed itself.
 
-The criteria are the repository's ``default`` set (matrices/blessing.yaml), as ``nox -s bless`` loads them.
+The criteria are the repository's ``default`` set (matrices/blessing.yaml), as ``nox -s bless`` loads them; every
+runtime is declared in matrices/runtimes.yaml (the overview has a line only for those, and any with a verdict).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from tests.unit.conftest import _case_row
 
 DAY0 = dt.datetime(2026, 1, 1, 2, 0, tzinfo=dt.timezone.utc)
 CASES = (("groupby_agg", "groupby_agg[by=id]"), ("array_mean_var", "array_mean_var"))
-VERSIONS = {"stable": "2025.12.0", "latest": "2026.11.0", "previous": "2025.9.0", "nightly": "2026.11.0"}
-ENV = {name: name[0] * 16 for name in VERSIONS}  # one environment per runtime: s…, l…, p…, n…
-INCOHERENT = "dask 2026.11.0 and distributed 2021.4.1 disagree at run time — they are released in lockstep"
+UNUSABLE = "dask-2022.10.2"
+VERSIONS = {"stable": "2025.12.0", "latest": "2026.11.0", "previous": "2025.9.0", UNUSABLE: "2022.10.2"}
+ENV = {name: name[0] * 16 for name in VERSIONS}  # one environment per runtime: s…, l…, p…, d…
+INCOHERENT = "dask 2022.10.2 and distributed 2021.4.1 disagree at run time — they are released in lockstep"
 EXPORT = "blessed/previous-2026-01-06.txt"
 WALL_REGRESSION = "wall time of groupby_agg[by=id]"
 
@@ -50,7 +53,7 @@ def _run(results: Path, runtime: str, day: int, *, overloaded: bool = False, set
         common: dict[str, Any] = {
             "run_id": run_id, "run_started_at": at, "runtime": runtime, "env_hash": ENV[runtime],
             "runtime_hash": runtime[0] * 8 + "r" * 8, "workload": workload, "case_id": case_id, "params": {},
-            "dask_version": version, "distributed_version": "2021.4.1" if runtime == "nightly" else version,
+            "dask_version": version, "distributed_version": "2021.4.1" if runtime == UNUSABLE else version,
             "cpu_count": 2, "ended_at": at,
         }  # fmt: skip
         if setup_error:
@@ -121,9 +124,9 @@ def every_state(results: Path) -> dict[str, Any]:
     latest = _run(results, "latest", 2, overloaded=True)
     _health(results, "latest", latest, 2)
     ids["latest_run"] = latest
-    nightly = _run(results, "nightly", 3, setup_error=f"nightly is UNUSABLE: {INCOHERENT}")
-    _health(results, "nightly", nightly, 3, cause=INCOHERENT)
-    ids["nightly_run"] = nightly
+    unusable = _run(results, UNUSABLE, 3, setup_error=f"{UNUSABLE} is UNUSABLE: {INCOHERENT}")
+    _health(results, UNUSABLE, unusable, 3, cause=INCOHERENT)
+    ids["unusable_run"] = unusable
     unchanged = dict.fromkeys(METRICS, 1.0)
     ids["previous_comparison"] = _comparison(results, "previous", 4, unchanged)
     ids["latest_comparison"] = _comparison(results, "latest", 4, {**unchanged, "wall": 1.6, "peak_memory": 0.8})

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from framework.report import build_site
-from tests.integration.overview_store import EXPORT, INCOHERENT, WALL_REGRESSION, every_state
+from tests.integration.overview_store import EXPORT, INCOHERENT, UNUSABLE, WALL_REGRESSION, every_state
 from tests.integration.test_report_browser import _red, browser, screenshots  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -42,7 +42,8 @@ def test_the_overview_answers_go_or_no_go_for_each_runtime_first(tmp_path, brows
     lines = page.locator("li.state")
     shown = {lines.nth(i).get_attribute("data-runtime"): lines.nth(i).get_attribute("data-state") for i in range(4)}
     assert lines.count() == 4
-    assert shown == {"latest": "NOT BLESSED", "nightly": "UNUSABLE", "previous": "BLESSED", "stable": "NOT JUDGED"}
+    assert shown == {"latest": "NOT BLESSED", UNUSABLE: "UNUSABLE", "previous": "BLESSED", "stable": "NOT JUDGED"}
+    assert not page.locator("details.undeclared").count()  # every runtime of the store is declared
 
     blessed = _line(page, "previous").inner_text()
     assert blessed.startswith("previous is BLESSED — 2026-01-06 02:00 UTC, against stable on local by criteria default")
@@ -61,14 +62,14 @@ def test_the_overview_answers_go_or_no_go_for_each_runtime_first(tmp_path, brows
     assert overloaded.startswith("! its verdict rests on 1 check(s) measured while the machine was overloaded")
     assert f"its newest run {ids['latest_run']} measured 6 repeat(s)" in overloaded
 
-    unusable = _line(page, "nightly")
-    assert unusable.locator(".unusable-cause").inner_text() == f"nightly is UNUSABLE: {INCOHERENT}"
-    assert _red(_colour(page, 'li.state[data-runtime="nightly"] .unusable-cause'))
-    assert f"health check of run {ids['nightly_run']}" in unusable.inner_text()
+    unusable = _line(page, UNUSABLE)
+    assert unusable.locator(".unusable-cause").inner_text() == f"{UNUSABLE} is UNUSABLE: {INCOHERENT}"
+    assert _red(_colour(page, f'li.state[data-runtime="{UNUSABLE}"] .unusable-cause'))
+    assert f"health check of run {ids['unusable_run']}" in unusable.inner_text()
 
     judged = _line(page, "stable").inner_text()
     assert judged.startswith("stable is NOT JUDGED — no blessing verdict yet — nox -s bless -- --runtime=stable")
-    assert f"--baseline=latest --results={results} judges it" in judged
+    assert f"--baseline=previous --results={results} judges it" in judged  # declared after stable
 
     # every line in the first screenful, before the rest of the page
     last = lines.nth(3).bounding_box()

@@ -264,7 +264,7 @@ def test_the_overview_shows_verdicts_latest_runs_the_latest_scan_and_the_matrix(
         "latest is NOT BLESSED — 2026-01-03 02:00 UTC, against stable on local by criteria default: 1 of 1 checks"
         " failed — must pass groupby_agg[by=id]" in text
     )
-    command = f"nox -s bless -- --runtime=stable --baseline=latest --results={results_dir} judges it"
+    command = f"nox -s bless -- --runtime=stable --baseline=previous --results={results_dir} judges it"
     assert f"stable is NOT JUDGED — no blessing verdict yet — {command}" in text
     assert text.index("latest is NOT BLESSED") < text.index("Latest run of each runtime")
     assert f"latest local {_run_id(1)}" in text

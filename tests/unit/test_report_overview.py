@@ -134,6 +134,15 @@ def test_a_runtime_never_judged_gets_the_command_with_its_store():
     assert "nox -s bless -- --runtime=latest --results=s3://bucket/results judges it" in _words(option[0].line)
 
 
+def test_only_declared_runtimes_and_those_with_a_verdict_get_a_line():
+    runs = [_run("latest", 1), _run("bisect-dask-2024.12.1", 1), _run("removed", 1)]
+    verdicts = [_verdict("removed", 2, False, [_check("must_pass", "array_mean_var", False, "failed")])]
+    records = EnvironmentRecords([], [], runs)
+    judge = Judging(CRITERIA, declared=("latest", "stable"))
+    found = runtime_states(runs=runs, verdicts=verdicts, records=records, latest=[], locks={}, judge=judge)
+    assert [(state.runtime, state.state) for state in found] == [("latest", "NOT JUDGED"), ("removed", "NOT BLESSED")]
+
+
 @pytest.mark.parametrize(
     ("later", "stale"),
     [
