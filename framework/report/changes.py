@@ -58,12 +58,12 @@ def cell(
     older = f" — measured in environment {row.get('candidate_env_hash')}, not the runtime's newest" if stale else ""
     if result is None:
         why = row.get("missing") or "its statistics were not recorded"
-        return Cell("missing", "–", f"{spec.label}: not compared — {why} ({where}){older}", stale)
+        return Cell("missing", "–", f"{row['case_id']}: {spec.label} not compared — {why} ({where}){older}", stale)
     kind = "inconclusive" if result.verdict == "unchanged" and not result.conclusive else result.verdict
     text = percent(result.ratio) if kind in ("regressed", "improved") else str(SYMBOLS[kind])
     mde = f"± {100 * result.mde:.0f} %" if result.mde is not None else "none at these repeats"
     title = (
-        f"{spec.label}: {result.sentence()}. Allowed change ≤ {100 * allowed:g} % ({source}); minimum detectable"
+        f"{row['case_id']}: {result.sentence()}. Allowed change ≤ {100 * allowed:g} % ({source}); minimum detectable"
         f" effect (MDE) {mde}. {where}{older}"
     )
     return Cell(kind, text, title, stale)
@@ -149,6 +149,8 @@ def _no_comparison(state: RuntimeState) -> str:
     name, stick = escape(state.runtime), state.yardstick
     if stick is None:
         return f"{name}: no criteria to judge it by, so no baseline"
+    if state.state == "UNUSABLE":
+        return f"{name}: UNUSABLE — nothing of it can be compared until it runs (its line above says why)"
     if stick.baseline == state.runtime:
         return f"{name}: the baseline of criteria {escape(stick.criteria)} — the others are compared with it"
     command = f"nox -s compare -- --baseline={stick.baseline} --candidate={state.runtime}"
