@@ -229,28 +229,13 @@ def runtime_states(
         yardstick = judge.yardstick(verdict)
         loaded = _overloaded(name, runs, verdict)
         env_hash = seen.env_hash if seen is not None else None
-        check = unusable.get(name)
-        setup = _setup_failure(name, runs, latest, verdict, records)
-        said_unusable = [c for c in (verdict or {}).get("checks", []) if c.get("criterion") == "usable"]
-        if check is not None:
-            line = _unusable_line(check, records)
-        elif setup is not None:
-            line = f'<span class="unusable-cause"><b>{escape(name)} is UNUSABLE</b>: {escape(setup)}</span>'
-        elif said_unusable and not said_unusable[0].get("passed"):
-            reason = said_unusable[0].get("reason") or said_unusable[0].get("subject") or "no cause recorded"
-            loud = f"{name} is UNUSABLE"
-            rest = reason[len(loud) :] if reason.startswith(loud) else ": " + reason
-            line = f'<span class="unusable-cause"><b>{escape(loud)}</b>{escape(rest)}</span>'
-            line += (
-                f' <span class="facts">· bless verdict of {when(verdict["decided_at"]) if verdict else ""} UTC</span>'
-            )
-        else:
-            line = ""
+        stale = stale_because(verdict, seen, locks) if verdict is not None else None
+        line = _unusable(name, unusable.get(name), _setup_failure(name, runs, latest, verdict, records),
+                         None if stale else verdict, records)  # fmt: skip
         if line:
             states.append(RuntimeState(name, "UNUSABLE", line, yardstick, env_hash, overloaded=loaded))
             continue
         command = _bless_command(name, yardstick, judge, names, results_option)
-        stale = stale_because(verdict, seen, locks) if verdict is not None else None
         if verdict is None or stale:
             state_line = _not_judged_line(name, command, verdict, stale, yardstick)
             states.append(RuntimeState(name, "NOT JUDGED", state_line, yardstick, env_hash, bool(stale), loaded))
@@ -261,6 +246,29 @@ def runtime_states(
             states.append(RuntimeState(name, "NOT BLESSED", _not_blessed_line(verdict), yardstick, env_hash,
                                        overloaded=loaded))  # fmt: skip
     return states
+
+
+def _unusable(
+    name: str,
+    check: Mapping[str, Any] | None,
+    setup: str | None,
+    verdict: Mapping[str, Any] | None,
+    records: EnvironmentRecords,
+) -> str:
+    """Why the runtime cannot run now, as its line: its newest health check failed; else every case of its newest
+    run errored at setup; else its (not stale) verdict's 'usable' check failed. "" when none of them."""
+    if check is not None:
+        return _unusable_line(check, records)
+    loud = f"{name} is UNUSABLE"
+    if setup is not None:
+        return f'<span class="unusable-cause"><b>{escape(loud)}</b>: {escape(setup)}</span>'
+    failed = [c for c in (verdict or {}).get("checks", []) if c.get("criterion") == "usable" and not c.get("passed")]
+    if verdict is None or not failed:
+        return ""
+    reason = str(failed[0].get("reason") or failed[0].get("subject") or "no cause recorded")
+    rest = reason[len(loud) :] if reason.startswith(loud) else ": " + reason
+    decided = f' <span class="facts">· bless verdict of {when(verdict["decided_at"])} UTC</span>'
+    return f'<span class="unusable-cause"><b>{escape(loud)}</b>{escape(rest)}</span>{decided}'
 
 
 def _unusable_line(check: Mapping[str, Any], records: EnvironmentRecords) -> str:

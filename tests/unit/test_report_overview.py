@@ -185,6 +185,9 @@ def test_unusable_from_a_run_where_every_case_errored_at_setup_unless_checked_us
     verdict = _verdict("latest", 2, False, [_check("usable", "latest", False, "latest is UNUSABLE: import failed")])
     state = _states([_run("latest", 1)], [verdict])["latest"]
     assert state.state == "UNUSABLE" and _words(state.line).startswith("latest is UNUSABLE: import failed")
+    # until it runs in other packages: then that verdict is stale
+    later = _states([_run("latest", 1), _run("latest", 3, env_hash="c" * 16)], [verdict])["latest"]
+    assert later.state == "NOT JUDGED" and later.stale
 
 
 def test_results_measured_while_overloaded_are_said_on_the_line():
