@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,11 +244,12 @@ def metric_evidence(
         samples = (tuple(detail.get("baseline", ())), tuple(detail.get("candidate", ())))
         loaded = detail.get("overloaded") or {}
         overloaded = (int(loaded.get("baseline") or 0), int(loaded.get("candidate") or 0))
-        found[key] = MetricEvidence(row["comparison_id"], _comparison(row), row["missing"], samples, overloaded)
+        found[key] = MetricEvidence(row["comparison_id"], stored_comparison(row), row["missing"], samples, overloaded)
     return found
 
 
-def _comparison(row: dict[str, Any]) -> MetricComparison | None:
+def stored_comparison(row: Mapping[str, Any]) -> MetricComparison | None:
+    """A row of the ``comparisons`` view as the statistics' result; None when it could not be compared."""
     if row["ratio"] is None or row["verdict"] is None:
         return None
     return MetricComparison(
