@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,10 +244,14 @@ def metric_evidence(
         samples = (tuple(detail.get("baseline", ())), tuple(detail.get("candidate", ())))
         loaded = detail.get("overloaded") or {}
         overloaded = (int(loaded.get("baseline") or 0), int(loaded.get("candidate") or 0))
-        found[key] = MetricEvidence(
-            row["comparison_id"], MetricComparison.from_record(row), row["missing"], samples, overloaded
-        )
+        found[key] = MetricEvidence(row["comparison_id"], stored_comparison(row), row["missing"], samples, overloaded)
     return found
+
+
+def stored_comparison(row: Mapping[str, Any]) -> MetricComparison | None:
+    """A row of the ``comparisons`` view (of any age: old words read as today's) as the statistics' result; None
+    when it could not be compared."""
+    return MetricComparison.from_record(row)
 
 
 @dataclasses.dataclass

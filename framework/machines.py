@@ -200,3 +200,13 @@ def class_sql(row: str = "r", table: str = "m") -> str:
 def join_sql(row: str = "r", table: str = "m") -> str:
     """The join that gives each row its class: ``FROM rows r {join_sql()}``."""
     return f"LEFT JOIN {TABLE} {table} ON {table}.key = {machine_key_sql(row)}"
+
+
+def classified_summary_sql() -> str:
+    """Common table expressions ending in ``classified``: each ``case_summary`` line with its run's machine class
+    (``WITH {classified_summary_sql()}, this AS (SELECT * FROM classified WHERE …)``; :func:`register` first)."""
+    return f"""run_machines AS (
+    SELECT r.run_id, r.runtime, r.hardware, any_value({class_sql()}) AS machine_class
+    FROM rows r {join_sql()} GROUP BY ALL
+),
+classified AS (SELECT * FROM case_summary JOIN run_machines USING (run_id, runtime, hardware))"""

@@ -5,7 +5,8 @@ Views:
     cases         measured repeats only (phase = 'measure') — what statistics use
     runs          one line per run × runtime × hardware: when, where, which versions, how many passed
     run_groups    one line per run group × runtime × hardware: the shards of one split run (or one run) as a whole
-    case_summary  one line per run × runtime × hardware × case: outcomes and medians, repeats measured overloaded
+    case_summary  one line per run × runtime × hardware × case: outcomes, warm-ups run, medians, repeats measured
+                  overloaded
     latest        the measured repeats of the newest run of each runtime × hardware × case
     environments  each built environment's lock (exact package list)
     comparisons   A/B comparisons: one line per case × metric (nox -s compare)
@@ -126,6 +127,7 @@ VIEWS: dict[str, str] = {
                any_value(dask_version) AS dask_version, min(started_at) AS started_at,
                count(*) FILTER (WHERE phase = 'measure') AS repeats,
                count(*) FILTER (WHERE outcome = 'passed' AND phase = 'measure') AS passed,
+               count(*) FILTER (WHERE phase = 'warmup') AS warmups,
                count(*) FILTER (WHERE outcome <> 'passed') AS not_passed,
                CASE WHEN bool_or(outcome = 'timeout') THEN 'timeout'
                     WHEN bool_or(outcome = 'error') THEN 'error'

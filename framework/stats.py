@@ -23,7 +23,7 @@ import dataclasses
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -220,7 +220,7 @@ class MetricComparison:
     sequential: bool = False
 
     @classmethod
-    def from_record(cls, row: dict[str, Any]) -> MetricComparison | None:
+    def from_record(cls, row: Mapping[str, Any]) -> MetricComparison | None:
         """A stored ``comparisons`` row (any age) back as a comparison; None when it was not compared."""
         needed = ("ratio", "ci_low", "ci_high", "p_value", "verdict", "n_baseline", "n_candidate", "baseline_median")
         if any(row.get(name) is None for name in (*needed, "candidate_median", "min_effect", "alpha")):

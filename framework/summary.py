@@ -6,17 +6,15 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from framework.locks import recorded_diff_lines
-from framework.machines import class_sql, join_sql, load_policy, register
+from framework.machines import classified_summary_sql, load_policy, register
+from framework.metric_catalogue import METRICS
+from framework.noise import Delta, Noise, judge, notes, run_noise
 from framework.query import Results
 
 # The change is against the previous run on the same kind of machine (machine class: framework.machines); a run on
 # a class new to its runtime × hardware says so in its heading.
 SUMMARY_SQL = f"""
-WITH run_machines AS (
-    SELECT r.run_id, r.runtime, r.hardware, any_value({class_sql()}) AS machine_class
-    FROM rows r {join_sql()} GROUP BY ALL
-),
-classified AS (SELECT * FROM case_summary JOIN run_machines USING (run_id, runtime, hardware)),
+WITH {classified_summary_sql()},
 this AS (SELECT * FROM classified WHERE run_id = $run_id),
 previous AS (
     SELECT runtime, hardware, machine_class, case_id, size, params, median_wall_s, median_peak_memory_bytes,
@@ -59,13 +57,6 @@ def human_bytes(value: float | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
-
-
-def change(current: float | None, previous: float | None) -> str:
-    """``+10 %``: the relative change; ``–`` where either value is unknown."""
-    if current is None or previous is None or previous == 0:
-        return "–"
-    return f"{(current / previous - 1) * 100:+.0f} %"
 
 
 def format_table(
@@ -112,17 +103,20 @@ def run_summary_rows(results: Results, run_id: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in rows]
 
 
-def run_summary(results: Results, run_id: str) -> str:
+def run_summary(results: Results, run_id: str, verbose: bool = False) -> str:
     """The end of a matrix run, one block per runtime × hardware: each case's outcome, median wall, peak memory
-    and spill, with the change vs the runtime's previous run of the same case; the cases that did not pass come
-    first (in capitals), their first errors under the table, and a line of totals at the end."""
+    and spill, with the change vs the runtime's previous run of the same case where it is beyond the case's noise
+    (:mod:`framework.noise`; ``verbose``: the raw change and the noise band beside it); the cases that did not
+    pass come first (in capitals), their first errors under the table, and a line of totals at the end."""
     cases = run_summary_rows(results, run_id)
+    noise = run_noise(results, run_id)
+    deltas: list[Delta] = []
     blocks: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for case in cases:
         blocks.setdefault((case["runtime"], case["hardware"]), []).append(case)
     # The size goes into each block's heading when it is the same for the whole block (the usual run).
     sized_blocks = all(len({case["size"] for case in block}) == 1 for block in blocks.values())
-    columns = ["case", *([] if sized_blocks else ["size"]), *SUMMARY_COLUMNS]
+    columns = ["case", *([] if sized_blocks else ["size"]), *SUMMARY_COLUMNS, *(["noise from"] if verbose else [])]
     table: list[list[str]] = []
     headings: list[tuple[int, str]] = []  # (first row of the block, its heading)
     since = recorded_diff_lines(results, run_id)
@@ -144,7 +138,11 @@ def run_summary(results: Results, run_id: str) -> str:
                 " against runs on the same class only"
             )
         headings.append((len(table), heading + (f"\n  {since[runtime]}" if runtime in since else "")))
-        table += [[case["case_id"], *([] if sized_blocks else [case["size"] or ""]), *_cells(case)] for case in block]
+        for case in block:
+            key = (case["runtime"], case["hardware"], case["case_id"], case["size"])
+            cells, judged = _cells(case, noise.get(key, {}), verbose)
+            deltas += judged
+            table.append([case["case_id"], *([] if sized_blocks else [case["size"] or ""]), *cells])
     # One table for all blocks, so their columns line up; cut into blocks under their headings.
     header, rule, *lines = format_table(columns, table, right=SUMMARY_COLUMNS[1:]).splitlines()
     out: list[str] = []
@@ -162,6 +160,8 @@ def run_summary(results: Results, run_id: str) -> str:
     ]
     if errors:
         out += ["", "Not passed:", *errors]
+    said = notes(deltas)
+    out += ["", *said] if said else []
     out += overloaded_lines([case for case in cases if (case["runtime"], case["hardware"]) not in unusable])
     counts = dict.fromkeys(OUTCOMES, 0)
     for case in cases:
@@ -195,15 +195,20 @@ def overloaded_lines(cases: Sequence[dict[str, Any]]) -> list[str]:
     return ["", *lines] if lines else []
 
 
-def _cells(case: dict[str, Any]) -> list[str]:
-    """A case's cells after its name: the outcome (in capitals unless passed), measurements and changes."""
+def _cells(case: dict[str, Any], noise: dict[str, Noise | None], verbose: bool) -> tuple[list[str], list[Delta]]:
+    """A case's cells after its name: the outcome (in capitals unless passed), measurements and changes; and the
+    Δ cells judged against the case's noise (for the notes under the table)."""
     wall, peak, tasks = case["median_wall_s"], case["median_peak_memory_bytes"], case["median_tasks"]
     passed = case["outcome"] == "passed"
+    judged: list[Delta] = []
 
-    def delta(current: float | None, previous: float | None) -> str:
+    def delta(name: str, current: float | None, previous: float | None) -> str:
         if not case["has_previous"]:
             return "new"  # no passed run of this case on this runtime before
-        return change(current, previous) if passed else "–"  # a failure's figures are not a change to report
+        if not passed:
+            return "–"  # a failure's figures are not a change to report
+        judged.append(judge(METRICS[name], current, previous, noise.get(name)))
+        return judged[-1].text(verbose)
 
     # "!": measured (this run's repeats, or for a change either side's) while the machine was overloaded.
     loaded = OVERLOADED_MARK if case["overloaded_repeats"] else ""
@@ -212,16 +217,20 @@ def _cells(case: dict[str, Any]) -> list[str]:
     def marked(text: str, mark: str) -> str:
         return text + mark if text not in ("–", "new") else text
 
-    return [
+    cells = [
         case["outcome"] if passed else case["outcome"].upper(),
         f"{case['passed']}/{case['repeats']}",
         marked(f"{wall:.2f} s" if wall is not None else "–", loaded),
-        marked(delta(wall, case["previous_wall_s"]), either),
+        marked(delta("wall", wall, case["previous_wall_s"]), either),
         human_bytes(peak),
-        delta(peak, case["previous_peak_memory_bytes"]),
+        delta("peak_memory", peak, case["previous_peak_memory_bytes"]),
         human_bytes(case["median_spilled_bytes"]),
         str(int(tasks)) if tasks is not None else "–",
     ]
+    if verbose:
+        sources = {f"{n.source} ({n.detail})" for n in noise.values() if n is not None}
+        cells.append(", ".join(sorted(sources)) or "–")
+    return cells, judged
 
 
 def shard_note(run_group: str, shard: str, results: str) -> str:

@@ -83,6 +83,11 @@ def matrix_parser() -> Parser:
     add_dry_run(parser, help="print the plan (with --shard: this shard's part and the split), run nothing")
     add_json(parser, help="print the run's summary rows (with --dry-run: the plan) as one JSON document")
     parser.add_argument("--list", action="store_true", help="print the workload catalogue and exit")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="the summary's Δ cells show the raw change and the noise band beside the verdict (≈ or the change)",
+    )
     return parser
 
 
@@ -167,7 +172,7 @@ def _run_and_summarise(args: argparse.Namespace, options: MatrixOptions) -> tupl
         for headline in report.unusable:  # first: the loudest finding (no table of setup errors above it)
             print(headline)
         print(f"run {report.run_id} — results in {shown(args.results)}")
-        summary = run_summary(results, report.run_id)
+        summary = run_summary(results, report.run_id, verbose=args.verbose)
         print(summary)
         note = None
         if report.shard is not None:  # what this part is part of, and how to see the whole

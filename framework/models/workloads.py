@@ -78,7 +78,12 @@ class Workload(StrictModel):
         " needs — e.g. a local S3 server — and yields extra parameters for it.",
     )
     repeats: PositiveInt = Field(default=3, le=1000)  # as --repeat
-    warmup: NonNegativeInt = Field(default=0, le=100)
+    warmup: NonNegativeInt = Field(
+        default=1,
+        le=100,
+        description="Executions before the measured repeats, not counted as measured (a failing one fails the case);"
+        " 0 where the first, cold run is the point.",
+    )
     timeout: Seconds = Field(default=300.0, description="Per repeat: '90s', '5m' or seconds.")
     requires: HardwareRequirements = Field(default_factory=HardwareRequirements)
 

@@ -2,7 +2,8 @@
 
     results/ → DuckDB (data.py) → HTML pages (pages.py, details.py) → OUT/ (site.py), plots drawn by BokehJS
 
-Pages: the overview (unusable runtimes first, verdicts, latest runs, latest regressions, the matrix), a history
+Pages: the overview (a go/no-go line per runtime and its changes against its baseline — overview.py, changes.py —,
+then latest runs, verdicts, latest regressions, the matrix), a history
 per workload, every run with all its recorded columns and its environment's health and lock changes, every A/B
 comparison, and the stability runs with their failures.
 """

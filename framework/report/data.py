@@ -3,7 +3,7 @@
 Never one query per page: two queries read the executions (binding the ``rows`` view reads every file's footer,
 so every query over it costs), one the narrow columns per case, one every column per run section; DuckDB groups
 the rows per workload or per run and writes the JSON and table rows each page embeds, so Python mostly cuts the
-answers into pages. The records (comparisons, regressions, verdicts, environments, health checks, lock changes)
+answers into pages. The records (comparisons, regressions, environments, health checks, lock changes)
 take one small query each.
 Values that were not measured stay NULL (shown as missing), never 0.
 """
@@ -112,7 +112,8 @@ SELECT run_id, runtime, hardware, machine_class, workload, case_id, coalesce(siz
        count(*) AS n_rows, any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config,
        coalesce(any_value(run_group), run_id) AS run_group, any_value(shard) AS shard,
        count(*) FILTER (WHERE phase = 'measure' AND overloaded) AS overloaded_repeats,
-       max(load_avg_1m) FILTER (WHERE phase = 'measure') AS max_load, any_value(cpu_count) AS cpu_count
+       max(load_avg_1m) FILTER (WHERE phase = 'measure') AS max_load, any_value(cpu_count) AS cpu_count,
+       any_value(env_hash) AS env_hash, any_value(runtime_hash) AS runtime_hash
 FROM (SELECT r.*, {class_sql()} AS machine_class FROM rows r {join_sql()})
 GROUP BY run_id, runtime, hardware, machine_class, workload, case_id, coalesce(size, '')
 """
@@ -197,7 +198,8 @@ SELECT 'section' AS kind, run_id, {_page_name_sql("run_id")} AS page, runtime, h
        string_agg({_SUMMARY_ROW}, '' ORDER BY case_id, size) AS summary,
        any_value(runtime_spec) AS runtime_spec, any_value(dask_config) AS dask_config,
        any_value(run_group) AS run_group, any_value(shard) AS shard,
-       sum(overloaded_repeats) AS overloaded, max(max_load) AS max_load, any_value(cpu_count) AS cpu_count
+       sum(overloaded_repeats) AS overloaded, max(max_load) AS max_load, any_value(cpu_count) AS cpu_count,
+       any_value(env_hash) AS env_hash, any_value(runtime_hash) AS runtime_hash
 FROM per_case GROUP BY run_id, runtime, hardware
 """
 # The second reads every column: per run × runtime × hardware, its run-level values (as table rows, escaped here:
@@ -279,6 +281,7 @@ _SUMMARY_FIELDS = {
     **{name: name for name in ("run_id", "page", "runtime", "hardware", "run_started_at", "started_at")},
     **{name: name for name in ("dask_version", "distributed_version", "cases", "repeats_passed", "n_rows")},
     **{name: name for name in ("run_group", "shard", "overloaded", "max_load", "cpu_count")},
+    **{name: name for name in ("env_hash", "runtime_hash")},
     **{f"cases_{kind}": kind for kind in ("passed", "failed", "error", "timeout", "interrupted")},
     "repeats_measured": "repeats",
 }
@@ -425,7 +428,7 @@ def sections(found: Cases, details: pa.Table) -> list[RunSection]:
     return ordered
 
 
-def _dicts(results: Results, query: str) -> list[dict[str, Any]]:
+def dict_rows(results: Results, query: str) -> list[dict[str, Any]]:
     """The query's rows as mappings, every text redacted by the secret values this process knows."""
     columns, rows = results.sql(query)
     masked = redaction.known_secrets()
@@ -436,7 +439,7 @@ def environments(results: Results) -> dict[str, dict[str, Any]]:
     """env_hash → its lock and when it was built."""
     return {
         row["env_hash"]: row
-        for row in _dicts(
+        for row in dict_rows(
             results, "SELECT env_hash, runtime, python, built_at, lock FROM environments ORDER BY built_at"
         )
     }
@@ -444,7 +447,7 @@ def environments(results: Results) -> dict[str, dict[str, Any]]:
 
 def health_checks(results: Results) -> list[dict[str, Any]]:
     """Every health check of an environment (empty in a store older than health checks), the newest first."""
-    rows = _dicts(
+    rows = dict_rows(
         results,
         "SELECT run_id, checked_at, runtime, env_hash, usable, cause, problems, seconds, note, dask_version,"
         " distributed_version, steps FROM health ORDER BY checked_at DESC, run_id DESC",
@@ -456,29 +459,16 @@ def health_checks(results: Results) -> list[dict[str, Any]]:
 
 def lock_changes(results: Results) -> list[dict[str, Any]]:
     """Every recorded lock change (one row per package that moved, or one 'unchanged' row per run × runtime)."""
-    return _dicts(
+    return dict_rows(
         results,
         "SELECT run_id, runtime, previous_run_id, previous_env_hash, change, package, old_version, new_version"
         " FROM lock_changes ORDER BY run_id, runtime, package",
     )
 
 
-def verdicts(results: Results) -> list[dict[str, Any]]:
-    """The newest verdict of each runtime."""
-    rows = _dicts(
-        results,
-        "SELECT * FROM verdicts QUALIFY row_number() OVER (PARTITION BY runtime ORDER BY decided_at DESC) = 1"
-        " ORDER BY runtime",
-    )
-    for row in rows:
-        row["reasons"] = json.loads(row["reasons"] or "[]")
-        row["checks"] = json.loads(row["checks"] or "[]")
-    return rows
-
-
 def latest_scan(results: Results) -> list[dict[str, Any]]:
     """Every finding of the newest regression scan (an empty list when there was no scan or it found nothing)."""
-    return _dicts(
+    return dict_rows(
         results,
         "SELECT * FROM regressions WHERE scan_id = (SELECT arg_max(scan_id, scanned_at) FROM regressions)"
         " ORDER BY status, direction, workload, case_id, metric",
@@ -487,7 +477,7 @@ def latest_scan(results: Results) -> list[dict[str, Any]]:
 
 def scans(results: Results) -> list[dict[str, Any]]:
     """Each scan's id, time and finding count (the newest first)."""
-    return _dicts(
+    return dict_rows(
         results,
         "SELECT scan_id, max(scanned_at) AS scanned_at, count(*) AS findings, any_value(along) AS along"
         " FROM regressions GROUP BY scan_id ORDER BY scanned_at DESC",
@@ -496,7 +486,7 @@ def scans(results: Results) -> list[dict[str, Any]]:
 
 def change_points(results: Results) -> list[dict[str, Any]]:
     """Each change any scan found (series × first run after it × direction), as its newest scan described it."""
-    return _dicts(
+    return dict_rows(
         results,
         f"""SELECT along, hardware, json_extract_string(detail, '$.machine_class') AS machine_class, runtime,
                    workload, case_id, coalesce(size, '') AS size, metric, direction,
@@ -511,7 +501,7 @@ def change_points(results: Results) -> list[dict[str, Any]]:
 
 def comparisons(results: Results) -> list[dict[str, Any]]:
     """Every comparison row (case × metric), grouped by comparison downstream; the newest comparison first."""
-    return _dicts(
+    return dict_rows(
         results,
         "SELECT * EXCLUDE (detail) FROM comparisons ORDER BY created_at DESC, comparison_id, case_id, size, metric",
     )

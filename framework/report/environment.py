@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
 from framework.environments import describe_changes
 from framework.health import Health
 from framework.report.data import page_name, section_anchor
-from framework.report.layout import MISSING, link, text, when
+from framework.report.layout import MISSING, link, text
 
 Change = tuple[str, str | None, str | None]  # package, old version (None: added), new version (None: removed)
 
@@ -118,32 +118,10 @@ def cause_html(check: dict[str, Any], lead: str = "") -> str:
     return f'<span class="unusable-cause">{lead}<b>{escape(loud)}</b>{escape(rest)}</span>'
 
 
-def _versions(check: dict[str, Any]) -> str:
+def versions(check: Mapping[str, Any]) -> str:
+    """'dask 2026.11.0, distributed 2021.4.1': the versions the check found."""
     named = [(name, check[f"{name}_version"]) for name in ("dask", "distributed")]
     return ", ".join(f"{name} {escape(version)}" for name, version in named if version)
-
-
-def overview_banner(records: EnvironmentRecords) -> str:
-    """Each runtime whose newest health check failed, in red; a quieter line for each resolution note."""
-    parts = []
-    for check in records.unusable_now():
-        facts = [
-            f"health check of run {records.run_link(check['run_id'], 'runs/')}, {when(check['checked_at'])} UTC",
-            _versions(check),
-            "no case of it can run until this is fixed",
-        ]
-        steered = f'<p class="note">{escape(check["note"])}</p>' if check["note"] else ""
-        parts.append(
-            f'<div class="unusable" data-runtime="{escape(check["runtime"], quote=True)}">'
-            f'<p class="cause">{cause_html(check)}</p>'
-            f'<p class="facts">{" · ".join(fact for fact in facts if fact)}</p>{steered}</div>'
-        )
-    for check in records.notes_now():
-        parts.append(
-            f'<p class="note resolution">{escape(check["note"])} (noted when run '
-            f"{records.run_link(check['run_id'], 'runs/')} resolved it, {when(check['checked_at'])} UTC)</p>"
-        )
-    return "\n".join(parts)
 
 
 def unusable_cell(check: dict[str, Any]) -> str:

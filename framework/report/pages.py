@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from framework.report.data import WorkloadHistory, page_name, section_anchor
-from framework.report.environment import EnvironmentRecords, overview_banner, unusable_cell
+from framework.report.environment import EnvironmentRecords, unusable_cell
 from framework.report.layout import (
     MISSING,
     Context,
@@ -28,6 +28,7 @@ NO_RUNS = "No runs yet — <code>nox -s matrix -- --runtime=latest</code> record
 def overview(
     ctx: Context,
     *,
+    answer: str,
     runs: Sequence[dict[str, Any]],
     verdicts: Sequence[dict[str, Any]],
     scan: Sequence[dict[str, Any]],
@@ -36,16 +37,16 @@ def overview(
     comparisons: Sequence[dict[str, Any]],
     records: EnvironmentRecords,
 ) -> str:
-    banner = overview_banner(records)  # first: a runtime that cannot even run is the loudest finding
+    """``answer`` first (:mod:`framework.report.overview`, :mod:`framework.report.changes`): go or no-go per runtime."""
     if not runs and not verdicts and not comparisons:
-        body = f"<h1>Overview</h1>{banner}<p>{NO_RUNS}</p>"
+        body = f"<h1>Overview</h1>{answer}<p>{NO_RUNS}</p>"
         return page(ctx, title="Overview", depth=0, active="overview", body=body)
-    parts = ["<h1>Overview</h1>", *([banner] if banner else []), _verdicts(verdicts, runs), _latest_runs(runs, records)]
+    parts = ["<h1>Overview</h1>", answer, _latest_runs(runs, records), _verdicts(verdicts)]
     parts += [_regressions(scan, scans), _matrix(latest, records), _recent_comparisons(comparisons)]
     return page(ctx, title="Overview", depth=0, active="overview", body="\n".join(parts))
 
 
-def _verdicts(verdicts: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) -> str:
+def _verdicts(verdicts: Sequence[dict[str, Any]]) -> str:
     rows = []
     for verdict in verdicts:
         word = "blessed" if verdict["blessed"] else "not blessed"
@@ -64,16 +65,8 @@ def _verdicts(verdicts: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]
                 detail,
             )
         )
-    with_verdict = {verdict["runtime"] for verdict in verdicts}
-    waiting = sorted({run["runtime"] for run in runs} - with_verdict)
-    note = ""
-    if waiting:
-        note = (
-            f'<p class="note">No verdict yet for {escape(", ".join(waiting))} — '
-            "<code>nox -s bless -- --runtime=NAME</code> decides one.</p>"
-        )
     headers = ["runtime", "verdict", "baseline", "criteria", "hardware", "decided (UTC)", "reasons"]
-    return "<h2>Verdicts</h2>" + table(headers, rows, empty="No blessing verdicts yet.") + note
+    return '<h2 id="verdicts">Verdicts</h2>' + table(headers, rows, empty="No blessing verdicts yet.")
 
 
 def _latest_runs(runs: Sequence[dict[str, Any]], records: EnvironmentRecords) -> str:

@@ -23,7 +23,8 @@ from packaging.version import InvalidVersion, Version
 from framework.config import DEFAULT_RESULTS, ROOT, load_findings
 from framework.in_runtime.errors import FrameworkError, ResultsError
 from framework.query import Results
-from framework.report import data, details, pages
+from framework.report import changes as change_grid
+from framework.report import data, details, overview, pages
 from framework.report.environment import EnvironmentRecords, comparison_causes
 from framework.report.known_issues import known_issues_page
 from framework.report.layout import Context
@@ -161,7 +162,8 @@ def _write_pages(results_dir: Path, ctx: Context, write: Callable[[str, str], No
         with Results(results_dir) as results:
             found = data.cases(results)
             comparison_rows = data.comparisons(results)
-            verdicts, scan, scans = data.verdicts(results), data.latest_scan(results), data.scans(results)
+            verdicts, scan, scans = overview.verdicts(results), data.latest_scan(results), data.scans(results)
+            newest = change_grid.newest_comparisons(results)
             change_points = data.change_points(results)
             environments = data.environments(results)
             checks, lock_changes = data.health_checks(results), data.lock_changes(results)
@@ -172,6 +174,7 @@ def _write_pages(results_dir: Path, ctx: Context, write: Callable[[str, str], No
             "index.html",
             pages.overview(
                 ctx,
+                answer=_answer(results_dir, runs, verdicts, records, found.latest, environments, newest),
                 runs=runs,
                 verdicts=verdicts,
                 scan=scan,
@@ -202,6 +205,34 @@ def _write_pages(results_dir: Path, ctx: Context, write: Callable[[str, str], No
     for run_sections in _by_run(sections):
         html = details.run(ctx, run_sections, environments, records)
         write(f"runs/{run_sections[0].summary['page']}.html", html)
+
+
+def _answer(
+    results_dir: Path,
+    runs: list[dict[str, Any]],
+    verdicts: list[dict[str, Any]],
+    records: EnvironmentRecords,
+    latest: list[dict[str, Any]],
+    environments: dict[str, dict[str, Any]],
+    comparisons: list[dict[str, Any]],
+) -> str:
+    """The overview's go/no-go line per runtime and the grid of changes against each one's baseline."""
+    judge = overview.judging()
+    locks = {env_hash: environment.get("lock") for env_hash, environment in environments.items()}
+    option = None if results_dir.resolve() == DEFAULT_RESULTS.resolve() else _source(results_dir)
+    states = overview.runtime_states(
+        runs=runs,
+        verdicts=verdicts,
+        records=records,
+        latest=latest,
+        locks=locks,
+        judge=judge,
+        results_dir=results_dir,
+        results_option=option,
+    )
+    shown = {state.runtime for state in states}
+    undeclared = [name for name in overview.store_runtimes(runs, records, verdicts) if name not in shown]
+    return overview.go_no_go(states, judge, records, undeclared) + change_grid.change_grid(states, comparisons, locks)
 
 
 def _run_details(results_dir: Path) -> Any:

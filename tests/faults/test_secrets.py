@@ -61,12 +61,14 @@ workloads:
     function: workloads.fault_probe:hangs
     params: {seconds: 60}
     sizes: {tiny: {}}
+    warmup: 0
     repeats: 1
     timeout: 3s
   secrets_echo:
     description: Fails with every planted secret in its message.
     function: workloads.fault_probe:echoes
     sizes: {tiny: {}}
+    warmup: 0
     repeats: 1
     timeout: 1m
 """

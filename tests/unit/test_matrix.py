@@ -582,3 +582,22 @@ def test_shipped_matrices_plan() -> None:
         for planned in plan.cases:
             assert planned.runtime.name in shipped.runtimes
             assert planned.case.workload.name in shipped.workloads
+
+
+def test_a_workload_declared_without_warmup_runs_one_warm_up_and_warmup_0_runs_none() -> None:
+    from framework.engine import case_payload
+    from framework.matrix import Case
+
+    undeclared = case_payload(Case(workload(), "w", {}, None))
+    cold = case_payload(Case(workload(warmup=0), "w", {}, None))
+
+    assert (undeclared["warmup"], undeclared["repeats"]) == (1, 3)  # the runner's plan: 1 warm-up, 3 measured
+    assert cold["warmup"] == 0
+
+
+def test_the_catalogue_keeps_its_cold_first_runs() -> None:
+    # Guards and stability cases whose first run is the point (a fresh cluster's behaviour) declare warmup: 0.
+    declared = {name: spec.warmup for name, spec in load_catalog().workloads.items()}
+
+    assert declared["spill_reduce"] == 0 and declared["worker_death_in_flight"] == 0
+    assert declared["groupby_agg"] == 1

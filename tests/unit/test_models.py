@@ -57,7 +57,8 @@ def only_problem(model: type[BaseModel] | TypeAdapter[Any], data: dict[str, Any]
 def test_workload_defaults() -> None:
     workload = Workload.model_validate(WORKLOAD)
     assert workload.name == "unnamed"
-    assert (workload.repeats, workload.warmup, workload.timeout) == (3, 0, 300.0)
+    # One warm-up unless declared: a cold first execution (imports, a new cluster's first tasks) is not measured.
+    assert (workload.repeats, workload.warmup, workload.timeout) == (3, 1, 300.0)
     assert workload.params == {} and workload.grid == {} and workload.sizes == {} and workload.tags == []
     assert workload.requires == HardwareRequirements()
     assert workload.requires.min_workers == 1 and workload.requires.backends is None
@@ -123,7 +124,7 @@ def test_workload_counts_refused(field: str, value: int) -> None:
 
 def test_workload_counts_accepted() -> None:
     workload = Workload.model_validate({**WORKLOAD, "repeats": 1, "warmup": 0})
-    assert (workload.repeats, workload.warmup) == (1, 0)
+    assert (workload.repeats, workload.warmup) == (1, 0), "warmup: 0 stays possible (the first run is the point)"
 
 
 @pytest.mark.parametrize(("key", "suggestion"), [("repeat", "repeats"), ("warmups", "warmup"), ("tag", "tags")])

@@ -104,14 +104,23 @@ def test_case_summary_medians_and_outcome(results_dir, case_row, write_run):
 
     with Results(results_dir) as results:
         _, rows = results.sql(
-            "SELECT case_id, repeats, passed, not_passed, outcome, median_wall_s, median_peak_memory_bytes, "
+            "SELECT case_id, repeats, passed, warmups, not_passed, outcome, median_wall_s, median_peak_memory_bytes, "
             "first_error FROM case_summary ORDER BY case_id"
         )
 
-    assert rows == [
-        ("a", 3, 3, 0, "passed", 2.0, 200.0, None),
-        ("b", 2, 1, 1, "failed", 5.0, 100 * 2**20, "AssertionError: wrong answer"),
+    assert rows == [  # the warm-up is counted as a warm-up, never in the medians
+        ("a", 3, 3, 1, 0, "passed", 2.0, 200.0, None),
+        ("b", 2, 1, 0, 1, "failed", 5.0, 100 * 2**20, "AssertionError: wrong answer"),
     ]
+
+
+def test_a_failing_warm_up_fails_its_case(results_dir, case_row, write_run):
+    write_run([case_row(case_id="a", phase="warmup", outcome="error", error="ImportError: zarr", wall_s=0.1)])
+
+    with Results(results_dir) as results:
+        _, rows = results.sql("SELECT repeats, passed, warmups, not_passed, outcome, first_error FROM case_summary")
+
+    assert rows == [(0, 0, 1, 1, "error", "ImportError: zarr")]
 
 
 def test_latest_returns_only_the_newest_run_of_each_runtime_hardware_case(results_dir, case_row, write_run):

@@ -72,3 +72,43 @@ def test_readme_example_runs_and_checks_its_answer(project_with_example: Path) -
         extra = load_function(case.workload.function)(**case.params)
     assert extra["rows"] == 2 * 24 * 360  # two days at one row every 10 s
     assert extra["groups"] > 0
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (hyphens and underscores kept), spaces → '-'."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    return {_anchor(heading) for heading in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+MANUAL = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", MANUAL, ids=lambda path: path.name)
+def test_links_stay_inside_the_repository_and_resolve(page: Path) -> None:
+    """Every relative link names a file of the repository (and a heading of it); nothing points outside."""
+    text = page.read_text()
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"https?://", target):
+            continue
+        path, _, fragment = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if ROOT not in file.parents and file != ROOT:
+            broken.append(f"{target}: outside the repository")
+        elif not file.exists():
+            broken.append(f"{target}: no such file")
+        elif fragment and file.suffix == ".md" and fragment not in _anchors(file.read_text()):
+            broken.append(f"{target}: no such heading in {file.name}")
+    assert not broken, broken
+    for outside in ("../shared", "/work/", "/root/"):
+        assert outside not in text, f"{page.name} points outside the repository: {outside}"
+
+
+def test_contents_lists_every_section() -> None:
+    contents = README.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"\]\(#([^)]+)\)", contents))
+    sections = {_anchor(heading) for heading in re.findall(r"^##{1,2} (.+)$", README, re.M)} - {"contents"}
+    assert sections <= listed, f"missing from Contents: {sorted(sections - listed)}"

@@ -259,7 +259,14 @@ def test_the_overview_shows_verdicts_latest_runs_the_latest_scan_and_the_matrix(
     text = _text(_site(results_dir, tmp_path) / "index.html")
     assert "latest not blessed stable default local" in text
     assert "groupby_agg[by=id]: timeout in run X <on latest>" in text
-    assert "No verdict yet for stable" in text
+    # the go/no-go lines first: latest's failed criterion in words, the command that judges stable (the baseline)
+    assert (
+        "latest is NOT BLESSED — 2026-01-03 02:00 UTC, against stable on local by criteria default: 1 of 1 checks"
+        " failed — must pass groupby_agg[by=id]" in text
+    )
+    command = f"nox -s bless -- --runtime=stable --baseline=previous --results={results_dir} judges it"
+    assert f"stable is NOT JUDGED — no blessing verdict yet — {command}" in text
+    assert text.index("latest is NOT BLESSED") < text.index("Latest run of each runtime")
     assert f"latest local {_run_id(1)}" in text
     assert "0 of 1 cases passed, 1 timeout 2/3" in text  # the latest run of latest: its timed-out repeat
     assert "finding of 20260104T000000Z-scan02" in text  # only the newest scan
@@ -558,9 +565,9 @@ def unusable_latest(history, case_row, write_run, results_dir):
 def test_the_overview_puts_an_unusable_runtime_first_in_red(unusable_latest, tmp_path, results_dir):
     page = _site(results_dir, tmp_path) / "index.html"
     html, text = page.read_text(), _text(page)
-    banner = re.search(r'<div class="unusable" data-runtime="latest">(.*?)</div>', html, re.S)
-    assert banner, "no banner for latest"
-    assert html.index(banner.group(0)) < html.index("<h2>Verdicts</h2>")  # before anything else
+    banner = re.search(r'<li class="state unusable" data-runtime="latest" data-state="UNUSABLE">(.*?)</li>', html, re.S)
+    assert banner, "no UNUSABLE line for latest"
+    assert html.index(banner.group(0)) < html.index("<h2>Latest run of each runtime")  # before anything else
     cause = re.search(r'<span class="unusable-cause">(.*?)</span>', banner.group(1))
     assert cause
     assert unescape(re.sub(r"<[^>]+>", "", cause.group(1))) == f"latest is UNUSABLE: {CAUSE}"
@@ -580,7 +587,7 @@ def test_the_overview_puts_an_unusable_runtime_first_in_red(unusable_latest, tmp
 def test_a_runtime_whose_newest_check_passed_is_not_called_unusable(unusable_latest, results_dir, tmp_path):
     _health(results_dir, "20260104T020000Z-late04", 3)  # a later check (e.g. of a comparison) passed
     page = _site(results_dir, tmp_path) / "index.html"
-    assert '<div class="unusable"' not in page.read_text()
+    assert 'data-state="UNUSABLE"' not in page.read_text()
     assert f"UNUSABLE: {CAUSE}" in _text(page)  # the run itself stays unusable in its line
 
 

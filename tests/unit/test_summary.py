@@ -1,4 +1,5 @@
-"""framework/summary.py: the end-of-run table (with the change vs the previous run) and the table printer."""
+"""framework/summary.py: the end-of-run table (with the change vs the previous run, judged against the case's noise)
+and the table printer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from framework.in_runtime import provenance
 from framework.query import Results
-from framework.summary import change, format_table, human_bytes, run_summary
+from framework.summary import format_table, human_bytes, run_summary
 
 RUN_1 = "2026-01-01T00:00:00+00:00"
 RUN_2 = "2026-01-02T00:00:00+00:00"
@@ -71,10 +72,10 @@ def history(results_dir, case_row, write_run):
 def test_second_run_shows_the_change_vs_the_first(history):
     rows = _lines_by_case(run_summary(history, "run-2"))
 
-    # case outcome passed wall "s" Δwall "%" peak "MiB" Δpeak "%" spilled unit tasks
+    # case outcome passed wall "s" Δwall "%" peak "MiB" Δpeak spilled unit tasks
     assert rows["a"][:3] == ["a", "passed", "2/2"]
-    assert rows["a"][3:7] == ["1.10", "s", "+10", "%"]
-    assert rows["a"][7:11] == ["95.0", "MiB", "-5", "%"]  # median of 90 MiB and the default 100 MiB
+    assert rows["a"][3:7] == ["1.10", "s", "+10", "%"]  # both runs' repeats agree: +10 % is beyond their noise
+    assert rows["a"][7:10] == ["95.0", "MiB", "≈"]  # median of 90 MiB and the default 100 MiB: -5 %, within noise
 
 
 def test_one_block_per_runtime_and_hardware_under_a_heading_with_dask_and_size(history):
@@ -113,8 +114,14 @@ def test_the_baseline_is_a_run_on_the_same_kind_of_machine(results_dir, case_row
         write_run(
             [
                 case_row(
-                    run_id=run, run_started_at=at, case_id="a", wall_s=wall, **provenance.identity(machine, "runner")
+                    run_id=run,
+                    run_started_at=at,
+                    case_id="a",
+                    repeat=repeat,
+                    wall_s=wall,
+                    **provenance.identity(machine, "runner"),
                 )
+                for repeat in (0, 1)  # repeats that agree: any change is beyond their noise
             ]
         )
     with Results(results_dir) as results:
@@ -196,22 +203,6 @@ def test_a_setup_failure_shows_its_error_and_no_measurements(results_dir, case_r
     cells = _lines_by_case(text)["groupby_agg[by=id]"]
     assert cells[1:5] == ["ERROR", "0/0", "–", "new"]
     assert "Not passed:\n  latest × local × groupby_agg[by=id]: ImportError: zarr\n\n1 case: 0 passed" in text
-
-
-@pytest.mark.parametrize(
-    ("current", "previous", "expected"),
-    [
-        (1.1, 1.0, "+10 %"),
-        (0.5, 1.0, "-50 %"),
-        (1.0, 1.0, "+0 %"),
-        (1.0, None, "–"),
-        (None, 1.0, "–"),
-        (None, None, "–"),
-        (1.0, 0.0, "–"),
-    ],
-)
-def test_change(current, previous, expected):
-    assert change(current, previous) == expected
 
 
 @pytest.mark.parametrize(
@@ -302,3 +293,94 @@ def test_a_case_cut_short_is_interrupted_never_a_pass_and_has_no_change(results_
     assert "+100 %" not in text  # a change from a run cut short is not reported
     assert "interrupted: the runner was killed by SIGKILL at measured repeat 3 of 6" in text
     assert text.endswith("1 case: 0 passed, 0 failed, 0 error, 0 timeout, 1 interrupted")
+
+
+# --- Δ against the case's noise (framework/noise.py) ---------------------------------------------------------
+
+
+def _run(case_row, run_id: str, day: int, walls: list[float], case_id: str = "a") -> list[dict]:
+    at = f"2026-01-{day:02d}T00:00:00+00:00"
+    return [
+        case_row(run_id=run_id, run_started_at=at, case_id=case_id, repeat=n, wall_s=wall)
+        for n, wall in enumerate(walls)
+    ]
+
+
+def test_the_same_runtime_twice_within_its_repeats_noise_is_approximately_equal_said_once(
+    results_dir, case_row, write_run
+):
+    # Like stable against itself minutes apart: medians 0.18 → 0.51 s (+176 %), but the repeats scatter as much.
+    write_run(
+        _run(case_row, "run-1", 1, [0.158, 0.467, 0.185]) + _run(case_row, "run-1", 1, [0.33, 0.24, 0.34], case_id="b")
+    )
+    write_run(
+        _run(case_row, "run-2", 2, [0.51, 0.632, 0.251]) + _run(case_row, "run-2", 2, [0.29, 0.43, 0.34], case_id="b")
+    )
+
+    with Results(results_dir) as results:
+        text = run_summary(results, "run-2")
+        verbose = run_summary(results, "run-2", verbose=True)
+
+    rows = _lines_by_case(text)
+    assert [rows[case][5] for case in "ab"] == ["≈", "≈"]  # Δ wall
+    assert [rows[case][8] for case in "ab"] == ["≈", "≈"]  # Δ peak (the default 100 MiB on both sides)
+    assert "+176 %" not in text
+    assert text.count("judged by the repeats at hand") == 1
+    assert "4 Δ cells judged by the repeats at hand (fewer than 5 earlier runs): drift between runs" in text
+    verbose_a = next(line for line in verbose.splitlines() if line.startswith("  a "))
+    assert re.search(r"≈ \(\+176 %, ±\d+ %\)", verbose_a), verbose_a
+    assert verbose_a.endswith("repeats (3+3)")
+
+
+def test_a_single_repeat_per_run_has_no_noise_a_dash_and_why_once(results_dir, case_row, write_run):
+    write_run(_run(case_row, "run-1", 1, [1.0]) + _run(case_row, "run-1", 1, [1.0], case_id="b"))
+    write_run(_run(case_row, "run-2", 2, [3.0]) + _run(case_row, "run-2", 2, [1.0], case_id="b"))
+
+    with Results(results_dir) as results:
+        text = run_summary(results, "run-2")
+
+    rows = _lines_by_case(text)
+    assert rows["a"][3:9] == ["3.00", "s", "–", "100.0", "MiB", "–"]
+    assert "+200 %" not in text
+    [note] = [line for line in text.splitlines() if "no noise to judge a change by" in line]
+    assert note.startswith("–  4 Δ cells: no noise to judge a change by (fewer than 2 passed repeats on a side")
+
+
+def test_with_enough_history_the_noise_is_the_spread_of_earlier_runs(results_dir, case_row, write_run):
+    for day, median in enumerate([1.0, 1.1, 0.95, 1.05, 1.0, 0.9], start=1):
+        write_run(
+            _run(case_row, f"run-{day}", day, [median] * 3)
+            + _run(case_row, f"run-{day}", day, [median] * 3, case_id="b")
+        )
+    # Both cases: repeats that agree exactly; a's +10 % is within the runs' spread, b's doubling is not.
+    write_run(_run(case_row, "run-7", 7, [0.99] * 3) + _run(case_row, "run-7", 7, [1.8] * 3, case_id="b"))
+
+    with Results(results_dir) as results:
+        text = run_summary(results, "run-7")
+        verbose = run_summary(results, "run-7", verbose=True)
+
+    rows = _lines_by_case(text)
+    assert rows["a"][5] == "≈", "+10 % vs run-6, within the history's noise (the repeats alone would call it)"
+    assert rows["b"][5:7] == ["+100", "%"]
+    assert "repeats at hand" not in text
+    assert all(line.endswith("history (6 runs)") for line in verbose.splitlines() if line.startswith(("  a ", "  b ")))
+
+
+def test_the_github_step_summary_shows_the_same_table(results_dir, case_row, write_run, monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from framework import cli, pipeline
+
+    write_run(_run(case_row, "run-1", 1, [0.158, 0.467, 0.185]))
+    write_run(_run(case_row, "run-2", 2, [0.51, 0.632, 0.251]))
+    report = SimpleNamespace(run_id="run-2", plan=SimpleNamespace(skipped=[]), unusable=[], shard=None, run_group=None)
+    monkeypatch.setattr(pipeline, "run_matrix", lambda options: report)
+    markdown = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(markdown))
+
+    assert cli.main(["matrix", f"--results={results_dir}", "--verbose"]) == 0
+
+    with Results(results_dir) as results:
+        table = run_summary(results, "run-2", verbose=True)
+    assert table in markdown.read_text()
+    assert "≈ (+176 %, ±" in markdown.read_text()
