@@ -45,11 +45,12 @@ def _store(results: Path) -> None:
 
     def row(case_id: str, metric: str, figures: tuple[float, float, float], verdict: str, conclusive: bool) -> Any:
         ratio, low, high = figures
+        detail = {"run_ids": {"candidate": [run_ids[3]]}}
         return {"comparison_id": COMPARISON, "created_at": DAY0 + dt.timedelta(days=4), "mode": "interleaved",
                 "baseline": "stable", "candidate": "latest", "hardware": "local", "workload": "groupby_agg",
                 "case_id": case_id, "size": "tiny", "metric": metric, "ratio": ratio, "ci_low": low, "ci_high": high,
                 "p_value": 0.002 if conclusive else 0.2, "verdict": verdict, "conclusive": conclusive,
-                "sentence": f"{metric} {(ratio - 1) * 100:+.0f} %", "detail": {"run_ids": {"candidate": [run_ids[3]]}}}  # fmt: skip
+                "sentence": f"{metric} {(ratio - 1) * 100:+.0f} %", "detail": detail}  # fmt: skip
 
     rows = [row(case_id, "wall", WALL, "unchanged", False) for case_id in CASES]
     rows += [row(case_id, "peak_memory", MEMORY, "regressed", True) for case_id in CASES]
