@@ -106,7 +106,7 @@ def grouped_failures(failures: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
         for field, value in (("cases", failure["case_id"]), ("runtimes", failure["runtime"])):
             if value not in group[field]:
                 group[field].append(value)
-        if all(run["run_id"] != failure["run_id"] for run in group["runs"]):
+        if all((run["run_id"], run["runtime"]) != (failure["run_id"], failure["runtime"]) for run in group["runs"]):
             group["runs"].append(
                 {name: failure[name] for name in ("run_id", "page", "started_at", "runtime", "hardware")}
             )

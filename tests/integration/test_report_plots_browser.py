@@ -111,3 +111,14 @@ def test_a_workload_page_hides_the_runs_of_a_comparison_until_asked(site, browse
     toggle.check()  # shows the hidden series without errors
     assert toggle.is_checked()
     context.close()
+
+
+def test_a_run_pages_executions_show_byte_counts_in_binary_units(site, browser):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto((site / "runs" / "20260101T020000Z-nite00.html").as_uri())
+    page.wait_for_selector('.executions[data-rendered="true"]', timeout=PLOT_TIMEOUT_MS)
+    limits = page.locator('.executions td[title="4294967296 bytes"]')
+    assert limits.count() == 6  # two cases × three repeats
+    assert limits.first.inner_text() == "4.0 GiB"
+    context.close()

@@ -349,7 +349,7 @@
     const plot = Bokeh.Plotting.figure({
       height: 64 + 24 * labels.length, sizing_mode: "stretch_width", y_range: labels, title: panel.title,
       x_range: new Bokeh.Range1d({start: -limit * 1.12, end: limit * 1.12}), x_axis_location: "above",
-      x_axis_label: `${panel.title}: change of the candidate's median (log scale), with its 95 % interval`,
+      x_axis_label: "change of the candidate's median (log scale), with its 95 % interval",
       tools: "pan,box_zoom,wheel_zoom,reset,save",
     });
     plot.xaxis.ticker = new Bokeh.FixedTicker({ticks: panel.ticks.map(([at]) => at)});
