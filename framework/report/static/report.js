@@ -201,6 +201,7 @@
     for (const change of meta.changes) {
       if (change.metric !== metric.name || change.along !== axis) continue;
       for (const s of series) {
+        if (s.compare) continue;  // a scan that took a comparison's runs for history: not drawn on the history
         const i = s.rows.find((row) => points.run_id[row] === change.run_id && points.case_id[row] === change.case_id
           && points.hardware[row] === change.hardware && (axis === "version" || points.runtime[row] === change.runtime)
           && (!change.machine_class || points.machine_class[row] === change.machine_class));
