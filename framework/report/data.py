@@ -25,7 +25,8 @@ from framework.machines import class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.report.layout import CASE_HTML_SQL, MISSING
-from framework.report.run_values import LONG_VALUE, redacted_settings, run_value_sql, value_html_text
+from framework.report.run_values import redacted_settings, run_value_sql, value_html_text
+from framework.report.run_values import sql_escape as _esc
 from framework.results import CASE_COLUMNS
 
 # Columns that describe the run × runtime × hardware rather than one execution, shown once per section: the runner
@@ -130,11 +131,6 @@ _FAILURE = f"""{{'case_id': case_id, 'size': size, 'runtime': runtime, 'hardware
                'repeats': repeats, 'error': error}}"""
 
 
-def _esc(expression: str) -> str:
-    """HTML-escape a text expression inside DuckDB (the run pages' tables are built there, not in Python)."""
-    return f"replace(replace(replace(replace({expression}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '\"', '&quot;')"
-
-
 _MISSING_HTML = MISSING
 
 
@@ -211,15 +207,6 @@ FROM per_case GROUP BY run_id, runtime, hardware
 # enclosing brackets), its cluster dumps and its stability executions.
 
 
-def _value_html(value: str) -> str:
-    return (
-        f"CASE WHEN {value} IS NULL THEN '{_MISSING_HTML}' WHEN length({value}) <= {LONG_VALUE}"
-        f" THEN '<code>' || {_esc(value)} || '</code>'"
-        f" ELSE '<details><summary><code>' || {_esc(f'left({value}, {LONG_VALUE})')} || '…</code></summary><pre>'"
-        f" || {_esc(value)} || '</pre></details>' END"
-    )
-
-
 # Run-level columns that hold settings: shown redacted by Python (rows written before redaction hold secrets).
 REDACTED_RUN_COLUMNS = ("runtime_spec", "dask_config", "env_vars")
 _FIRST_REDACTED = RUN_COLUMNS.index(REDACTED_RUN_COLUMNS[0])
@@ -229,9 +216,7 @@ if RUN_COLUMNS[_FIRST_REDACTED:_LAST_REDACTED] != REDACTED_RUN_COLUMNS:
 
 
 def _provenance_rows(names: tuple[str, ...]) -> str:
-    return " || ".join(
-        f"'<tr><th>{name}</th><td>' || {run_value_sql(name, _value_html, _esc)} || '</td></tr>'" for name in names
-    )
+    return " || ".join(f"'<tr><th>{name}</th><td>' || {run_value_sql(name)} || '</td></tr>'" for name in names)
 
 
 _EXECUTIONS_SQL = f"""

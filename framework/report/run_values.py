@@ -5,7 +5,6 @@ Python's json.dumps escapes every non-ASCII character)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from framework.in_runtime import redaction
 from framework.report.layout import MISSING
@@ -20,21 +19,36 @@ JSON_RUN_COLUMNS = frozenset(
 BYTE_RUN_COLUMNS = frozenset(name for name in CASE_COLUMNS if name.endswith("_bytes"))
 
 
-def run_value_sql(name: str, value_html: Callable[[str], str], esc: Callable[[str], str]) -> str:
+def sql_escape(expression: str) -> str:
+    """HTML-escape a text expression inside DuckDB (the run pages' tables are built there, not in Python)."""
+    return f"replace(replace(replace(replace({expression}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '\"', '&quot;')"
+
+
+def value_html_sql(value: str) -> str:
+    """A text value as a cell's content, in DuckDB: <code>, folded into <details> when longer than LONG_VALUE."""
+    return (
+        f"CASE WHEN {value} IS NULL THEN '{MISSING}' WHEN length({value}) <= {LONG_VALUE}"
+        f" THEN '<code>' || {sql_escape(value)} || '</code>'"
+        f" ELSE '<details><summary><code>' || {sql_escape(f'left({value}, {LONG_VALUE})')} || '…</code></summary><pre>'"
+        f" || {sql_escape(value)} || '</pre></details>' END"
+    )
+
+
+def run_value_sql(name: str) -> str:
     """The SQL expression of one run-level value's cell content (the column is ``run_<name>``, as text)."""
     column = f"run_{name}"
     if name in BYTE_RUN_COLUMNS:
         return (
-            f"CASE WHEN TRY_CAST({column} AS BIGINT) IS NULL THEN {value_html(column)} ELSE '<span title=\"' ||"
-            f" {esc(column)} || ' bytes\">' || format_bytes({column}::BIGINT) || '</span>' END"
+            f"CASE WHEN TRY_CAST({column} AS BIGINT) IS NULL THEN {value_html_sql(column)} ELSE '<span title=\"' ||"
+            f" {sql_escape(column)} || ' bytes\">' || format_bytes({column}::BIGINT) || '</span>' END"
         )
     if name in JSON_RUN_COLUMNS:
-        return value_html(f"CASE WHEN json_valid({column}) THEN json({column})::VARCHAR ELSE {column} END")
-    return value_html(column)
+        return value_html_sql(f"CASE WHEN json_valid({column}) THEN json({column})::VARCHAR ELSE {column} END")
+    return value_html_sql(column)
 
 
 def value_html_text(value: str | None) -> str:
-    """data.py's ``_value_html`` in Python, for the run-level values redacted here."""
+    """:func:`value_html_sql` in Python, for the run-level values redacted here."""
     if value is None:
         return MISSING
     if len(value) <= LONG_VALUE:

@@ -50,7 +50,10 @@ def _store(results: Path) -> None:
                 "baseline": "stable", "candidate": "latest", "hardware": "local", "workload": "groupby_agg",
                 "case_id": case_id, "size": "tiny", "metric": metric, "ratio": ratio, "ci_low": low, "ci_high": high,
                 "p_value": 0.002 if conclusive else 0.2, "verdict": verdict, "conclusive": conclusive,
-                "sentence": f"{metric} {(ratio - 1) * 100:+.0f} %", "detail": detail}  # fmt: skip
+                "sentence": f"{metric} {(ratio - 1) * 100:+.0f} %", "detail": detail, "n_baseline": 5,
+                "n_candidate": 5, "baseline_median": 1.0, "candidate_median": ratio, "min_effect": 0.05,
+                "alpha": 0.01, "mde": 0.03 if conclusive else 0.9,
+                "repeats_needed": None if conclusive else 60}  # fmt: skip
 
     rows = [row(case_id, "wall", WALL, "unchanged", False) for case_id in CASES]
     rows += [row(case_id, "peak_memory", MEMORY, "regressed", True) for case_id in CASES]
