@@ -234,10 +234,11 @@ class MetricComparison:
         text = f"{change}, {p}, n = {self.n_a} vs {self.n_b} — {self.verdict}"
         if self.verdict == "unchanged" and not self.conclusive:
             if self.mde is None:
-                text += f" (inconclusive: {self.n_a} vs {self.n_b} repeats cannot reach p < {self.alpha:g})"
+                level = f"p < {self.alpha:g}" if self.alpha is not None else "significance"
+                text += f" (inconclusive: {self.n_a} vs {self.n_b} repeats cannot reach {level})"
             else:
                 text += f" (inconclusive: these repeats detect ≥ {self.mde * 100:.0f} %"
-                if self.repeats_needed:
+                if self.repeats_needed and self.min_effect is not None:
                     text += f"; {self.min_effect * 100:g} % needs {self.repeats_needed} per side"
                 text += ")"
         return text

@@ -24,6 +24,7 @@ from framework.in_runtime import redaction
 from framework.machines import class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS
 from framework.query import Results
+from framework.records import AB_ROUND_RUNS_SQL
 from framework.report.layout import CASE_HTML_SQL, MISSING
 from framework.report.run_values import redacted_settings, run_value_sql, value_html_text
 from framework.report.run_values import sql_escape as _esc
@@ -160,8 +161,7 @@ _SUMMARY_ROW = " || ".join(
 # two kinds share must have one type in both).
 _ROWS_SQL = f"""
 WITH per_case AS MATERIALIZED ({_PER_CASE}),
-compare_runs AS (SELECT DISTINCT unnest(json_extract_string(detail, '$.run_ids.*[*]')) AS run_id FROM comparisons
-                 WHERE mode IN ('interleaved', 'sequential')),  -- the rounds of an A/B comparison: not history
+compare_runs AS ({AB_ROUND_RUNS_SQL}),  -- the rounds of an A/B comparison: not history
 points AS (SELECT *, epoch_ms(started_at) AS t, {_page_name_sql("run_id")} AS page,
                   run_id IN (SELECT run_id FROM compare_runs) AS compare
            FROM per_case WHERE NOT starts_with(workload, 'stability.')),
