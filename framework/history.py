@@ -33,7 +33,7 @@ from framework.in_runtime.redaction import redact_text
 from framework.machines import MACHINES_FILE, class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS, metric
 from framework.query import Results
-from framework.records import write_record
+from framework.records import AB_ROUND_RUNS_SQL, write_record
 from framework.vocabulary import change_with_interval, percent
 
 MIN_RUNS = 4  # fewer runs in a series: nothing can be judged yet (two on each side of a change)
@@ -116,7 +116,7 @@ class ScanOptions:
 _ROWS_SQL = """
 SELECT r.hardware, r.runtime, r.workload, r.case_id, coalesce(r.size, '') AS size, r.run_id, r.run_started_at,
        {machine_class} AS machine_class, {columns}
-FROM cases r {join} WHERE r.outcome = 'passed'
+FROM cases r {join} WHERE r.outcome = 'passed' AND r.run_id NOT IN ({ab_rounds})
 ORDER BY r.run_started_at, r.run_id, r.repeat
 """
 # The package list is the same for every row of a run × runtime × hardware: read and parse it once per run.
@@ -130,7 +130,7 @@ def load_series(results: Results, options: ScanOptions) -> list[Series]:
     """Passed measured repeats grouped into runs. Failed and timed-out repeats are not measurements."""
     register(results, load_policy(options.machines_file))
     columns = ", ".join(f"r.{spec.column}" for spec in METRICS.values())
-    query = _ROWS_SQL.format(columns=columns, machine_class=class_sql(), join=join_sql())
+    query = _ROWS_SQL.format(columns=columns, machine_class=class_sql(), join=join_sql(), ab_rounds=AB_ROUND_RUNS_SQL)
     rows = results.arrow(query).to_pylist()
     _check_filters(rows, options)
     versions = {tuple(run[:3]): _versions(*run[3:]) for run in results.sql(_VERSIONS_SQL)[1]}

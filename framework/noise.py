@@ -28,6 +28,7 @@ from typing import Any
 from framework.machines import classified_summary_sql
 from framework.metric_catalogue import MetricSpec
 from framework.query import Results
+from framework.records import AB_ROUND_RUNS_SQL
 from framework.stats import t_quantile
 from framework.vocabulary import percent
 
@@ -127,6 +128,7 @@ earlier AS (
                                    ORDER BY e.started_at DESC) AS age
     FROM classified e
     WHERE e.run_id <> $run_id AND e.outcome = 'passed' AND e.started_at < (SELECT min(started_at) FROM this)
+      AND e.run_id NOT IN ({AB_ROUND_RUNS_SQL})
 ),
 history AS (
     SELECT this.runtime, this.hardware, this.case_id, this.size,

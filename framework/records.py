@@ -161,6 +161,16 @@ LOCK_CHANGES_SCHEMA = pa.schema(
     ]
 )
 
+# The runs an interleaved or sequential comparison made for its rounds (``detail.run_ids``: side → run ids): they are
+# that comparison's evidence, not history — the regression scan, the matrix Δ and its noise, and the report's history
+# lines leave them out (each round is a fresh runner a few seconds after the other side's: mixed into a series, a
+# comparison's two sides read as change points).
+AB_ROUND_RUNS_SQL = (
+    "SELECT DISTINCT unnest(json_extract_string(detail, '$.run_ids.*[*]')) AS run_id FROM comparisons"
+    " WHERE mode IN ('interleaved', 'sequential')"
+)
+
+
 SCHEMAS: dict[str, pa.Schema] = {
     "comparisons": COMPARISON_SCHEMA,
     "regressions": REGRESSION_SCHEMA,

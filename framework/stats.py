@@ -222,8 +222,7 @@ class MetricComparison:
     @classmethod
     def from_record(cls, row: Mapping[str, Any]) -> MetricComparison | None:
         """A stored ``comparisons`` row (any age) back as a comparison; None when it was not compared."""
-        needed = ("ratio", "ci_low", "ci_high", "p_value", "verdict", "n_baseline", "n_candidate", "baseline_median")
-        if any(row.get(name) is None for name in (*needed, "candidate_median", "min_effect", "alpha")):
+        if row.get("ratio") is None or row.get("verdict") is None:
             return None
         return cls(
             row["metric"], row["n_baseline"], row["n_candidate"], row["baseline_median"], row["candidate_median"],
@@ -254,10 +253,11 @@ class MetricComparison:
         text = f"{change}, {p}, n = {self.n_a} vs {self.n_b} — {self.verdict}"
         if self.verdict == Verdict.INCONCLUSIVE:
             if self.mde is None:
-                text += f" ({self.n_a} vs {self.n_b} repeats cannot reach p < {self.alpha:g})"
+                level = f"p < {self.alpha:g}" if self.alpha is not None else "significance"
+                text += f" ({self.n_a} vs {self.n_b} repeats cannot reach {level})"
             else:
                 text += f" (these repeats detect ≥ {self.mde * 100:.0f} %"
-                if self.repeats_needed:
+                if self.repeats_needed and self.min_effect is not None:
                     text += f"; {self.min_effect * 100:g} % needs {self.repeats_needed} per side"
                 text += ")"
         return text

@@ -10,6 +10,7 @@ from framework.machines import classified_summary_sql, load_policy, register
 from framework.metric_catalogue import METRICS
 from framework.noise import Delta, Noise, judge, notes, run_noise
 from framework.query import Results
+from framework.records import AB_ROUND_RUNS_SQL
 
 # The change is against the previous run on the same kind of machine (machine class: framework.machines); a run on
 # a class new to its runtime × hardware says so in its heading.
@@ -22,6 +23,7 @@ previous AS (
                               ORDER BY started_at DESC) AS age
     FROM classified
     WHERE run_id <> $run_id AND outcome = 'passed' AND started_at < (SELECT min(started_at) FROM this)
+      AND run_id NOT IN ({AB_ROUND_RUNS_SQL})
 ),
 earlier_classes AS (
     SELECT runtime, hardware, list(DISTINCT machine_class ORDER BY machine_class) AS classes FROM classified

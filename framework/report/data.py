@@ -24,7 +24,10 @@ from framework.in_runtime import redaction
 from framework.machines import class_sql, join_sql, load_policy, register
 from framework.metric_catalogue import METRICS
 from framework.query import Results
-from framework.report.layout import MISSING
+from framework.records import AB_ROUND_RUNS_SQL
+from framework.report.layout import CASE_HTML_SQL, MISSING
+from framework.report.run_values import redacted_settings, run_value_sql, value_html_text
+from framework.report.run_values import sql_escape as _esc
 from framework.results import CASE_COLUMNS
 
 # Columns that describe the run × runtime × hardware rather than one execution, shown once per section: the runner
@@ -120,7 +123,7 @@ GROUP BY run_id, runtime, hardware, machine_class, workload, case_id, coalesce(s
 
 HISTORY_FIELDS = (
     "case_id", "size", "runtime", "hardware", "machine_class", "run_id", "page", "t", "dask_version",
-    "distributed_version", "repeats", "passed", "outcome", *METRICS, "error",
+    "distributed_version", "repeats", "passed", "outcome", *METRICS, "error", "compare",
 )  # fmt: skip
 # A workload's points as one JSON array of arrays (HISTORY_FIELDS order, by time): one sort, no repeated keys.
 _HISTORY_POINTS = f"to_json(list(row({', '.join(HISTORY_FIELDS)}) ORDER BY t, run_id, case_id))"
@@ -129,17 +132,12 @@ _FAILURE = f"""{{'case_id': case_id, 'size': size, 'runtime': runtime, 'hardware
                'repeats': repeats, 'error': error}}"""
 
 
-def _esc(expression: str) -> str:
-    """HTML-escape a text expression inside DuckDB (the run pages' tables are built there, not in Python)."""
-    return f"replace(replace(replace(replace({expression}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '\"', '&quot;')"
-
-
 _MISSING_HTML = MISSING
 
 
-def _cell(expression: str, css: str = "") -> str:
+def _cell(expression: str, css: str = "", wrap: str = "{0}") -> str:
     attribute = f' class="{css}"' if css else ""
-    return f"'<td{attribute}>' || coalesce({_esc(expression)}, '{_MISSING_HTML}') || '</td>'"
+    return f"'<td{attribute}>' || coalesce({wrap.format(_esc(expression))}, '{_MISSING_HTML}') || '</td>'"
 
 
 # A metric's median in its unit, written by DuckDB (the run pages' tables are built there).
@@ -150,7 +148,7 @@ _SHOW_SQL = {
 _SUMMARY_ROW = " || ".join(
     [
         "'<tr class=\"' || outcome || '\">'",
-        _cell("case_id"),
+        _cell("case_id", wrap=CASE_HTML_SQL),
         _cell("nullif(size, '')"),
         _cell("outcome", "outcome"),
         _cell("passed::VARCHAR || '/' || repeats::VARCHAR", "num"),
@@ -163,8 +161,10 @@ _SUMMARY_ROW = " || ".join(
 # two kinds share must have one type in both).
 _ROWS_SQL = f"""
 WITH per_case AS MATERIALIZED ({_PER_CASE}),
-points AS (SELECT *, epoch_ms(started_at) AS t, {_page_name_sql("run_id")} AS page FROM per_case
-           WHERE NOT starts_with(workload, 'stability.')),
+compare_runs AS ({AB_ROUND_RUNS_SQL}),  -- the rounds of an A/B comparison: not history
+points AS (SELECT *, epoch_ms(started_at) AS t, {_page_name_sql("run_id")} AS page,
+                  run_id IN (SELECT run_id FROM compare_runs) AS compare
+           FROM per_case WHERE NOT starts_with(workload, 'stability.')),
 starts AS (SELECT workload, to_json(list({{'hardware': hardware, 'machine_class': machine_class, 'run_id': run_id,
                                            'page': page, 'started_at': started_at}} ORDER BY t, run_id)) AS machines
            FROM (SELECT workload, hardware, machine_class, arg_min(run_id, (t, run_id)) AS run_id,
@@ -205,16 +205,6 @@ FROM per_case GROUP BY run_id, runtime, hardware
 # The second reads every column: per run × runtime × hardware, its run-level values (as table rows, escaped here:
 # 25 cells × every section is cheap in DuckDB), every execution as JSON (in the order they ran; the page adds the
 # enclosing brackets), its cluster dumps and its stability executions.
-LONG_VALUE = 100  # characters: a longer run-level value folds into <details>
-
-
-def _value_html(value: str) -> str:
-    return (
-        f"CASE WHEN {value} IS NULL THEN '{_MISSING_HTML}' WHEN length({value}) <= {LONG_VALUE}"
-        f" THEN '<code>' || {_esc(value)} || '</code>'"
-        f" ELSE '<details><summary><code>' || {_esc(f'left({value}, {LONG_VALUE})')} || '…</code></summary><pre>'"
-        f" || {_esc(value)} || '</pre></details>' END"
-    )
 
 
 # Run-level columns that hold settings: shown redacted by Python (rows written before redaction hold secrets).
@@ -226,7 +216,7 @@ if RUN_COLUMNS[_FIRST_REDACTED:_LAST_REDACTED] != REDACTED_RUN_COLUMNS:
 
 
 def _provenance_rows(names: tuple[str, ...]) -> str:
-    return " || ".join(f"'<tr><th>{name}</th><td>' || {_value_html(f'run_{name}')} || '</td></tr>'" for name in names)
+    return " || ".join(f"'<tr><th>{name}</th><td>' || {run_value_sql(name)} || '</td></tr>'" for name in names)
 
 
 _EXECUTIONS_SQL = f"""
@@ -363,36 +353,6 @@ def run_details(results: Results) -> pa.Table:
     return results.arrow(_EXECUTIONS_SQL)
 
 
-def _value_html_text(value: str | None) -> str:
-    """:func:`_value_html` in Python, for the run-level values redacted here."""
-    if value is None:
-        return MISSING
-    if len(value) <= LONG_VALUE:
-        return f"<code>{_escape(value)}</code>"
-    folded = _escape(value[:LONG_VALUE])
-    return f"<details><summary><code>{folded}…</code></summary><pre>{_escape(value)}</pre></details>"
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
-def _redacted_settings(values: dict[str, str | None], secrets: list[str]) -> dict[str, str | None]:
-    """A section's runtime_spec, dask_config and env_vars (JSON text) as they may be shown: redacted by key and by
-    the secret values they (or ``secrets``) hold; a value with nothing to hide is shown as stored."""
-    redacted = redaction.redact_row(values, secrets)
-    shown: dict[str, str | None] = {}
-    for name, value in values.items():
-        after = redacted[name]
-        if after is None or isinstance(after, str):
-            shown[name] = after  # not the JSON of a mapping: redacted as text
-        elif value is not None and after == json.loads(value):
-            shown[name] = value
-        else:
-            shown[name] = json.dumps(after, sort_keys=True, default=str)
-    return shown
-
-
 def sections(found: Cases, details: pa.Table) -> list[RunSection]:
     """The run sections, ordered by run, runtime and hardware. Settings and texts are redacted on the way (rows
     written before redaction may hold secrets): by key, and by the secret values their own settings hold."""
@@ -410,9 +370,9 @@ def sections(found: Cases, details: pa.Table) -> list[RunSection]:
             continue
         stored = {name: settings[name][i] for name in REDACTED_RUN_COLUMNS}
         masked = sorted(set(found.secrets) | redaction.row_secrets(stored), key=len, reverse=True)
-        shown = _redacted_settings(stored, masked)
+        shown = redacted_settings(stored, masked)
         middle = "".join(
-            f"<tr><th>{name}</th><td>{_value_html_text(shown[name])}</td></tr>" for name in REDACTED_RUN_COLUMNS
+            f"<tr><th>{name}</th><td>{value_html_text(shown[name])}</td></tr>" for name in REDACTED_RUN_COLUMNS
         )
         ordered.append(
             RunSection(

@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from framework.metric_catalogue import METRICS, MetricSpec
+from framework.report import comparison_plot, workload_view
 from framework.report.data import (
     HISTORY_FIELDS,
     ROW_COLUMNS,
@@ -20,6 +21,7 @@ from framework.report.data import (
 from framework.report.environment import EnvironmentRecords, run_facts
 from framework.report.layout import (
     Context,
+    case_html,
     link,
     local_file,
     outcome,
@@ -31,6 +33,7 @@ from framework.report.layout import (
     text,
     when,
 )
+from framework.report.workload_view import RUNS_LISTED
 from framework.stats import MetricComparison
 from framework.vocabulary import Verdict, read_verdict
 
@@ -39,6 +42,8 @@ FAILURES_SHOWN = 50
 
 def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str, Any]], versions: Sequence[str]) -> str:
     name = history.workload
+    found = workload_view.points(history.data, HISTORY_FIELDS)
+    compared = sum(1 for point in found if point["compare"])
     meta = {
         "fields": list(HISTORY_FIELDS),  # what each point's array holds
         "metrics": [{"name": key, "label": spec.label, "unit": spec.unit} for key, spec in METRICS.items()],
@@ -52,6 +57,7 @@ def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str,
             | {"run_id": change["change_run_id"], "status": change["status"], "sentence": change["sentence"]}
             for change in changes
         ],
+        "bands": workload_view.bands(found, changes),
     }
     tabs = "".join(
         f'<button class="tab{" active" if axis == "date" else ""}" data-tab="{axis}">{label}</button>'
@@ -60,6 +66,7 @@ def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str,
     panels = "".join(
         f'<div class="tab-panel" data-panel="{axis}"{"" if axis == "date" else " hidden"}>'
         f'<p class="note">{_AXIS_NOTES[axis]}</p><div class="legend" data-axis="{axis}"></div>'
+        + (_compare_toggle(compared, axis) if compared else "")
         + "".join(f'<div class="plot" data-axis="{axis}" data-metric="{key}"></div>' for key in METRICS)
         + "</div>"
         for axis in ("date", "version")
@@ -70,14 +77,16 @@ def workload(ctx: Context, history: WorkloadHistory, changes: Sequence[dict[str,
         f"run × case points, {history.not_passed} not passed. Each point is one run's median over its passed "
         'measured repeats; <span class="fail-mark">×</span> marks a run where a repeat failed, erred or timed '
         "out (at the bottom of the plot when nothing was measured); dashed lines are change points found by "
-        "<code>nox -s regressions</code>. Hover a point for its versions and values, click it for the run.</p>",
+        "<code>nox -s regressions</code>; the shaded band is each series' level ± its noise between change points "
+        "(the median of its runs ± the spread the comparisons judge by). Memory axes start at zero. Hover a point "
+        "for its versions and values, click it for the run.</p>",
         _machines_note(history.machines),
         f'<div class="tabs">{tabs}</div>{panels}',
         '<p class="note" id="version-note"></p>',
         "<h2>Change points</h2>",
         _changes_table(changes),
         "<h2>Failures</h2>",
-        _failures_table(history.failures),
+        _failures_table(workload_view.grouped_failures(history.failures)),
     ]
     data = {"history-points": history.data, "history-meta": json.dumps(meta)}
     return page(ctx, title=name, depth=1, active="workloads", body="\n".join(body), plots=True, data=data)
@@ -128,25 +137,42 @@ def _changes_table(changes: Sequence[dict[str, Any]]) -> str:
     return table(headers, rows, empty="No change point found in this workload's history by any scan.")
 
 
-def _failures_table(failures: Sequence[dict[str, Any]]) -> str:
-    rows = [
-        table_row(
-            text(failure["started_at"]),
-            text(failure["runtime"]),
-            text(failure["hardware"]),
-            escape(failure["case_id"]),
-            outcome(failure["outcome"]),
-            f"{failure['passed']}/{failure['repeats']}",
-            f'<span class="error">{text(failure["error"])}</span>',
-            link(f"../runs/{failure['page']}.html", escape(failure["run_id"])),
+def _compare_toggle(compared: int, axis: str) -> str:
+    return (
+        f'<label class="compare-toggle"><input type="checkbox" data-compare-toggle="{axis}"> show the {compared}'
+        " point(s) of A/B comparisons (their interleaved rounds: measured apart from the nightly history)</label>"
+    )
+
+
+def _failures_table(groups: Sequence[dict[str, Any]]) -> str:
+    """One row per distinct error: the error once, how many run × case points it hit, and where."""
+    rows = []
+    for group in groups[:FAILURES_SHOWN]:
+        runs = group["runs"]
+        listed = ", ".join(
+            link(f"../runs/{run['page']}.html", escape(run["started_at"] or run["run_id"]))
+            + f" ({text(run['runtime'])})"
+            for run in runs[:RUNS_LISTED]
         )
-        for failure in failures[:FAILURES_SHOWN]
-    ]
+        more = f", and {len(runs) - RUNS_LISTED} earlier" if len(runs) > RUNS_LISTED else ""
+        rows.append(
+            table_row(
+                f'<span class="error">{text(group["error"])}</span>',
+                outcome(group["outcome"]),
+                str(group["count"]),
+                ", ".join(case_html(case) for case in group["cases"]),
+                escape(", ".join(group["runtimes"])),
+                f"{len(runs)} run(s): {listed}{more}",
+            )
+        )
     more = ""
-    if len(failures) > FAILURES_SHOWN:
-        more = f'<p class="note">The newest {FAILURES_SHOWN} of {len(failures)}; every one is marked in the plots.</p>'
-    headers = ["started (UTC)", "runtime", "hardware", "case", "outcome", "passed", "error", "run"]
-    return table(headers, rows, empty="Every execution of this workload passed.") + more
+    if len(groups) > FAILURES_SHOWN:
+        more = (
+            f'<p class="note">The {FAILURES_SHOWN} most recent of {len(groups)} errors; every one is marked in the'
+            " plots.</p>"
+        )
+    headers = ["error", "outcome", "times", "cases", "runtimes", "runs (newest first, UTC)"]
+    return table(headers, rows, css="failures", empty="Every execution of this workload passed.") + more
 
 
 def run(
@@ -250,7 +276,6 @@ def _locks(env_hash: str | None, environments: dict[str, dict[str, Any]]) -> str
 def comparison(ctx: Context, group: dict[str, Any]) -> str:
     rows = sorted(group["rows"], key=_effect_order)
     unusable = group["unusable"]
-    plotted: list[dict[str, Any]] = []
     items: list[str] = []
     not_compared: list[str] = []
     for row in rows:
@@ -263,17 +288,7 @@ def comparison(ctx: Context, group: dict[str, Any]) -> str:
         item = f'<li class="{kind}">{badge} <b>{escape(label)}</b>: {escape(sentence)}</li>'
         # A side that could not run leaves every row missing: those fold away under its cause.
         (not_compared if unusable and kind == Verdict.UNUSABLE else items).append(item)
-        if _finite(row["ratio"]) and _finite(row["ci_low"]) and _finite(row["ci_high"]):
-            plotted.append(
-                {
-                    "label": label,
-                    "change": (row["ratio"] - 1) * 100,
-                    "low": (row["ci_low"] - 1) * 100,
-                    "high": (row["ci_high"] - 1) * 100,
-                    "verdict": kind,
-                    "sentence": sentence,
-                }
-            )
+    plotted = comparison_plot.panels(rows, verdict_kind)
     versions = " · ".join(
         f"{escape(side)}: {escape(_versions(group[f'{side}_versions']))}" for side in ("baseline", "candidate")
     )
@@ -287,7 +302,15 @@ def comparison(ctx: Context, group: dict[str, Any]) -> str:
         "regressed or improved only when it is significant and at least the metric's minimum effect.</p>"
         if items
         else "",
-        _VERDICT_LEGEND + '<div class="plot comparison" data-comparison="comparison-data"></div>' if plotted else "",
+        _VERDICT_LEGEND
+        + _PLOT_NOTE
+        + "".join(
+            f'<div class="plot comparison" data-comparison="comparison-data" data-metric="{escape(panel["metric"])}">'
+            "</div>"
+            for panel in plotted
+        )
+        if plotted
+        else "",
         f'<ol class="sentences">{"".join(items)}</ol>' if items else "",
     ]
     if not_compared:
@@ -300,6 +323,11 @@ def comparison(ctx: Context, group: dict[str, Any]) -> str:
     return page(ctx, title=title, depth=1, active="comparisons", body="\n".join(body), plots=bool(plotted), data=data)
 
 
+_PLOT_NOTE = (
+    '<p class="note">One panel per metric, on a log scale (+100 % and −50 % are equally far from 0). Each panel '
+    "shows its significant findings whole and other changes up to +50 % / −33 %; an interval that runs further "
+    "ends in an arrow ▸ at the edge — hover it for its real bounds.</p>"
+)
 _VERDICT_LEGEND = (
     '<div class="verdict-legend">'
     + "".join(
@@ -317,7 +345,9 @@ _VERDICT_LEGEND = (
 
 def _sentence(row: dict[str, Any], spec: MetricSpec | None) -> str:
     """The row's sentence in today's words and interval format, without the metric's name (its label says it)."""
-    result = MetricComparison.from_record(row) if spec is not None else None
+    figures = ("ci_low", "ci_high", "p_value", "n_baseline", "n_candidate", "baseline_median", "candidate_median")
+    complete = spec is not None and all(row.get(name) is not None for name in figures)
+    result = MetricComparison.from_record(row) if complete else None  # else: the sentence as stored
     if result is not None:
         sentence = result.sentence()
     else:

@@ -182,3 +182,13 @@ def overloaded_note(run: dict[str, Any], short: bool = False) -> str:
         f" overloaded (load average &gt; cores{peak}): {'their' if n != 1 else 'its'} times are not comparable"
         " with a quiet run's (the executions' <code>load_avg_1m</code>, <code>overloaded</code> columns say which).</p>"
     )
+
+
+def case_html(case_id: str) -> str:
+    """A case id that wraps only between its parameters (after '[' and ','), never inside a name or value."""
+    marked = escape(case_id).replace("[", "[<wbr>").replace(",", ",<wbr>")
+    return f'<span class="case-id">{marked}</span>'
+
+
+# case_html in DuckDB, over an already escaped text
+CASE_HTML_SQL = "'<span class=\"case-id\">' || replace(replace({0}, '[', '[<wbr>'), ',', ',<wbr>') || '</span>'"

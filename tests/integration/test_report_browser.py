@@ -310,6 +310,7 @@ def _wait_for_plots(page: Any, scope: str) -> list[dict[str, Any]]:
     return [
         {
             "points": int(plots.nth(i).get_attribute("data-points") or 0),
+            "flat": "unmeasured" in (plots.nth(i).get_attribute("class") or ""),  # 'spill: none …': no canvas
             # Playwright's CSS locators pierce BokehJS's open shadow roots: the canvas it draws on.
             "canvases": plots.nth(i).locator("canvas").count(),
         }
@@ -365,10 +366,10 @@ def test_every_page_opens_from_disk_without_errors_and_draws_its_plots(site, bro
         "workloads/groupby_agg.html#version",
     ]
     for key, plots in plotted.items():
-        expected = 1 if key.startswith("comparisons/") else 4  # workloads: wall, peak, mean memory, spill
+        expected = 2 if key.startswith("comparisons/") else 4  # comparison: wall, peak; workloads: + mean, spill
         assert len(plots) == expected, key
         for plot in plots:
-            assert plot["canvases"] > 0, f"{key}: nothing drawn"
+            assert plot["canvases"] > 0 or plot["flat"], f"{key}: nothing drawn"
             assert plot["points"] > 0, f"{key}: no points"
 
 

@@ -501,3 +501,18 @@ def test_unknown_metric_and_bad_min_effect_are_selection_errors(results_dir, tmp
         run(results_dir, tmp_path, "--metric=peak_memroy")
     with pytest.raises(SelectionError, match="is not METRIC=PERCENT"):
         run(results_dir, tmp_path, "--min-effect=wall")
+
+
+@pytest.mark.parametrize("mode, found", [("interleaved", 0), ("sequential", 0), ("bisect", 1)])
+def test_the_rounds_of_an_ab_comparison_are_not_history(history, options, results_dir, mode, found):
+    """A comparison's rounds (fresh runners, minutes apart) are its evidence: mixed into the runtime's series they
+    read as a step. Runs a bisection made stay history (a sweep is a history along versions)."""
+    history([400] * 12)
+    rounds = history([520] * 6, first_day=12)  # the candidate side of an A/B, recorded under the same runtime
+    detail = {"run_ids": {"baseline": [], "candidate": rounds}}
+    record = {"comparison_id": "c1", "mode": mode, "detail": json.dumps(detail)}
+    write_record(results_dir, "comparisons", "c1", [record])
+
+    report = scan(options())
+
+    assert len([f for f in report.findings if f.metric == "peak_memory"]) == found

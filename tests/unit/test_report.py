@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from html import escape, unescape
 from pathlib import Path
@@ -134,10 +135,14 @@ def test_comparison_sentences_are_sorted_by_the_size_of_the_change(results_dir, 
     sentence = "peak memory +38 % (31–45 %), p < 0.001, n = 7 vs 7 — regressed"
     assert texts[1] == f"regressed groupby_agg[by=id] (tiny) · peak memory: {sentence.removeprefix('peak memory ')}"
     assert "could not be compared: spill was not measured on the baseline" in texts[3]
-    plotted = _json(page, "comparison-data")  # the plot's rows: the same order, the missing one left out
-    assert [row["verdict"] for row in plotted] == ["improved", "regressed", "unchanged"]
-    assert plotted[1]["change"] == pytest.approx(38.0)
-    assert plotted[1]["low"] == pytest.approx((1.38 * 0.95 - 1) * 100)
+    plotted = _json(page, "comparison-data")  # a panel per metric; the missing one left out
+    assert [(panel["metric"], [row["verdict"] for row in panel["rows"]]) for panel in plotted] == [
+        ("wall", ["improved", "unchanged"]),
+        ("peak_memory", ["regressed"]),
+    ]
+    assert plotted[1]["rows"][0]["change"] == "+38 %"
+    assert plotted[1]["rows"][0]["low"] == pytest.approx(math.log(1.38 * 0.95))  # a log-ratio
+    assert page.read_text().count('class="plot comparison"') == 2
     listing = _text(out / "comparisons" / "index.html")
     assert "stable → latest" in listing
     assert "1 regressed, 1 improved, 1 unchanged, 1 unusable" in listing

@@ -231,3 +231,24 @@ def test_the_grid_colours_a_change_only_beyond_the_criteria_allowance():
     assert older[0] == "regressed stale" and older[2] == "+40 %"
     assert "measured in environment zzzzzzzzzzzzzzzz, not the runtime's newest" in older[1]
     assert "stable: the baseline of criteria default" in _words(change_grid(states, rows, LOCKS))
+
+
+def test_an_older_comparison_record_without_its_test_settings_still_builds(tmp_path):
+    """Records from before alpha and min_effect were stored: the site builds, the cell says it could not tell."""
+    from conftest import _case_row
+
+    from framework.records import write_record
+    from framework.report import build_site
+    from framework.results import ResultsStore, case_table, write_atomic
+
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    rows = case_table([_case_row(run_started_at=at, started_at=at, params={})])
+    write_atomic(rows, ResultsStore(tmp_path / "r").cases_dir / "20260101T000000Z-aaaaaa__latest__local.parquet")
+    record = {"comparison_id": "c1", "created_at": at, "mode": "interleaved", "baseline": "stable",
+              "candidate": "latest", "hardware": "local", "workload": "groupby_agg", "case_id": "groupby_agg[by=id]",
+              "size": "tiny", "metric": "wall", "ratio": 5.39, "ci_low": 0.9, "ci_high": 9.0, "p_value": 0.2,
+              "verdict": "unchanged", "conclusive": False, "sentence": "x"}  # fmt: skip
+    write_record(tmp_path / "r", "comparisons", "c1", [record])
+    summary = build_site(tmp_path / "r", tmp_path / "site")
+    page = (summary.out_dir / "index.html").read_text()
+    assert "cannot reach significance" in unescape(page)

@@ -52,14 +52,22 @@
       if (machines.size > 1) parts.push("machine " + points.machine_class[i]);
       if (cases.size > 1 || axis === "version") parts.push(points.case_id[i]);
       if (sizes.size > 1 && points.size[i]) parts.push(points.size[i]);
-      const label = parts.join(" · ");
-      if (!series.has(label)) series.set(label, {label, rows: []});
+      const base = parts.join(" · ");
+      // The runs of an A/B comparison (interleaved rounds) are a series of their own, hidden until asked for.
+      const label = points.compare[i] ? `${base} · A/B comparison runs` : base;
+      if (!series.has(label)) {
+        series.set(label, {label, base, compare: Boolean(points.compare[i]), rows: [],
+          key: axis === "date" ? bandKey(points, i) : null});
+      }
       series.get(label).rows.push(i);
     }
     const ordered = [...series.values()].sort((a, b) => a.label.localeCompare(b.label));
     const rank = new Map(meta.versions.map((version, position) => [version, position]));
-    ordered.forEach((s, k) => {
-      s.color = PALETTE[k % PALETTE.length];
+    const colors = new Map();
+    for (const s of ordered) if (!colors.has(s.base)) colors.set(s.base, PALETTE[colors.size % PALETTE.length]);
+    ordered.forEach((s) => {
+      s.color = colors.get(s.base);  // a comparison's runs in the colour of their history
+      s.measured = s.rows.filter((i) => meta.metrics.some((m) => points[m.name][i] !== null)).length;
       s.rows.sort((a, b) => points.t[a] - points.t[b]);
       if (axis === "date") {
         s.x = new Map(s.rows.map((i) => [i, points.t[i]]));
@@ -82,13 +90,21 @@
     return ordered;
   }
 
+  // The series key of a point along dates, as framework/report/workload_view.py keys its noise bands.
+  function bandKey(points, i) {
+    return ["runtime", "hardware", "machine_class", "case_id", "size"].map((name) => points[name][i] || "").join("|");
+  }
+
+  // Only series that drew something: a runtime whose every run failed has no line to name.
   function drawLegend(holder, series) {
     holder.innerHTML = "";
     for (const s of series) {
+      if (s.compare || !s.measured) continue;
       const item = document.createElement("span");
       item.className = "legend-item";
       const swatch = document.createElement("span");
-      swatch.className = "swatch";
+      swatch.className = s.measured > 1 ? "swatch" : "swatch dot";
+      if (s.measured === 1) item.title = "one measured run: a point, no line yet";
       swatch.style.background = s.color;
       item.append(swatch, document.createTextNode(s.label));
       holder.append(item);
@@ -104,24 +120,36 @@
       top = Math.max(top, v);
       bottom = Math.min(bottom, v);
     }
+    if (bytesUnit && top === 0) {  // nothing to draw against: say so instead of an axis around zero
+      const runs = column.filter((v) => v === 0).length;
+      target.classList.add("unmeasured");
+      target.textContent = `${metric.label}: none — 0 B in each of the ${runs} measured run × case point(s)`;
+      markRendered(target, runs);
+      return Promise.resolve();
+    }
     const scale = !bytesUnit ? 1 : top >= 2 * 1024 ** 3 ? 1024 ** 3 : 1024 ** 2;
     const unitLabel = !bytesUnit ? "s" : scale === 1024 ** 3 ? "GiB" : "MiB";
-    // Where a run that measured nothing is marked: just below the lowest measured value.
-    const floor = isFinite(bottom) ? bottom / scale * 0.97 : 0;
+    // Where a run that measured nothing is marked: just below the lowest measured value (at 0 on a memory axis).
+    const floor = bytesUnit ? 0 : isFinite(bottom) ? bottom / scale * 0.97 : 0;
     const xOf = (s, i) => s.x.get(i);
     const plot = Bokeh.Plotting.figure({
       height: 260, sizing_mode: "stretch_width", title: metric.label,
+      // Memory from zero (a 2 % move should look like one); hidden series do not stretch the axes.
+      y_range: new Bokeh.DataRange1d(bytesUnit ? {start: 0, only_visible: true} : {only_visible: true}),
+      x_range: new Bokeh.DataRange1d({only_visible: true}),
       x_axis_type: axis === "date" ? "datetime" : "linear",
       x_axis_label: axis === "date" ? "run date (UTC)" : `${meta.package} version`,
       y_axis_label: `${metric.label} (${unitLabel})`, tools: "pan,box_zoom,wheel_zoom,reset,save",
     });
     const fields = () => ({x: [], y: [], label: [], run_id: [], page: [], date: [], dask: [], distributed: [],
       value: [], outcome: [], passed: [], error: []});
-    const failures = fields();
-    const hovered = [], tappable = [];
+    const failures = fields(), compareFailures = fields();
+    const hovered = [], tappable = [], hidden = [];
     let drawn = 0, placed = 0;
+    if (axis === "date") drawBands(plot, metric, meta, series, scale);
     for (const s of series) {
       const data = fields();
+      const failed = s.compare ? compareFailures : failures;
       for (const i of s.rows) {
         const x = xOf(s, i);
         if (x === undefined) continue;
@@ -130,7 +158,7 @@
         const measured = value !== null && isFinite(value);
         const into = [];
         if (measured) into.push(data);
-        if (points.outcome[i] !== "passed") into.push(failures);
+        if (points.outcome[i] !== "passed") into.push(failed);
         for (const d of into) {
           d.x.push(x);
           d.y.push(measured ? value / scale : floor);
@@ -147,25 +175,33 @@
         }
       }
       if (!data.x.length) continue;
-      drawn += data.x.length;
+      drawn += s.compare ? 0 : data.x.length;
       const source = new Bokeh.ColumnDataSource({data});
-      plot.line({field: "x"}, {field: "y"}, {source, line_color: s.color, line_width: 1.5});
-      const dots = plot.scatter({field: "x"}, {field: "y"}, {source, size: 5, fill_color: s.color, line_color: s.color});
+      const line = plot.line({field: "x"}, {field: "y"}, {source, line_color: s.color, line_width: s.compare ? 1 : 1.5,
+        line_dash: s.compare ? "dashed" : "solid", visible: !s.compare});
+      const dots = plot.scatter({field: "x"}, {field: "y"}, {source, size: s.compare ? 7 : 5,
+        marker: s.compare ? "square" : "circle", fill_color: s.compare ? "#ffffff" : s.color, line_color: s.color,
+        visible: !s.compare});
+      if (s.compare) hidden.push(line, dots);
       hovered.push(dots);
       tappable.push(dots);
     }
-    if (failures.x.length) {
-      const source = new Bokeh.ColumnDataSource({data: failures});
+    for (const [marked, compare] of [[failures, false], [compareFailures, true]]) {
+      if (!marked.x.length) continue;
+      const source = new Bokeh.ColumnDataSource({data: marked});
       const marks = plot.scatter({field: "x"}, {field: "y"},
-        {source, marker: "x", size: 9, line_color: FAILURE, line_width: 2, line_alpha: 0.85});
+        {source, marker: "x", size: 9, line_color: FAILURE, line_width: 2, line_alpha: 0.85, visible: !compare});
+      if (compare) hidden.push(marks);
       hovered.push(marks);
       tappable.push(marks);
-      drawn += failures.x.length;
+      drawn += compare ? 0 : marked.x.length;
     }
+    (COMPARE_RENDERERS[axis] = COMPARE_RENDERERS[axis] || []).push(...hidden);
     const changeData = {x: [], y: [], color: [], sentence: [], status: []};
     for (const change of meta.changes) {
       if (change.metric !== metric.name || change.along !== axis) continue;
       for (const s of series) {
+        if (s.compare) continue;  // a scan that took a comparison's runs for history: not drawn on the history
         const i = s.rows.find((row) => points.run_id[row] === change.run_id && points.case_id[row] === change.case_id
           && points.hardware[row] === change.hardware && (axis === "version" || points.runtime[row] === change.runtime)
           && (!change.machine_class || points.machine_class[row] === change.machine_class));
@@ -213,6 +249,40 @@
     return Bokeh.Plotting.show(plot, target).then(() => markRendered(target, drawn));
   }
 
+  // Per axis, the renderers of A/B comparison runs: hidden until the page's checkbox shows them.
+  const COMPARE_RENDERERS = {};
+
+  // Each series' noise band (level ± noise between change points, computed by the report's Python side), shaded
+  // in the series' colour under its line.
+  function drawBands(plot, metric, meta, series, scale) {
+    const colors = new Map(series.filter((s) => !s.compare && s.key !== null).map((s) => [s.key, s.color]));
+    const data = {left: [], right: [], bottom: [], top: [], color: [], level: []};
+    for (const band of meta.bands || []) {
+      if (band.metric !== metric.name || !colors.has(band.series)) continue;
+      const pad = band.from === band.to ? 6 * 3600 * 1000 : 0;  // a stretch of one day: still visible
+      data.left.push(band.from - pad);
+      data.right.push(band.to + pad);
+      data.bottom.push(band.low / scale);
+      data.top.push(band.high / scale);
+      data.color.push(colors.get(band.series));
+      data.level.push(band.level / scale);
+    }
+    if (!data.left.length) return;
+    const source = new Bokeh.ColumnDataSource({data});
+    plot.quad({left: {field: "left"}, right: {field: "right"}, bottom: {field: "bottom"}, top: {field: "top"}, source,
+      fill_color: {field: "color"}, fill_alpha: 0.12, line_alpha: 0});
+    plot.segment({field: "left"}, {field: "level"}, {field: "right"}, {field: "level"},
+      {source, line_color: {field: "color"}, line_alpha: 0.35, line_dash: "dotted"});
+  }
+
+  function compareToggles() {
+    for (const box of document.querySelectorAll("input[data-compare-toggle]")) {
+      box.addEventListener("change", () => {
+        for (const renderer of COMPARE_RENDERERS[box.dataset.compareToggle] || []) renderer.visible = box.checked;
+      });
+    }
+  }
+
   function historyPage() {
     const rows = readJSON("history-points");
     const meta = readJSON("history-meta");
@@ -247,39 +317,70 @@
       });
     }
     render(panels.find((panel) => !panel.hidden));
+    compareToggles();
   }
 
-  // ---- an A/B comparison: dot + 95 % interval per case × metric, coloured by verdict ----------------------
+  // ---- an A/B comparison: one panel per metric, each change a log-ratio with its 95 % interval --------------
+  // The panels' ranges, ticks and clipping come from the page's data (framework/report/comparison_plot.py); an
+  // interval that runs off a panel ends in an arrow at its edge, its real bounds in the hover text.
 
-  function comparisonPage() {
-    const target = document.querySelector(".plot[data-comparison]");
-    if (!target) return;
-    const rows = readJSON(target.dataset.comparison);
-    const labels = rows.map((row) => row.label).reverse();  // the largest change on top
-    const data = {label: [], change: [], low: [], high: [], color: [], verdict: [], sentence: []};
-    for (const row of rows) {
-      data.label.push(row.label);
-      data.change.push(row.change);
-      data.low.push(row.low);
-      data.high.push(row.high);
-      data.color.push(VERDICT[row.verdict] || "#000000");
-      data.verdict.push(row.verdict);
-      data.sentence.push(row.sentence);
+  function comparisonPanel(target, panel) {
+    const limit = panel.limit, edge = limit * 1.03;
+    const data = {label: [], x: [], low: [], high: [], color: [], verdict: [], sentence: [], change: [],
+      interval: [], off: []};
+    const arrows = {x: [], label: [], angle: [], color: [], verdict: [], sentence: [], change: [], interval: [],
+      off: []};
+    for (const row of panel.rows) {
+      const color = VERDICT[row.verdict] || "#000000";
+      const off = row.off_low && row.off_high ? "both ends run off this panel"
+        : row.off_high ? "runs off this panel to the right" : row.off_low ? "runs off this panel to the left" : "";
+      for (const [key, value] of Object.entries({label: row.label, x: row.x, low: row.low, high: row.high, color,
+        verdict: row.verdict, sentence: row.sentence, change: row.change, interval: row.interval, off})) {
+        data[key].push(value);
+      }
+      for (const [flag, x, angle] of [[row.off_high, edge, -Math.PI / 2], [row.off_low, -edge, Math.PI / 2]]) {
+        if (!flag) continue;
+        for (const [key, value] of Object.entries({x, label: row.label, angle, color, verdict: row.verdict,
+          sentence: row.sentence, change: row.change, interval: row.interval, off})) {
+          arrows[key].push(value);
+        }
+      }
     }
-    const source = new Bokeh.ColumnDataSource({data});
+    const labels = [...panel.labels].reverse();  // the first case on top
     const plot = Bokeh.Plotting.figure({
-      height: 70 + 22 * rows.length, sizing_mode: "stretch_width", y_range: labels, x_axis_location: "above",
-      x_axis_label: "change of the candidate's median against the baseline's (%), with its 95 % interval",
+      height: 64 + 24 * labels.length, sizing_mode: "stretch_width", y_range: labels, title: panel.title,
+      x_range: new Bokeh.Range1d({start: -limit * 1.12, end: limit * 1.12}), x_axis_location: "above",
+      x_axis_label: "change of the candidate's median (log scale), with its 95 % interval",
       tools: "pan,box_zoom,wheel_zoom,reset,save",
     });
-    if (rows.length > 15) plot.add_layout(new Bokeh.LinearAxis({axis_label: "change (%)"}), "below");
+    plot.xaxis.ticker = new Bokeh.FixedTicker({ticks: panel.ticks.map(([at]) => at)});
+    plot.xaxis.major_label_overrides = new Map(panel.ticks.map(([at, label]) => [at, label]));
     plot.add_layout(new Bokeh.Span({location: 0, dimension: "height", line_color: "#444444", line_dash: "dotted"}));
-    plot.segment({field: "low"}, {field: "label"}, {field: "high"}, {field: "label"},
+    const source = new Bokeh.ColumnDataSource({data});
+    const bars = plot.segment({field: "low"}, {field: "label"}, {field: "high"}, {field: "label"},
       {source, line_color: {field: "color"}, line_width: 2.5});
-    const dots = plot.scatter({field: "change"}, {field: "label"},
+    const dots = plot.scatter({field: "x"}, {field: "label"},
       {source, size: 9, fill_color: {field: "color"}, line_color: {field: "color"}});
-    plot.add_tools(new Bokeh.HoverTool({renderers: [dots], tooltips: [["", "@label"], ["", "@sentence"]]}));
-    Bokeh.Plotting.show(plot, target).then(() => markRendered(target, rows.length));
+    const renderers = [dots, bars];
+    if (arrows.x.length) {
+      const marks = plot.scatter({field: "x"}, {field: "label"}, {source: new Bokeh.ColumnDataSource({data: arrows}),
+        marker: "triangle", angle: {field: "angle"}, size: 13, fill_color: {field: "color"}, line_color: {field: "color"}});
+      renderers.push(marks);
+    }
+    plot.add_tools(new Bokeh.HoverTool({renderers, tooltips: [["", "@label"], [panel.title, "@change (95 % CI @interval) @off"],
+      ["", "@sentence"]]}));
+    target.dataset.arrows = String(arrows.x.length);
+    return Bokeh.Plotting.show(plot, target).then(() => markRendered(target, panel.rows.length));
+  }
+
+  function comparisonPage() {
+    const targets = document.querySelectorAll(".plot[data-comparison]");
+    if (!targets.length) return;
+    const panels = new Map(readJSON(targets[0].dataset.comparison).map((panel) => [panel.metric, panel]));
+    for (const target of targets) {
+      comparisonPanel(target, panels.get(target.dataset.metric))
+        .catch((error) => { target.textContent = `plot failed: ${error}`; throw error; });
+    }
   }
 
   // ---- a run's executions: every recorded column, as a table ----------------------------------------------
@@ -291,9 +392,21 @@
     return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${micro} UTC`;
   }
 
+  // JSON text as Python's json.dumps wrote it, with its characters back: "2 × 4", not "2 \u00d7 4".
+  function unescaped(text) {
+    return text.replace(/(?<!\\)((?:\\\\)*)\\u([0-9a-fA-F]{4})/g,
+      (_, slashes, hex) => slashes + String.fromCharCode(parseInt(hex, 16)));
+  }
+
   function cell(raw, column, dumpLinks, timestamps) {
     const td = document.createElement("td");
-    const value = raw === null || typeof raw === "string" ? raw
+    if (typeof raw === "number" && column.endsWith("_bytes")) {  // 23.5 GiB, the exact count on hover
+      td.textContent = bytes(raw);
+      td.title = `${raw} bytes`;
+      td.className = "num";
+      return td;
+    }
+    const value = raw === null ? null : typeof raw === "string" ? unescaped(raw)
       : timestamps.has(column) ? utc(raw) : Array.isArray(raw) ? raw.join(", ") : String(raw);
     if (value === null) {
       td.className = "missing";
