@@ -309,7 +309,7 @@ def format_side_by_side(lines: Sequence[SideBySide]) -> str:
                 verdict,
             ]
         )
-    table = format_table(columns, rows, max_width=60, right={"recorded", "now", "ratio", "95 % interval"})
+    table = format_table(columns, rows, max_width=60, right={"recorded", "now", "change", "95 % CI"})
     blocked = [line.result for line in lines if line.result is not None and line.result.mde is None]
     if blocked:  # the rank test cannot reach alpha with so few repeats: say how many would
         few = blocked[0]
