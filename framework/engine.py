@@ -28,6 +28,7 @@ from typing import Any
 
 from framework import lifetime
 from framework.environments import BuiltEnvironment
+from framework.execution_lines import ExecutionProgress
 from framework.health import check_health
 from framework.in_runtime import redaction
 from framework.in_runtime.errors import ResultsError, UnusableRuntimeError, cannot_write
@@ -182,56 +183,6 @@ def run_runner(
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-# What framework.in_runtime.runner prints per execution, or when a case's set-up fails:
-# "[latest × local] groupby_agg[by=name] measure 3: passed in 1.17 s", "[latest × local] shuffle[…] setup: why".
-_EXECUTION_LINE = re.compile(r"^\[[^\]]*\] (?P<case>.+?) (?:(?:warmup|measure) \d+: (?P<outcome>\w+) in |setup: )")
-
-
-class ExecutionProgress:
-    """Counts on ``progress`` each execution a runner reports, from the lines it prints (and prints them).
-
-    A case whose set-up fails, or which a timeout ends early, runs fewer executions than planned: the rest of it
-    is counted when a later case reports, or when the runner ends (``finish``).
-    """
-
-    def __init__(self, progress: Progress, group: CaseGroup) -> None:
-        self.progress, self.side = progress, f"{group.environment.runtime.name} × {group.hardware.name}"
-        self.planned = {case.case_id: case.workload.warmup + case.workload.repeats for case in group.cases}
-        self.left = dict(self.planned)  # in the order the runner runs them
-        self.failed = 0
-        self._show()
-
-    def __call__(self, line: str) -> None:
-        self.progress.note(line)
-        match = _EXECUTION_LINE.match(line)
-        if match is None or match["case"] not in self.left:
-            return
-        for case in list(self.left)[: list(self.left).index(match["case"])]:  # those before it are over
-            self._count(case, self.left[case])
-        failed = int(match["outcome"] != "passed")
-        self.failed += failed
-        self._count(match["case"], 1 if match["outcome"] else self.left[match["case"]], failed)
-
-    def finish(self, rows: list[dict[str, Any]]) -> None:
-        """The runner ended: count what it did not run, and the failures only its rows show (a runner that died)."""
-        for case in list(self.left):
-            self._count(case, self.left[case])
-        self.progress.advance(0, failed=max(sum(row.get("outcome") != "passed" for row in rows) - self.failed, 0))
-
-    def _count(self, case: str, n: int, failed: int = 0) -> None:
-        self.left[case] -= n
-        if self.left[case] <= 0:
-            del self.left[case]
-        self.progress.advance(n, failed=failed)
-        self._show()
-
-    def _show(self) -> None:
-        case = next(iter(self.left), None)  # the one running now
-        if case is not None:
-            done = self.planned[case] - self.left[case]
-            self.progress.advance(0, current=f"{self.side} · {case} ({done + 1}/{self.planned[case]})")
 
 
 def _budget(cases: list[Case]) -> float:

@@ -504,6 +504,9 @@ def _log(message: str) -> None:
     # A controller that died took the pipe's other end: saying so must not stop the runner from cleaning up.
     with contextlib.suppress(OSError, ValueError):
         print(message, file=CONSOLE["stream"], flush=True)
+    if CONSOLE["stream"] is not sys.stderr:  # output is routed: the run's log keeps every line too, in its place
+        with contextlib.suppress(OSError, ValueError):
+            print(message, file=sys.stderr, flush=True)  # noqa: T201 — the runner's own line, into its log
 
 
 def route_output(log_path: Path) -> None:

@@ -15,7 +15,8 @@ import pytest
 from rich.console import Console
 
 from framework import progress as progress_module
-from framework.engine import CaseGroup, ExecutionProgress
+from framework.engine import CaseGroup
+from framework.execution_lines import ExecutionProgress
 from framework.progress import ENV, Progress, RunnerProgress, choose_mode, duration, echo, runner_line
 
 
@@ -318,3 +319,25 @@ def test_the_matrix_module_parses_the_runners_own_wording() -> None:
     assert """_log(f"{label} {phase} {repeat + 1}: {row['outcome']} in {row['wall_s']:.2f} s")""" in source
     assert """_log(f"{label} setup: {error}")""" in source
     assert """label = f"[{plan['runtime']['name']} × {plan['hardware']['name']}] {case['case_id']}\"""" in source
+
+
+def test_the_console_shows_one_line_per_case_and_every_execution_that_did_not_pass_at_once() -> None:
+    stream = io.StringIO()
+    with Progress("matrix", 9, "executions", mode="plain", stream=stream) as progress:
+        lines = ExecutionProgress(progress, _group(("a", 1, 3), ("b", 1, 3), ("c", 0, 1)))
+        lines("[latest × local] a warmup 1: passed in 2.00 s")
+        for seconds in ("0.40", "0.30", "0.50"):
+            lines(f"[latest × local] a measure 1: passed in {seconds} s")
+        lines("[latest × local] b warmup 1: passed in 1.00 s")
+        lines("[latest × local] b measure 1: failed in 0.20 s")
+        lines("[latest × local] b measure 2: timeout in 60.00 s")  # the timeout ends the case early
+        lines("[latest × local] c setup: fixture s3 failed: no moto")
+        lines.finish([])
+    printed = [line for line in stream.getvalue().splitlines() if not line.startswith("progress:")]
+    assert printed == [
+        "[latest × local] a: passed — 1 warm-up + 3 measured, 0.30–0.50 s",
+        "[latest × local] b measure 1: failed in 0.20 s",
+        "[latest × local] b measure 2: timeout in 60.00 s",
+        "[latest × local] b: NOT PASSED (2 failed, timeout) — 1 warm-up + 2 measured of 4 planned",
+        "[latest × local] c setup: fixture s3 failed: no moto",
+    ]
