@@ -198,9 +198,10 @@ def plan_bisection(args: argparse.Namespace, root: Path = ROOT) -> Bisection:
     return Bisection(args.package, moved, base, span, args.hold, lock, spec, case, hardware, record)
 
 
-def run_bisection(args: argparse.Namespace) -> int:
+def run_bisection(args: argparse.Namespace, answer: dict[str, object] | None = None) -> int:
     """Plan, search, print the steps and the answer (``nox -s bisect``'s options in ``args``); 0 when one release
-    is named, 1 when the ends are not as claimed or untestable releases leave a range."""
+    is named, 1 when the ends are not as claimed or untestable releases leave a range. ``answer`` (``--json``)
+    receives the steps and the answer as data."""
     plan = plan_bisection(args)
     say(describe_range(plan, sweeping=args.sweep))
     if getattr(args, "dry_run", False):
@@ -255,7 +256,32 @@ def run_bisection(args: argparse.Namespace) -> int:
                 saved = save_comparison(oracle, runner, search, plan.package, runtime_for, args.results)
     label = "replays" if plan.record else ("outcome" if plan.spec is None else f"{plan.spec.label} (median)")
     sys.stdout.write(report(search, plan.span, plan.package, label, evidence, saved))
+    if answer is not None:
+        answer.update(document(search, plan.span, plan.package, label, evidence, saved))
     return 0 if search.status == "found" else 1
+
+
+def document(
+    search: Search, span: ReleaseRange, package: str, label: str, evidence: str, saved: Path | None
+) -> dict[str, object]:
+    """``--json``: the steps and the answer, as :func:`report` prints them."""
+    ascending = span.ascending
+    return {
+        "package": package,
+        "direction": "first bad" if ascending else "first fixed",
+        "status": search.status,
+        "last_good": search.last_good,
+        "first_bad": search.first_bad,
+        "untested": list(search.untested),
+        "problem": search.problem or None,
+        "evidence": evidence or None,
+        "comparison_record": str(saved) if saved is not None else None,
+        "steps": [
+            {"version": step.version, "verdict": str(step.verdict), label: step.judgement.shown,
+             "why": step.judgement.evidence, "seconds": round(step.seconds, 3)}
+            for step in search.steps
+        ],
+    }  # fmt: skip
 
 
 def save_comparison(

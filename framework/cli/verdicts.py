@@ -134,6 +134,7 @@ def bisect_parser() -> Parser:
     add_results(parser)
     add_rebuild(parser)
     add_dry_run(parser, help="list the releases and print how many would be built and run; build and run nothing")
+    add_json(parser, help="print the steps and the answer as one JSON document (not with --sweep or --dry-run)")
     return parser
 
 
@@ -141,9 +142,17 @@ def cmd_bisect(argv: Sequence[str]) -> int:
     from framework.bisect.session import run_bisection
 
     args = bisect_parser().parse_args(argv)
+    if args.json and (args.sweep or args.dry_run):
+        raise SelectionError("--json with --sweep or --dry-run: those print a table or a plan — drop --json")
     if args.tag or (args.workload or "").startswith(TAG_PREFIX):  # a tag that names one workload
         args.workload = single(selectors(args), load_catalog())
-    return run_bisection(args)
+    if not args.json:
+        return run_bisection(args)
+    answer: dict[str, object] = {}
+    with stdout_to_stderr(True):
+        code = run_bisection(args, answer)
+    emit(answer)
+    return code
 
 
 def bless_parser() -> Parser:

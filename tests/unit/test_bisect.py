@@ -4,6 +4,7 @@ fake measurements, and the session from options to the printed answer and the st
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from framework.bisect.oracles import MetricOracle, OutcomeOracle, StabilityOracl
 from framework.bisect.search import oracle_calls_bound
 from framework.bisect.session import plan_bisection
 from framework.cli.verdicts import bisect_parser, cmd_bisect
-from framework.in_runtime.errors import EnvironmentBuildError, FrameworkError
+from framework.in_runtime.errors import EnvironmentBuildError, FrameworkError, SelectionError
 from framework.models import Runtime
 from framework.query import Results
 from framework.stats import metric
@@ -509,3 +510,25 @@ def test_sweep_needs_a_workload_and_no_failure() -> None:
     for extra in (["--sweep"], ["--sweep", "--failure=F"]):
         with pytest.raises(FrameworkError, match="--sweep measures a workload on every release"):
             plan_bisection(options(*extra))
+
+
+def test_bisect_json_is_one_document_with_every_step_and_the_answer(
+    offline: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    offline(**{"2024_12_1": 100, "2025_1_0": 101, "2025_2_0": 150, "2025_3_1": 151, "2025_5_0": 150})
+    argv = ["--package=dask", "--good=2024.12.1", "--bad=2025.5.0", "--workload=array_mean_var", "--metric=peak_memory"]
+    assert cmd_bisect([*argv, f"--results={tmp_path}", "--json"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)  # stdout is the document alone; the table went to stderr
+    assert (document["status"], document["last_good"], document["first_bad"]) == ("found", "2025.1.0", "2025.2.0")
+    assert document["evidence"].startswith("2025.1.0 → 2025.2.0: peak memory +")
+    assert [step["version"] for step in document["steps"]][:2] == ["2024.12.1", "2025.5.0"]
+    assert {step["verdict"] for step in document["steps"]} <= {"good", "bad", "skip"}
+    assert "first bad release: dask 2025.2.0" in captured.err
+
+
+@pytest.mark.parametrize("extra", ["--sweep", "--dry-run"])
+def test_bisect_json_with_a_table_or_a_plan_is_refused_in_one_line(extra: str) -> None:
+    argv = ["--package=dask", "--good=2024.12.1", "--bad=2025.5.0", "--workload=array_mean_var", "--json", extra]
+    with pytest.raises(SelectionError, match="--json with --sweep or --dry-run"):
+        cmd_bisect(argv)
