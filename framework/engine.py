@@ -28,7 +28,7 @@ from typing import Any
 
 from framework import lifetime
 from framework.environments import BuiltEnvironment
-from framework.execution_lines import ExecutionProgress
+from framework.execution_lines import ExecutionProgress, LinesOnly
 from framework.health import check_health
 from framework.in_runtime import redaction
 from framework.in_runtime.errors import ResultsError, UnusableRuntimeError, cannot_write
@@ -361,7 +361,7 @@ def run_group(
     "K/N").
 
     A runner that dies still yields a row for every case it did not report, so nothing silently disappears.
-    With ``progress``, every execution is counted on it (and the runner's lines are printed through it).
+    The console gets one line per case (``ExecutionProgress``); with ``progress``, every execution is counted on it.
     """
     environment, hardware = group.environment, group.hardware
     name = f"{run_id}__{environment.runtime.name}__{hardware.name}{group.suffix}"
@@ -372,7 +372,7 @@ def run_group(
     plan_payload.update(run_group=run_group_id or run_id, shard=shard)
     for case in plan_payload["cases"]:
         case["first_repeat"] = group.first_repeat
-    executions = ExecutionProgress(progress, group) if progress is not None else None
+    executions = ExecutionProgress(progress if progress is not None else LinesOnly(), group)
     with lifetime.uninterruptible():
         sidecar = write_sidecar(rows_path, plan_payload, environment.packages)  # salvage's map if this dies
     if environment.usable:
@@ -417,8 +417,7 @@ def run_group(
         rows = read_rows(rows_path) if rows_path.exists() else []
         published = store.publish(rows_path)
         sidecar.unlink(missing_ok=True)
-    if executions is not None:
-        executions.finish(rows)
+    executions.finish(rows)
     return published, rows
 
 

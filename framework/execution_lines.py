@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from framework.progress import Progress
+from framework.progress import Progress, echo
 
 if TYPE_CHECKING:
     from framework.engine import CaseGroup
@@ -21,6 +21,16 @@ _EXECUTION_LINE = re.compile(
 )
 
 
+class LinesOnly:
+    """Where nothing counts executions (a compare's round, which counts runs): the lines, above any bar."""
+
+    def note(self, line: str) -> None:
+        echo(line)
+
+    def advance(self, n: int = 1, *, current: str | None = None, failed: int = 0) -> None:
+        return None
+
+
 class ExecutionProgress:
     """Counts on ``progress`` each execution a runner reports, from the lines it prints, and prints one line per
     case when it ends: ``[latest × local] groupby_agg[by=id]: passed 1 warm-up + 3 measured, 0.12–0.16 s``.
@@ -30,7 +40,7 @@ class ExecutionProgress:
     when a later case reports, or when the runner ends (``finish``).
     """
 
-    def __init__(self, progress: Progress, group: CaseGroup) -> None:
+    def __init__(self, progress: Progress | LinesOnly, group: CaseGroup) -> None:
         self.progress, self.side = progress, f"{group.environment.runtime.name} × {group.hardware.name}"
         self.planned = {case.case_id: case.workload.warmup + case.workload.repeats for case in group.cases}
         self.left = dict(self.planned)  # in the order the runner runs them
