@@ -391,7 +391,7 @@ def test_an_unusable_runtime_is_first_and_red_on_the_overview_and_its_run_page(s
     assert banner.is_visible()
     assert banner.inner_text() == f"latest is UNUSABLE: {CAUSE}"
     assert _red(_colour(page, '.unusable[data-runtime="latest"] .unusable-cause')), "the cause is not red"
-    top = page.locator(".unusable").bounding_box()
+    top = page.locator("li.state.unusable").bounding_box()
     verdicts = page.locator("h2", has_text="Verdicts").bounding_box()
     assert top and verdicts and top["y"] < verdicts["y"]  # above everything else, in the first screenful
     assert top["y"] + top["height"] < 900
@@ -399,7 +399,7 @@ def test_an_unusable_runtime_is_first_and_red_on_the_overview_and_its_run_page(s
     latest_row = page.locator("tr", has_text=UNUSABLE_RUN).first
     assert latest_row.locator(".unusable-cause").inner_text() == f"UNUSABLE: {CAUSE}"
     page.screenshot(path=str(screenshots / "overview-unusable.png"))
-    page.locator(".unusable").first.screenshot(path=str(screenshots / "overview-unusable-banner.png"))
+    page.locator("li.state.unusable").first.screenshot(path=str(screenshots / "overview-unusable-banner.png"))
 
     page.goto((site / "runs" / f"{UNUSABLE_RUN}.html").as_uri())
     facts = page.locator("ul.environment-facts")
