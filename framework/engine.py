@@ -13,6 +13,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -452,9 +453,14 @@ def announce_logs(directory: Path, run_id: str) -> None:
 def keep_log(raw: Path, target: Path, runtime: dict[str, Any]) -> None:
     """Append a runner's private log to ``target`` in the results store, redacted (the runtime's secrets and every
     secret this process knows are masked). Nothing is written for a runner that never started."""
-    if raw.exists():
-        masked = redaction.known_secrets() | redaction.secret_values(runtime.get("env"), runtime.get("dask_config"))
+    if not raw.exists():
+        return
+    masked = redaction.known_secrets() | redaction.secret_values(runtime.get("env"), runtime.get("dask_config"))
+    try:
         redaction.redact_text_file(raw, target, masked)
+    except OSError as error:  # a full or read-only disk: the rows' own line (if they failed too) says the rest
+        code = errno.errorcode.get(error.errno or 0, "an OS error")
+        say(f"  the run's log could not be kept at {target} ({code}); the rows are not affected by it")
 
 
 def write_plan(payload: dict[str, Any]) -> Path:

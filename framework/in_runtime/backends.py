@@ -64,22 +64,35 @@ class LocalBackend(Backend):
                 threads_per_worker=hw["threads_per_worker"],
                 memory_limit=hw["memory_limit_per_worker"],
                 processes=hw.get("processes", True),
-                dashboard_address=":0",
+                dashboard_address=_dashboard_address(),
                 scheduler_port=0,
                 silence_logs=logging.ERROR,
             )
             session.client = Client(session.cluster)
         except Exception as error:
             session.close()
-            raise ClusterError(
-                f"hardware {hw['name']}: LocalCluster did not start: {type(error).__name__}: {error}"
+            about_memory = "memory" in f"{type(error).__name__} {error}".lower()
+            hint = (
                 " — check memory_limit_per_worker against this machine's memory"
+                if about_memory
+                else " — the run's log has the cluster's own output"
+            )
+            raise ClusterError(
+                f"hardware {hw['name']}: LocalCluster did not start: {type(error).__name__}: {error}{hint}"
             ) from error
 
     def recover(self, session: ClusterSession) -> None:
         # Cheaper and surer than restarting: a hung task cannot hold a worker that no longer exists.
         session.close()
         self.start(session)
+
+
+def _dashboard_address() -> str | None:
+    """A dashboard on a free port where bokeh is installed; none where it is not: old releases (distributed
+    2022.10) refuse to start a LocalCluster asked for a dashboard without bokeh."""
+    import importlib.util
+
+    return ":0" if importlib.util.find_spec("bokeh") is not None else None
 
 
 class AddressBackend(Backend):

@@ -225,3 +225,16 @@ def test_a_plan_naming_an_unknown_backend_is_a_cluster_error() -> None:
 
     with pytest.raises(ClusterError, match=r"^hardware odd: unknown backend 'slurm' — known: local, address, coiled$"):
         backend_for({"name": "odd", "backend": "slurm"})
+
+
+def test_a_local_cluster_asks_for_a_dashboard_only_where_bokeh_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """distributed 2022.10 refuses to start a LocalCluster asked for a dashboard without bokeh."""
+    import importlib.util
+
+    from framework.in_runtime import backends
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bokeh" else real(name, *a))
+    assert backends._dashboard_address() is None
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    assert backends._dashboard_address() == (":0" if real("bokeh") is not None else None)

@@ -283,7 +283,7 @@ def test_a_metric_with_too_few_values_is_shown_not_compared(case_row: Any) -> No
     assert [line.result for line in lines] == [None, None]
     table = format_side_by_side(lines).splitlines()
     assert "3/3 → 1/1" in table[2]
-    assert table[2].endswith("  –       n = 3 vs 1  unusable")
+    assert table[2].endswith("  –  n = 3 vs 1  unusable")
     assert "n = 3 vs 0" in table[3]
 
 
