@@ -71,7 +71,7 @@ class LocalBackend(Backend):
             session.client = Client(session.cluster)
         except Exception as error:
             session.close()
-            about_memory = "memory" in f"{type(error).__name__} {error}".lower()
+            about_memory = any(word in f"{type(error).__name__} {error}".lower() for word in ("memory", "byte"))
             hint = (
                 " — check memory_limit_per_worker against this machine's memory"
                 if about_memory
