@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from failure_records import LEAK_SIGNATURE, leak_failure, recorded
-from test_blessing import Lab
+from test_blessing import Lab, catalog, catalog_read_once  # noqa: F401 - the fixtures: the catalogue read once
 
 from framework.blessing import bless, decide, report_text
 from framework.cli import _failure
-from framework.config import ROOT, Catalog, load_catalog
+from framework.config import ROOT, Catalog
 from framework.criteria import Criteria
 from framework.evidence import BlessOptions, CaseOutcome, Evidence, Runners
 from framework.failure_signatures import of_row
@@ -38,16 +38,6 @@ criteria:
 {extra}"""
 LEAK_LATEST = leak_failure(env="latest-a", python="3.11", line=141, pid=17535, via_worker_client=False)
 LEAK_STABLE = leak_failure(env="stable-b", python="3.11", line=142, pid=90210, via_worker_client=True)
-
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog()
-
-
-@pytest.fixture(autouse=True)
-def catalog_read_once(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("framework.criteria.load_catalog", lambda root: catalog)
 
 
 class LeakLab(Lab):
