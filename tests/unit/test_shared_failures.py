@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_blessing
 from failure_records import LEAK_SIGNATURE, leak_failure, recorded
-from test_blessing import Lab, catalog, catalog_read_once  # noqa: F401 - the fixtures: the catalogue read once
 
 from framework.blessing import bless, decide, report_text
 from framework.cli import _failure
@@ -40,7 +40,11 @@ LEAK_LATEST = leak_failure(env="latest-a", python="3.11", line=141, pid=17535, v
 LEAK_STABLE = leak_failure(env="stable-b", python="3.11", line=142, pid=90210, via_worker_client=True)
 
 
-class LeakLab(Lab):
+# test_blessing's fixtures: the catalogue read once, and every project copy reading it from there
+catalog, catalog_read_once = test_blessing.catalog, test_blessing.catalog_read_once
+
+
+class LeakLab(test_blessing.Lab):
     """The fuzzer finds the thread leak on latest; the baseline's failures and replays are written on request."""
 
     def __init__(self, *args: Any) -> None:
