@@ -250,5 +250,15 @@ def _when(failure: Mapping[str, Any]) -> Any:
 
 
 def replay_command(failure_id: str, runtime: str | None = None) -> str:
+    """The command that replays a recorded failure (on ``runtime``: another runtime than the one it failed in)."""
     where = f" --runtime={runtime}" if runtime else ""
     return f"nox -s stability -- --replay={failure_id}{where}"
+
+
+def group_line(group: SignatureGroup, known: str | None = None) -> str:
+    """``3× since 2026-12-05 09:00 on latest, stable — SIGNATURE [known …] — e.g. ID: nox -s stability -- …``"""
+    line = f"{group.count}× since {group.first_seen[:16].replace('T', ' ')} on {', '.join(group.runtimes)}"
+    line += f" — {group.signature.text}" + (f" [{known}]" if known else "")
+    if group.example:
+        line += f" — e.g. {group.example}: {replay_command(group.example)}"
+    return line
