@@ -96,12 +96,18 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
 
 def of_row(row: Mapping[str, Any]) -> FailureSignature:
     """A results row that did not pass: a stability row's kind is its error's prefix, a matrix row's its outcome."""
-    error = str(row.get("error") or "")
-    kind, _, rest = error.partition(": ")
-    if kind in KINDS and str(row.get("workload") or "").startswith("stability."):
-        return signature(kind, rest, row.get("traceback"))
-    outcome = str(row.get("outcome") or "failed")
+    if str(row.get("workload") or "").startswith("stability."):
+        return of_stability(row.get("outcome"), row.get("error"), row.get("traceback"))
+    error, outcome = str(row.get("error") or ""), str(row.get("outcome") or "failed")
     return signature(outcome, error.removeprefix(f"{outcome}: "), row.get("traceback"))
+
+
+def of_stability(outcome: str | None, error: str | None, traceback: str | None) -> FailureSignature:
+    """A stability row's: its kind is its error's prefix (``teardown: TeardownError: …``), else its outcome."""
+    kind, _, rest = (error or "").partition(": ")
+    if kind in KINDS:
+        return signature(kind, rest, traceback)
+    return signature(str(outcome or "failed"), error, traceback)
 
 
 def of_record(record: Mapping[str, Any]) -> FailureSignature:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from framework.criteria import Criteria
 from framework.engine import say
 from framework.evidence import BlessOptions, CaseOutcome, Identity, Runners, StabilityBatch, StabilityEvidence
-from framework.failure_signatures import FailureSignature, of_row, replay_command, signature
+from framework.failure_signatures import FailureSignature, of_row, of_stability, replay_command, signature
 from framework.in_runtime.errors import FrameworkError
 from framework.known_failures import Known, KnownFailure, expired, match
 from framework.query import Results
@@ -86,9 +86,7 @@ def baseline_failures(results: Results, base: Identity, since: dt.datetime) -> B
 
 
 def batch_signature(batch: StabilityBatch) -> FailureSignature:
-    return of_row(
-        {"workload": "stability.", "outcome": batch.outcome, "error": batch.error, "traceback": batch.traceback}
-    )
+    return of_stability(batch.outcome, batch.error, batch.traceback)
 
 
 def judge_batch(batch: StabilityBatch, context: FailureContext, baseline: str) -> Judgement:
