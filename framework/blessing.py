@@ -35,7 +35,7 @@ from framework.evidence import (
 from framework.export import FORMATS, Export, shown_path
 from framework.findings import Finding, affecting
 from framework.in_runtime.errors import FrameworkError, SelectionError
-from framework.known_failures import expired_line, load_known_failures
+from framework.known_failures import expired, expired_line, load_known_failures
 from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.records import write_record
@@ -398,6 +398,7 @@ def bless(
     known = known_issue_checks(runtime.name, environment, criteria, load_findings(catalog, options.root))
     if options.dry_run:
         verdict_lines = [f"known issue ({'accepted' if c.passed else 'a ✗ of the verdict'}): {c.reason}" for c in known]
+        verdict_lines += [f"a ✗ of the verdict: {expired_line(k)}" for k in expired(known_failures, now.date())]
         return BlessReport([*plan.lines, *verdict_lines])
     for line in plan.lines:
         say(line)

@@ -239,6 +239,8 @@ def test_an_expired_known_failure_fails_bless_loudly(make_lab) -> None:
         " — look at it again: renew `expires` (and the reason) or remove the entry"
     )
     assert "EXPIRED on 2026-01-01" in stability_lines(report)[1][1]
+    dry = bless(BlessOptions(runtime="latest", criteria="test", results_dir=lab.results, root=lab.root, dry_run=True))
+    assert f"a ✗ of the verdict: {expired.reason}" in dry.plan
 
 
 @pytest.mark.parametrize(
