@@ -37,6 +37,7 @@ from framework.findings import Finding, affecting
 from framework.in_runtime.errors import FrameworkError, SelectionError
 from framework.known_failures import expired, expired_line, load_known_failures
 from framework.metric_catalogue import METRICS
+from framework.models import Runtime
 from framework.query import Results
 from framework.records import write_record
 from framework.shared_failures import (
@@ -382,8 +383,7 @@ def bless(
         raise SelectionError(f"--baseline={baseline_name}: the baseline is the runtime itself — choose another runtime")
     cases = scope(catalog, criteria, runtime.name, hardware)
     environment = runners.environment(runtime, options)
-    # The baseline's environment names its evidence: compared metrics, and the failures it shares.
-    baseline_environment = runners.environment(baseline, options)
+    baseline_environment = _baseline_environment(runners, baseline, options, criteria)
     since = now - criteria.max_age if options.reuse else now  # without reuse, only what this run produces counts
     with Results(options.results_dir) as results:
         who, base = identity(results, runtime, environment), identity(results, baseline, baseline_environment)
@@ -432,6 +432,19 @@ def bless(
     export_path = next((shown_path(e.path, options.results_dir) for e in exports if e.format == "requirements"), None)
     record = store_verdict(options.results_dir, verdict_id, verdict, criteria, who, hardware, now, base, export_path)
     return BlessReport(plan.lines, verdict, verdict_id, record, exports, problem)
+
+
+def _baseline_environment(
+    runners: Runners, baseline: Runtime, options: BlessOptions, criteria: Criteria
+) -> BuiltEnvironment | None:
+    """The baseline's environment names its evidence: compared metrics (it must build), and the failures it shares
+    (if it cannot build, none is shown shared: each says the baseline was not checked)."""
+    try:
+        return runners.environment(baseline, options)
+    except FrameworkError:
+        if criteria.metrics:
+            raise
+        return None
 
 
 def report_text(report: BlessReport) -> str:

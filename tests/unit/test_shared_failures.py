@@ -281,3 +281,19 @@ def test_a_bad_known_failures_file_is_one_line_naming_file_field_value_and_fix_a
 
 def test_the_repositorys_known_failures_file_loads_and_names_the_fuzzers_thread_leak() -> None:
     assert load_known_failures(ROOT)["rejoin_thread_leak"].signature == LEAK_SIGNATURE
+
+
+def test_a_baseline_that_cannot_be_built_leaves_every_failure_not_checked_when_no_metric_needs_it(make_lab) -> None:
+    lab = make_lab()
+    built = lab.environment
+
+    def environment(runtime: Any, options: Any) -> Any:
+        if runtime.name == "stable":
+            raise ConfigError("stable: uv could not resolve it")
+        return built(runtime, options)
+
+    lab.environment = environment  # type: ignore[method-assign]
+
+    [(passed, reason)] = stability_lines(blessed(lab))
+
+    assert not passed and "not checked on the baseline stable — replay with" in reason
