@@ -35,9 +35,19 @@ from framework.evidence import (
 from framework.export import FORMATS, Export, shown_path
 from framework.findings import Finding, affecting
 from framework.in_runtime.errors import FrameworkError, SelectionError
+from framework.known_failures import expired, expired_line, load_known_failures
 from framework.metric_catalogue import METRICS
+from framework.models import Runtime
 from framework.query import Results
 from framework.records import write_record
+from framework.shared_failures import (
+    FailureContext,
+    Judgement,
+    expired_entries,
+    failure_context,
+    judge_batch,
+    judge_case,
+)
 from framework.stats import MetricComparison, compare_samples
 
 # --------------------------------------------------------------------------------------------------
@@ -73,10 +83,18 @@ class Verdict:
         return [check for check in self.checks if not check.passed]
 
 
-def decide(criteria: Criteria, evidence: Evidence, name: str = "default") -> Verdict:
-    """Evidence + criteria → verdict: blessed only when every check passed."""
-    checks = [*_scope_checks(evidence), *_must_pass_checks(evidence), *_stability_checks(criteria, evidence)]
+def decide(
+    criteria: Criteria, evidence: Evidence, name: str = "default", failures: FailureContext | None = None
+) -> Verdict:
+    """Evidence + criteria → verdict: blessed only when every check passed.
+
+    ``failures``: the baseline's failures and the known-failures list the candidate's failures are judged against
+    (without it, no failure can be shown shared: each says the baseline was not checked)."""
+    context = failures or FailureContext(None)
+    checks = [*_scope_checks(evidence), *_must_pass_checks(criteria, evidence, context)]
+    checks += _stability_checks(criteria, evidence, context)
     checks += _metric_checks(criteria, evidence)
+    checks += [Check("known_failure", known.name, False, expired_line(known)) for known in expired_entries(context)]
     return Verdict(evidence.runtime, evidence.baseline, name, tuple(checks), evidence.skipped)
 
 
@@ -90,7 +108,7 @@ def _scope_checks(evidence: Evidence) -> list[Check]:
     return checks
 
 
-def _must_pass_checks(evidence: Evidence) -> list[Check]:
+def _must_pass_checks(criteria: Criteria, evidence: Evidence, context: FailureContext) -> list[Check]:
     checks = []
     for case_id, outcome in evidence.cases.items():
         runtime = evidence.runtime
@@ -108,19 +126,22 @@ def _must_pass_checks(evidence: Evidence) -> list[Check]:
         reason += f" ({_clip(outcome.first_problem)}) — run {outcome.problem_run}"
         if len(outcome.runs) > 1:
             reason += f" (of {runs})"
-        ids = outcome.runs
         base = evidence.baseline_cases.get(case_id)
-        if base is not None and base.passed < base.repeats:
-            reason += f"; it fails on {evidence.baseline} too (run {base.problem_run}) — still a failure"
-            ids += base.runs
-        elif base is not None:
-            reason += f"; it passes on {evidence.baseline} ({base.passed}/{base.repeats}, run {base.runs[0]})"
-            ids += base.runs
-        checks.append(Check("must_pass", case_id, False, reason, ids))
+        judgement = judge_case(outcome, base, context, evidence.baseline)
+        ids = outcome.runs + (base.runs if base is not None else ())
+        passed = bool(judgement.shared) and criteria.shared_failures == "pass"
+        reason += f"; {judgement.text(context.today)}" + _held(judgement, criteria)
+        checks.append(Check("must_pass", case_id, passed, reason, ids))
     return checks
 
 
-def _stability_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
+def _held(judgement: Judgement, criteria: Criteria) -> str:
+    if judgement.shared and criteria.shared_failures != "pass":
+        return " — still held against it: the criteria say shared_failures: fail"
+    return ""
+
+
+def _stability_checks(criteria: Criteria, evidence: Evidence, context: FailureContext) -> list[Check]:
     wanted = criteria.stability
     if wanted is None:
         return []
@@ -128,27 +149,37 @@ def _stability_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
     found = evidence.stability or StabilityEvidence(None, ())
     bad = [batch for batch in found.batches if batch.outcome != "passed"]
     ids = tuple(dict.fromkeys([*([found.complete_run] if found.complete_run else []), *(b.run_id for b in bad)]))
-    if bad:
-        parts = []
-        for batch in bad:
-            part = f"{batch.case_id} {batch.outcome} ({_clip(batch.error)}) — run {batch.run_id}"
-            if batch.overloaded:
-                part += (
-                    f" [{OVERLOADED}: load {batch.load_avg_1m or 0:.1f} > cores — it may be the machine's, not the"
-                    " runtime's: replay it on a quiet machine]"
-                )
-            if batch.failure_id:
-                part += f", failure {batch.failure_id} (replay: nox -s stability -- --replay={batch.failure_id})"
-            parts.append(part)
-        reason = f"stability {subject} on {evidence.runtime}: " + "; ".join(parts)
-        failure_ids = tuple(batch.failure_id for batch in bad if batch.failure_id)
-        return [Check("stability", subject, False, reason, ids + failure_ids)]
+    held, shared = [], []
+    for batch in bad:
+        part = f"{batch.case_id} {batch.outcome} ({_clip(batch.error)}) — run {batch.run_id}"
+        if batch.overloaded:
+            part += (
+                f" [{OVERLOADED}: load {batch.load_avg_1m or 0:.1f} > cores — it may be the machine's, not the"
+                " runtime's: replay it on a quiet machine]"
+            )
+        if batch.failure_id:
+            part += f", failure {batch.failure_id} (replay: nox -s stability -- --replay={batch.failure_id})"
+        judgement = judge_batch(batch, context, evidence.baseline)
+        part += f"; {judgement.text(context.today)}" + _held(judgement, criteria)
+        if judgement.shared and criteria.shared_failures == "pass":
+            evidence_ids = (batch.run_id, *([batch.failure_id] if batch.failure_id else []), *judgement.shared)
+            reason = f"stability {subject} on {evidence.runtime}: {part}"
+            shared.append(Check("stability", f"{subject} {batch.case_id}", True, reason, evidence_ids))
+        else:
+            held.append((batch, part))
+    if held:
+        reason = f"stability {subject} on {evidence.runtime}: " + "; ".join(part for _, part in held)
+        failure_ids = tuple(batch.failure_id for batch, _ in held if batch.failure_id)
+        return [Check("stability", subject, False, reason, ids + failure_ids), *shared]
     if found.complete_run is None:
         why = evidence.unavailable.get("stability", f"no run with its budget on tiers {', '.join(wanted.tiers)}")
-        return [Check("stability", subject, False, f"stability {subject}: no result on {evidence.runtime} — {why}")]
+        reason = f"stability {subject}: no result on {evidence.runtime} — {why}"
+        return [Check("stability", subject, False, reason), *shared]
     shown = [f"{b.case_id} ({b.examples} examples)" if b.examples else b.case_id for b in found.batches]
     reason = f"stability {subject} passed on {evidence.runtime}: {', '.join(shown)} — run {found.complete_run}"
-    return [Check("stability", subject, True, reason, ids)]
+    if shared:
+        reason = reason.replace(" passed on ", " passed, but for failures the baseline shares, on ", 1)
+    return [Check("stability", subject, True, reason, ids), *shared]
 
 
 def _metric_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
@@ -343,6 +374,7 @@ def bless(
     runners = runners or Runners()
     now = now or dt.datetime.now(dt.timezone.utc)
     catalog, criteria = load(options.root, options.criteria)
+    known_failures = load_known_failures(options.root)  # a bad list stops here, before anything runs
     baseline_name = options.baseline or criteria.baseline
     hardware = options.hardware or criteria.hardware
     runtime, baseline = catalog.runtime(options.runtime), catalog.runtime(baseline_name)
@@ -351,12 +383,12 @@ def bless(
         raise SelectionError(f"--baseline={baseline_name}: the baseline is the runtime itself — choose another runtime")
     cases = scope(catalog, criteria, runtime.name, hardware)
     environment = runners.environment(runtime, options)
-    baseline_environment = runners.environment(baseline, options) if criteria.metrics else None
+    baseline_environment = _baseline_environment(runners, baseline, options, criteria)
     since = now - criteria.max_age if options.reuse else now  # without reuse, only what this run produces counts
     with Results(options.results_dir) as results:
         who, base = identity(results, runtime, environment), identity(results, baseline, baseline_environment)
         found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)
-    unusable = unusable_checks(runtime.name, environment, baseline_environment)
+    unusable = unusable_checks(runtime.name, environment, baseline_environment if criteria.metrics else None)
     if unusable and not options.dry_run:  # nothing can run on it: the cause is the verdict, stored like any other
         verdict = Verdict(runtime.name, baseline.name, options.criteria, tuple(unusable), cases.skipped)
         verdict_id = new_run_id(now)
@@ -366,12 +398,14 @@ def bless(
     known = known_issue_checks(runtime.name, environment, criteria, load_findings(catalog, options.root))
     if options.dry_run:
         verdict_lines = [f"known issue ({'accepted' if c.passed else 'a ✗ of the verdict'}): {c.reason}" for c in known]
+        verdict_lines += [f"a ✗ of the verdict: {expired_line(k)}" for k in expired(known_failures, now.date())]
         return BlessReport([*plan.lines, *verdict_lines])
     for line in plan.lines:
         say(line)
     unavailable = produce(options, runners, catalog, criteria, who, hardware, plan, since)
     with Results(options.results_dir) as results:
         found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)
+    context = failure_context(options, runners, criteria, base, found.stability, since, known_failures, now.date())
     evidence = Evidence(
         runtime.name,
         baseline.name,
@@ -384,7 +418,7 @@ def bless(
         {key: found.metrics.get(key) for key in metric_keys(criteria, cases.compared)},
         unavailable,
     )
-    verdict = decide(criteria, evidence, options.criteria)
+    verdict = decide(criteria, evidence, options.criteria, context)
     verdict = dataclasses.replace(verdict, checks=(*known, *verdict.checks))
     verdict_id = new_run_id(now)
     exports: Sequence[Export] = ()
@@ -398,6 +432,19 @@ def bless(
     export_path = next((shown_path(e.path, options.results_dir) for e in exports if e.format == "requirements"), None)
     record = store_verdict(options.results_dir, verdict_id, verdict, criteria, who, hardware, now, base, export_path)
     return BlessReport(plan.lines, verdict, verdict_id, record, exports, problem)
+
+
+def _baseline_environment(
+    runners: Runners, baseline: Runtime, options: BlessOptions, criteria: Criteria
+) -> BuiltEnvironment | None:
+    """The baseline's environment names its evidence: compared metrics (it must build), and the failures it shares
+    (if it cannot build, none is shown shared: each says the baseline was not checked)."""
+    try:
+        return runners.environment(baseline, options)
+    except FrameworkError:
+        if criteria.metrics:
+            raise
+        return None
 
 
 def report_text(report: BlessReport) -> str:

@@ -200,6 +200,18 @@ class Criteria(StrictModel):
         default_factory=dict,
         description="Known issues (guards of matrices/findings.yaml) that may not block a blessing → why (a sentence).",
     )
+    shared_failures: Literal["pass", "fail"] = Field(
+        default="pass",
+        description="A failure (stability batch or must-pass case) whose signature the baseline's own results show"
+        " too is reported as shared, not a regression: pass (it does not hold the candidate back) or fail.",
+    )
+    baseline_replays: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="Replays bless runs on the baseline of each candidate stability failure whose signature the"
+        " baseline's stored results do not show (0: none — the check then says it was not checked, and how to).",
+    )
     max_age: Age = Field(
         default=dt.timedelta(days=7),
         json_schema_extra={"default": "7d"},

@@ -22,13 +22,14 @@ from framework.config import DEFAULT_RESULTS, ROOT, Catalog
 from framework.criteria import Criteria, Scope
 from framework.engine import prepare_environment
 from framework.environments import BuiltEnvironment, existing_environment, parse_lock, runtime_hash
+from framework.failure_signatures import FailureSignature, of_row
 from framework.in_runtime.errors import FrameworkError
 from framework.matrix import Case, Selection
 from framework.models import Runtime
 from framework.pipeline import MatrixOptions, run_matrix
 from framework.query import Results
 from framework.results import ResultsStore
-from framework.stability import StabilityOptions, run_stability
+from framework.stability import StabilityOptions, replay, run_stability
 from framework.stats import MetricComparison
 
 STABILITY_WORKLOADS = ("stability.fuzz", "stability.regression")
@@ -50,6 +51,7 @@ class CaseOutcome:
     passed: int
     first_problem: str | None = None  # "timeout: ..." of the newest repeat that did not pass
     problem_run: str | None = None
+    problems: tuple[tuple[FailureSignature, str], ...] = ()  # each repeat that did not pass: its signature, its run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,7 @@ class StabilityBatch:
     examples: int | None = None
     load_avg_1m: float | None = None  # the highest load average over the batch
     overloaded: bool | None = None  # load above the machine's cores: a liveness failure may be the machine's
+    traceback: str | None = None  # read as its failure signature
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +140,13 @@ def case_outcomes(
     sizes = {case.case_id: case.size for case in cases}
     envs = sorted(who.env_hashes)
     _, rows = results.sql(
-        "SELECT case_id, size, run_id, outcome, error FROM rows WHERE phase IN ('measure', 'setup')"
+        "SELECT case_id, size, run_id, outcome, error, traceback FROM rows WHERE phase IN ('measure', 'setup')"
         f" AND runtime_hash = ? AND env_hash IN ({_in(envs)}) AND hardware = ? AND run_started_at >= ?"
         f" AND case_id IN ({_in(list(sizes))}) ORDER BY run_started_at DESC, run_id DESC, repeat",
         [who.runtime_hash, *envs, hardware, since, *sizes],
     )
     found: dict[str, CaseOutcome] = {}
-    for case_id, size, run_id, outcome, error in rows:
+    for case_id, size, run_id, outcome, error, traceback in rows:
         if size != sizes[case_id]:
             continue
         seen = found.get(case_id) or CaseOutcome(case_id, (), 0, 0)
@@ -152,7 +155,11 @@ def case_outcomes(
         if outcome != "passed" and problem is None:
             problem, problem_run = (f"{outcome}: {error}" if error else outcome), run_id
         passed = seen.passed + (outcome == "passed")
-        found[case_id] = CaseOutcome(case_id, runs, seen.repeats + 1, passed, problem, problem_run)
+        problems = seen.problems
+        if outcome != "passed":
+            row = {"workload": case_id, "outcome": outcome, "error": error, "traceback": traceback}
+            problems = (*problems, (of_row(row), run_id))
+        found[case_id] = CaseOutcome(case_id, runs, seen.repeats + 1, passed, problem, problem_run, problems)
     return found
 
 
@@ -165,7 +172,8 @@ def stability_evidence(
         return None
     envs = sorted(who.env_hashes)
     _, rows = results.sql(
-        "SELECT run_id, workload, case_id, outcome, error, failure_id, params, extra_metrics, load_avg_1m, overloaded"
+        "SELECT run_id, workload, case_id, outcome, error, failure_id, params, extra_metrics, load_avg_1m, overloaded,"
+        " traceback"
         " FROM rows"
         f" WHERE workload IN ({_in(STABILITY_WORKLOADS)}) AND runtime_hash = ? AND env_hash IN ({_in(envs)})"
         " AND run_started_at >= ? ORDER BY run_started_at DESC, run_id DESC, started_at",
@@ -177,7 +185,7 @@ def stability_evidence(
     complete, batches = None, []
     for run_id, run_rows in runs.items():
         run_batches, covered, qualifies = [], set(), True
-        for _, workload, case_id, outcome, error, failure_id, params_text, extra_text, load, loaded in run_rows:
+        for _, workload, case_id, outcome, error, failure_id, params_text, extra_text, load, loaded, tb in run_rows:
             params, extra = json.loads(params_text or "{}"), json.loads(extra_text or "{}")
             if workload == "stability.fuzz":
                 qualifies &= params.get("profile") == wanted.profile and _enough(params, wanted.examples, wanted.steps)
@@ -186,7 +194,8 @@ def stability_evidence(
                 if not tiers & set(wanted.tiers):
                     continue  # a tier the criteria leave out
             examples = extra.get("examples")
-            run_batches.append(StabilityBatch(run_id, case_id, outcome, error, failure_id, examples, load, loaded))
+            batch = StabilityBatch(run_id, case_id, outcome, error, failure_id, examples, load, loaded, tb)
+            run_batches.append(batch)
         if complete is None and qualifies and set(wanted.tiers) <= covered:
             complete = run_id
             batches += run_batches
@@ -315,6 +324,7 @@ class Runners:
     matrix: Callable[[MatrixOptions], object] = run_matrix
     stability: Callable[[StabilityOptions], object] = run_stability
     compare: Callable[[CompareOptions], object] = run_interleaved
+    replay: Callable[..., object] = replay  # a candidate's stability failure on the baseline (shared_failures)
 
 
 def produce(

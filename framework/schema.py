@@ -15,6 +15,7 @@ def schema_texts() -> dict[str, str]:
     from framework.accepted import AcceptedFile
     from framework.criteria import BlessingFile
     from framework.findings import FindingsFile
+    from framework.known_failures import KnownFailuresFile
 
     texts = {}
     models: dict[str, type[BaseModel]] = {
@@ -22,9 +23,10 @@ def schema_texts() -> dict[str, str]:
         "blessing": BlessingFile,
         "accepted": AcceptedFile,
         "findings": FindingsFile,
+        "known_failures": KnownFailuresFile,
         "machines": MachinesFile,
     }
-    # blessing, accepted and findings files have their models beside their features (which import framework.models)
+    # blessing, accepted, findings, known-failures files: models beside their features (which import framework.models)
     for kind, model in models.items():
         schema = model.model_json_schema()
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -221,6 +221,8 @@ def stability_parser() -> Parser:
 
 
 def cmd_stability(argv: Sequence[str]) -> int:
+    from framework.failure_counts import run_signature_lines
+    from framework.known_failures import load_known_failures
     from framework.query import Results
     from framework.stability import TIERS, StabilityOptions, replay, run_stability
     from framework.summary import format_table
@@ -265,6 +267,7 @@ def cmd_stability(argv: Sequence[str]) -> int:
     if args.dry_run:
         print("\n".join(dry_run.stability_plan(options)))
         return 0
+    known = load_known_failures(ROOT)  # a bad list stops here, before anything runs
     with stdout_to_stderr(args.json):
         report = run_stability(options)
         for headline in report.unusable:  # first: the cause, not a table
@@ -277,13 +280,16 @@ def cmd_stability(argv: Sequence[str]) -> int:
             " left(error, 140) AS error FROM rows WHERE run_id = ? ORDER BY runtime, started_at",
             [report.run_id],
         )
+    counted = run_signature_lines(args.results, report.run_id, known)
     if args.json:
         batches = [dict(zip(columns, row)) for row in rows]
-        emit(plain({"run_id": report.run_id, "results": args.results, "unusable": report.unusable, "rows": batches}))
+        document = {"run_id": report.run_id, "results": args.results, "unusable": report.unusable, "rows": batches}
+        emit(plain({**document, "signatures": counted[1:]}))
         return 1 if not rows or any(row[3] != "passed" for row in rows) else 0
     print()
     print(f"stability run {report.run_id} — results in {shown(args.results)}")
     print(format_table(columns, rows, max_width=150, missing="–"))
+    print(*counted, sep="\n", end="\n" if counted else "")
     if not rows:  # a run that recorded nothing tested nothing: never a pass
         print(f"stability run {report.run_id} recorded no batch — nothing was tested; see the lines above for why")
         return 1

@@ -337,6 +337,7 @@ _CRITERION_WORDS = {
     "stability": "stability",
     "metric": "metric",
     "known_issue": "known issue",
+    "known_failure": "known failure",
 }
 
 
@@ -350,6 +351,13 @@ def _in_words(check: Mapping[str, Any]) -> str:
     if criterion == "stability":
         return f"stability {subject}".strip()
     return f"{_CRITERION_WORDS.get(criterion, criterion)} {subject}".strip()
+
+
+def _stability_words(check: Mapping[str, Any]) -> str:
+    """A passed stability check: it passed, or it failed the way the baseline does (framework.shared_failures)."""
+    if "known, shared, not a regression" in str(check.get("reason") or ""):
+        return _in_words(check) + " failed as the baseline does (shared, not a regression)"
+    return _in_words(check) + " passed"
 
 
 def _judged(verdict: Mapping[str, Any]) -> str:
@@ -367,7 +375,7 @@ def _blessed_line(verdict: Mapping[str, Any], yardstick: Yardstick | None, resul
     words = []
     if counted.get("must_pass"):
         words.append(f"{counted['must_pass']} must-pass case(s) passed every repeat")
-    words += [_in_words(check) + " passed" for check in checks if check.get("criterion") == "stability"]
+    words += [_stability_words(check) for check in checks if check.get("criterion") == "stability"]
     if counted.get("metric"):
         allowed = ""
         if yardstick is not None and yardstick.allowances:

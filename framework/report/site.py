@@ -22,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from framework.config import DEFAULT_RESULTS, ROOT, load_findings
 from framework.in_runtime.errors import FrameworkError, ResultsError
+from framework.known_failures import load_known_failures
 from framework.query import Results
 from framework.report import changes as change_grid
 from framework.report import data, details, overview, pages
@@ -200,7 +201,8 @@ def _write_pages(results_dir: Path, ctx: Context, write: Callable[[str, str], No
 
     stability_rows = [{**section.summary, **row} for section in sections for row in section.stability]
     stability_rows.sort(key=lambda row: (row["started_at"] or "", row["run_id"]), reverse=True)
-    write("stability.html", stability_page(ctx, stability_rows, data.failure_records(results_dir), results_dir))
+    known = load_known_failures(ROOT)
+    write("stability.html", stability_page(ctx, stability_rows, data.failure_records(results_dir), results_dir, known))
     write("known-issues.html", known_issues_page(ctx, runs, load_findings(root=ROOT)))
     for run_sections in _by_run(sections):
         html = details.run(ctx, run_sections, environments, records)

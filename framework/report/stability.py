@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from framework.failure_signatures import grouped, replay_command
+from framework.known_failures import KnownFailure, match
 from framework.report.data import section_anchor
 from framework.report.layout import (
     MISSING,
@@ -26,9 +28,14 @@ ERROR_SHOWN = 240  # characters of an error in the runs table; the whole of it o
 
 
 def stability_page(
-    ctx: Context, rows: Sequence[dict[str, Any]], failures: Sequence[dict[str, Any]], results_dir: Path
+    ctx: Context,
+    rows: Sequence[dict[str, Any]],
+    failures: Sequence[dict[str, Any]],
+    results_dir: Path,
+    known_failures: Mapping[str, KnownFailure] | None = None,
 ) -> str:
-    """``rows``: the stability executions, newest first; ``failures``: the records under stability/failures/."""
+    """``rows``: the stability executions, newest first; ``failures``: the records under stability/failures/;
+    ``known_failures``: matrices/known_failures.yaml's entries."""
     replays: dict[str, list[str]] = {}
     for row in rows:
         if row["replay_of"] and row["case_id"].startswith("replay["):
@@ -40,7 +47,8 @@ def stability_page(
         parent = _parent(record)
         if parent in known:
             offspring.setdefault(parent, []).append(record)
-    parts = ["<h1>Stability</h1>", "<h2>Recorded failures</h2>"]
+    parts = ["<h1>Stability</h1>", *_by_signature(ctx, failures, known_failures or {})]
+    parts.append("<h2>Recorded failures</h2>")
     for record in failures:
         if _parent(record) not in known:
             failure_id = str(record["failure_id"])
@@ -63,6 +71,37 @@ def stability_page(
         )
     )
     return page(ctx, title="Stability", depth=0, active="stability", body="\n".join(parts))
+
+
+def _by_signature(ctx: Context, failures: Sequence[dict[str, Any]], known: Mapping[str, KnownFailure]) -> list[str]:
+    """One row per failure signature: how many recorded failures have it, since when, where, one to replay."""
+    readable = [record for record in failures if not record.get("unreadable")]
+    if not readable:
+        return []
+    today = ctx.generated_at.date()
+    rows = []
+    for group in grouped(readable):
+        found = match(known, group.signature.text)
+        label = escape(found.label(today)) if found else MISSING
+        if found and found.entry.expired(today):
+            label = f'<span class="error">{label}</span>'
+        command = code(replay_command(group.example)) if group.example else MISSING
+        rows.append(
+            table_row(
+                code(group.signature.text),
+                escape(str(group.count)),
+                text(group.first_seen[:16].replace("T", " ")),
+                text(", ".join(group.runtimes)),
+                label,
+                command,
+            )
+        )
+    head = ["signature", "failures", "first seen (UTC)", "runtimes", "known", "replay the newest"]
+    note = (
+        "<p class=\"note\">A signature is the failure's kind, its error types, the stuck keys' states and the"
+        " innermost frames outside the harness: the same bug has the same one across runs and releases.</p>"
+    )
+    return ["<h2>Failures by signature</h2>", table(head, rows), note]
 
 
 def _parent(record: dict[str, Any]) -> str | None:

@@ -137,12 +137,13 @@ def test_a_must_pass_case_that_failed_a_repeat_is_not_blessed_with_its_error_and
     assert not verdict.blessed
     assert failed_reasons(verdict) == [
         "groupby_agg[by=id] failed 2/6 repeats on latest (error: ValueError: boom more) — run run-2"
-        " (of runs run-2, run-1)"
+        ' (of runs run-2, run-1); signature: error: ValueError; "boom more"; not checked on the baseline stable —'
+        " run nox -s matrix -- --runtime=stable --workload=groupby_agg"
     ]
     assert verdict.failed[0].evidence == ("run-2", "run-1")
 
 
-def test_a_case_that_fails_on_the_baseline_too_is_still_a_failure_and_says_so() -> None:
+def test_a_case_that_fails_on_the_baseline_too_but_otherwise_is_still_a_failure_and_says_so() -> None:
     failing = CaseOutcome("groupby_agg[by=id]", ("run-2",), 3, 0, "timeout: past 300 s", "run-2")
     on_baseline = CaseOutcome("groupby_agg[by=id]", ("base-1",), 3, 1, "failed: wrong answer", "base-1")
     evidence = passing_evidence(
@@ -153,8 +154,8 @@ def test_a_case_that_fails_on_the_baseline_too_is_still_a_failure_and_says_so() 
     [reason] = failed_reasons(decide(CRITERIA, evidence))
 
     assert reason == (
-        "groupby_agg[by=id] failed 3/3 repeats on latest (timeout: past 300 s) — run run-2;"
-        " it fails on stable too (run base-1) — still a failure"
+        "groupby_agg[by=id] failed 3/3 repeats on latest (timeout: past 300 s) — run run-2; signature: timeout: no"
+        ' error type; "past N s"; it fails on stable too (run base-1), but not the same way (failed: wrong answer)'
     )
 
 
@@ -167,7 +168,7 @@ def test_a_failing_case_that_passes_on_the_baseline_says_so() -> None:
 
     [reason] = failed_reasons(decide(CRITERIA, evidence))
 
-    assert reason.endswith("— run run-2; it passes on stable (3/3, run base-1)")
+    assert reason.endswith("— run run-2; signature: error: KeyError; it passes on stable (3/3, run base-1)")
 
 
 def test_a_must_pass_case_without_any_result_fails_with_why_it_could_not_be_produced() -> None:
@@ -199,7 +200,8 @@ def test_a_stability_failure_names_the_batch_the_run_the_failure_and_how_to_repl
 
     assert check.reason == (
         "stability profile ci on latest: fuzz[process] timeout (liveness: deadlock: 3 keys stuck) — run stab-2,"
-        " failure F1 (replay: nox -s stability -- --replay=F1)"
+        ' failure F1 (replay: nox -s stability -- --replay=F1); signature: liveness: no error type; "deadlock";'
+        " not checked on the baseline stable — replay with nox -s stability -- --replay=F1 --runtime=stable"
     )
     assert check.evidence == ("stab-2", "F1")
 

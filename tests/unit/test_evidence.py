@@ -22,6 +22,7 @@ from framework.evidence import (
     metric_evidence,
     stability_evidence,
 )
+from framework.failure_signatures import FailureSignature
 from framework.matrix import Case
 from framework.query import Results
 from framework.records import write_record
@@ -73,7 +74,8 @@ def test_every_repeat_of_every_reusable_run_counts_newest_problem_first(write, c
 
     found = outcomes(results_dir, cases)
 
-    assert found == {case: CaseOutcome(case, ("new", "old"), 5, 4, "timeout: past 60 s", "new")}
+    problem = (FailureSignature("timeout", (), gist="past N s"), "new")  # read from its outcome, error, traceback
+    assert found == {case: CaseOutcome(case, ("new", "old"), 5, 4, "timeout: past 60 s", "new", (problem,))}
 
 
 def test_a_case_that_could_not_start_counts_as_a_repeat_that_did_not_pass(write, case_row, results_dir, cases) -> None:

@@ -409,6 +409,9 @@ def test_stability_page_lists_failures_with_their_replay_command(case_row, write
     assert "s2-replay0 (replay 0): result: x-1 = 3 again" in text
     assert "fuzz[process] failed" in text and "12 examples, 80 steps" in text
     assert f'href="../results/stability/failures/{failure_id}/log-tail.txt"' in html
+    # counted by signature: the fuzz failure's (its keys and values left out) and its replay's failure's
+    assert "Failures by signature" in text
+    assert 'result: no error type; "N = N, but the oracle gives N" 1 2026-01-01 02:05 latest' in text
 
 
 def test_an_empty_store_is_a_site_that_says_no_runs_yet(results_dir, tmp_path):

@@ -252,3 +252,14 @@ def test_an_older_comparison_record_without_its_test_settings_still_builds(tmp_p
     summary = build_site(tmp_path / "r", tmp_path / "site")
     page = (summary.out_dir / "index.html").read_text()
     assert "cannot reach significance" in unescape(page)
+
+
+def test_a_blessed_runtimes_failure_the_baseline_shares_is_said_as_shared_not_as_passed():
+    shared = "stability profile ci on latest: fuzz[inprocess] failed (…); known, shared, not a regression: …"
+    checks = [_check("stability", "profile ci", True), _check("stability", "profile ci fuzz[inprocess]", True, shared)]
+    states = _states([_run("latest", 1)], [_verdict("latest", 2, True, checks)])
+
+    line = _words(states["latest"].line)
+
+    assert "stability profile ci passed" in line
+    assert "stability profile ci fuzz[inprocess] failed as the baseline does (shared, not a regression)" in line

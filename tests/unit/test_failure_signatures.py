@@ -1,0 +1,138 @@
+"""framework/failure_signatures.py: one bug, one signature — across runs, releases, Pythons and machines; different
+bugs, different signatures. Read from real recorded failures and the fuzzer's thread-leak failure."""
+
+from __future__ import annotations
+
+import pytest
+from failure_records import LEAK_SIGNATURE, leak_failure, recorded
+
+from framework.failure_signatures import gist, grouped, module_path, of_record, of_row
+
+REAL = recorded()
+
+
+def test_the_same_upstream_bug_on_two_dask_releases_has_one_signature() -> None:
+    # 2024.11.1 says "cancelled for reason: unknown" at dask/base.py:660, 2025.3.1 "lost dependencies" at :656
+    older, newer = of_row(REAL["groupby_dropna_keys@2024.11.1"]), of_row(REAL["groupby_dropna_keys@2025.3.1"])
+
+    assert older == newer
+    assert older.text == (
+        "failed: WorkloadCheckFailed ← FutureCancelledError; raised at _gather (distributed/client.py)"
+        " ← compute (dask/base.py)"
+    )
+
+
+def test_the_rejoin_guard_on_latest_and_stable_has_one_signature_from_its_message() -> None:
+    # threadpoolexecutor.py:141 on 2026.8.0, :142 on 2026.3.0; thread names differ; the traceback is the harness's
+    latest, stable = of_row(REAL["rejoin_thread_leak@2026.8.0"]), of_row(REAL["rejoin_thread_leak@2026.3.0"])
+
+    assert latest == stable
+    assert latest.text == "failed: WorkloadCheckFailed; threads wait in rejoin (distributed/threadpoolexecutor.py)"
+
+
+def test_different_bugs_have_different_signatures() -> None:
+    texts = {key: (of_record(r) if "kind" in r else of_row(r)).text for key, r in REAL.items()}
+    # two pairs are one bug each on two releases (above); every other recorded failure is a bug of its own
+    assert len(set(texts.values())) == len(REAL) - 2
+    assert texts["mixed_compute_order@2025.4.0"] == (
+        'failed: WorkloadCheckFailed; "dask.compute returned mixed collections out of order"'
+    )
+    assert texts["persisted_array_parts@2024.12.1"] == (
+        'failed: WorkloadCheckFailed; "part N of N of a persisted array reached its delayed task as tuple"'
+    )
+
+
+def test_real_stability_teardown_failures_keep_the_cause_and_where_it_was_raised_without_the_flaky_note() -> None:
+    join = of_record(REAL["20261206T103434Z-cbfa57-latest-inprocess"])
+    closing = of_record(REAL["20261206T103434Z-cbfa57-latest-process"])
+
+    assert join.text == (
+        "teardown: TeardownError ← TimeoutError; raised at join (distributed/utils.py)"
+        " ← _real_stop (distributed/utils.py)"
+    )
+    assert closing.text == (
+        "teardown: TeardownError ← AssertionError; raised at _close (distributed/deploy/spec.py) ← run (tornado/gen.py)"
+    )
+
+
+def test_the_fuzzers_thread_leak_has_one_signature_across_releases_pythons_paths_and_call_paths() -> None:
+    # latest: Python 3.11, plain secede/rejoin; stable: Python 3.10, leaving worker_client(), another checkout and pid
+    latest = leak_failure(env="latest-84948cc5", python="3.11", line=141, pid=17535, via_worker_client=False)
+    stable = leak_failure(
+        env="stable-0c67bfd4", python="3.10", line=142, pid=90210, via_worker_client=True, root="/home/ci/blessing"
+    )
+    rows = [
+        {"workload": "stability.fuzz", "outcome": "failed", "error": e, "traceback": t} for e, t in (latest, stable)
+    ]
+
+    assert {of_row(row).text for row in rows} == {LEAK_SIGNATURE}
+    # the error line alone (a traceback cut to its last 4000 characters, or lost) gives the same
+    assert of_row({**rows[0], "traceback": None}).text == LEAK_SIGNATURE
+
+
+def test_a_liveness_failure_keeps_its_stuck_states_but_not_its_keys_addresses_or_counts() -> None:
+    def hang(keys: str, states: str) -> dict[str, str]:
+        error = (
+            f"liveness: LivenessError: {keys} neither finished, erred nor were cancelled 40 s after faults stopped:"
+            f" …; scheduler states: {states}; deadlock: no transition in 2 s"
+        )
+        return {"workload": "stability.fuzz", "outcome": "timeout", "error": error, "traceback": ""}
+
+    one = of_row(hang("3 future(s)", "dag0-1=processing on tcp://127.0.0.1:40123, dag0-2=queued, dag0-3=queued"))
+    two = of_row(hang("7 future(s)", "('tree1-4', 2)=queued, dag4-9=processing on inproc://192.0.2.2/266/9"))
+    other = of_row(hang("1 future(s)", "dag0-1=waiting"))
+
+    assert one == two
+    assert one.text == (
+        'liveness: LivenessError; stuck processing, queued; "N future(s) neither finished, erred nor were cancelled'
+        ' N s after faults stopped"'
+    )
+    assert other != one
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        (
+            "/work/main/.blessing/envs/latest-84948cc5/lib/python3.11/site-packages/distributed/utils.py",
+            "distributed/utils.py",
+        ),
+        ("C:\\envs\\stable\\Lib\\site-packages\\dask\\base.py", "dask/base.py"),
+        ("/usr/lib/python3/dist-packages/tornado/gen.py", "tornado/gen.py"),
+        ("/root/.local/share/uv/python/cpython-3.11.7/lib/python3.11/threading.py", None),
+        ("/work/main/framework/chaos/executor.py", None),
+        ("/home/ci/blessing/workloads/guards/rejoin_thread_leak.py", None),
+        ("chaos/graphs.py", None),  # as an error line shortens a project file
+        ("/tmp/standalone.py", "standalone.py"),
+    ],
+)
+def test_frames_are_named_from_site_packages_and_the_harness_and_standard_library_are_left_out(
+    path: str, shown: str | None
+) -> None:
+    assert module_path(path) == shown
+
+
+def test_the_gist_drops_the_type_keys_numbers_and_quoted_text() -> None:
+    assert gist("ResultError: dag0-7 was cancelled, but the program never cancelled it nor restarted") == (
+        "N was cancelled, but the program never cancelled it nor restarted"
+    )
+    assert gist("closing the cluster did not return within 60 s") == "closing the cluster did not return within N s"
+
+
+def test_failures_are_counted_by_signature_with_first_seen_runtimes_and_the_newest_as_example() -> None:
+    leak = [
+        leak_failure(env="latest-a", python="3.11", line=141, pid=pid, via_worker_client=bool(pid % 2))
+        for pid in (1, 2)
+    ]
+    failures = [
+        {"workload": "stability.fuzz", "outcome": "failed", "error": e, "traceback": t, "runtime": runtime,
+         "started_at": at, "failure_id": f"F{fid}"}
+        for (e, t), runtime, at, fid in zip(leak, ("latest", "stable"), ("2026-12-06T10", "2026-12-05T09"), "21")
+    ]  # fmt: skip
+    failures.append({**REAL["20261206T103434Z-cbfa57-latest-inprocess"], "failure_id": "F3"})
+
+    first, second = grouped(failures)
+
+    assert (first.signature.text, first.count, first.runtimes) == (LEAK_SIGNATURE, 2, ("latest", "stable"))
+    assert (first.first_seen, first.example) == ("2026-12-05T09", "F2")
+    assert (second.count, second.example) == (1, "F3")
