@@ -374,8 +374,9 @@ def test_the_shipped_accepted_file_is_valid_and_empty():
     [
         (
             "{metric: wal, case_id: a, run_id: r, reason: x, accepted_by: jo}",
-            "accepted.0.metric: unknown metric 'wal' — did you mean 'wall'? known: mean_memory, peak_memory, spill,"
-            " wall (got 'wal')",
+            "accepted.0.metric: unknown metric 'wal' — did you mean 'wall'? known: mean_memory, peak_memory,"
+            " scheduler_cpu, scheduler_gc, scheduler_loop_blocked, scheduler_loop_max, scheduler_rss, spill, wall,"
+            " worker_gc, worker_loop_blocked, worker_loop_max (got 'wal')",
         ),
         (
             "{metric: wall, run_id: r, reason: x, accepted_by: jo}",
