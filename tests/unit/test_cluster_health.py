@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,7 +115,9 @@ def test_the_scheduler_also_reports_the_cpu_of_its_loop_thread_and_its_peak_memo
     watched = _watch(server, scheduler=True, clock=server.clock)  # this thread plays the event loop's
     assert watched["problems"] == {}
     assert any(t.name == "dask-blessing-scheduler-rss" for t in threading.enumerate())
-    sum(i * i for i in range(300_000))  # some CPU on "the loop"
+    busy_until = time.thread_time() + 0.05  # 50 ms of CPU on "the loop": five of the kernel's 10 ms ticks
+    while time.thread_time() < busy_until:
+        pass
 
     reading = _read(server)
 
