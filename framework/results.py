@@ -37,8 +37,8 @@ from framework.in_runtime.errors import ResultsError
 from framework.in_runtime.redaction import redact_row, redact_text
 
 # Bump when columns are added or their meaning changes; older files stay readable (missing columns are NULL).
-SCHEMA_VERSION = 4  # 2: failure_id (stability runs); 3: run_group, shard, machine identity, worker packages;
-# 4: load_avg_1m, cpu_pressure, cpu_steal, overloaded
+SCHEMA_VERSION = 5  # 2: failure_id (stability runs); 3: run_group, shard, machine identity, worker packages;
+# 4: load_avg_1m, cpu_pressure, cpu_steal, overloaded; 5: scheduler and worker health (cluster_health.COLUMNS)
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -87,6 +87,15 @@ CASE_COLUMNS: dict[str, pa.DataType] = {
     "cpu_pressure": pa.float64(),  # fraction of the wall time some task waited for a CPU (Linux PSI)
     "cpu_steal": pa.float64(),  # fraction of CPU time the hypervisor gave to others (/proc/stat)
     "overloaded": pa.bool_(),  # load_avg_1m > the machine's cores: times not comparable with a quiet run's
+    # the scheduler's and workers' health over the execution (framework.in_runtime.cluster_health)
+    "scheduler_loop_max_s": pa.float64(),  # the scheduler's longest event-loop stall (lateness of its tick)
+    "scheduler_loop_blocked_s": pa.float64(),  # sum of its stalls of at least 0.1 s
+    "worker_loop_max_s": pa.float64(),  # the longest stall of any worker's event loop
+    "worker_loop_blocked_s": pa.float64(),  # the workers' stalls of at least 0.1 s, summed over workers
+    "scheduler_cpu_s": pa.float64(),  # CPU time of the scheduler's event-loop and offload threads
+    "scheduler_peak_rss_bytes": pa.int64(),  # peak RSS of the scheduler's process (in a LocalCluster: the runner's)
+    "scheduler_gc_s": pa.float64(),  # time the scheduler's process spent in garbage collection
+    "worker_gc_s": pa.float64(),  # time the worker processes spent in garbage collection, summed over processes
     "cluster_dump": pa.string(),
     "failure_id": pa.string(),  # stability: the recorded failure (results/stability/failures/<id>/), replayable
     # runtime

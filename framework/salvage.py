@@ -25,6 +25,7 @@ from typing import Any
 
 from framework.in_runtime import provenance, redaction
 from framework.in_runtime.backends import backend_for
+from framework.in_runtime.cluster_health import not_measured as health_not_measured
 from framework.in_runtime.load import not_measured
 from framework.in_runtime.runner import RowWriter
 from framework.results import SCHEMA_VERSION, ResultsStore, alive, read_rows
@@ -119,7 +120,10 @@ def missing_rows(
             "timeout_s": case.get("timeout_s"),
             "started_at": now,
             "ended_at": now,
-            "missing": not_measured("no execution was recorded here: the machine's load over it is unknown")[1],
+            "missing": {
+                **not_measured("no execution was recorded here: the machine's load over it is unknown")[1],
+                **health_not_measured("no execution was recorded here: the cluster's health over it is unknown")[1],
+            },
         }
         if not reported:
             out.append({**fields, "phase": "setup", "repeat": 0, "outcome": unreported_outcome, "error": unreported})

@@ -39,10 +39,13 @@ Array = Any
 
 
 def transform(spec: MetricSpec, values: Sequence[float] | Array) -> Array:
-    """The scale effects are additive on (the metric's ``scale``): log, or log(1 + MiB) for an amount often 0."""
+    """The scale effects are additive on (the metric's ``scale``): log, or log(1 + MiB) / log(1 + ms) for an
+    amount often 0."""
     array = np.asarray(values, dtype=float)
     if spec.scale == "log1p_mib":
         return np.log1p(array / MiB)
+    if spec.scale == "log1p_ms":
+        return np.log1p(array * 1000.0)
     return np.log(np.maximum(array, 1e-12))
 
 

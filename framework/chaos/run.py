@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from framework.in_runtime import cluster_health, provenance, redaction
 from framework.in_runtime import load as load_probe
-from framework.in_runtime import provenance, redaction
 from framework.in_runtime.runner import (
     CONSOLE,
     EXIT_ROWS_UNWRITABLE,
@@ -38,6 +38,9 @@ from framework.progress import runner_line
 
 # Where progress goes: the console, even after stderr is redirected to the log file (see ``main``).
 _console: dict[str, TextIO] = CONSOLE
+_HEALTH_NOT_MEASURED = cluster_health.not_measured(
+    "not measured in stability runs: the fuzzer starts, breaks and restarts clusters of its own"
+)[1]
 
 
 def say(message: str) -> None:
@@ -182,7 +185,11 @@ def run_program_row(
         except Exception as raised:
             error = raised
             executor.fail()
-    row.update(ended_at=now(), wall_s=time.perf_counter() - started, missing={**executor.missing, **load.missing})
+    row.update(
+        ended_at=now(),
+        wall_s=time.perf_counter() - started,
+        missing={**executor.missing, **load.missing, **_HEALTH_NOT_MEASURED},
+    )
     row.update(load.values)
     kind = getattr(error, "kind", "error") if error is not None else None
     row["outcome"] = _outcome(error, kind)
@@ -237,7 +244,12 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
         )
     stats = result.stats
     params.update(examples_wanted=result.examples_wanted, settle_s=settle_s)
-    row.update(ended_at=now(), wall_s=result.seconds, params=params, missing={**stats.missing, **load.missing})
+    row.update(
+        ended_at=now(),
+        wall_s=result.seconds,
+        params=params,
+        missing={**stats.missing, **load.missing, **_HEALTH_NOT_MEASURED},
+    )
     row.update(load.values)
     row["extra_metrics"] = {
         "examples": stats.examples,

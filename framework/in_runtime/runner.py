@@ -34,9 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
+from framework.in_runtime import cluster_health, metrics, provenance, redaction
 from framework.in_runtime import load as load_probe
 from framework.in_runtime import memory as memory_probe
-from framework.in_runtime import metrics, provenance, redaction
 from framework.in_runtime.backends import backend_for
 from framework.in_runtime.checks import WorkloadCheckFailed
 from framework.in_runtime.clusters import ClusterSession
@@ -192,11 +192,15 @@ def run_case(
     missing.update(measurement.missing)
     memory: dict[str, Any] = {}
     load = _load_watch(session)
-    with memory_probe.sample_memory(session.client, memory, missing), load:
+    # Innermost: its hooks come off as soon as the case ends (a timed-out case's stalls are recorded too).
+    health = cluster_health.HealthWatch(session.client)
+    with memory_probe.sample_memory(session.client, memory, missing), load, health:
         outcome = call_with_timeout(function, case["params"], case["timeout_s"])
     row["ended_at"] = now()
     row.update(load.values)
     missing.update(load.missing)
+    row.update(health.values)
+    missing.update(health.missing)
     row["wall_s"] = outcome["wall_s"]
     if outcome["timed_out"]:
         row["outcome"] = "timeout"
@@ -419,7 +423,10 @@ def _setup_error_row(base: dict[str, Any], case: dict[str, Any], error: BaseExce
         "ended_at": now(),
         "outcome": "error",
         "error": str(error),
-        "missing": load_probe.not_measured("the case never ran")[1],
+        "missing": {
+            **load_probe.not_measured("the case never ran")[1],
+            **cluster_health.not_measured("the case never ran")[1],
+        },
     }
 
 

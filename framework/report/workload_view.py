@@ -34,7 +34,11 @@ def series_key(point: dict[str, Any]) -> str:
 
 def _untransform(spec: MetricSpec, value: float) -> float:
     """:func:`framework.stats.transform`, inverted."""
-    return float(math.expm1(value) * MiB) if spec.scale == "log1p_mib" else math.exp(value)
+    if spec.scale == "log1p_mib":
+        return float(math.expm1(value) * MiB)
+    if spec.scale == "log1p_ms":
+        return float(math.expm1(value) / 1000.0)
+    return math.exp(value)
 
 
 def band(values: Sequence[float], spec: MetricSpec) -> tuple[float, float, float] | None:

@@ -424,6 +424,8 @@ def _case_file(
             reasons.update(dict.fromkeys(_SPILL_COUNTERS, "a worker restarted during the case: counters lost"))
         if no_memory[i]:
             reasons.update(dict.fromkeys(_MEMORY, "memory probe: no worker answered within 2 s"))
+        if counters_lost[i] and code != 3:
+            reasons.update(dict.fromkeys(_WORKER_HEALTH, _WORKER_HEALTH_LOST))
         missing.append(json.dumps(reasons, sort_keys=True))
         done = int(tasks[i] * (1 if code != 2 else share[i]))
         first = int(done * share[i])
@@ -439,6 +441,20 @@ def _case_file(
     load = load_rng.uniform(0.2, 1.6, n) + np.where(load_rng.random(n) < 0.01, load_rng.uniform(1.5, 5, n), 0)
     pressure = np.minimum(load_rng.uniform(0, 0.1, n) * load, 1)
     steal = load_rng.uniform(0, 0.01, n)
+    # Scheduler and worker health, from a generator of its own too: short stalls, now and then one of a second
+    # (a stall of ≥ 0.1 s counts towards the blocked totals); scheduler CPU by tasks; GC pauses of milliseconds.
+    health_rng = np.random.default_rng([seed, zlib.crc32(f"health/{run_id}/{environment.runtime}".encode())])
+    stall = np.where(health_rng.random(n) < 0.03, health_rng.uniform(0.1, 1.5, n), 0.0)
+    scheduler_max = health_rng.uniform(0.002, 0.06, n) + stall
+    scheduler_blocked = stall * health_rng.uniform(1, 2, n)
+    worker_stall = np.where(health_rng.random(n) < 0.05, health_rng.uniform(0.1, 0.8, n), 0.0)
+    worker_max = health_rng.uniform(0.002, 0.08, n) + worker_stall
+    worker_blocked = worker_stall * health_rng.uniform(1, 3, n)
+    scheduler_cpu = tasks * 0.0004 * health_rng.lognormal(0, 0.05, n) + 0.01 * wall
+    scheduler_rss = (160 * MiB + tasks * 2048) * health_rng.lognormal(0, 0.01, n)
+    scheduler_gc = tasks * 2e-6 * health_rng.lognormal(0, 0.2, n)
+    worker_gc = wall * 0.004 * health_rng.lognormal(0, 0.3, n)
+    worker_lost = counters_lost & (outcome != 3)
 
     def column(values: Any, kind: pa.DataType, null: Any = None) -> pa.Array:
         return pa.array(values, type=kind, mask=None if null is None else np.asarray(null, dtype=bool))
@@ -493,6 +509,14 @@ def _case_file(
         "cpu_pressure": column(pressure, pa.float64()),
         "cpu_steal": column(steal, pa.float64()),
         "overloaded": column(load > machine["cpu_count"], pa.bool_()),
+        "scheduler_loop_max_s": column(scheduler_max, pa.float64()),
+        "scheduler_loop_blocked_s": column(scheduler_blocked, pa.float64()),
+        "worker_loop_max_s": column(worker_max, pa.float64(), worker_lost),
+        "worker_loop_blocked_s": column(worker_blocked, pa.float64(), worker_lost),
+        "scheduler_cpu_s": column(scheduler_cpu, pa.float64()),
+        "scheduler_peak_rss_bytes": column(scheduler_rss.astype(np.int64), pa.int64()),
+        "scheduler_gc_s": column(scheduler_gc, pa.float64()),
+        "worker_gc_s": column(worker_gc, pa.float64(), worker_lost),
         "cluster_dump": column(dumps, pa.string()),
         "failure_id": constant(None),
         "runtime": constant(environment.runtime),
@@ -518,6 +542,8 @@ def _case_file(
 _TIMEOUT_COUNTERS = ("tasks", "compute_time_s", "transfer_time_s", "spilled_bytes", "spill_time_s")
 _SPILL_COUNTERS = ("spilled_bytes", "unspilled_bytes", "spill_count", "spill_time_s")
 _MEMORY = ("peak_memory_bytes", "mean_memory_bytes")
+_WORKER_HEALTH = ("worker_loop_max_s", "worker_loop_blocked_s", "worker_gc_s")
+_WORKER_HEALTH_LOST = "1 worker(s) left during the execution (e.g. tcp://127.0.0.1:40111): their figures went with them"
 
 
 def _traceback(function: str, error: str | None) -> str:

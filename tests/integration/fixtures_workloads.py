@@ -121,3 +121,16 @@ def echoes(token: str, target_bytes: int, partitions: int) -> dict[str, float]:
 
     check(token == "from-the-fixture", f"token {token!r}")
     return {"target_bytes": float(target_bytes), "partitions": float(partitions), "events": float(len(FIXTURE_EVENTS))}
+
+
+def blocks_event_loop(where: str, seconds: float) -> dict[str, float]:
+    """Hold the scheduler's (``where="scheduler"``) or every worker's event loop for ``seconds``: a function run
+    with ``run_on_scheduler`` / ``run`` runs on the server's loop, so nothing else runs there meanwhile."""
+    from distributed import get_client
+
+    client = get_client()
+    if where == "scheduler":
+        client.run_on_scheduler(time.sleep, seconds)
+    else:
+        client.run(time.sleep, seconds)
+    return {"blocked_s": seconds}

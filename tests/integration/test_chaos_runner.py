@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from framework.chaos import run as chaos_run
+from framework.in_runtime.cluster_health import COLUMNS as HEALTH
 from framework.in_runtime.runner import PROTOCOL
 from framework.results import SCHEMA_VERSION, case_table, read_rows
 
@@ -73,6 +74,8 @@ def test_regressions_run_first_then_the_fuzzer_and_failures_are_recorded(tmp_pat
     assert "result: ResultError: tree0-" in planted["error"]
     # the machine's load over each replay and batch: a liveness failure at load 16 says so
     assert all(row["overloaded"] == (row["load_avg_1m"] > row["cpu_count"]) for row in rows)
+    # cluster health is per case, not per fuzzed program: NULL, with the reason
+    assert all(row.get(c) is None and "stability runs" in row["missing"][c] for row in rows for c in HEALTH)
     if fuzzed["outcome"] == "passed":
         assert fuzzed["extra_metrics"]["examples"] >= 2
     else:  # a real, timing-dependent finding of distributed itself (see test_nox_stability): recorded whole

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from nox_session import nox
 
+from framework.metric_catalogue import METRICS
 from framework.query import Results
 
 pytestmark = pytest.mark.environment
@@ -34,7 +35,7 @@ def test_interleaved_aa_then_from_results(tmp_path: Path) -> None:
     with Results(results) as store:
         _, rows = store.sql("SELECT metric, verdict, n_baseline, n_candidate FROM comparisons ORDER BY metric")
         _, runs = store.sql("SELECT count(DISTINCT run_id), count(*) FROM cases WHERE workload = 'calibration_shift'")
-    assert [row[0] for row in rows] == ["mean_memory", "peak_memory", "spill", "wall"]
+    assert [row[0] for row in rows] == sorted(METRICS)  # every metric of the catalogue
     assert all(row[2:] == (5, 5) for row in rows)
     assert runs == [(2, 10)]  # one run id per side, one measured repeat per round
 

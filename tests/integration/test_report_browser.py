@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from framework.metric_catalogue import METRICS
 from framework.records import write_record
 from framework.report import build_site
 from framework.results import ResultsStore, case_table, write_atomic
@@ -366,7 +367,8 @@ def test_every_page_opens_from_disk_without_errors_and_draws_its_plots(site, bro
         "workloads/groupby_agg.html#version",
     ]
     for key, plots in plotted.items():
-        expected = 2 if key.startswith("comparisons/") else 4  # comparison: wall, peak; workloads: + mean, spill
+        # comparison: wall, peak; workloads: every metric of the catalogue
+        expected = 2 if key.startswith("comparisons/") else len(METRICS)
         assert len(plots) == expected, key
         for plot in plots:
             assert plot["canvases"] > 0 or plot["flat"], f"{key}: nothing drawn"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from framework.metric_catalogue import METRICS
 from framework.report import build_site
 from tests.integration.overview_store import EXPORT, INCOHERENT, UNUSABLE, WALL_REGRESSION, every_state
 from tests.integration.test_report_browser import _red, browser, screenshots  # noqa: F401 (fixtures)
@@ -47,7 +48,10 @@ def test_the_overview_answers_go_or_no_go_for_each_runtime_first(tmp_path, brows
 
     blessed = _line(page, "previous").inner_text()
     assert blessed.startswith("previous is BLESSED — 2026-01-06 02:00 UTC, against stable on local by criteria default")
-    assert "11 of 11 checks passed — 2 must-pass case(s) passed every repeat; stability profile ci passed" in blessed
+    checks = 2 + 1 + 2 * len(METRICS)  # 2 must-pass cases, stability, every metric of 2 cases
+    assert (
+        f"{checks} of {checks} checks passed — 2 must-pass case(s) passed every repeat; stability profile ci" in blessed
+    )
     assert f"Install: uv pip sync {(results / EXPORT).resolve()}" in blessed
 
     not_blessed = _line(page, "latest")
@@ -87,7 +91,8 @@ def test_the_overview_answers_go_or_no_go_for_each_runtime_first(tmp_path, brows
     assert "wall time +60 % (" in hover and "Allowed change ≤ 25 % (criteria default)" in hover and "(MDE)" in hover
     assert grid.locator("td.change.improved").count() == 2
     assert grid.locator("td.change.inconclusive").count() == 2  # latest's spill: too noisy to tell
-    assert grid.locator("td.change.unchanged").count() == 2 + 8  # latest's mean memory, every metric of previous
+    # latest's mean memory and health metrics (3 others changed), every metric of previous; 2 cases each
+    assert grid.locator("td.change.unchanged").count() == 2 * (len(METRICS) - 3) + 2 * len(METRICS)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 1280, f"the overview is {width} px wide at 1280"
     page.screenshot(path=str(screenshots / "overview-states.png"), full_page=False)

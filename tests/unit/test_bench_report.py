@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from framework.config import load_catalog
+from framework.in_runtime.cluster_health import COLUMNS as HEALTH
 from framework.matrix import expand_workload
 from framework.query import Results
 from framework.results import CASE_SCHEMA, SCHEMA_VERSION
@@ -82,6 +83,12 @@ def test_writes_exactly_the_rows_asked_in_the_current_schema(history: Path, resu
         " count(*) FILTER (WHERE overloaded) FROM rows"
     )
     assert load[0][:2] == (0, 0) and 0 < load[0][2] < ROWS / 20
+    # scheduler and worker health: every value is there, or NULL with its reason in `missing` (some workers left)
+    unexplained = ", ".join(
+        f"count(*) FILTER (WHERE {c} IS NULL AND json_extract_string(missing, '$.{c}') IS NULL)" for c in HEALTH
+    )
+    _, [counts] = results.sql(f"SELECT {unexplained}, count(*) FILTER (WHERE worker_gc_s IS NULL) FROM rows")
+    assert counts[:-1] == (0,) * len(HEALTH) and 0 < counts[-1] < ROWS / 2
 
 
 def test_writes_environments_and_decision_records(results: Results) -> None:

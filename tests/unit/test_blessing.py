@@ -46,7 +46,10 @@ from framework.stats import METRICS, compare_samples
 
 MiB = 2**20
 # A base value per metric far above its absolute floor, so a relative shift is what decides.
-BASE = {"wall": 1.0, "peak_memory": 500 * MiB, "mean_memory": 300 * MiB, "spill": 2048 * MiB}
+BASE = {"wall": 1.0, "peak_memory": 500 * MiB, "mean_memory": 300 * MiB, "spill": 2048 * MiB,
+        "scheduler_loop_max": 2.0, "scheduler_loop_blocked": 5.0, "worker_loop_max": 2.0,
+        "worker_loop_blocked": 5.0, "scheduler_cpu": 3.0, "scheduler_rss": 500 * MiB, "scheduler_gc": 1.0,
+        "worker_gc": 1.0}  # fmt: skip
 
 CRITERIA = Criteria.model_validate(
     {
@@ -58,7 +61,7 @@ CRITERIA = Criteria.model_validate(
         "metrics": {
             "workloads": ["array_mean_var"],
             "repeat": 5,
-            "max_regression": {"wall": "10%", "peak_memory": "10%", "mean_memory": "10%", "spill": "10%"},
+            "max_regression": dict.fromkeys(METRICS, "10%"),  # every metric of the catalogue
         },
     }
 )
@@ -111,7 +114,9 @@ def test_all_criteria_met_is_blessed_with_one_passed_check_per_case_tier_run_and
 
     assert verdict.blessed
     assert verdict.failed == []
-    assert [check.criterion for check in verdict.checks] == ["must_pass"] * 2 + ["stability"] + ["metric"] * 4
+    assert [check.criterion for check in verdict.checks] == ["must_pass"] * 2 + ["stability"] + ["metric"] * len(
+        METRICS
+    )
     must_pass = verdict.checks[0]
     assert must_pass.reason == "groupby_agg[by=id]: 3/3 repeats passed on latest — run run-1"
     assert must_pass.evidence == ("run-1",)

@@ -17,6 +17,7 @@ from framework.config import ROOT
 from framework.history import ScanOptions, load_accepted, load_series, markdown, report_text, scan
 from framework.in_runtime import provenance
 from framework.in_runtime.errors import ConfigError, SelectionError
+from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.records import write_record
 from framework.stats import MiB
@@ -87,7 +88,7 @@ def test_a_peak_memory_step_is_an_open_new_regression_recorded_with_its_evidence
 
     report = scan(options())
 
-    assert report.n_series == 4  # wall, peak memory, mean memory, spill of one case
+    assert report.n_series == len(METRICS)  # every metric of the catalogue, of one case
     [finding] = report.findings
     assert (finding.metric, finding.change.direction, finding.status, finding.new) == (
         "peak_memory",
@@ -271,7 +272,7 @@ def test_a_new_machine_starts_its_own_series_with_a_note_never_a_change_point(hi
     report = scan(options())
 
     assert report.findings == []
-    assert report.n_series == 8  # two series (one per machine class) × 4 metrics
+    assert report.n_series == 2 * len(METRICS)  # two series (one per machine class) × every metric
     [note] = report.machines
     a, b = (provenance.identity(fp, "runner")["machine_id"] for fp in (FP_A, FP_B))
     assert (note.hardware, note.run_id) == ("local", later[0])
@@ -374,8 +375,9 @@ def test_the_shipped_accepted_file_is_valid_and_empty():
     [
         (
             "{metric: wal, case_id: a, run_id: r, reason: x, accepted_by: jo}",
-            "accepted.0.metric: unknown metric 'wal' — did you mean 'wall'? known: mean_memory, peak_memory, spill,"
-            " wall (got 'wal')",
+            "accepted.0.metric: unknown metric 'wal' — did you mean 'wall'? known: mean_memory, peak_memory,"
+            " scheduler_cpu, scheduler_gc, scheduler_loop_blocked, scheduler_loop_max, scheduler_rss, spill, wall,"
+            " worker_gc, worker_loop_blocked, worker_loop_max (got 'wal')",
         ),
         (
             "{metric: wall, run_id: r, reason: x, accepted_by: jo}",

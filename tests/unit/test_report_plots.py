@@ -73,8 +73,8 @@ def test_a_noise_band_is_the_median_plus_minus_the_metrics_noise_between_change_
 
     def point(day, wall, compare=False, run=None):
         return {"runtime": "latest", "hardware": "local", "machine_class": "", "case_id": "c", "size": "tiny",
-                "run_id": run or f"r{day}", "t": day, "compare": compare, "wall": wall, "peak_memory": None,
-                "mean_memory": None, "spill": 0}  # fmt: skip
+                "run_id": run or f"r{day}", "t": day, "compare": compare, **dict.fromkeys(METRICS), "wall": wall,
+                "spill": 0}  # fmt: skip
 
     found = [point(day, 1.0 + 0.01 * (day % 2)) for day in range(4)]
     found += [point(day, 2.0 + 0.01 * (day % 2)) for day in range(4, 8)]

@@ -14,6 +14,7 @@ from framework.config import Catalog, load_catalog
 from framework.environments import BuiltEnvironment
 from framework.health import Health
 from framework.in_runtime.errors import SelectionError
+from framework.metric_catalogue import METRIC_NAMES
 from framework.models import LocalHardware
 from framework.query import Results
 from framework.reproduce import (
@@ -249,7 +250,7 @@ def test_side_by_side_compares_every_metric_with_ratio_and_interval(case_row: An
 
     lines = side_by_side(["array_mean_var"], recorded, again)
 
-    assert [line.metric for line in lines] == ["wall", "peak_memory", "mean_memory", "spill"]
+    assert [line.metric for line in lines] == list(METRIC_NAMES)
     wall = lines[0]
     assert wall.result is not None
     assert wall.result.ratio == pytest.approx(2.0)
