@@ -201,13 +201,27 @@ def test_an_idle_cluster_gives_its_memory_growth_per_minute(current: Any) -> Non
 
 
 @pytest.mark.cluster(deadline=60)
-@pytest.mark.parametrize("method", ["retire_workers", "scale"])
-def test_a_graceful_scale_down_under_load_keeps_every_key(current: Any, method: str) -> None:
-    metrics = soak.scale_down_keeps_data(method, items_per_worker=5, item_bytes=64 * 1024, timeout_s=20)
+def test_a_worker_retired_under_load_keeps_every_key(current: Any) -> None:
+    [params] = tiny_cases("retire_keeps_data")  # as declared: 20 items of "1MiB" of each kind on each worker
 
-    assert metrics["scattered_keys"] == metrics["computed_keys"] == 10
+    metrics = soak.scale_down_keeps_data(**{**params, "timeout_s": 20})
+
+    assert metrics["scattered_keys"] == metrics["computed_keys"] == 40
+    assert metrics["data_bytes"] == 80 * MiB
     assert metrics["scale_down_seconds"] > 0
     assert len(scheduler_workers(current)) == 2  # restored for the cases after it
+
+
+@pytest.mark.cluster(deadline=60)
+def test_localcluster_scale_down_loses_the_removed_workers_data_as_distributed_4069_says(current: Any) -> None:
+    # SpecCluster asks the scheduler to retire its dropped workers by name where addresses are expected: none is
+    # retired, each is closed with its data. Still so in the distributed the tests install; when a release fixes
+    # it, this fails: then scale_down_keeps_data (workloads/soak.yaml) can join the must-pass `stability` tag.
+    with pytest.raises(WorkloadCheckFailed) as failed:
+        soak.scale_down_keeps_data("scale", items_per_worker=5, item_bytes=1024, timeout_s=20)
+
+    assert re.search(r"^scale removed \S+ under load and data was lost: 5 of 10 scattered keys lost", str(failed.value))
+    assert len(scheduler_workers(current)) == 2
 
 
 def _remove_abruptly(client: Any, cluster: Any, method: str, workers: dict[str, Any], timeout: float) -> str:
@@ -230,7 +244,8 @@ def test_a_scale_down_that_loses_data_fails_naming_the_lost_keys(current: Any, m
         soak.scale_down_keeps_data("retire_workers", items_per_worker=5, item_bytes=1024, timeout_s=20)
 
     message = str(failed.value)
-    assert "retire_workers removed tcp://" in message and "distributed#8522" in message
+    assert re.search(r"^retire_workers removed \S+ under load and data was lost", message), message
+    assert "distributed#8522" in message
     assert "5 of 10 scattered keys lost (" in message
     # The removed worker's computed results are lost, or already computed again elsewhere when they are judged.
     lost = re.search(r"(\d+) of 10 computed keys lost", message)
