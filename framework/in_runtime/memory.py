@@ -159,3 +159,18 @@ def _memory_sampler(client: Any, result: dict[str, Any], missing: dict[str, str]
         result.update(memory_summary(samples, "memory-sampler"))
         if not samples:
             missing["peak_memory_bytes"] = missing["mean_memory_bytes"] = reason
+
+
+def probe_bytes(dask_worker: Any) -> int:
+    """Bytes the probe's own samples hold in this worker's process now (0 when no probe runs).
+
+    Its table grows by one entry every ``PROBE_INTERVAL_S`` while a case runs: ~6 KiB a second, which a soak
+    measuring memory growth over minutes subtracts (``workloads/soak.py``) rather than report as the runtime's."""
+    import sys
+
+    state = getattr(dask_worker, _ATTRIBUTE, None)
+    if state is None:
+        return 0
+    buckets = state["buckets"]
+    entries = list(buckets.items())  # one C call under the GIL: the probe's thread cannot change it meanwhile
+    return sys.getsizeof(buckets) + sum(sys.getsizeof(key) + sys.getsizeof(value) for key, value in entries)

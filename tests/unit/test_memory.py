@@ -47,3 +47,26 @@ def test_memory_summary():
     # Nothing measured: no value at all (never 0), only the count and the method.
     assert memory_summary([], "memory-sampler") == {"memory_samples": 0, "memory_method": "memory-sampler"}
     assert memory_summary([math.nan], "rss-probe") == {"memory_samples": 0, "memory_method": "rss-probe"}
+
+
+def test_the_probe_s_own_samples_are_counted_so_a_soak_can_subtract_them():
+    import time
+
+    from framework.in_runtime.memory import _start_probe, _stop_probe, probe_bytes
+
+    class Worker:
+        pass
+
+    worker = Worker()
+    assert probe_bytes(worker) == 0  # no probe running
+    _start_probe(worker, interval=0.001)
+    try:
+        time.sleep(0.2)
+        held = probe_bytes(worker)
+        time.sleep(0.2)
+        later = probe_bytes(worker)
+    finally:
+        _stop_probe(worker)
+    # Each 1 ms bucket holds two ints (≥ 28 bytes each) and a table slot: it grows while the probe samples.
+    assert held >= 56 * 5
+    assert later > held
