@@ -147,8 +147,9 @@ class ComparisonReport:
         return [(case, passed, n) for (s, case), (passed, n) in self.outcomes.items() if s == side and passed < n]
 
 
-def compare_text(report: ComparisonReport) -> str:
-    """The comparison as a reader wants it: biggest effects first, one plain sentence per case × metric."""
+def compare_text(report: ComparisonReport, verbose: bool = False) -> str:
+    """The comparison as a reader wants it: biggest effects first, one plain sentence per case × metric that is
+    not unchanged (``verbose``: every one); the unchanged ones are counted in one line."""
     aa = " (A/A: the noise floor)" if report.baseline == report.candidate else ""
     head = f"comparison {report.comparison_id} ({report.mode}): {report.candidate} vs {report.baseline}{aa}"
     if report.rounds:
@@ -161,8 +162,14 @@ def compare_text(report: ComparisonReport) -> str:
         ratio = line.result.ratio
         return (VERDICTS.index(Verdict(line.result.verdict)), -abs((ratio if ratio != float("inf") else 1e9) - 1))
 
+    folded = 0
     for line in sorted(report.lines, key=key):
+        if not verbose and line.result is not None and line.result.verdict == Verdict.UNCHANGED:
+            folded += 1
+            continue
         lines.append(f"  {line.case_id}: {line.sentence()}")
+    if folded:
+        lines.append(f"  … and {folded} case × metric pair(s) unchanged (--verbose lists them; the record holds all)")
     for side in (BASELINE, CANDIDATE):
         for case_id, passed, measured in report.failures(side):
             label = report.baseline if side == BASELINE else report.candidate

@@ -306,6 +306,7 @@ def compare_parser() -> Parser:
         description="A/B: run two sides interleaved (or take stored results) and judge every case × metric.",
     )
     parser.add_argument("--baseline", required=True, help="RUNTIME[@HARDWARE], e.g. stable or stable@local-threads")
+    parser.add_argument("--verbose", action="store_true", help="list the unchanged case × metric pairs too")
     parser.add_argument("--candidate", required=True, help="RUNTIME[@HARDWARE]; the same as --baseline for A/A")
     parser.add_argument("--baseline-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
     parser.add_argument("--candidate-config", action="append", default=[], metavar="KEY=VALUE", help="Dask config")
@@ -412,7 +413,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
             rebuild=args.rebuild,
         )
         report = compare.run_interleaved(options)
-    text = compare.compare_text(report)
+    text = compare.compare_text(report, verbose=args.verbose)
     if args.json:
         emit(comparison_document(report))
     else:

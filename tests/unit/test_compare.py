@@ -274,7 +274,11 @@ def test_compare_command_from_results_prints_sentences_and_exits_1_on_a_regressi
     assert code == 1
     assert "groupby: peak memory +38 % (" in out
     assert "p < 0.001, n = 7 vs 7 — regressed" in out
-    assert out.index("peak memory") < out.index("wall time")  # biggest effect first
+    assert "wall time" not in out and "unchanged (--verbose lists them; the record holds all)" in out  # folded
+    assert main(["compare", "--baseline=stable", "--candidate=latest", "--from-results", f"--results={tmp_path}",
+                 "--verbose"]) == 1  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.index("peak memory") < out.index("wall time")  # biggest effect first, every pair listed
     assert main(["compare", "--baseline=stable", "--candidate=stable", "--from-results", f"--results={tmp_path}"]) == 0
     assert "A/A: the noise floor" in capsys.readouterr().out
 
