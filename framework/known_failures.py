@@ -94,8 +94,8 @@ def load_known_failures(root: Path = ROOT) -> dict[str, KnownFailure]:
             problems.append(f"{where}.signature: the same signature as {seen[entry.signature]} — keep one of them")
         seen.setdefault(entry.signature, name)
         if not entry.link.startswith("https://"):
-            target = root / entry.link.split("#", 1)[0]
-            if not target.is_file():
+            relative = entry.link.split("#", 1)[0]  # beside the config, or in this project's own tree (docs/)
+            if not (root / relative).is_file() and not (ROOT / relative).is_file():
                 problems.append(
                     f"{where}.link: {entry.link!r} is not a file of this repository — fix the path or give a URL"
                 )

@@ -40,7 +40,7 @@ def make_project(
     if not any((ROOT / ".blessing" / "envs").glob("stable-*/blessing-lock.txt")):
         # Built once here (later tests reuse it): a skip would leave the guarantee untested on a fresh clone.
         build_environment(load_catalog().runtimes["stable"], ROOT)
-    for part in ("framework", "workloads", "matrices"):
+    for part in ("framework", "workloads", "matrices", "docs"):
         shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__", "schemas", "results"))
     declared = yaml.safe_load((ROOT / "matrices" / "runtimes.yaml").read_text())
     runtime = declared["runtimes"]["stable"]

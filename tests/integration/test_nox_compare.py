@@ -21,7 +21,7 @@ def test_interleaved_aa_then_from_results(tmp_path: Path) -> None:
     results = tmp_path / "results"
     process = nox(
         "-s", "compare", "--", "--baseline=latest", "--candidate=latest", "--workload=calibration_shift",
-        "--size=tiny", "--rounds=5", f"--results={results}",
+        "--size=tiny", "--rounds=5", f"--results={results}", "--verbose",
     )  # fmt: skip
     assert process.returncode == 0, process.stdout[-4000:]
     assert "(A/A: the noise floor), 5 round(s)" in process.stdout

@@ -46,7 +46,7 @@ runtimes:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     """The project copy and the environment its commands run with (the index, uv's cache)."""
     root = tmp_path_factory.mktemp("project")
-    for part in ("framework", "workloads", "matrices"):
+    for part in ("framework", "workloads", "matrices", "docs"):
         shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__", "schemas"))
     (root / "matrices" / "runtimes.yaml").write_text(RUNTIMES)
     with LocalIndex(root / "index") as index:
