@@ -181,4 +181,9 @@ def bench(session: nox.Session) -> None:
     names = [arg for arg in session.posargs if not arg.startswith("-")] or ["overhead"]
     options = [arg for arg in session.posargs if arg.startswith("-")]
     for name in names:
-        session.run("python", f"tests/benchmarks/bench_{name}.py", *options)
+        script = Path(__file__).parent / "tests" / "benchmarks" / f"bench_{name.replace('-', '_')}.py"
+        if not script.is_file():
+            scripts = script.parent.glob("bench_*.py")
+            known = sorted(path.stem.removeprefix("bench_").replace("_", "-") for path in scripts)
+            session.error(f"nox -s bench -- {name}: no such benchmark — use one of {', '.join(known)}")
+        session.run("python", str(script.relative_to(Path(__file__).parent)), *options)

@@ -42,6 +42,12 @@ class KnownFailure(StrictModel):
     )
     reason: str = Field(min_length=1, description="One line: why it is known and what is being done about it.")
     expires: dt.date = Field(description="Look at it again by this date (YYYY-MM-DD); past it, bless fails on it.")
+    reproducer: str | None = Field(
+        default=None,
+        description="A standalone script of this repository that shows the bug outside the harness (exit 1 while"
+        " present), e.g. workloads/reproducers/rejoin_thread_leak.py: what makes the failure upstream's, not the"
+        " fuzzer's own false alarm.",
+    )
 
     @field_validator("link")
     @classmethod
@@ -99,6 +105,10 @@ def load_known_failures(root: Path = ROOT) -> dict[str, KnownFailure]:
                 problems.append(
                     f"{where}.link: {entry.link!r} is not a file of this repository — fix the path or give a URL"
                 )
+        if entry.reproducer is not None and not any((base / entry.reproducer).is_file() for base in (root, ROOT)):
+            problems.append(
+                f"{where}.reproducer: {entry.reproducer!r} is not a file of this repository — fix the path or drop it"
+            )
     if problems:
         raise ConfigError("\n".join(problems))
     return entries

@@ -217,31 +217,46 @@ def run_stability(options: StabilityOptions) -> StabilityReport:
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     for runtime in runtimes:
         environment = prepare_environment(runtime, options.root, store, options.rebuild, started, report.run_id)
-        plan = {
-            **_base_plan(report.run_id, started, environment, store, options.root, "fuzz"),
-            "profile": options.profile,
-            "tiers": list(options.tiers),
-            "examples": options.examples,
-            "steps": options.steps,
-            "seed": seed,
-            "settle_s": options.settle_s,
-            "regressions": [case.model_dump(mode="json") for case in regressions] if options.regressions else [],
-        }
-        say(
-            f"stability run {report.run_id} on {runtime.name!r}: {len(plan['regressions'])} regression case(s),"
-            f" then tiers {', '.join(options.tiers)} (profile {options.profile}, seed {seed}) …"
-        )
-        budget = BUDGET_S[options.profile] + REGRESSION_BUDGET_S * len(plan["regressions"])
-        if environment.health is not None and not environment.health.usable:
-            # A failed batch with the cause: never an empty table and a pass.
-            report.unusable.append(environment.health.headline(runtime.name))
-            _whole_run_failed(plan, environment, budget, environment.health.headline(runtime.name))
-            published = store.publish(Path(plan["rows_path"]))
-        else:
-            published = _execute(plan, environment, store, options.root, budget)
-        if published is not None:
-            report.published.append(published)
+        fuzz_batch(environment, options, store, report, started, seed, regressions)
     return report
+
+
+def fuzz_batch(
+    environment: Any,
+    options: StabilityOptions,
+    store: ResultsStore,
+    report: StabilityReport,
+    started: dt.datetime,
+    seed: int,
+    regressions: list[RegressionCase],
+) -> None:
+    """One runtime's regression cases and fuzz batches (one seed) in its prepared environment, into ``report``."""
+    runtime = environment.runtime
+    plan = {
+        **_base_plan(report.run_id, started, environment, store, options.root, "fuzz"),
+        "profile": options.profile,
+        "tiers": list(options.tiers),
+        "examples": options.examples,
+        "steps": options.steps,
+        "seed": seed,
+        "settle_s": options.settle_s,
+        "regressions": [case.model_dump(mode="json") for case in regressions] if options.regressions else [],
+    }
+    say(
+        f"stability run {report.run_id} on {runtime.name!r}: {len(plan['regressions'])} regression case(s),"
+        f" then tiers {', '.join(options.tiers)} (profile {options.profile}, seed {seed}) …"
+    )
+    budget = BUDGET_S[options.profile] + REGRESSION_BUDGET_S * len(plan["regressions"])
+    if environment.health is not None and not environment.health.usable:
+        # A failed batch with the cause: never an empty table and a pass.
+        report.unusable.append(environment.health.headline(runtime.name))
+        _whole_run_failed(plan, environment, budget, environment.health.headline(runtime.name))
+        published = store.publish(Path(plan["rows_path"]))
+    else:
+        published = _execute(plan, environment, store, options.root, budget)
+    if published is not None:
+        report.published.append(published)
+        report.rows.extend(_rows_of(published))
 
 
 # --- replay ---------------------------------------------------------------------------------------------------

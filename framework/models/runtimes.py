@@ -60,7 +60,8 @@ class Runtime(StrictModel):
     )
     as_of: dt.date | None = Field(
         default=None,
-        description="Resolve every package as it was released before this date (uv --exclude-newer).",
+        description="Resolve every package as it was released before this date (uv --exclude-newer), except the"
+        " harness's fuzzing engine (hypothesis), which takes its newest release for the runtime's Python.",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables for cluster processes.")
     dask_config: dict[str, Any] = Field(

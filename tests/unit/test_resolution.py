@@ -187,6 +187,16 @@ def test_an_as_of_runtime_resolves_as_of_its_day_and_keeps_its_lock(index: Local
     assert len(list((tmp_path / LOCKS_DIR).glob("toy-*.json"))) == 1
 
 
+def test_as_of_holds_every_package_to_its_day_but_the_fuzzing_engine(index: LocalIndex, tmp_path: Path) -> None:
+    # hypothesis is the harness's tool: the one of 2022 ran most of a batch's first examples nearly empty
+    index.add("hypothesis", "1.0", uploaded=OLD)
+    index.add("hypothesis", "9.0", uploaded=NEWER)
+    dated = runtime({"dask": "", "hypothesis": ""}, as_of=dt.date(2020, 6, 1))
+
+    assert resolve(dated, tmp_path).packages == {"dask": "1.0", "hypothesis": "9.0"}
+    assert resolve(runtime({"dask": ""}, as_of=dt.date(2020, 6, 1)), tmp_path).packages == {"dask": "1.0"}
+
+
 def test_inside_the_freshness_window_a_ranged_resolution_is_reused_until_refreshed(
     index: LocalIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -259,7 +259,15 @@ def test_an_expired_known_failure_fails_bless_loudly(make_lab) -> None:
             "known_failures.leak.link: 'docs/nowhere.md#x' is not a file of this"
             " repository — fix the path or give a URL",
         ),
-        ({"colour": "red"}, "known_failures.leak: unknown field 'colour' — allowed: expires, link, reason, signature"),
+        (
+            {"reproducer": "workloads/reproducers/nope.py"},
+            "known_failures.leak.reproducer: 'workloads/reproducers/nope.py' is not a file of this repository — fix"
+            " the path or drop it",
+        ),
+        (
+            {"colour": "red"},
+            "known_failures.leak: unknown field 'colour' — allowed: expires, link, reason, reproducer, signature",
+        ),
     ],
 )
 def test_a_bad_known_failures_file_is_one_line_naming_file_field_value_and_fix_and_nothing_runs(
@@ -280,7 +288,10 @@ def test_a_bad_known_failures_file_is_one_line_naming_file_field_value_and_fix_a
 
 
 def test_the_repositorys_known_failures_file_loads_and_names_the_fuzzers_thread_leak() -> None:
-    assert load_known_failures(ROOT)["rejoin_thread_leak"].signature == LEAK_SIGNATURE
+    entries = load_known_failures(ROOT)
+    assert entries["rejoin_thread_leak"].signature == LEAK_SIGNATURE
+    # every documented upstream bug the fuzzer meets has a standalone reproducer outside the harness
+    assert all(entry.reproducer and (ROOT / entry.reproducer).is_file() for entry in entries.values())
 
 
 def test_a_baseline_that_cannot_be_built_leaves_every_failure_not_checked_when_no_metric_needs_it(make_lab) -> None:
