@@ -9,6 +9,8 @@ the live exception, so stored failures of any age get one too:
 
 - the **kind** (the stability invariant, or a matrix case's outcome);
 - the **error types**, outermost first then what caused them, without their modules;
+- an **assertion's label** (distributed's ``validate_state`` asserts ``('dep missing', <task>, <dependency>)``: one
+  function raises them all, so only the label tells two scheduler bugs apart);
 - the **stuck keys' states** (a liveness failure's scheduler states, as a sorted set);
 - the **innermost frames outside the harness** (not ``framework/`` or ``workloads/``, not the standard library): where
   leaked threads wait (one frame each), else the innermost two frames of the deepest exception that has any;
@@ -43,6 +45,9 @@ _MESSAGE_FRAME = re.compile(r"(?P<name>[\w<>.]+) \((?P<path>[\w./<>-]+\.py):\d+\
 _STATE = re.compile(r"=(" + "|".join(STATES) + r")\b")
 _STDLIB = re.compile(r"/lib/python\d+\.\d+/|^<frozen |^<string>")
 _FLAKY = " (hypothesis: flaky"
+# ``AssertionError: ('dep missing', "<TaskState …>", …)``: one validate_task_state raises every such assertion, so
+# only its label tells two scheduler bugs apart (keys and states after it differ from run to run).
+_ASSERTION_LABEL = re.compile(r"AssertionError: \(['\"](?P<label>[A-Za-z][\w ,-]{0,60})['\"],")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +58,14 @@ class FailureSignature:
     frames: tuple[str, ...] = ()  # 'rejoin (distributed/threadpoolexecutor.py)', innermost first
     waits: bool = False  # the frames are where leaked threads wait, not where an exception was raised
     gist: str = ""
+    label: str = ""  # an assertion's own label: distributed's validate_state asserts ('dep missing', …)
 
     @property
     def text(self) -> str:
         """The signature as printed and as ``matrices/known_failures.yaml`` names it."""
         parts = [f"{self.kind}: {' ← '.join(self.errors) or 'no error type'}"]
+        if self.label:
+            parts.append(f"assert {self.label!r}")
         if self.states:
             parts.append(f"stuck {', '.join(self.states)}")
         if self.frames:
@@ -84,6 +92,7 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
             if frames:
                 break
     states = tuple(sorted(set(_STATE.findall(error or ""))))
+    label = _ASSERTION_LABEL.search(message) if "AssertionError" in errors else None
     return FailureSignature(
         kind=kind,
         errors=tuple(errors),
@@ -91,6 +100,7 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
         frames=frames,
         waits=bool(waits),
         gist="" if frames else gist(message),
+        label=label.group("label") if label else "",
     )
 
 

@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from framework.config import ROOT, load_catalog
 from framework.engine import new_run_id, prepare_environment
@@ -56,7 +57,10 @@ class Pair:
     tier: str  # the tier whose rules reach it
 
 
-PAIRS = (Pair("distributed#7223", "dask-2022.10.1", "dask-2022.10.2", "distributed_7223", "inprocess"),)
+PAIRS = (
+    Pair("distributed#7223", "dask-2022.10.1", "dask-2022.10.2", "distributed_7223", "inprocess"),
+    Pair("distributed#8702", "dask-2024.6.0", "dask-2024.6.1", "distributed_8702", "inprocess"),
+)
 DEFAULT_OTHERS = ("stable",)
 PASSED = "passed"
 
@@ -71,7 +75,9 @@ def options() -> argparse.Namespace:
     parser.add_argument("--profile", default="ci", choices=PROFILES)
     parser.add_argument("--examples", type=int, default=None, help="examples per batch (default: the profile's)")
     parser.add_argument("--results", type=Path, default=None, help="store for the runs (default a new one)")
-    parser.add_argument("--analyse", type=Path, default=None, help="only re-analyse a store this benchmark filled")
+    parser.add_argument(
+        "--analyse", default=None, help="only re-analyse stores this benchmark filled (DIR[,DIR…], read as one)"
+    )
     args = parser.parse_args()
     args.tiers = tuple(tier.strip() for tier in args.tier.split(",") if tier.strip())
     unknown = [tier for tier in args.tiers if tier not in TIERS]
@@ -133,16 +139,19 @@ class Batch:
     failure_id: str | None
 
 
-def batches(store_dir: Path) -> list[Batch]:
-    results = Results(store_dir)
-    try:
-        columns, rows = results.sql(
-            "SELECT runtime, distributed_version, case_id, outcome, params, extra_metrics, wall_s, load_avg_1m,"
-            " error, traceback, workload, failure_id FROM rows WHERE workload LIKE 'stability.%'"
-            " ORDER BY started_at"
-        )
-    finally:
-        results.close()
+def batches(store_dirs: list[Path]) -> list[Batch]:
+    rows: list[Any] = []
+    for store_dir in store_dirs:
+        results = Results(store_dir)
+        try:
+            columns, found = results.sql(
+                "SELECT runtime, distributed_version, case_id, outcome, params, extra_metrics, wall_s, load_avg_1m,"
+                " error, traceback, workload, failure_id, started_at FROM rows WHERE workload LIKE 'stability.%'"
+            )
+        finally:
+            results.close()
+        rows += found
+    rows.sort(key=lambda values: values[-1])
     out = []
     for values in rows:
         row = dict(zip(columns, values))
@@ -176,15 +185,16 @@ def resolution(signature: str, known: dict[str, KnownFailure]) -> str:
     return f"known ({found.name}), no standalone reproducer yet: {found.entry.link}"
 
 
-def analyse(store_dir: Path, names: list[str]) -> int:
-    found = batches(store_dir)
+def analyse(store_dirs: list[Path], names: list[str]) -> int:
+    found = batches(store_dirs)
     if not found:
-        print(f"stability-calibration: no stability batches in {store_dir} — nothing was measured", file=sys.stderr)
+        shown = ", ".join(map(str, store_dirs))
+        print(f"stability-calibration: no stability batches in {shown} — nothing was measured", file=sys.stderr)
         return 1
     known = load_known_failures(ROOT)
     runtimes = [name for name in names if any(b.runtime == name for b in found)] or sorted({b.runtime for b in found})
     tiers = [tier for tier in TIERS if any(b.tier == tier for b in found)]
-    columns = [(runtime, tier) for runtime in runtimes for tier in tiers]
+    columns = [(runtime, tier) for runtime in runtimes for tier in tiers if cells_of(found, runtime, tier)]
     cells: dict[tuple[str, str], list[Batch]] = collections.defaultdict(list)
     for batch in found:
         cells[(batch.runtime, batch.tier)].append(batch)
@@ -235,6 +245,10 @@ def analyse(store_dir: Path, names: list[str]) -> int:
     return 0
 
 
+def cells_of(found: list[Batch], runtime: str, tier: str) -> list[Batch]:
+    return [batch for batch in found if batch.runtime == runtime and batch.tier == tier]
+
+
 def _count(batches: list[Batch], signature: str | None) -> str:
     if not batches:
         return "–"
@@ -272,12 +286,12 @@ def main() -> int:
     try:
         load_catalog(ROOT)
         if args.analyse is not None:
-            return analyse(args.analyse, names)
+            return analyse([Path(part) for part in args.analyse.split(",") if part], names)
         store_dir = args.results or ROOT / ".blessing" / "stability-calibration" / new_run_id()
         tiers = ", ".join(args.tiers)
         print(f"stability calibration into {store_dir}: {', '.join(names)} × seeds {args.seeds} × {tiers}")
         problems = measure(args, names, store_dir)
-        code = analyse(store_dir, names)
+        code = analyse([store_dir], names)
     except FrameworkError as error:
         print(f"stability-calibration: {error}", file=sys.stderr)
         return 2

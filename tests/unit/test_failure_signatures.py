@@ -90,6 +90,34 @@ def test_a_liveness_failure_keeps_its_stuck_states_but_not_its_keys_addresses_or
     assert other != one
 
 
+def test_scheduler_validation_failures_are_told_apart_by_the_assertions_label_only() -> None:
+    traceback = (
+        "Traceback (most recent call last):\n"
+        '  File "/env/lib/python3.10/site-packages/distributed/scheduler.py", line 5063, in validate_state\n'
+        '  File "/env/lib/python3.10/site-packages/distributed/scheduler.py", line 8186, in validate_task_state\n'
+        "AssertionError: ('dep missing', …)\n\nThe above exception was the direct cause of the following exception:\n\n"
+        "Traceback (most recent call last):\n"
+        '  File "/work/main/framework/chaos/executor.py", line 396, in _check_state\n'
+        "framework.chaos.invariants.StateValidationError: Scheduler.validate_state failed\n"
+    )
+
+    def invalid(assertion: str) -> dict[str, str]:
+        error = f"validate: StateValidationError: Scheduler.validate_state failed: AssertionError: {assertion}"
+        return {"workload": "stability.fuzz", "outcome": "failed", "error": error, "traceback": traceback}
+
+    # distributed#8702 on 2022.10.1 and on 2024.6.0: other keys, the same bug
+    one = of_row(invalid("('dep missing', \"<TaskState 'nested0-2' queued>\", \"<TaskState 'nested0src-0' queued>\")"))
+    two = of_row(invalid("('dep missing', \"<TaskState 'nested0-0' queued>\", \"<TaskState 'nested0src-0' queued>\")"))
+    other = of_row(invalid("('waiting on in-memory dep', \"<TaskState 'x' waiting>\", \"<TaskState 'y' memory>\")"))
+
+    assert one == two
+    assert one.text == (
+        "validate: StateValidationError ← AssertionError; assert 'dep missing'; raised at validate_task_state"
+        " (distributed/scheduler.py) ← validate_state (distributed/scheduler.py)"
+    )
+    assert other != one
+
+
 @pytest.mark.parametrize(
     ("path", "shown"),
     [
