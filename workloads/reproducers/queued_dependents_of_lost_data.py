@@ -33,6 +33,10 @@ def dependent(value, index):
     return value + index
 
 
+def task_states(dask_scheduler):
+    return {key: task.state for key, task in dask_scheduler.tasks.items()}
+
+
 def check(dask_scheduler):
     try:
         dask_scheduler.validate_state()
@@ -43,15 +47,17 @@ def check(dask_scheduler):
 
 def main():
     config = {"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.work-stealing": False}
-    with dask.config.set(config), LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-    ) as cluster, Client(cluster) as client:
+    with (
+        dask.config.set(config),
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         src = client.submit(source, key="source")
         wait(src, timeout=10)
         futures = [client.submit(dependent, src, i, key=f"dependent-{i}") for i in range(TASKS)]
         states = {}
         for _ in range(200):  # until the scheduler has given out the worker's slots and queued the rest
-            states = client.run_on_scheduler(lambda dask_scheduler: {k: t.state for k, t in dask_scheduler.tasks.items()})
+            states = client.run_on_scheduler(task_states)
             dependents = [states.get(f"dependent-{i}") for i in range(TASKS)]
             if all(state in ("processing", "queued") for state in dependents) and "queued" in dependents:
                 break
@@ -65,8 +71,10 @@ def main():
         cluster.scale(1)  # a worker again, and let everything finish
         Event("release-first", client=client).set()
         if problem:
-            print(f"distributed {distributed.__version__}: BUG PRESENT — after the worker closed, the scheduler's"
-                  f" validate_state() fails: {problem}")
+            print(
+                f"distributed {distributed.__version__}: BUG PRESENT — after the worker closed, the scheduler's"
+                f" validate_state() fails: {problem}"
+            )
             return 1
         wait(futures, timeout=30)
         values = client.gather(futures)
