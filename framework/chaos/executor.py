@@ -181,6 +181,11 @@ class Executor:
         workers = [(str(w.get("name")), address) for address, w in info.get("workers", {}).items()]
         return sorted(workers)
 
+    def worker_statuses(self) -> dict[str, str]:
+        """Name → status (``running``, ``closing_gracefully``, ``paused`` …) of every worker the scheduler lists."""
+        info = bounded(self.client.scheduler_info, STEP_TIMEOUT_S, "scheduler_info")
+        return {str(w.get("name")): str(w.get("status", "running")) for w in info.get("workers", {}).values()}
+
     # -- steps ----------------------------------------------------------------------------------------------
 
     def apply(self, step: dict[str, Any]) -> None:
@@ -423,7 +428,9 @@ class Executor:
         for name in list(self.gates_closed):
             bounded(functools.partial(Event(name, client=self.client).set), STEP_TIMEOUT_S, f"opening gate {name}")
         self.gates_closed.clear()
-        if not self.live_workers():
+        if "running" not in self.worker_statuses().values():
+            # No worker that takes tasks: a retired one may still be listed while it closes (or after a retirement
+            # that found no recipient for its data). Settling promises a running worker.
             self._op_add_worker({})
         # Poll ``done()`` rather than ``distributed.wait``: its handling of cancelled futures differs by release.
         futures = self.ledger.futures()
@@ -445,6 +452,8 @@ class Executor:
                 lambda: self.client.run_on_scheduler(invariants.stuck_keys, keys=pending[:20]), 20, "reading stuck keys"
             )
             detail = "; scheduler states: " + ", ".join(f"{k}={v}" for k, v in sorted(states.items()))
+            workers = sorted(self.worker_statuses().items())
+            detail += "; workers: " + (", ".join(f"{name} {status}" for name, status in workers) or "none")
             before = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")
             time.sleep(2)
             after = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")
@@ -527,8 +536,15 @@ class Executor:
         except LivenessError as error:
             raise TeardownError(str(error)) from None
         except Exception as error:
-            # e.g. the cluster's loop thread not stopping ("join timed out"): closing did not finish cleanly
-            raise TeardownError(f"closing did not finish: {describe(error)}") from error
+            # e.g. the cluster's loop thread not stopping ("join timed out"): closing did not finish cleanly. Say
+            # where the program's threads wait, as the leak check does: that, not the join, is the cause.
+            stacks = invariants.thread_stacks(self.leak_watch.leaked_threads())
+            where = "; ".join(f"{name} {summary}" for name, (summary, _) in stacks.items())
+            teardown = TeardownError(
+                f"closing did not finish: {describe(error)}" + (f" — where the threads wait: {where}" if where else "")
+            )
+            teardown.__notes__ = [f"stack of thread {name}:\n{stack}" for name, (_, stack) in stacks.items()]
+            raise teardown from error
         finally:
             if self._config_context is not None:
                 self._config_context.__exit__(None, None, None)
