@@ -4,14 +4,17 @@ With queuing on (worker-saturation 1.0), ten tasks that all depend on one small 
 behind the single worker's only thread. The first of them blocks on an event, so the rest stay queued. Then
 the worker closes: the dependency's only copy is gone and it must be computed again, so the queued tasks must
 go back to waiting for it. Up to 2024.6.0 they stay "queued" — the scheduler's own validate_state() then fails
-with ('dep missing', <queued task>, <its lost dependency>) — reported fixed in 2024.6.1. Seen on
+with ('dep missing', <queued task>, <its lost dependency>), and they never run: a hang with tasks queued and
+waiting, even after a new worker joins — reported fixed in 2024.6.1. Seen on
 2022.10.1 by the stability fuzzer (close_worker on a one-worker cluster with a nested graph). This script: bad on
-2022.10.1 and 2024.6.0, good on 2024.6.1 and 2026.3.0.
+2022.10.1 and 2024.6.0 (validate_state fails and the queued tasks never finish), good on 2024.6.1 and 2026.3.0.
 
-No chaos harness: a LocalCluster in this process, a submit, a worker closed, the scheduler's own check. Exit 1
+No chaos harness: a LocalCluster in this process, a submit, a worker closed, the scheduler's own check, a wait. Exit 1
 if the bug is present, 0 if not, 2 on any other error.
 """
 
+import asyncio
+import concurrent.futures
 import sys
 import time
 import traceback
@@ -70,13 +73,20 @@ def main():
         problem = client.run_on_scheduler(check)
         cluster.scale(1)  # a worker again, and let everything finish
         Event("release-first", client=client).set()
-        if problem:
+        try:
+            wait(futures, timeout=20)
+        except (asyncio.TimeoutError, concurrent.futures.TimeoutError):  # raised, or the pending set returned
+            pass
+        states = client.run_on_scheduler(task_states)
+        pending = [future for future in futures if future.status == "pending"]
+        if problem or pending:
+            stuck = ", ".join(sorted({states.get(future.key, "?") for future in pending}))
             print(
-                f"distributed {distributed.__version__}: BUG PRESENT — after the worker closed, the scheduler's"
-                f" validate_state() fails: {problem}"
+                f"distributed {distributed.__version__}: BUG PRESENT — after the worker closed,"
+                + (f" the scheduler's validate_state() fails: {problem};" if problem else "")
+                + (f" {len(pending)} of {TASKS} tasks never finish (their states: {stuck})" if pending else "")
             )
             return 1
-        wait(futures, timeout=30)
         values = client.gather(futures)
         if values != [1 + i for i in range(TASKS)]:
             print(f"distributed {distributed.__version__}: wrong results after the worker closed: {values}")

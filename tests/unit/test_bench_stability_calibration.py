@@ -1,0 +1,93 @@
+"""The stability calibration's judgement (tests/benchmarks/bench_stability_calibration.py): a failure class is
+distributed's only with a standalone reproducer on record, an unlisted class is a harness false alarm, and a
+documented pair's goal is met only when the buggy release shows its class every time and the fixed one never does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from framework.known_failures import KnownFailure
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("bench_stability_calibration")
+HANG = 'liveness: LivenessError; stuck processing, queued; "N future(s) neither finished, erred nor were cancelled N s"'
+LEAK = "teardown: TeardownError; threads wait in rejoin (distributed/threadpoolexecutor.py)"
+ODD = "error: TimeoutError; raised at restart_workers (distributed/scheduler.py)"
+PAIR = bench.Pair("distributed#1", "old", "new", ("hang",), "process")
+
+
+def known(**reproducers: str | None) -> dict[str, KnownFailure]:
+    signatures = {"hang": HANG, "leak": LEAK}
+    return {
+        name: KnownFailure(
+            signature=signatures[name],
+            link="https://github.com/dask/distributed/issues/1",
+            reason="seen",
+            expires=dt.date(2030, 1, 1),
+            reproducer=reproducer,
+        )
+        for name, reproducer in reproducers.items()
+    }
+
+
+def batch(runtime: str, seed: int, signature: str | None) -> object:
+    outcome = "passed" if signature is None else "failed"
+    return bench.Batch(runtime, "1.0", "process", seed, outcome, 8, 60.0, 1.0, signature, None)
+
+
+def cells(*batches: object) -> dict[tuple[str, str], list[object]]:
+    found: dict[tuple[str, str], list[object]] = {}
+    for one in batches:
+        found.setdefault((one.runtime, one.tier), []).append(one)  # type: ignore[attr-defined]
+    return found
+
+
+def test_a_class_is_distributeds_only_with_a_reproducer_and_unlisted_is_a_false_alarm() -> None:
+    entries = known(hang="workloads/reproducers/queued_secede_deadlock.py", leak=None)
+
+    assert bench.resolution(HANG, entries).startswith("distributed's (hang): standalone reproducer")
+    assert bench.resolution(LEAK, entries).startswith("known (leak), no standalone reproducer yet")
+    assert bench.resolution(ODD, entries).startswith("UNEXPLAINED")
+
+
+def test_the_goal_is_met_when_the_buggy_release_always_shows_its_class_and_the_fixed_one_never() -> None:
+    entries = known(hang="r.py", leak="r.py")
+    found = cells(batch("old", 1, HANG), batch("old", 2, HANG), batch("new", 1, None), batch("new", 2, LEAK))
+
+    line = bench.pair_line(PAIR, found, entries)
+
+    assert "buggy old failed with it in 2/2 seeds" in line
+    assert "passed 1/2, 1 failed with another known distributed class" in line
+    assert line.endswith("GOAL MET")
+
+
+def test_the_goal_is_missed_by_a_seed_the_buggy_release_passes_or_a_false_alarm_on_the_fixed_one() -> None:
+    entries = known(hang="r.py")
+
+    missed = bench.pair_line(PAIR, cells(batch("old", 1, HANG), batch("old", 2, None), batch("new", 1, None)), entries)
+    alarm = bench.pair_line(PAIR, cells(batch("old", 1, HANG), batch("new", 1, ODD)), entries)
+    shown = bench.pair_line(PAIR, cells(batch("old", 1, HANG), batch("new", 1, HANG)), entries)
+
+    assert missed.endswith("GOAL NOT MET") and "1/2 seeds" in missed
+    assert alarm.endswith("GOAL NOT MET") and "1 with an UNEXPLAINED class" in alarm
+    assert shown.endswith("GOAL NOT MET") and "showed it in 1/1" in shown
+
+
+def test_a_pair_without_its_known_entry_or_without_batches_says_so() -> None:
+    assert "has no entry 'hang'" in bench.pair_line(PAIR, cells(batch("old", 1, HANG)), {})
+    assert "not measured" in bench.pair_line(PAIR, cells(batch("old", 1, HANG)), known(hang="r.py"))
