@@ -140,6 +140,11 @@ class Executor:
             "distributed.scheduler.validate": bool(config.get("validate", False)),
             "distributed.worker.validate": bool(config.get("validate", False)),
             "distributed.comm.timeouts.connect": "20s",
+            # A LocalCluster hard-closes the nanny of a worker missing for this long — also one that is only slow
+            # to come back from Client.restart (15 s by default). Measured on this 2-core machine under load:
+            # 3 of 4 nannies closed mid-restart, so the restart could never finish, and the fuzzer blamed the
+            # release ("Waited for 4 worker(s) to reconnect … only 1 have returned"). Kept beyond RESTART_WAIT_S.
+            "distributed.deploy.lost-worker-timeout": f"{RESTART_WAIT_S + 30:g}s",
         }
         if config["tier"] == "inprocess":
             # In-process workers share this process's memory: process-memory thresholds would compare the whole
