@@ -87,6 +87,8 @@ def cluster_configs() -> st.SearchStrategy[dict[str, Any]]:
             "work_stealing": st.booleans(),
             # validate every transition (distributed's own test-suite does): in-process tier only, it is slow
             "validate": st.booleans(),
+            # workers behind TCP proxies (``framework.chaos.network``): the slow_link / drop_links steps
+            "network": st.booleans(),
         }
     )
 
@@ -226,6 +228,9 @@ class ChaosMachine(RuleBasedStateMachine):
     def _has_workers(self) -> bool:
         return self._started() and self.executor is not None and self.executor.workers_model > 0
 
+    def _networked(self) -> bool:
+        return self._has_workers() and self.executor is not None and self.executor.network is not None
+
     # One submit rule per graph kind: submitting is most of what a fuzzer should do, and each kind gets its turn.
     @precondition(lambda self: self._started())
     @rule(graph=graph_params_for("chain"))
@@ -335,6 +340,26 @@ class ChaosMachine(RuleBasedStateMachine):
                 "which": which,
             }
         )
+
+    @precondition(lambda self: self._networked())
+    @rule(which=which, ms=st.sampled_from([5, 50, 200, 1000]), seed=st.integers(0, 2**16))
+    def slow_link(self, which: int, ms: int, seed: int) -> None:
+        """Latency on one worker's links (to it, and its own to the scheduler), both ways, until the next settle."""
+        self._do({"op": "slow_link", "which": which, "ms": ms, "seed": seed})
+
+    @precondition(lambda self: self._networked())
+    @rule(which=which, scope=st.sampled_from(["peers", "all"]), refuse_ms=st.sampled_from([0, 200, 1000]))
+    def drop_links(self, which: int, scope: str, refuse_ms: int) -> None:
+        """Abort one worker's connections (``peers``: those made to it; ``all``: its scheduler stream too)."""
+        self._do({"op": "drop_links", "which": which, "scope": scope, "refuse_ms": refuse_ms})
+
+    # Past the workers' heartbeat interval (0.5 s for a small cluster), under the connect timeout (20 s) and far
+    # under the scheduler's worker-ttl (5 minutes, 2022.10 to 2026.8): a pause the cluster must sit out.
+    @precondition(lambda self: self._has_workers() and self.tier == "process")
+    @rule(which=which, ms=st.sampled_from([100, 500, 3000]))
+    def stop_worker(self, which: int, ms: int) -> None:
+        """SIGSTOP a worker process, wait, SIGCONT."""
+        self._do({"op": "stop_worker", "which": which, "ms": ms})
 
     @precondition(lambda self: self._started())
     @rule()
