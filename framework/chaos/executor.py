@@ -402,14 +402,14 @@ class Executor:
             self.network.slow(picked[0], float(step["ms"]), int(step.get("seed", 0)))
 
     def _op_drop_links(self, step: dict[str, Any]) -> None:
-        """Abort one worker's connections, refusing new ones for ``refuse_ms`` (network configs). Scope ``all``
-        includes its stream to the scheduler, which makes it close itself: churn, as a worker closing is."""
+        """Abort one worker's connections, refusing new ones for ``refuse_ms`` (network configs): churn. Scope
+        ``all`` includes its stream to the scheduler (process tier), which makes it close itself."""
         picked = self._pick_worker(step["which"]) if self.network is not None else None
         if picked is None or self.network is None:
             return
         name, scope = picked[0], str(step.get("scope", "all"))
         self.ledger.churn()
-        if scope == "all":
+        if scope == "all" and self.network.reaches_scheduler(name):
             worker = self._forget_worker(name)
             if worker is not None:
                 self.dropped_workers.append(worker)

@@ -6,14 +6,19 @@ each worker gets two *links*, small TCP proxies in this (the runner's) process â
 - ``inbound``: the worker's ``contact_address``. The worker listens where it always does, but tells the
   scheduler the proxy's address, so the scheduler's connections to it, its peers' (data transfers, P2P) and
   the client's all pass through the proxy;
-- ``to_scheduler``: the scheduler address the worker (and its nanny) is given, so the worker's own stream to
-  the scheduler (task assignments, results, heartbeats) passes through a proxy too.
+- ``to_scheduler`` (process tier): the scheduler address the nanny and its worker are given, so the worker's
+  own stream to the scheduler (task assignments, results, heartbeats) passes through a proxy too. Not in the
+  in-process tier: there a worker whose scheduler address differs from the runner's client's opens a client of
+  its own for ``worker_client``/``get_client``, and distributed closes that client without stopping its loop
+  runner, so the cluster's "IO loop" thread outlives the close (measured on 2026.8: every example with nested
+  tasks failed the teardown check) â€” a leak the proxy would cause, not the program.
 
 A link forwards bytes both ways. ``slow`` delays every chunk by ``ms`` plus a jitter of up to a quarter of it,
 per direction, in order, drawn from a ``random.Random`` seeded by the step; ``drop`` aborts every connection
 through a worker's links (both sockets) and may refuse new ones (accepted, then aborted) for a short window;
-``clear`` ends every fault: no latency, connections accepted. A connection that arrives before its worker
-listens (or while a nanny restarts it) is held, and the target retried, for up to ``HOLD_S``.
+``clear`` ends every fault: no latency, connections accepted. A connection that arrives before an in-process
+worker listens is held until it does (up to ``HOLD_S``); one whose target refuses (the worker gone, or a nanny
+between two worker processes) is aborted at once, as the refusal would have failed it.
 
 Every link runs on one event loop in one thread (``blessing-net``), closed with its sockets by ``close`` before
 the teardown's leak check, so the check neither counts it nor needs to allow it.
@@ -130,16 +135,24 @@ class Network:
         task.add_done_callback(self._tasks.discard)
 
     async def _connect(self, link: Link) -> Optional[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-        """The target, retried until it listens (a worker starting or restarting), for up to ``HOLD_S``."""
+        """The target, once known (an in-process worker not yet listening: waited for up to ``HOLD_S``).
+
+        A target that refuses (its worker gone, or a nanny's worker between two processes) fails the connection
+        at once, as the refusal would have: holding it would make every caller wait out its own connect timeout
+        (a worker's client reconnecting to a closed scheduler kept the cluster's loop thread alive past the
+        teardown check, measured)."""
         deadline = time.monotonic() + HOLD_S
-        while time.monotonic() < deadline:
-            address = link.resolve()
-            if address is not None:
-                host, port = host_port(address)
-                with contextlib.suppress(OSError):
-                    return await asyncio.open_connection(host, port)
+        address = link.resolve()
+        while address is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        return None
+            address = link.resolve()
+        if address is None:
+            return None
+        host, port = host_port(address)
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError:
+            return None
 
     async def _handle(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = writer.transport
@@ -212,6 +225,10 @@ class Network:
     def worker_links(self, name: str) -> list[Link]:
         return list(self.links.get(str(name), []))
 
+    def reaches_scheduler(self, name: str) -> bool:
+        """Whether worker ``name``'s own stream to the scheduler passes through a link (process tier)."""
+        return any(link.role == "to_scheduler" for link in self.worker_links(name))
+
     def slow(self, name: str, ms: float, seed: int) -> None:
         """Every chunk through worker ``name``'s links, both ways, waits ``ms`` (+ up to ms/4 of jitter)."""
 
@@ -262,8 +279,8 @@ class Network:
 
         def make(scheduler_address: str, **options: Any) -> Any:
             name = str(options.get("name"))
-            to_scheduler = self.open(name, scheduler_address, "to_scheduler")
             if processes:
+                to_scheduler = self.open(name, scheduler_address, "to_scheduler")
                 # The worker process is the nanny's to restart: listen on a fixed port, found free, so the link
                 # knows where each incarnation listens.
                 port = free_fixed_port()
@@ -271,7 +288,7 @@ class Network:
                 return Nanny(to_scheduler.address, contact_address=inbound.address, worker_port=port, **options)
             box: dict[str, Any] = {}
             inbound = self.open(name, lambda: listen_address(box.get("worker")))
-            worker = Worker(to_scheduler.address, contact_address=inbound.address, **options)
+            worker = Worker(scheduler_address, contact_address=inbound.address, **options)
             box["worker"] = worker
             return worker
 

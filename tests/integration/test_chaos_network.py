@@ -1,7 +1,7 @@
 """Network faults in chaos programs, on real clusters: a short explicit program with ``slow_link``, both scopes
 of ``drop_links`` (and ``stop_worker`` in the process tier) passes every invariant, and each fault really
-happened: the latency shows in the steps' time, the dropped worker left the scheduler, the stopped process
-was stopped, and the proxies' thread and sockets are gone after teardown."""
+happened: the latency shows in the steps' time, the worker whose scheduler stream was dropped closed, the
+stopped process was stopped, and the proxies' thread and sockets are gone after teardown."""
 
 from __future__ import annotations
 
@@ -47,17 +47,20 @@ def test_a_program_with_network_faults_passes_the_invariants(tier: str) -> None:
     executor: Executor = run_program(program(tier), settle_s=60.0)
     assert executor.network is not None
     links = [link for links in executor.network.links.values() for link in links]
-    # every worker had both links, and connections went through them
-    assert {link.role for link in links} == {"inbound", "to_scheduler"}
+    # connections went through the links: to each worker, and (process tier) from each to the scheduler
+    roles = {"inbound", "to_scheduler"} if tier == "process" else {"inbound"}
+    assert {link.role for link in links} == roles
     assert sum(link.connections for link in links) > 0
     # 300 ms each way on worker 0's links: the state checks after that step talked to it at least once
     assert executor.timings["validate"] >= 0.6
-    # the worker whose every link was dropped closed itself and was never counted as the program's failure
-    assert len(executor.dropped_workers) == 1
-    assert "clos" in str(executor.dropped_workers[0].status)
     if tier == "process":
+        # the worker whose every link was dropped closed itself, and that was not the program's failure
+        assert len(executor.dropped_workers) == 1
+        assert "clos" in str(executor.dropped_workers[0].status)
         assert executor.timings["stop_worker"] >= 0.5
         assert not executor.stopped.pids
+    else:
+        assert not executor.dropped_workers  # in one process the scheduler stream is not proxied
     # teardown: the proxies' thread and listening sockets are gone
     assert not executor.network.thread.is_alive()
     assert not any(thread.name == "blessing-net" for thread in threading.enumerate())

@@ -174,16 +174,25 @@ def test_drop_scope_peers_spares_the_scheduler_link(net: Network, echo: Echo) ->
         assert round_trip(outbound, b"still")[0] == b"still"
 
 
-def test_a_connection_waits_for_its_target_to_listen(net: Network) -> None:
-    port = network.free_fixed_port()
-    link = net.open("w", f"tcp://127.0.0.1:{port}")
+def test_a_connection_waits_for_its_target_to_be_known(net: Network) -> None:
+    known: dict[str, str] = {}
+    link = net.open("w", lambda: known.get("address"))
     with connect(link.address) as sock:
         time.sleep(0.3)
-        server = Echo(port)  # the worker starts listening only now
+        server = Echo()  # the in-process worker starts listening only now
+        known["address"] = server.address
         try:
             assert round_trip(sock, b"late")[0] == b"late"
         finally:
             server.close()
+
+
+def test_a_connection_to_a_refusing_target_fails_at_once(net: Network) -> None:
+    link = net.open("w", f"tcp://127.0.0.1:{network.free_fixed_port()}")  # nothing listens there
+    started = time.monotonic()
+    with connect(link.address) as sock:
+        assert ended_by_peer(sock)
+    assert time.monotonic() - started < network.HOLD_S  # failed, as the refusal would have, not held
 
 
 def test_close_leaves_no_thread_and_no_socket(echo: Echo) -> None:
