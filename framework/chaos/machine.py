@@ -163,6 +163,8 @@ class BatchStats:
     outcomes: dict[str, int] = dataclasses.field(default_factory=lambda: {"finished": 0, "error": 0, "cancelled": 0})
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # time per step kind / phase, summed
     slowest_settle_s: float = 0.0  # the longest any example's futures took to end once faults stopped
+    step_counts: dict[str, int] = dataclasses.field(default_factory=dict)  # steps run, per kind
+    network_examples: int = 0  # examples whose workers were behind the proxies (config "network")
 
 
 class ChaosMachine(RuleBasedStateMachine):
@@ -396,6 +398,9 @@ class ChaosMachine(RuleBasedStateMachine):
             self.stats.tasks += executor.tasks_submitted
             self.stats.missing.update(executor.missing)
             self.stats.slowest_settle_s = max(self.stats.slowest_settle_s, executor.slowest_settle_s)
+            self.stats.network_examples += executor.network is not None
+            for step in executor.program[1:]:
+                self.stats.step_counts[step["op"]] = self.stats.step_counts.get(step["op"], 0) + 1
             for phase, spent in executor.timings.items():
                 self.stats.seconds[phase] = self.stats.seconds.get(phase, 0.0) + spent
             keep = bool(self.stats.failures and self.stats.failures[-1].scratch == str(executor.scratch))
