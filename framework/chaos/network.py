@@ -38,13 +38,12 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 HOLD_S = 20.0  # as long as the executor's ``distributed.comm.timeouts.connect``
 CHUNK = 65536
-# Ports the kernel never hands out by itself (below Linux's default ephemeral range, 32768–60999): a port drawn
-# here and found free stays free for a nanny's worker, across its restarts.
-FIXED_PORTS = range(20000, 32000)
+EPHEMERAL_PORTS = "/proc/sys/net/ipv4/ip_local_port_range"
 
 Target = Union[str, Callable[[], Optional[str]]]
 
@@ -337,19 +336,34 @@ def listen_address(worker: Any) -> Optional[str]:
         return None
 
 
+def fixed_ports() -> range:
+    """Ports the kernel never hands out by itself (outside its ephemeral range, Linux's default 32768–60999): a
+    port found free there stays free for a nanny's worker, across its restarts."""
+    try:
+        low, high = (int(part) for part in Path(EPHEMERAL_PORTS).read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low - 10000 >= 1024:
+        return range(low - 10000, low)
+    if high + 1000 <= 65535:
+        return range(high + 1, 65536)
+    return range(1024, low)  # hardly any room outside the range: the probe below still finds a free port
+
+
 def free_fixed_port() -> int:
-    """A free port in ``FIXED_PORTS`` (one the kernel does not give to others' connections by itself)."""
-    span = len(FIXED_PORTS)
+    """A free port outside the kernel's ephemeral range (``fixed_ports``)."""
+    ports = fixed_ports()
+    span = len(ports)
     start = (os.getpid() * 7919 + time.monotonic_ns()) % span
     for step in range(span):
-        port = FIXED_PORTS[(start + step * 613) % span]
+        port = ports[(start + step * 613) % span]
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise OSError(f"no free port in {FIXED_PORTS.start}–{FIXED_PORTS.stop - 1} on 127.0.0.1")
+    raise OSError(f"no free port in {ports.start}–{ports.stop - 1} on 127.0.0.1")
 
 
 class Stopped:

@@ -187,6 +187,14 @@ def test_a_connection_waits_for_its_target_to_be_known(net: Network) -> None:
             server.close()
 
 
+def test_fixed_ports_lie_outside_the_kernels_ephemeral_range() -> None:
+    low, high = (int(part) for part in Path(network.EPHEMERAL_PORTS).read_text().split())
+    port = network.free_fixed_port()
+    assert not low <= port <= high
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # free
+
+
 def test_a_connection_to_a_refusing_target_fails_at_once(net: Network) -> None:
     link = net.open("w", f"tcp://127.0.0.1:{network.free_fixed_port()}")  # nothing listens there
     started = time.monotonic()
