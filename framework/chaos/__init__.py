@@ -4,6 +4,7 @@
     invariants.py  the violations, bounded cluster calls, scheduler/worker probes, and the leak watch
     ledger.py      what was submitted and how each held future may legitimately end; judges them after settling
     executor.py    one cluster per program: applies each step, checks invariants, settles, tears down
+    network.py     network faults: TCP proxies in front of the workers (latency, dropped connections), SIGSTOP
     machine.py     the hypothesis state machines (in-process and process tiers) and the settings profiles
     run.py         the entry point inside a runtime's environment: regression cases first, then the fuzzer
 

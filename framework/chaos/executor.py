@@ -12,6 +12,9 @@ and the settle step holds every future to it:
 - state: ``Scheduler.validate_state()`` and each worker's ``validate_state()``, where the version has them;
 - livelock: scheduler transitions stay under a cap proportional to the tasks submitted;
 - teardown: closing leaves no child process (but multiprocessing's resource_tracker), no thread, no socket.
+
+Network faults (``slow_link``, ``drop_links``, ``stop_worker``) are ``framework.chaos.network``'s; here they are
+thin steps, and ``settle`` ends them (latency cleared, connections accepted, stopped workers continued).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from framework.chaos.invariants import (
     is_comm_error,
 )
 from framework.chaos.ledger import Ledger, Submission
+from framework.chaos.network import Network, Stopped
 
 __all__ = [
     "Executor",
@@ -118,6 +122,11 @@ class Executor:
         self._config_context: Any = None
         self.leak_watch = invariants.LeakWatch(self.missing)
         self._closed = False
+        # Network faults: the proxies (a config with "network": true), stopped worker processes, and workers
+        # whose every link was dropped (they close themselves; closed again at teardown, in case one did not).
+        self.network: Optional[Network] = None
+        self.stopped = Stopped()
+        self.dropped_workers: list[Any] = []
         self.timings: dict[str, float] = collections.defaultdict(float)
 
     @contextlib.contextmanager
@@ -163,6 +172,11 @@ class Executor:
         logging.getLogger("distributed").addHandler(self.log_tail)
         self._config_context = dask.config.set(self.dask_config())
         processes = self.config["tier"] == "process"
+        extra: dict[str, Any] = {}
+        if self.config.get("network"):
+            self.network = Network()
+            # In one process LocalCluster talks over inproc:// queues; the proxies need TCP.
+            extra.update(worker_class=self.network.worker_class(processes), protocol="tcp://")
         self.cluster = bounded(
             lambda: LocalCluster(
                 n_workers=int(self.config["workers"]),
@@ -173,6 +187,7 @@ class Executor:
                 scheduler_kwargs={"dashboard": False},  # no dashboard: old releases need bokeh for one
                 silence_logs=logging.ERROR,
                 local_directory=str(self.scratch / "workers"),
+                **extra,
             ),
             STEP_TIMEOUT_S,
             "starting the LocalCluster",
@@ -341,21 +356,28 @@ class Executor:
         """SIGKILL a worker process (process tier): its nanny starts a new one at a new address."""
         if self.config["tier"] != "process":
             return
-        workers = self.live_workers()
-        if not workers:
+        pid = self._worker_pid(step["which"])
+        if pid is None:
             return
-        _, address = workers[int(step["which"]) % len(workers)]
+        self.ledger.churn()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def _worker_pid(self, which: int) -> Optional[int]:
+        """The process id of the ``which``-th live worker, or None if there is none (or it went away)."""
+        picked = self._pick_worker(which)
+        if picked is None:
+            return None
+        address = picked[1]
         try:
             pids = bounded(
                 lambda: self.client.run(invariants.worker_pid, workers=[address]), STEP_TIMEOUT_S, "worker pid"
             )
         except Exception as error:
             if is_comm_error(error):
-                return  # it went away by itself
+                return None  # it went away by itself
             raise
-        self.ledger.churn()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pids[address]), signal.SIGKILL)
+        return int(pids[address])
 
     def _op_restart(self, step: dict[str, Any]) -> None:
         """``Client.restart`` (process tier): every worker restarts; every future is cancelled or lost."""
@@ -383,6 +405,48 @@ class Executor:
             time.sleep(int(step.get("after_ms", 50)) / 1000)
             self._op_retire_worker({"which": step.get("which", 0)})
             self._op_add_worker({})
+
+    def _pick_worker(self, which: int) -> Optional[tuple[str, str]]:
+        workers = self.live_workers()
+        return workers[int(which) % len(workers)] if workers else None
+
+    def _op_slow_link(self, step: dict[str, Any]) -> None:
+        """Latency on one worker's links, both ways (network configs): ``ms`` + jitter seeded by ``seed``."""
+        picked = self._pick_worker(step["which"]) if self.network is not None else None
+        if picked is not None and self.network is not None:
+            self.network.slow(picked[0], float(step["ms"]), int(step.get("seed", 0)))
+
+    def _op_drop_links(self, step: dict[str, Any]) -> None:
+        """Abort one worker's connections, refusing new ones for ``refuse_ms`` (network configs): churn. Scope
+        ``all`` includes its stream to the scheduler (process tier), which makes it close itself."""
+        picked = self._pick_worker(step["which"]) if self.network is not None else None
+        if picked is None or self.network is None:
+            return
+        name, scope = picked[0], str(step.get("scope", "all"))
+        self.ledger.churn()
+        if scope == "all" and self.network.reaches_scheduler(name):
+            worker = self._forget_worker(name)
+            if worker is not None:
+                self.dropped_workers.append(worker)
+            self.workers_model = max(0, self.workers_model - 1)
+        self.network.drop(name, float(step.get("refuse_ms", 0)), scope)
+
+    def _op_stop_worker(self, step: dict[str, Any]) -> None:
+        """SIGSTOP a worker process for ``ms``, then SIGCONT (process tier). Pure delay: explains no error."""
+        if self.config["tier"] != "process":
+            return
+        pid = self._worker_pid(step["which"])
+        if pid is not None and self.stopped.stop(pid):
+            try:
+                time.sleep(int(step["ms"]) / 1000)
+            finally:
+                self.stopped.resume(pid)
+
+    def faults_stop(self) -> None:
+        """No latency, connections accepted, no process stopped."""
+        self.stopped.continue_all()
+        if self.network is not None:
+            self.network.clear()
 
     # -- invariants -----------------------------------------------------------------------------------------
 
@@ -430,6 +494,7 @@ class Executor:
         """
         from distributed import Event
 
+        self.faults_stop()
         for name in list(self.gates_closed):
             bounded(functools.partial(Event(name, client=self.client).set), STEP_TIMEOUT_S, f"opening gate {name}")
         self.gates_closed.clear()
@@ -526,7 +591,11 @@ class Executor:
         if self._closed:
             return
         self._closed = True
+        self.stopped.continue_all()
         try:
+            for worker in self.dropped_workers:
+                with contextlib.suppress(Exception):
+                    bounded(functools.partial(self.cluster.sync, worker.close), 30, "closing a dropped worker")
             if self.client is not None and self.sibling_events:
                 from distributed import Event
 
@@ -551,6 +620,8 @@ class Executor:
             teardown.__notes__ = [f"stack of thread {name}:\n{stack}" for name, (_, stack) in stacks.items()]
             raise teardown from error
         finally:
+            if self.network is not None:
+                self.network.close()  # also after a failed close: its thread and sockets are the harness's
             if self._config_context is not None:
                 self._config_context.__exit__(None, None, None)
                 self._config_context = None

@@ -87,6 +87,8 @@ def cluster_configs() -> st.SearchStrategy[dict[str, Any]]:
             "work_stealing": st.booleans(),
             # validate every transition (distributed's own test-suite does): in-process tier only, it is slow
             "validate": st.booleans(),
+            # workers behind TCP proxies (``framework.chaos.network``): the slow_link / drop_links steps
+            "network": st.booleans(),
         }
     )
 
@@ -161,6 +163,8 @@ class BatchStats:
     outcomes: dict[str, int] = dataclasses.field(default_factory=lambda: {"finished": 0, "error": 0, "cancelled": 0})
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # time per step kind / phase, summed
     slowest_settle_s: float = 0.0  # the longest any example's futures took to end once faults stopped
+    step_counts: dict[str, int] = dataclasses.field(default_factory=dict)  # steps run, per kind
+    network_examples: int = 0  # examples whose workers were behind the proxies (config "network")
 
 
 class ChaosMachine(RuleBasedStateMachine):
@@ -225,6 +229,9 @@ class ChaosMachine(RuleBasedStateMachine):
 
     def _has_workers(self) -> bool:
         return self._started() and self.executor is not None and self.executor.workers_model > 0
+
+    def _networked(self) -> bool:
+        return self._has_workers() and self.executor is not None and self.executor.network is not None
 
     # One submit rule per graph kind: submitting is most of what a fuzzer should do, and each kind gets its turn.
     @precondition(lambda self: self._started())
@@ -336,6 +343,26 @@ class ChaosMachine(RuleBasedStateMachine):
             }
         )
 
+    @precondition(lambda self: self._networked())
+    @rule(which=which, ms=st.sampled_from([5, 50, 200, 1000]), seed=st.integers(0, 2**16))
+    def slow_link(self, which: int, ms: int, seed: int) -> None:
+        """Latency on one worker's links (to it, and its own to the scheduler), both ways, until the next settle."""
+        self._do({"op": "slow_link", "which": which, "ms": ms, "seed": seed})
+
+    @precondition(lambda self: self._networked())
+    @rule(which=which, scope=st.sampled_from(["peers", "all"]), refuse_ms=st.sampled_from([0, 200, 1000]))
+    def drop_links(self, which: int, scope: str, refuse_ms: int) -> None:
+        """Abort one worker's connections (``peers``: those made to it; ``all``: its scheduler stream too)."""
+        self._do({"op": "drop_links", "which": which, "scope": scope, "refuse_ms": refuse_ms})
+
+    # Past the workers' heartbeat interval (0.5 s for a small cluster), under the connect timeout (20 s) and far
+    # under the scheduler's worker-ttl (5 minutes, 2022.10 to 2026.8): a pause the cluster must sit out.
+    @precondition(lambda self: self._has_workers() and self.tier == "process")
+    @rule(which=which, ms=st.sampled_from([100, 500, 3000]))
+    def stop_worker(self, which: int, ms: int) -> None:
+        """SIGSTOP a worker process, wait, SIGCONT."""
+        self._do({"op": "stop_worker", "which": which, "ms": ms})
+
     @precondition(lambda self: self._started())
     @rule()
     def settle(self) -> None:
@@ -371,6 +398,9 @@ class ChaosMachine(RuleBasedStateMachine):
             self.stats.tasks += executor.tasks_submitted
             self.stats.missing.update(executor.missing)
             self.stats.slowest_settle_s = max(self.stats.slowest_settle_s, executor.slowest_settle_s)
+            self.stats.network_examples += executor.network is not None
+            for step in executor.program[1:]:
+                self.stats.step_counts[step["op"]] = self.stats.step_counts.get(step["op"], 0) + 1
             for phase, spent in executor.timings.items():
                 self.stats.seconds[phase] = self.stats.seconds.get(phase, 0.0) + spent
             keep = bool(self.stats.failures and self.stats.failures[-1].scratch == str(executor.scratch))

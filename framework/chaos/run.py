@@ -262,6 +262,8 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
         "futures_cancelled": stats.outcomes.get("cancelled", 0),
         "slowest_settle_s": round(stats.slowest_settle_s, 3),
         **{f"seconds_{phase}": round(spent, 3) for phase, spent in stats.seconds.items()},
+        **{f"count_{op}": count for op, count in sorted(stats.step_counts.items())},
+        "network_examples": stats.network_examples,
     }
     failure = result.failure
     if failure is None and result.error is None:

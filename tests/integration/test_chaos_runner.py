@@ -82,6 +82,10 @@ def test_regressions_run_first_then_the_fuzzer_and_failures_are_recorded(tmp_pat
         assert fuzzed["outcome"] == "failed" and fuzzed["error"], fuzzed
         assert (Path(the_plan["failures_dir"]) / fuzzed["failure_id"] / "failure.json").exists()
     assert not_passed == 1 + (fuzzed["outcome"] != "passed")
+    # what the batch exercised: steps per kind (adding up to its steps), and how many examples had the proxies
+    extra = fuzzed["extra_metrics"]
+    assert sum(count for name, count in extra.items() if name.startswith("count_")) == extra["steps"] > 0
+    assert 0 <= extra["network_examples"] <= extra["examples"]
     case_table(rows)  # every row fits the results schema
 
     record_dir = Path(the_plan["failures_dir"]) / planted["failure_id"]
