@@ -612,7 +612,8 @@ class Executor:
         except Exception as error:
             # e.g. the cluster's loop thread not stopping ("join timed out"): closing did not finish cleanly. Say
             # where the program's threads wait, as the leak check does: that, not the join, is the cause.
-            stacks = invariants.thread_stacks(self.leak_watch.leaked_threads())
+            theirs = [thread for thread in self.leak_watch.leaked_threads() if not thread.name.startswith("blessing-")]
+            stacks = invariants.thread_stacks(theirs)
             where = "; ".join(f"{name} {summary}" for name, (summary, _) in stacks.items())
             teardown = TeardownError(
                 f"closing did not finish: {describe(error)}" + (f" — where the threads wait: {where}" if where else "")
