@@ -49,7 +49,10 @@ from workloads.recovery import (
 
 CONFIDENCE = 0.95
 # What a data loss by a removal method is known to come from (said in the failure).
-KNOWN_CAUSES = {"scale": "; LocalCluster.scale retires none of the workers it drops: distributed#4069, #5577"}
+KNOWN_CAUSES = {
+    "scale": "; LocalCluster.scale retires none of the workers it drops: distributed#4069, #5577 — a known finding,"
+    " see matrices/findings.yaml guard scale_down_keeps_data"
+}
 SERIES = ("unmanaged", "worker_rss", "scheduler_rss")
 _EXECUTIONS = "_dask_blessing_soak_executions"  # attribute of a worker: key token → times computed there
 

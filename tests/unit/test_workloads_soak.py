@@ -216,11 +216,12 @@ def test_a_worker_retired_under_load_keeps_every_key(current: Any) -> None:
 def test_localcluster_scale_down_loses_the_removed_workers_data_as_distributed_4069_says(current: Any) -> None:
     # SpecCluster asks the scheduler to retire its dropped workers by name where addresses are expected: none is
     # retired, each is closed with its data. Still so in the distributed the tests install; when a release fixes
-    # it, this fails: then scale_down_keeps_data (workloads/soak.yaml) can join the must-pass `stability` tag.
+    # it, this fails: then the finding (matrices/findings.yaml) gets its first_fixed, and the guard passes there.
     with pytest.raises(WorkloadCheckFailed) as failed:
         soak.scale_down_keeps_data("scale", items_per_worker=5, item_bytes=1024, timeout_s=20)
 
     assert re.search(r"^scale removed \S+ under load and data was lost: 5 of 10 scattered keys lost", str(failed.value))
+    assert str(failed.value).endswith("a known finding, see matrices/findings.yaml guard scale_down_keeps_data)")
     assert len(scheduler_workers(current)) == 2
 
 
