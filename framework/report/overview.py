@@ -20,12 +20,12 @@ from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
-from framework.blessing import OVERLOADED
 from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
 from framework.criteria import Criteria, load
 from framework.environments import parse_lock
 from framework.export import install_command
 from framework.in_runtime.errors import FrameworkError
+from framework.limits import OVERLOADED
 from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.report.data import dict_rows
