@@ -153,7 +153,11 @@ def current(client: Any) -> Iterator[Any]:
 @pytest.mark.cluster(deadline=60)
 def test_a_leak_of_4_mib_a_repeat_on_each_worker_is_found_with_its_slope(current: Any) -> None:
     metrics = soak.leak_slope(
-        "test_workloads_soak:leak_on_every_worker", soak_seconds=0, soak_min_repeats=12, nbytes=LEAK_BYTES
+        "test_workloads_soak:leak_on_every_worker",
+        soak_seconds=0,
+        soak_min_repeats=12,
+        soak_record_series=True,
+        nbytes=LEAK_BYTES,
     )
 
     # Two workers in one process: 8 MiB more resident memory a repeat, none of it managed by Dask.
@@ -164,6 +168,10 @@ def test_a_leak_of_4_mib_a_repeat_on_each_worker_is_found_with_its_slope(current
         assert metrics[f"{series}_slope_bytes_per_repeat"] == pytest.approx(leak, rel=0.25), (series, metrics)
     assert (metrics["series_repeats"], metrics["skipped_repeats"]) == (12, 2)
     assert metrics["interval_confidence"] == 0.95
+    # every point, for the calibration benchmark: it grows by about the leak a repeat
+    points = [metrics[f"unmanaged_at_{index:04d}"] for index in range(12)]
+    assert (points[0], points[-1]) == (metrics["unmanaged_first_bytes"], metrics["unmanaged_last_bytes"])
+    assert "unmanaged_at_0012" not in metrics
 
 
 @pytest.mark.cluster(deadline=60)
@@ -191,9 +199,11 @@ def test_a_wrong_answer_of_a_repeat_fails_the_case_naming_the_repeat(current: An
 
 @pytest.mark.cluster(deadline=30)
 def test_an_idle_cluster_gives_its_memory_growth_per_minute(current: Any) -> None:
-    metrics = soak.idle_memory_growth(idle_seconds=2.0, sample_interval_s=0.2, warmup_tasks=20)
+    metrics = soak.idle_memory_growth(idle_seconds=2.0, sample_interval_s=0.2, warmup_tasks=20, record_series=True)
 
     assert metrics["series_samples"] == 11
+    assert metrics["minute_at_0000"] < 0.001 and 0.03 <= metrics["minute_at_0010"] <= 0.042
+    assert metrics["unmanaged_at_0010"] == metrics["unmanaged_last_bytes"]
     assert 1.8 <= metrics["sampled_seconds"] <= 2.5
     for series in ("unmanaged", "worker_rss", "scheduler_rss"):
         low, high = metrics[f"{series}_slope_low_bytes_per_minute"], metrics[f"{series}_slope_high_bytes_per_minute"]
