@@ -92,10 +92,12 @@ def decide(
     checks = [*_scope_checks(evidence), *_must_pass_checks(criteria, evidence, context)]
     checks += _stability_checks(criteria, evidence, context)
     checks += _metric_checks(criteria, evidence)
+    # Soak cases run with the must-pass cases; health rows come from the comparison too.
     why = evidence.unavailable.get("measured", "")
+    health_why = "; ".join(filter(None, (why, evidence.unavailable.get("metrics"))))
     for judged in [
         *soak_checks(criteria, evidence.soak, evidence.runtime, why),
-        *health_checks(criteria, evidence.health, evidence.runtime, why),
+        *health_checks(criteria, evidence.health, evidence.runtime, health_why),
     ]:
         checks.append(Check(judged.criterion, judged.subject, judged.passed, judged.reason, judged.evidence))
     checks += [Check("known_failure", known.name, False, expired_line(known)) for known in expired_entries(context)]

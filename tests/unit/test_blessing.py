@@ -326,6 +326,17 @@ def test_criteria_may_accept_an_inconclusive_comparison_and_the_reason_still_say
     assert verdict.checks[3].reason.endswith("(criteria accept inconclusive comparisons)")
 
 
+def test_health_without_rows_says_the_comparison_that_would_have_measured_them_could_not_run() -> None:
+    limits = Criteria.model_validate({"baseline": "stable", "health": {"workloads": ["x"], "max": {"worker_gc": "1s"}}})
+    criteria = CRITERIA.model_copy(update={"health": limits.health})
+    evidence = passing_evidence(health={"array_mean_var": None}, unavailable={"metrics": "could not be produced: boom"})
+
+    [check] = decide(criteria, evidence).failed
+
+    assert (check.criterion, check.subject) == ("health", "array_mean_var worker_gc")
+    assert check.reason == "array_mean_var: workers' GC pauses — no result on latest — could not be produced: boom"
+
+
 def test_no_checks_is_never_blessed() -> None:
     assert not Verdict("latest", "stable", "default", ()).blessed
 
