@@ -238,7 +238,8 @@ class SoakCriterion(StrictModel):
     workloads: list[Selector] = Field(
         default_factory=lambda: ["tag:leak"],
         min_length=1,
-        description="Soak cases whose memory slope is judged: leak_* (per repeat) and idle_memory_growth (per minute).",
+        description="Soak cases whose memory slope is judged: leak_* (per repeat) and idle_memory_growth (per minute);"
+        " a selected case that records no slope (retire_keeps_data) is judged by its outcome.",
     )
     max_leak: str = Field(
         description="Largest growth per repeat of a leak_* case, e.g. '1MiB/repeat'.", examples=["1MiB/repeat"]

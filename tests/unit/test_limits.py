@@ -97,7 +97,19 @@ def test_each_series_the_criteria_name_is_its_own_check() -> None:
     checks = soak_checks(criteria(soak=soak), {"leak_a": (slope_row(KiB, 0, 2 * KiB),)}, "latest", "")
 
     assert [(c.subject, c.passed) for c in checks] == [("leak_a unmanaged", True), ("leak_a scheduler_rss", False)]
-    assert "records no memory slope on latest (no scheduler_rss_slope_bytes_per_repeat" in checks[1].reason
+    assert "records no scheduler_rss slope on latest (no scheduler_rss_slope_bytes_per_repeat" in checks[1].reason
+
+
+def test_a_soak_case_without_a_slope_is_judged_by_its_outcome_and_says_so() -> None:
+    rows = {"retire_keeps_data": (MeasuredRow("r2", "passed", extra={"workers": 2.0}), MeasuredRow("r1", "passed"))}
+
+    [check] = soak_checks(criteria(), rows, "latest", "")
+
+    assert check.passed
+    assert check.reason == (
+        "retire_keeps_data: 2/2 repeats passed on latest; it records no memory slope (not a leak or idle case), so"
+        " only its outcome is judged — runs r2, r1"
+    )
 
 
 def test_a_soak_that_failed_or_never_ran_fails_and_says_why() -> None:
