@@ -96,7 +96,7 @@ def decide(
     why = evidence.unavailable.get("measured", "")
     health_why = "; ".join(filter(None, (why, evidence.unavailable.get("metrics"))))
     for judged in [
-        *soak_checks(criteria, evidence.soak, evidence.runtime, why),
+        *soak_checks(criteria, evidence.soak, evidence.runtime, why, evidence.baseline_soak, evidence.baseline),
         *health_checks(criteria, evidence.health, evidence.runtime, health_why),
     ]:
         checks.append(Check(judged.criterion, judged.subject, judged.passed, judged.reason, judged.evidence))
@@ -425,6 +425,11 @@ def bless(
         unavailable,
         {case.case_id: found.measured.get(case.case_id) for case in cases.soak},
         {case.case_id: found.measured.get(case.case_id) for case in cases.health},
+        {
+            case.case_id: found.baseline_measured[case.case_id]
+            for case in cases.soak
+            if case.case_id in found.baseline_measured
+        },
     )
     verdict = decide(criteria, evidence, options.criteria, context)
     verdict = dataclasses.replace(verdict, checks=(*known, *verdict.checks))

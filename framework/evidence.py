@@ -106,6 +106,7 @@ class Evidence:
     # soak and health cases → their measured rows on the runtime, newest first (None: none found)
     soak: dict[str, tuple[MeasuredRow, ...] | None] = dataclasses.field(default_factory=dict)
     health: dict[str, tuple[MeasuredRow, ...] | None] = dataclasses.field(default_factory=dict)
+    baseline_soak: dict[str, tuple[MeasuredRow, ...]] = dataclasses.field(default_factory=dict)  # shown, not judged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +303,7 @@ class Found:
     stability: StabilityEvidence | None
     metrics: dict[tuple[str, str], MetricEvidence]
     measured: dict[str, tuple[MeasuredRow, ...]] = dataclasses.field(default_factory=dict)  # soak and health cases
+    baseline_measured: dict[str, tuple[MeasuredRow, ...]] = dataclasses.field(default_factory=dict)  # shown beside
 
 
 def find(
@@ -322,6 +324,7 @@ def find(
         stability_evidence(results, candidate, criteria, since),
         metric_evidence(results, candidate, baseline, hardware, compared, criteria, since),
         measured_rows(results, candidate, hardware, judged, since),
+        measured_rows(results, baseline, hardware, judged, since),
     )
 
 

@@ -7,14 +7,16 @@ Both are judged the way an SRE reads a dashboard with error bars — a value wit
 - **inconclusive** when the interval straddles it: the criteria's ``inconclusive: fail | pass`` decides, and the
   line says so.
 
-A soak case's slope carries its Theil–Sen 95 % interval (``workloads/soak.py``). A health figure is judged on the
-median over the case's repeats, with the distribution-free interval of the order statistics (binomial: the widest
-pair of ranks with at least 95 % coverage; with fewer than 6 repeats no pair reaches 95 %, the smallest and the
-largest are used and the line gives their coverage). With the few repeats of a blessing (5–7) that interval is the
-smallest to the largest repeat, so with ``inconclusive: fail`` a single repeat beyond the limit fails the case — the
-conservative reading of a tail event. A value that could not be measured (``missing`` with its reason: a release
-without the hook) is a failed check saying so, never a pass. Pure functions of the rows; :mod:`framework.blessing`
-turns each judgement into a check of the verdict.
+A soak case's slope carries its Theil–Sen 95 % interval (``workloads/soak.py``); the baseline's slope, where the
+store has one, is shown beside it, not judged: at one minute the slopes' real variation between runs is wider than
+their intervals (histories filling, the allocator's warm-up), so a difference test would call that a regression.
+A health figure is judged on the median over the case's repeats, with the distribution-free interval of the order
+statistics (binomial: the widest pair of ranks with at least 95 % coverage; with fewer than 6 repeats no pair
+reaches 95 %, the smallest and the largest are used and the line gives their coverage). With the few repeats of a
+blessing (5–7) that interval is the smallest to the largest repeat, so with ``inconclusive: fail`` a single repeat
+beyond the limit fails the case — the conservative reading of a tail event. A value that could not be measured
+(``missing`` with its reason: a release without the hook) is a failed check saying so, never a pass. Pure
+functions of the rows; :mod:`framework.blessing` turns each judgement into a check of the verdict.
 """
 
 from __future__ import annotations
@@ -134,11 +136,17 @@ def _rate(value: float, per: str) -> str:
 
 
 def soak_checks(
-    criteria: Criteria, rows: Mapping[str, Sequence[MeasuredRow] | None], runtime: str, why: str
+    criteria: Criteria,
+    rows: Mapping[str, Sequence[MeasuredRow] | None],
+    runtime: str,
+    why: str,
+    baseline: Mapping[str, Sequence[MeasuredRow]] | None = None,
+    baseline_name: str = "",
 ) -> list[Judged]:
     """Each soak case × series: its slope with its interval against ``max_leak`` (per repeat) or
     ``max_idle_growth`` (per minute). ``rows``: case → its measured rows, newest first (None: none found; ``why``
-    says why none could be produced)."""
+    says why none could be produced). ``baseline``: the baseline's soak rows, where the store has them — its slope
+    is shown beside the candidate's for reading (shared growth), not judged (see the module docstring)."""
     wanted = criteria.soak
     if wanted is None:
         return []
@@ -168,13 +176,27 @@ def soak_checks(
             )
             checks.append(Judged("soak", case_id, True, reason, _runs(found)))
             continue
+        base = next((row for row in (baseline or {}).get(case_id, ()) if row.outcome == "passed"), None)
         for series in wanted.series:
-            checks.append(
-                _slope_check(
-                    case_id, series, newest, wanted.leak_limit, wanted.idle_limit, wanted.inconclusive, runtime
-                )
+            judged = _slope_check(
+                case_id, series, newest, wanted.leak_limit, wanted.idle_limit, wanted.inconclusive, runtime
             )
+            if base is not None and (shown := _slope_text(base, series)):
+                judged = dataclasses.replace(
+                    judged, reason=f"{judged.reason}; {baseline_name}: {shown} — run {base.run_id}"
+                )
+            checks.append(judged)
     return checks
+
+
+def _slope_text(row: MeasuredRow, series: str) -> str | None:
+    """'+71.0 KiB/repeat (95 % CI +69.6 KiB/repeat to +71.9 KiB/repeat)' of a row, or None without a slope."""
+    for unit, per in PER.items():
+        slope = row.extra.get(f"{series}_slope_{unit}")
+        low, high = row.extra.get(f"{series}_slope_low_{unit}"), row.extra.get(f"{series}_slope_high_{unit}")
+        if slope is not None and low is not None and high is not None:
+            return f"{_rate(slope, per)} (95 % CI {_rate(low, per)} to {_rate(high, per)})"
+    return None
 
 
 def _slope_check(

@@ -7,6 +7,7 @@ with a leak on top.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -98,6 +99,19 @@ def test_each_series_the_criteria_name_is_its_own_check() -> None:
 
     assert [(c.subject, c.passed) for c in checks] == [("leak_a unmanaged", True), ("leak_a scheduler_rss", False)]
     assert "records no scheduler_rss slope on latest (no scheduler_rss_slope_bytes_per_repeat" in checks[1].reason
+
+
+def test_the_baseline_slope_is_shown_beside_the_candidates_when_the_store_has_it_but_not_judged() -> None:
+    rows = {"leak_a": (slope_row(MiB, 0.9 * MiB, 1.1 * MiB),), "leak_b": (slope_row(KiB, 0, 2 * KiB),)}
+    baseline = {"leak_a": (dataclasses.replace(slope_row(MiB, 0.95 * MiB, 1.05 * MiB), run_id="base-1"),)}
+
+    straddling, alone = soak_checks(criteria(), rows, "latest", "", baseline, "stable")
+
+    assert not straddling.passed  # the baseline growing as much excuses nothing: the limit is absolute
+    assert straddling.reason.endswith(
+        "; stable: +1024.0 KiB/repeat (95 % CI +972.8 KiB/repeat to +1075.2 KiB/repeat) — run base-1"
+    )
+    assert alone.passed and "stable" not in alone.reason
 
 
 def test_a_soak_case_without_a_slope_is_judged_by_its_outcome_and_says_so() -> None:
