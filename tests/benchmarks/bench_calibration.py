@@ -274,8 +274,9 @@ def analyse(results_dir: Path, run_id: str, spill_id: str | None = None, soak_id
         measured["spill"] = pools(results_dir, spill_id)["spill"]
     rng = np.random.default_rng(20261126)
     rounds = len(measured["wall"].get("a", {}))
-    spill_rounds_done = len(measured["spill"].get("a", {}))
-    print(f"\nCalibration run {run_id}: {rounds} rounds (spill: {spill_rounds_done}), results in {results_dir}")
+    spill = f"spill: {len(measured['spill'].get('a', {}))}" if spill_id else "no spill rounds"
+    soaks = f", soaks: run {soak_id}" if soak_id else ""
+    print(f"\nCalibration run {run_id}: {rounds} rounds ({spill}{soaks}), results in {results_dir}")
     print(f"(compare: {REPEATS} vs {REPEATS} repeats drawn {DRAWS}× per cell; sequential: budget {rounds} pairs;")
     print(f" history: {SERIES} series of {HISTORY_RUNS} runs × {HISTORY_REPEATS} repeats, shift from run 17)\n")
     header = "| metric | CV | A/A false alarms: compare / sequential / history | MDE at 5 repeats |"
