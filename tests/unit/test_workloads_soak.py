@@ -14,8 +14,10 @@ import pytest
 from workload_testing import in_process_client, tiny_cases
 
 from framework.config import load_catalog
+from framework.criteria import load_criteria
 from framework.in_runtime.checks import WorkloadCheckFailed, check
 from framework.in_runtime.clusters import scheduler_workers
+from framework.limits import MeasuredRow, soak_checks
 from framework.signatures import read_signature
 from workloads import soak
 from workloads.recovery import wait_until
@@ -172,6 +174,11 @@ def test_a_leak_of_4_mib_a_repeat_on_each_worker_is_found_with_its_slope(current
     points = [metrics[f"unmanaged_at_{index:04d}"] for index in range(12)]
     assert (points[0], points[-1]) == (metrics["unmanaged_first_bytes"], metrics["unmanaged_last_bytes"])
     assert "unmanaged_at_0012" not in metrics
+    # and the shipped blessing criteria fail it: 8 MiB a repeat is beyond `default`'s 1 MiB limit
+    [judged] = soak_checks(
+        load_criteria(load_catalog(), "default"), {"leak": (MeasuredRow("r", "passed", extra=metrics),)}, "here", ""
+    )
+    assert not judged.passed and "limit ≤ 1MiB/repeat — beyond the limit" in judged.reason, judged.reason
 
 
 @pytest.mark.cluster(deadline=60)
