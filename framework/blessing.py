@@ -16,7 +16,7 @@ from pathlib import Path
 
 from framework import vocabulary
 from framework.config import load_findings
-from framework.criteria import Criteria, load, scope
+from framework.criteria import SELECTOR_FIELDS, Criteria, load, scope
 from framework.engine import new_run_id, say
 from framework.environments import BuiltEnvironment
 from framework.evidence import (
@@ -36,6 +36,7 @@ from framework.export import FORMATS, Export, shown_path
 from framework.findings import Finding, affecting
 from framework.in_runtime.errors import FrameworkError, SelectionError
 from framework.known_failures import expired, expired_line, load_known_failures
+from framework.limits import OVERLOADED, health_checks, soak_checks
 from framework.metric_catalogue import METRICS
 from framework.models import Runtime
 from framework.query import Results
@@ -54,12 +55,9 @@ from framework.stats import MetricComparison, compare_samples
 # Decision: pure
 
 
-OVERLOADED = "measured overloaded"  # the mark in a check's reason whose evidence was measured at load > cores
-
-
 @dataclasses.dataclass(frozen=True)
 class Check:
-    criterion: str  # usable | known_issue | must_pass | stability | metric
+    criterion: str  # usable | known_issue | must_pass | stability | metric | soak | health
     subject: str  # a case, 'profile ci', 'case × metric'
     passed: bool
     reason: str  # one line, with its evidence
@@ -94,6 +92,14 @@ def decide(
     checks = [*_scope_checks(evidence), *_must_pass_checks(criteria, evidence, context)]
     checks += _stability_checks(criteria, evidence, context)
     checks += _metric_checks(criteria, evidence)
+    # Soak cases run with the must-pass cases; health rows come from the comparison too.
+    why = evidence.unavailable.get("measured", "")
+    health_why = "; ".join(filter(None, (why, evidence.unavailable.get("metrics"))))
+    for judged in [
+        *soak_checks(criteria, evidence.soak, evidence.runtime, why, evidence.baseline_soak, evidence.baseline),
+        *health_checks(criteria, evidence.health, evidence.runtime, health_why),
+    ]:
+        checks.append(Check(judged.criterion, judged.subject, judged.passed, judged.reason, judged.evidence))
     checks += [Check("known_failure", known.name, False, expired_line(known)) for known in expired_entries(context)]
     return Verdict(evidence.runtime, evidence.baseline, name, tuple(checks), evidence.skipped)
 
@@ -102,7 +108,7 @@ def _scope_checks(evidence: Evidence) -> list[Check]:
     """A selector none of whose cases can run on the hardware would otherwise pass by judging nothing."""
     checks = []
     for (criterion, selector), why in evidence.unrunnable.items():
-        where = "must_pass" if criterion == "must_pass" else "metrics.workloads"
+        where = SELECTOR_FIELDS.get(criterion, criterion)
         reason = f"{where} {selector!r}: no case can run on hardware {evidence.hardware} ({why or 'no case'})"
         checks.append(Check(criterion, selector, False, reason + " — nothing to judge it by"))
     return checks
@@ -387,7 +393,7 @@ def bless(
     since = now - criteria.max_age if options.reuse else now  # without reuse, only what this run produces counts
     with Results(options.results_dir) as results:
         who, base = identity(results, runtime, environment), identity(results, baseline, baseline_environment)
-        found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)
+        found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since, cases.measured)
     unusable = unusable_checks(runtime.name, environment, baseline_environment if criteria.metrics else None)
     if unusable and not options.dry_run:  # nothing can run on it: the cause is the verdict, stored like any other
         verdict = Verdict(runtime.name, baseline.name, options.criteria, tuple(unusable), cases.skipped)
@@ -404,7 +410,7 @@ def bless(
         say(line)
     unavailable = produce(options, runners, catalog, criteria, who, hardware, plan, since)
     with Results(options.results_dir) as results:
-        found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since)
+        found = find(results, who, base, hardware, cases.must_pass, cases.compared, criteria, since, cases.measured)
     context = failure_context(options, runners, criteria, base, found.stability, since, known_failures, now.date())
     evidence = Evidence(
         runtime.name,
@@ -417,6 +423,13 @@ def bless(
         found.stability,
         {key: found.metrics.get(key) for key in metric_keys(criteria, cases.compared)},
         unavailable,
+        {case.case_id: found.measured.get(case.case_id) for case in cases.soak},
+        {case.case_id: found.measured.get(case.case_id) for case in cases.health},
+        {
+            case.case_id: found.baseline_measured[case.case_id]
+            for case in cases.soak
+            if case.case_id in found.baseline_measured
+        },
     )
     verdict = decide(criteria, evidence, options.criteria, context)
     verdict = dataclasses.replace(verdict, checks=(*known, *verdict.checks))

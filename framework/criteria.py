@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from framework.config import ROOT, Catalog, _show, load_catalog, load_file, load_findings, selector_problem
 from framework.in_runtime.errors import ConfigError, SelectionError, did_you_mean, near_miss
 from framework.matrix import Case, Selection, build_plan
-from framework.metric_catalogue import METRIC_NAMES
+from framework.metric_catalogue import METRIC_NAMES, METRICS
 from framework.models import Name, Selector, StrictModel
 from framework.stats import smallest_p
 
@@ -39,6 +39,11 @@ CRITERIA_FILE = Path("matrices") / "blessing.yaml"
 MetricName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(METRIC_NAMES)})]
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_BYTES = r"(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|kB|MB|GB)"
+_RATE = re.compile(rf"^\s*{_BYTES}\s*/\s*(repeat|min)\s*$")
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|B|KiB|MiB|GiB|kB|MB|GB)\s*$")
+_BYTE_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "kB": 10**3, "MB": 10**6, "GB": 10**9}
+_TIME_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0}
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w)\s*$")
 _AGE_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
 
@@ -78,6 +83,36 @@ def _show_percent(fraction: float) -> str:
     return f"{100 * fraction:g}%"
 
 
+def parse_rate(value: object, per: str) -> float:
+    """'1MiB/repeat' → bytes per repeat; '2MiB/min' → bytes per minute (only the ``per`` the field takes)."""
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if match is None or match.group(3) != per:
+        raise PydanticCustomError(
+            "rate",
+            "{value} is not a rate of bytes per {per} — write e.g. '1MiB/{per}'",
+            {"value": repr(value), "per": per},
+        )
+    return float(match.group(1)) * _BYTE_UNITS[match.group(2)]
+
+
+def show_bytes(value: float) -> str:
+    """``1MiB``, ``512KiB``, ``1.5GiB``: how the file spells an amount."""
+    for unit in ("GiB", "MiB", "KiB"):
+        if abs(value) >= _BYTE_UNITS[unit]:
+            return f"{value / _BYTE_UNITS[unit]:g}{unit}"
+    return f"{value:g}B"
+
+
+def parse_quantity(text: str, unit: str) -> float:
+    """'3s', '500ms', '2GiB' → the metric's unit (seconds or bytes); ValueError naming what to write."""
+    match = _QUANTITY.match(text)
+    units = _TIME_UNITS if unit == "s" else _BYTE_UNITS
+    if match is None or match.group(2) not in units:
+        example = "'3s' or '500ms'" if unit == "s" else "'2GiB' or '512MiB'"
+        raise ValueError(f"{text!r} is not an amount in {'seconds' if unit == 's' else 'bytes'} — write e.g. {example}")
+    return float(match.group(1)) * units[match.group(2)]
+
+
 Percent = Annotated[
     float,
     BeforeValidator(_parse_percent),
@@ -98,6 +133,16 @@ Tier = Literal["inprocess", "process"]
 
 def _every_tier() -> list[Tier]:
     return ["inprocess", "process"]
+
+
+def _known_metric(key: object) -> None:
+    if key not in METRIC_NAMES:
+        hint = did_you_mean(str(key), METRIC_NAMES)
+        raise PydanticCustomError(
+            "metric",
+            "unknown metric {key} — {hint}known: {known}",
+            {"key": repr(key), "hint": hint, "known": ", ".join(METRIC_NAMES)},
+        )
 
 
 class StabilityCriterion(StrictModel):
@@ -153,13 +198,7 @@ class MetricsCriterion(StrictModel):
     def _known_metrics(cls, value: Any) -> Any:
         if isinstance(value, dict):
             for key in value:
-                if key not in METRIC_NAMES:
-                    hint = did_you_mean(str(key), METRIC_NAMES)
-                    raise PydanticCustomError(
-                        "metric",
-                        "unknown metric {key} — {hint}known: {known}",
-                        {"key": repr(key), "hint": hint, "known": ", ".join(METRIC_NAMES)},
-                    )
+                _known_metric(key)
         return value
 
     @model_validator(mode="after")
@@ -184,6 +223,97 @@ class MetricsCriterion(StrictModel):
         return self
 
 
+Inconclusive = Literal["fail", "pass"]
+Series = Literal["unmanaged", "worker_rss", "scheduler_rss"]  # workloads/soak.py's memory series
+
+
+def _unmanaged() -> list[Series]:
+    return ["unmanaged"]
+
+
+class SoakCriterion(StrictModel):
+    """Memory must not grow beyond a limit: each soak case's slope (``workloads/soak.py``), judged with its 95 %
+    interval — within when the interval lies wholly below the limit, beyond when wholly above, else inconclusive."""
+
+    workloads: list[Selector] = Field(
+        default_factory=lambda: ["tag:leak"],
+        min_length=1,
+        description="Soak cases whose memory slope is judged: leak_* (per repeat) and idle_memory_growth (per minute);"
+        " a selected case that records no slope (retire_keeps_data) is judged by its outcome.",
+    )
+    max_leak: str = Field(
+        description="Largest growth per repeat of a leak_* case, e.g. '1MiB/repeat'.", examples=["1MiB/repeat"]
+    )
+    max_idle_growth: str = Field(
+        description="Largest growth per minute of an idle cluster, e.g. '2MiB/min'.", examples=["2MiB/min"]
+    )
+    series: list[Series] = Field(
+        default_factory=_unmanaged,
+        min_length=1,
+        description="Memory series judged: unmanaged (workers' unmanaged memory), worker_rss, scheduler_rss.",
+    )
+    inconclusive: Inconclusive = Field(
+        default="fail",
+        description="When the slope's interval straddles the limit: fail (a gate needs evidence) or pass.",
+    )
+
+    @field_validator("max_leak")
+    @classmethod
+    def _per_repeat(cls, value: str) -> str:
+        parse_rate(value, "repeat")
+        return value
+
+    @field_validator("max_idle_growth")
+    @classmethod
+    def _per_minute(cls, value: str) -> str:
+        parse_rate(value, "min")
+        return value
+
+    @property
+    def leak_limit(self) -> float:
+        """Bytes per repeat."""
+        return parse_rate(self.max_leak, "repeat")
+
+    @property
+    def idle_limit(self) -> float:
+        """Bytes per minute."""
+        return parse_rate(self.max_idle_growth, "min")
+
+
+class HealthCriterion(StrictModel):
+    """Absolute limits on measured values of each case (event-loop stalls, GC pauses…): the median over the
+    case's repeats, judged with its distribution-free interval against the limit."""
+
+    workloads: list[Selector] = Field(min_length=1, description="Names, 'tag:TAG' or '*': the cases judged.")
+    max: dict[MetricName, str] = Field(
+        min_length=1,
+        description="Metric → its largest allowed value in the metric's unit, e.g. scheduler_loop_max: 3s,"
+        " scheduler_rss: 2GiB.",
+    )
+    inconclusive: Inconclusive = Field(
+        default="fail",
+        description="When the median's interval straddles the limit (with few repeats: some repeats beyond it):"
+        " fail or pass.",
+    )
+
+    @field_validator("max", mode="before")
+    @classmethod
+    def _known_amounts(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, amount in value.items():
+                _known_metric(key)
+                try:
+                    parse_quantity(str(amount), METRICS[key].unit)
+                except ValueError as error:
+                    raise PydanticCustomError("amount", "{key}: {error}", {"key": key, "error": str(error)}) from None
+        return value
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """Metric → its limit in the metric's unit (seconds or bytes)."""
+        return {str(name): parse_quantity(text, METRICS[name].unit) for name, text in self.max.items()}
+
+
 class Criteria(StrictModel):
     """One named set of blessing criteria."""
 
@@ -196,6 +326,8 @@ class Criteria(StrictModel):
     )
     stability: StabilityCriterion | None = None
     metrics: MetricsCriterion | None = None
+    soak: SoakCriterion | None = None
+    health: HealthCriterion | None = None
     accept_findings: dict[Name, str] = Field(
         default_factory=dict,
         description="Known issues (guards of matrices/findings.yaml) that may not block a blessing → why (a sentence).",
@@ -220,11 +352,11 @@ class Criteria(StrictModel):
 
     @model_validator(mode="after")
     def _checks_something(self) -> Criteria:
-        if not self.must_pass and self.stability is None and self.metrics is None:
+        if not self.must_pass and not any((self.stability, self.metrics, self.soak, self.health)):
             raise PydanticCustomError(
                 "no_criterion",
-                "declares nothing to check — add must_pass, stability or metrics (a runtime is not blessed on"
-                " no evidence)",
+                "declares nothing to check — add must_pass, stability, metrics, soak or health (a runtime is not"
+                " blessed on no evidence)",
                 {},
             )
         return self
@@ -253,6 +385,8 @@ def criteria_problems(criteria: dict[str, Criteria], catalog: Catalog, path: Pat
             elif not reason.strip():
                 problems.append(f"{where}.accept_findings.{guard}: no reason — say in a sentence why it may be blessed")
         fields = [("must_pass", spec.must_pass), ("metrics.workloads", spec.metrics.workloads if spec.metrics else [])]
+        fields += [("soak.workloads", spec.soak.workloads if spec.soak else [])]
+        fields += [("health.workloads", spec.health.workloads if spec.health else [])]
         for field, selectors in fields:
             for index, selector in enumerate(selectors):
                 problem = selector_problem(selector, catalog)
@@ -291,28 +425,52 @@ class Scope:
     # (criterion, selector) → why none of its cases can run here: a failed check, not a silent pass
     unrunnable: dict[tuple[str, str], str]
     skipped: tuple[str, ...]  # single cases the hardware cannot run, with the reason
+    soak: list[Case] = dataclasses.field(default_factory=list)  # whose memory slopes are judged
+    health: list[Case] = dataclasses.field(default_factory=list)  # whose measured values are held to limits
+
+    @property
+    def measured(self) -> list[Case]:
+        """Cases whose measured rows are evidence beyond the comparison: must-pass, soak and health cases, once."""
+        cases = {case.case_id: case for case in [*self.must_pass, *self.soak, *self.health]}
+        return list(cases.values())
+
+
+# criterion of a selector → the field it is declared in (for a reason that names it)
+SELECTOR_FIELDS = {
+    "must_pass": "must_pass",
+    "metric": "metrics.workloads",
+    "soak": "soak.workloads",
+    "health": "health.workloads",
+}
 
 
 def scope(catalog: Catalog, criteria: Criteria, runtime: str, hardware: str) -> Scope:
     """The criteria's selectors → concrete cases on ``hardware`` at their size (the matrix's own expansion)."""
-    must_pass: dict[str, Case] = {}
-    compared: dict[str, Case] = {}
+    chosen: dict[str, dict[str, Case]] = {criterion: {} for criterion in SELECTOR_FIELDS}
     unrunnable: dict[tuple[str, str], str] = {}
     skipped: list[str] = []
     selectors = [("must_pass", selector) for selector in criteria.must_pass]
     selectors += [("metric", selector) for selector in (criteria.metrics.workloads if criteria.metrics else [])]
+    selectors += [("soak", selector) for selector in (criteria.soak.workloads if criteria.soak else [])]
+    selectors += [("health", selector) for selector in (criteria.health.workloads if criteria.health else [])]
     for criterion, selector in selectors:
         selection = Selection(runtimes=[runtime], hardware=[hardware], workloads=[selector], size=criteria.size)
         plan = build_plan(catalog, selection)
         if not plan.cases:
             unrunnable[(criterion, selector)] = "; ".join(f"{s.case_id}: {s.reason}" for s in plan.skipped)
-        cases = must_pass if criterion == "must_pass" else compared
         # Guards are judged through the findings ledger (bless's known_issue checks, which criteria may accept),
         # not as cases: a guard fails wherever its known bug is, by design, and its timings measure nothing.
         judged = [planned for planned in plan.cases if "guard" not in planned.case.workload.tags]
-        cases.update((planned.case.case_id, planned.case) for planned in judged)
+        chosen[criterion].update((planned.case.case_id, planned.case) for planned in judged)
         skipped += [f"{s.case_id} on {s.hardware}: {s.reason}" for s in plan.skipped]
-    return Scope(list(must_pass.values()), list(compared.values()), unrunnable, tuple(dict.fromkeys(skipped)))
+    return Scope(
+        list(chosen["must_pass"].values()),
+        list(chosen["metric"].values()),
+        unrunnable,
+        tuple(dict.fromkeys(skipped)),
+        list(chosen["soak"].values()),
+        list(chosen["health"].values()),
+    )
 
 
 def load(root: Path, name: str) -> tuple[Catalog, Criteria]:

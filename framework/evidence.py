@@ -24,7 +24,9 @@ from framework.engine import prepare_environment
 from framework.environments import BuiltEnvironment, existing_environment, parse_lock, runtime_hash
 from framework.failure_signatures import FailureSignature, of_row
 from framework.in_runtime.errors import FrameworkError
+from framework.limits import MeasuredRow
 from framework.matrix import Case, Selection
+from framework.metric_catalogue import METRICS
 from framework.models import Runtime
 from framework.pipeline import MatrixOptions, run_matrix
 from framework.query import Results
@@ -101,6 +103,10 @@ class Evidence:
     stability: StabilityEvidence | None = None
     metrics: dict[tuple[str, str], MetricEvidence | None] = dataclasses.field(default_factory=dict)
     unavailable: dict[str, str] = dataclasses.field(default_factory=dict)  # kind → why it could not be produced
+    # soak and health cases → their measured rows on the runtime, newest first (None: none found)
+    soak: dict[str, tuple[MeasuredRow, ...] | None] = dataclasses.field(default_factory=dict)
+    health: dict[str, tuple[MeasuredRow, ...] | None] = dataclasses.field(default_factory=dict)
+    baseline_soak: dict[str, tuple[MeasuredRow, ...]] = dataclasses.field(default_factory=dict)  # shown, not judged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +167,31 @@ def case_outcomes(
             problems = (*problems, (of_row(row), run_id))
         found[case_id] = CaseOutcome(case_id, runs, seen.repeats + 1, passed, problem, problem_run, problems)
     return found
+
+
+def measured_rows(
+    results: Results, who: Identity, hardware: str, cases: Sequence[Case], since: dt.datetime
+) -> dict[str, tuple[MeasuredRow, ...]]:
+    """Every measured repeat (values, extra metrics, what is missing) of each case at its size on this runtime's
+    environments and hardware since ``since``, newest first: soak slopes and health figures are judged on them."""
+    if not cases:
+        return {}
+    sizes = {case.case_id: case.size for case in cases}
+    envs = sorted(who.env_hashes)
+    columns = ", ".join(dict.fromkeys(spec.column for spec in METRICS.values()))
+    names, rows = results.sql(
+        f"SELECT case_id, size, run_id, outcome, error, extra_metrics, missing, overloaded, {columns} FROM rows"
+        f" WHERE phase = 'measure' AND runtime_hash = ? AND env_hash IN ({_in(envs)}) AND hardware = ?"
+        f" AND run_started_at >= ? AND case_id IN ({_in(list(sizes))}) ORDER BY run_started_at DESC, run_id DESC,"
+        " repeat",
+        [who.runtime_hash, *envs, hardware, since, *sizes],
+    )
+    found: dict[str, list[MeasuredRow]] = {}
+    for values in rows:
+        record = dict(zip(names, values))
+        if record["size"] == sizes[record["case_id"]]:
+            found.setdefault(record["case_id"], []).append(MeasuredRow.from_record(record))
+    return {case_id: tuple(measured) for case_id, measured in found.items()}
 
 
 def stability_evidence(
@@ -271,6 +302,8 @@ class Found:
     baseline_cases: dict[str, CaseOutcome]
     stability: StabilityEvidence | None
     metrics: dict[tuple[str, str], MetricEvidence]
+    measured: dict[str, tuple[MeasuredRow, ...]] = dataclasses.field(default_factory=dict)  # soak and health cases
+    baseline_measured: dict[str, tuple[MeasuredRow, ...]] = dataclasses.field(default_factory=dict)  # shown beside
 
 
 def find(
@@ -282,12 +315,16 @@ def find(
     compared: Sequence[Case],
     criteria: Criteria,
     since: dt.datetime,
+    judged: Sequence[Case] = (),
 ) -> Found:
+    """``judged``: the soak and health cases, whose measured rows are their evidence."""
     return Found(
         case_outcomes(results, candidate, hardware, must_pass, since),
         case_outcomes(results, baseline, hardware, must_pass, since),
         stability_evidence(results, candidate, criteria, since),
         metric_evidence(results, candidate, baseline, hardware, compared, criteria, since),
+        measured_rows(results, candidate, hardware, judged, since),
+        measured_rows(results, baseline, hardware, judged, since),
     )
 
 
@@ -363,7 +400,7 @@ def produce(
             root=options.root,
         )
         attempt("metrics", runners.compare, compare)
-    must_run = plan.must_pass
+    must_run = list({case.case_id: case for case in [*plan.must_pass, *plan.measure]}.values())
     if must_run and plan.compare:
         with Results(options.results_dir) as results:
             covered = case_outcomes(results, who, hardware, must_run, since)
@@ -372,6 +409,8 @@ def produce(
         workloads = list(dict.fromkeys(case.workload.name for case in must_run))
         selection = Selection(runtimes=[who.runtime], hardware=[hardware], workloads=workloads, size=criteria.size)
         attempt("must_pass", runners.matrix, MatrixOptions(selection, options.results_dir, options.root))
+        if "must_pass" in unavailable:  # the same run measures the soak and health cases
+            unavailable["measured"] = unavailable["must_pass"]
     if plan.stability and stability is not None:
         run = StabilityOptions(
             runtimes=[who.runtime],
@@ -398,6 +437,7 @@ class Plan:
     compare: list[Case]
     must_pass: list[Case]
     stability: bool
+    measure: list[Case] = dataclasses.field(default_factory=list)  # soak and health cases with no rows yet
 
 
 def make_plan(criteria: Criteria, who: Identity, base: Identity, hardware: str, cases: Scope, found: Found) -> Plan:
@@ -435,6 +475,26 @@ def make_plan(criteria: Criteria, who: Identity, base: Identity, hardware: str, 
             f"run: must pass — {len(must_pass)} case(s){' the comparison does not cover' if compare else ''}, as"
             f" nox -s matrix -- --runtime={who.runtime} --hardware={hardware} --workload={workloads}{size}"
         )
+    judged = [case for case in [*cases.soak, *cases.health] if case.case_id not in found.measured]
+    compared = {case.case_id for case in compare}
+    measure = [
+        case
+        for case in {case.case_id: case for case in judged}.values()
+        if case.case_id not in compared and case.case_id not in {c.case_id for c in must_pass}
+    ]
+    reused = sorted(
+        {row.run_id for case in [*cases.soak, *cases.health] for row in found.measured.get(case.case_id, ())}
+    )
+    if reused:
+        lines.append(f"reuse: soak and health — {len(found.measured)} case(s) from run(s) {', '.join(reused)}")
+    if measure:
+        workloads = ",".join(dict.fromkeys(case.workload.name for case in measure))
+        size = f" --size={criteria.size}" if criteria.size else ""
+        soaks = sum(case in cases.soak for case in measure)
+        lines.append(
+            f"run: soak and health — {len(measure)} case(s) ({soaks} soak), as nox -s matrix --"
+            f" --runtime={who.runtime} --hardware={hardware} --workload={workloads}{size}"
+        )
     wanted = criteria.stability
     complete = found.stability.complete_run if found.stability else None
     if wanted is not None and complete is not None:
@@ -446,4 +506,4 @@ def make_plan(criteria: Criteria, who: Identity, base: Identity, hardware: str, 
             f" --tier={','.join(wanted.tiers)}{budget}"
         )
     missing_stability = wanted is not None and complete is None
-    return Plan(lines, base.runtime, compare, must_pass, missing_stability)
+    return Plan(lines, base.runtime, compare, must_pass, missing_stability, measure)

@@ -13,6 +13,7 @@ them per runtime. The file is read, and checked against the catalogue, by ``fram
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +190,57 @@ def affecting(findings: dict[str, Finding], packages: dict[str, str]) -> list[Af
         if installed is not None:
             found.append(Affected(guard, finding, installed))
     return found
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardOutcomes:
+    """A run's guard cases read against the ledger: which failures are known findings, which passes contradict it."""
+
+    known: list[str]  # one line per guard case that did not pass inside its finding's range (expected)
+    contradicted: list[str]  # one line per guard case that passed inside a range the ledger says always fails
+    expected_rows: int = 0  # rows of the known lines: not counted against the run
+
+    @property
+    def lines(self) -> list[str]:
+        out = []
+        if self.known:
+            out.append(
+                f"known findings ({len(self.known)}): guards failing inside their matrices/findings.yaml range — "
+                "expected, not counted in the exit code:"
+            )
+            out += [f"  {line}" for line in self.known]
+        out += [f"! {line}" for line in self.contradicted]
+        return out
+
+
+def guard_outcomes(findings: dict[str, Finding], rows: Sequence[Mapping[str, Any]]) -> GuardOutcomes:
+    """``rows``: a run's cases (``case_id``, ``workload``, ``runtime``, ``outcome``, ``dask_version``,
+    ``distributed_version``). A guard that did not pass where its finding holds the packages is a known finding (the
+    nightly says so instead of failing on it every night); one that did not pass outside the range, or any other
+    case, stays a failure; a guard that passed inside a range that is not ``intermittent`` says the ledger may be
+    stale (a fix released?) and counts as a failure until the ledger says so."""
+    known: dict[str, None] = {}
+    contradicted: dict[str, None] = {}
+    expected = 0
+    for row in rows:
+        finding = findings.get(str(row["workload"]))
+        if finding is None:
+            continue
+        packages = {name: str(row.get(f"{name}_version") or "") for name in ("dask", "distributed")}
+        installed = finding.affects(packages)
+        if installed is None:
+            continue
+        where = f"{row['case_id']} on {row['runtime']} ({finding.package} {installed})"
+        if row["outcome"] != "passed":
+            expected += 1
+            known[f"{where}: known finding {row['workload']} — {finding.summary} ({finding.range_text})"] = None
+        elif not finding.intermittent:
+            contradicted[
+                f"guard {where} passed although the ledger puts {finding.package} {installed} inside finding"
+                f" {row['workload']} ({finding.range_text}) — fixed? measure the range again with nox -s bisect --"
+                f" --metric=outcome --workload={row['workload']} and set first_fixed in matrices/findings.yaml"
+            ] = None
+    return GuardOutcomes(list(known), list(contradicted), expected)
 
 
 FINDINGS_SCHEMA = pa.schema(

@@ -49,7 +49,10 @@ from workloads.recovery import (
 
 CONFIDENCE = 0.95
 # What a data loss by a removal method is known to come from (said in the failure).
-KNOWN_CAUSES = {"scale": "; LocalCluster.scale retires none of the workers it drops: distributed#4069, #5577"}
+KNOWN_CAUSES = {
+    "scale": "; LocalCluster.scale retires none of the workers it drops: distributed#4069, #5577 — a known finding,"
+    " see matrices/findings.yaml guard scale_down_keeps_data"
+}
 SERIES = ("unmanaged", "worker_rss", "scheduler_rss")
 _EXECUTIONS = "_dask_blessing_soak_executions"  # attribute of a worker: key token → times computed there
 
@@ -139,6 +142,11 @@ def trend_metrics(x: Sequence[float], samples: Sequence[dict[str, float]], unit:
     return metrics
 
 
+def series_points(samples: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Every point of the ``unmanaged`` series, as extra metrics ``unmanaged_at_0000``, ``unmanaged_at_0001``, …"""
+    return {f"unmanaged_at_{index:04d}": sample["unmanaged"] for index, sample in enumerate(samples)}
+
+
 def _worker_ids(client: Any) -> dict[str, str]:
     return {address: str(worker_id) for address, worker_id in client.run(_worker_id).items()}
 
@@ -192,6 +200,7 @@ def leak_slope(
     soak_max_repeats: int = 1000,
     soak_skip_repeats: int = 2,
     soak_collect_garbage: bool = True,
+    soak_record_series: bool = False,
     **case_params: Any,
 ) -> dict[str, float]:
     """Repeat ``soak_function(**case_params)`` for ``soak_seconds`` on one cluster; memory's slope per repeat.
@@ -204,6 +213,7 @@ def leak_slope(
     ``soak_max_repeats``. Returns, per series of the module docstring, the slope in bytes per repeat with its
     interval (``*_slope_bytes_per_repeat``, ``*_slope_low_…``, ``*_slope_high_…``), the series' first and last
     values, ``series_repeats`` (its length), ``skipped_repeats`` and ``soak_seconds`` (wall time of the soak).
+    ``soak_record_series`` adds every point (``unmanaged_at_0000``, …): the calibration benchmark resamples them.
     """
     from distributed import get_client
 
@@ -233,6 +243,7 @@ def leak_slope(
     metrics = trend_metrics(range(len(samples)), samples, "bytes_per_repeat")
     return {
         **metrics,
+        **(series_points(samples) if soak_record_series else {}),
         "series_repeats": float(len(samples)),
         "skipped_repeats": float(repeat - len(samples)),
         "soak_seconds": soaked,
@@ -244,14 +255,15 @@ def leak_slope(
 
 
 def idle_memory_growth(
-    idle_seconds: float = 60.0, sample_interval_s: float = 2.0, warmup_tasks: int = 100
+    idle_seconds: float = 60.0, sample_interval_s: float = 2.0, warmup_tasks: int = 100, record_series: bool = False
 ) -> dict[str, float]:
     """A small computation (``warmup_tasks`` squares, their sum checked), then nothing for ``idle_seconds``.
 
     The cluster's memory is sampled every ``sample_interval_s`` (no garbage collection: what an idle cluster does
     on its own is the point, dask#10328 / distributed#1795). Returns, per series of the module docstring, the slope
     in bytes per minute with its interval (``*_slope_bytes_per_minute``, ``*_slope_low_…``, ``*_slope_high_…``),
-    the first and last values, ``series_samples`` and ``sampled_seconds`` (from the first sample to the last).
+    the first and last values, ``series_samples`` and ``sampled_seconds`` (from the first sample to the last);
+    with ``record_series`` every reading too (``unmanaged_at_0000``, …, and ``minute_at_0000``, …).
     """
     from distributed import get_client
 
@@ -274,8 +286,10 @@ def idle_memory_growth(
         metrics = trend_metrics(minutes, samples, "bytes_per_minute")
     except TrendError as error:
         raise ValueError(f"idle_memory_growth: {error} — raise idle_seconds or lower sample_interval_s") from error
+    points = {**series_points(samples), **{f"minute_at_{i:04d}": m for i, m in enumerate(minutes)}}
     return {
         **metrics,
+        **(points if record_series else {}),
         "series_samples": float(len(samples)),
         "sample_interval_s": float(sample_interval_s),
         "sampled_seconds": minutes[-1] * 60,

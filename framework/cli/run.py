@@ -160,6 +160,8 @@ def _run_and_summarise(args: argparse.Namespace, options: MatrixOptions) -> tupl
     """Run the matrix and print its summary (the job summary's too): the report, how many rows did not pass, and
     the summary's rows (``--json`` prints those)."""
     from framework.compaction import compact_if_due
+    from framework.config import load_findings
+    from framework.findings import guard_outcomes
     from framework.pipeline import run_matrix
     from framework.query import Results
     from framework.summary import run_summary, run_summary_rows, shard_note
@@ -182,7 +184,18 @@ def _run_and_summarise(args: argparse.Namespace, options: MatrixOptions) -> tupl
             "SELECT count(*) FROM rows WHERE run_id = ? AND outcome <> 'passed'", [report.run_id]
         )
         cases = run_summary_rows(results, report.run_id)
-    body = "\n".join([*report.unusable, summary, *([note] if note else [])])
+        findings = load_findings(root=options.root)
+        _, guard_rows = results.sql(
+            "SELECT case_id, workload, runtime, outcome, dask_version, distributed_version FROM rows"
+            " WHERE run_id = ? AND workload IN (SELECT unnest(?::VARCHAR[])) ORDER BY runtime, case_id",
+            [report.run_id, list(findings)],
+        )
+        names = ("case_id", "workload", "runtime", "outcome", "dask_version", "distributed_version")
+        guards = guard_outcomes(findings, [dict(zip(names, row)) for row in guard_rows])
+    print(*guards.lines, sep="\n", end="\n" if guards.lines else "")
+    # A guard failing where the ledger says it does is a known finding, not news: the exit code is for news.
+    not_passed += len(guards.contradicted) - guards.expected_rows
+    body = "\n".join([*report.unusable, summary, *([note] if note else []), *guards.lines])
     title = f"Matrix run {report.run_id}" + (f" (shard {report.shard} of {report.run_group})" if note else "")
     step_summary.add(title, body, headline=summary.splitlines()[-1])
     for line in compact_if_due(args.results):

@@ -20,12 +20,12 @@ from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
-from framework.blessing import OVERLOADED
 from framework.config import DEFAULT_RESULTS, ROOT, load_catalog
 from framework.criteria import Criteria, load
 from framework.environments import parse_lock
 from framework.export import install_command
 from framework.in_runtime.errors import FrameworkError
+from framework.limits import OVERLOADED
 from framework.metric_catalogue import METRICS
 from framework.query import Results
 from framework.report.data import dict_rows
@@ -344,10 +344,13 @@ _CRITERION_WORDS = {
 def _in_words(check: Mapping[str, Any]) -> str:
     """A check as a few words: 'must pass groupby_agg[by=id]', 'wall time of array_mean_var', 'usable'."""
     criterion, subject = str(check.get("criterion") or ""), str(check.get("subject") or "")
-    if criterion == "metric":
+    if criterion in ("metric", "health"):
         case, _, metric = subject.rpartition(" ")
         if metric in METRICS and case:
-            return f"{METRICS[metric].label} of {case}"
+            return f"{METRICS[metric].label} of {case}" + (" (limit)" if criterion == "health" else "")
+    if criterion == "soak":
+        case, _, series = subject.rpartition(" ")
+        return f"memory growth of {case or series}" + (f" ({series})" if case else "")
     if criterion == "stability":
         return f"stability {subject}".strip()
     return f"{_CRITERION_WORDS.get(criterion, criterion)} {subject}".strip()
@@ -385,6 +388,10 @@ def _blessed_line(verdict: Mapping[str, Any], yardstick: Yardstick | None, resul
             )
             allowed = f" ({shown})"
         words.append(f"{counted['metric']} metric comparison(s) within allowance{allowed}")
+    if counted.get("soak"):
+        words.append(f"{counted['soak']} soak slope(s) within their limits")
+    if counted.get("health"):
+        words.append(f"{counted['health']} health figure(s) within their limits")
     if counted.get("known_issue"):
         words.append(f"{counted['known_issue']} known issue(s) accepted")
     met = "; ".join(words) or "every check passed"

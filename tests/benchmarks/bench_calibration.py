@@ -17,9 +17,21 @@ A benchmark that prints figures; it asserts nothing.
    round (only a name tells them apart), so their "changed" rate is the false-alarm rate; the one real A/A —
    arm a against arm b over every round, as measured — is printed too, to show the arms did not differ for real.
 3. Print the noise (coefficient of variation) of each metric, the minimum detectable effect at 5 repeats, and
-   the repeats a 5/10/20 % change needs.
+   the repeats a 5/10/20 % change needs — every metric of the catalogue the arms record (the scheduler and worker
+   health figures included).
+4. The blessing criteria's absolute limits (``matrices/blessing.yaml``, set ``default``), counted the same way:
+   - ``health``: draws of 7 repeats (the set's comparison repeats) from the identical arms' pooled values of each
+     limited metric, judged as ``bless`` judges them (median with its order-statistic interval against the limit,
+     ``inconclusive: fail``); the share that fails is the false-alarm rate. Power: the same draws with a stall (or
+     pause) of 1.5 × the limit added to one repeat, and to every repeat.
+   - ``soak``: real soaks (``leak_array_mean_var``, ``leak_groupby_agg[by=name]`` and ``idle_memory_growth`` at size
+     tiny, their every point recorded) give the noise: each series is detrended by its Theil–Sen line and its
+     residuals resampled in circular blocks (autocorrelation kept: memory read after each repeat stays allocated for
+     a while) onto known slopes — 0, the measured one, ½, 0.9, 1.1 and 2 × the limit — then judged as ``bless``
+     judges a slope (95 % interval against the limit). A failure below the limit is a false alarm.
 
-    nox -s bench -- calibration [--rounds=40] [--size=small] [--results=DIR] [--analyse=DIR]
+    nox -s bench -- calibration [--rounds=40] [--size=small] [--results=DIR] [--no-spill] [--soak-seconds=60]
+    nox -s bench -- calibration --results=DIR --analyse=RUN_ID [--spill-run=RUN_ID] [--soak-run=RUN_ID]
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import math
 import statistics
 import sys
@@ -39,8 +52,11 @@ import numpy as np
 
 from framework.changepoints import detect
 from framework.config import ROOT, load_catalog
+from framework.criteria import Criteria, load_criteria
 from framework.engine import CaseGroup, new_run_id, prepare_environment, run_group
 from framework.in_runtime import provenance
+from framework.in_runtime.trend import theil_sen
+from framework.limits import median_interval, position
 from framework.matrix import Case, expand_workload
 from framework.query import Results
 from framework.results import ResultsStore
@@ -60,6 +76,11 @@ DRAWS = 1000  # comparisons drawn per cell
 SERIES = 400  # history series per cell
 REPEATS = 5  # per side, as `nox -s compare` defaults to
 HISTORY_RUNS, HISTORY_CHANGE, HISTORY_REPEATS = 24, 16, 3
+SHIFTED = ("wall", "peak_memory", "mean_memory", "spill")  # the metrics the arms shift by a known amount
+SOAKS = ("leak_array_mean_var", "leak_groupby_agg", "idle_memory_growth")
+SOAK_DRAWS = 200  # resampled series per slope
+HEALTH_REPEATS = 7  # the default criteria's comparison repeats: the rows a health limit is judged on
+BLOCK = 8  # residuals resampled in blocks of this many consecutive points
 
 
 def arms(memory_scale: float, work_scale: float) -> dict[str, dict[str, Any]]:
@@ -247,21 +268,22 @@ def spill_rounds(rounds: int, results_dir: Path) -> str:
     return run_rounds(spill_cases(scale), max(10, rounds * 2 // 3), results_dir, "spill round", SPILL_HARDWARE)
 
 
-def analyse(results_dir: Path, run_id: str, spill_id: str | None = None) -> None:
+def analyse(results_dir: Path, run_id: str, spill_id: str | None = None, soak_id: str | None = None) -> None:
     measured = pools(results_dir, run_id)
     if spill_id:
         measured["spill"] = pools(results_dir, spill_id)["spill"]
     rng = np.random.default_rng(20261126)
     rounds = len(measured["wall"].get("a", {}))
-    spill_rounds_done = len(measured["spill"].get("a", {}))
-    print(f"\nCalibration run {run_id}: {rounds} rounds (spill: {spill_rounds_done}), results in {results_dir}")
+    spill = f"spill: {len(measured['spill'].get('a', {}))}" if spill_id else "no spill rounds"
+    soaks = f", soaks: run {soak_id}" if soak_id else ""
+    print(f"\nCalibration run {run_id}: {rounds} rounds ({spill}{soaks}), results in {results_dir}")
     print(f"(compare: {REPEATS} vs {REPEATS} repeats drawn {DRAWS}× per cell; sequential: budget {rounds} pairs;")
     print(f" history: {SERIES} series of {HISTORY_RUNS} runs × {HISTORY_REPEATS} repeats, shift from run 17)\n")
     header = "| metric | CV | A/A false alarms: compare / sequential / history | MDE at 5 repeats |"
     header += " repeats for 5 / 10 / 20 % |"
     print(header)
     print("|---|---|---|---|---|")
-    for metric in ("wall", "peak_memory", "mean_memory", "spill"):
+    for metric in METRICS:
         spec = METRICS[metric]
         by_arm = measured[metric]
         if "a" not in by_arm or "b" not in by_arm:
@@ -271,8 +293,8 @@ def analyse(results_dir: Path, run_id: str, spill_id: str | None = None) -> None
         a = [by_arm["a"][i] for i in common]
         b = [by_arm["b"][i] for i in common]
         cv = statistics.median([noise(a, spec), noise(b, spec)])
-        if spec.name == "spill" and max(a + b) == 0:
-            print(f"| {spec.label} | 0 (no spill) | 0 / 0 / 0 — identical zeros are never a change | – | – |")
+        if max(a + b) == 0:
+            print(f"| {spec.label} | 0 (always 0) | 0 / 0 / 0 — identical zeros are never a change | – | – |")
             continue
         fa_fixed = fixed_rate(a, b, metric, rng, "changed")
         fa_seq, _ = sequential_rate(a, b, metric, rng, "changed")
@@ -286,11 +308,15 @@ def analyse(results_dir: Path, run_id: str, spill_id: str | None = None) -> None
             f" / {fa_seq * 100:.1f} % / {fa_hist * 100:.1f} % | {shown_mde} | {needed} |"
         )
     print(f"\nThe identical arms as measured (a vs b, all {rounds} rounds, not simulated):")
-    for metric in ("wall", "peak_memory", "mean_memory", "spill"):
+    for metric in METRICS:
         by_arm = measured[metric]
         if "a" in by_arm and "b" in by_arm:
             common = sorted(set(by_arm["a"]) & set(by_arm["b"]))
             print(measured_aa([by_arm["a"][i] for i in common], [by_arm["b"][i] for i in common], metric))
+    criteria = load_criteria(load_catalog(), "default")
+    health_limit_rates(measured, criteria)
+    if soak_id:
+        leak_limit_rates(soak_series(results_dir, soak_id), criteria)
     print("\n| shift | metric | realised | compare (5 vs 5) | sequential (pairs used) | history |")
     print("|---|---|---|---|---|---|")
     for kind, metrics in (("memory", ("peak_memory", "mean_memory")), ("work", ("wall",)), ("spill", ("spill",))):
@@ -313,6 +339,130 @@ def analyse(results_dir: Path, run_id: str, spill_id: str | None = None) -> None
                 )
 
 
+# --------------------------------------------------------------------------------------------------
+# The blessing criteria's absolute limits: health figures and memory slopes
+
+
+def health_limit_rates(measured: dict[str, dict[str, dict[int, float]]], criteria: Criteria) -> None:
+    """Per limited metric: how often ``bless``'s health judgement fails on 7 repeats drawn from the identical arms
+    (false alarms), and with a 1.5 × limit stall in one repeat and in all of them (power)."""
+    wanted = criteria.health
+    if wanted is None:
+        print("\n(the default criteria declare no health limits: nothing to count)")
+        return
+    rng = np.random.default_rng(20261206)
+    print(f"\nHealth limits of the default criteria: {HEALTH_REPEATS} repeats drawn {DRAWS}× from the identical arms")
+    print("| metric | limit | A/A values: median / max | false alarms | stall of 1.5 × limit in 1 repeat / in all |")
+    print("|---|---|---|---|---|")
+    for name, limit in wanted.limits.items():
+        spec = METRICS[name]
+        pooled = [value for arm in ("a", "b") for value in measured[name].get(arm, {}).values()]
+        if not pooled:
+            print(f"| {spec.label} | {spec.show(limit)} | not measured: no passed rows with it | – | – |")
+            continue
+        fails = [0, 0, 0]
+        for _ in range(DRAWS):
+            draw = [float(v) for v in rng.choice(pooled, size=HEALTH_REPEATS, replace=True)]
+            one = [draw[0] + 1.5 * limit, *draw[1:]]
+            every = [value + 1.5 * limit for value in draw]
+            for index, values in enumerate((draw, one, every)):
+                _, low, high, _ = median_interval(values)
+                fails[index] += position(low, high, limit) != "within"  # inconclusive: fail
+        high = wilson_high(fails[0], DRAWS)
+        print(
+            f"| {spec.label} | {spec.show(limit)} | {spec.show(statistics.median(pooled))} / {spec.show(max(pooled))}"
+            f" | {fails[0] / DRAWS * 100:.1f} % (≤ {high * 100:.1f}) | {fails[1] / DRAWS * 100:.0f} % /"
+            f" {fails[2] / DRAWS * 100:.0f} % |"
+        )
+
+
+def soak_rounds(results_dir: Path, seconds: float) -> str:
+    """One real soak of each of SOAKS at size tiny (``seconds`` long), every point of its series recorded."""
+    catalog = load_catalog()
+    store = ResultsStore(results_dir)
+    started = dt.datetime.now(dt.timezone.utc)
+    environment = prepare_environment(catalog.runtimes["latest"], ROOT, store, False, started)
+    cases = []
+    for name in SOAKS:
+        [case, *_], _ = expand_workload(catalog.workloads[name], "tiny")
+        if name.startswith("leak_"):
+            params = {**case.params, "soak_seconds": seconds, "soak_record_series": True}
+        else:
+            params = {**case.params, "idle_seconds": seconds, "record_series": True}
+        cases.append(dataclasses.replace(case, params=params))
+    run_id = new_run_id()
+    clock = time.monotonic()
+    group = CaseGroup(environment, catalog.hardware["local"], cases, suffix="__soak")
+    _, rows = run_group(group, run_id, started, store, ROOT, None, provenance.git_commit(ROOT))
+    failed = [row["case_id"] for row in rows if row["phase"] == "measure" and row["outcome"] != "passed"]
+    print(f"soak: {time.monotonic() - clock:.0f} s" + (f", not passed: {', '.join(failed)}" if failed else ""),
+          file=sys.stderr)  # fmt: skip
+    return run_id
+
+
+def soak_series(results_dir: Path, run_id: str) -> list[tuple[str, list[float], list[float], str]]:
+    """(case, x, unmanaged bytes, per) of each passed soak of the run: x is the repeat, or minutes idle."""
+    with Results(results_dir) as results:
+        _, rows = results.sql(
+            "SELECT case_id, extra_metrics FROM cases WHERE run_id = ? AND outcome = 'passed' ORDER BY case_id",
+            [run_id],
+        )
+    out = []
+    for case_id, text in rows:
+        extra = json.loads(text or "{}")
+        points = sorted(key for key in extra if key.startswith("unmanaged_at_"))
+        y = [float(extra[key]) for key in points]
+        if "minute_at_0000" in extra:
+            x, per = [float(extra[key.replace("unmanaged_at_", "minute_at_")]) for key in points], "min"
+        else:
+            x, per = [float(i) for i in range(len(y))], "repeat"
+        if len(y) >= 6:
+            out.append((case_id, x, y, per))
+    return out
+
+
+def block_resample(residuals: list[float], rng: np.random.Generator) -> list[float]:
+    """A circular block bootstrap of ``residuals``: blocks of BLOCK consecutive points from random starts."""
+    n = len(residuals)
+    out: list[float] = []
+    while len(out) < n:
+        start = int(rng.integers(n))
+        out += [residuals[(start + i) % n] for i in range(BLOCK)]
+    return out[:n]
+
+
+def leak_limit_rates(series: list[tuple[str, list[float], list[float], str]], criteria: Criteria) -> None:
+    """Per soak: how often ``bless``'s slope judgement fails when the true slope is known (SOAK_DRAWS series each)."""
+    wanted = criteria.soak
+    if wanted is None:
+        print("\n(the default criteria declare no soak limits: nothing to count)")
+        return
+    rng = np.random.default_rng(20261206)
+    print(
+        f"\nSoak limits of the default criteria (leak ≤ {wanted.max_leak}, idle ≤ {wanted.max_idle_growth},"
+        f" inconclusive: fail): {SOAK_DRAWS} series per slope, the measured residuals in blocks of {BLOCK}"
+    )
+    print(
+        "| soak | points | measured slope (95 % CI) | share failing at slope 0 / measured / ½ / 0.9 / 1.1 / 2 × limit |"
+    )
+    print("|---|---|---|---|")
+    for case_id, x, y, per in series:
+        limit = wanted.leak_limit if per == "repeat" else wanted.idle_limit
+        fitted = theil_sen(x, y)
+        residuals = [value - fitted.slope * at for at, value in zip(x, y)]
+        slopes = [0.0, fitted.slope, 0.5 * limit, 0.9 * limit, 1.1 * limit, 2.0 * limit]
+        shares = []
+        for slope in slopes:
+            fails = 0
+            for _ in range(SOAK_DRAWS):
+                noise = block_resample(residuals, rng)
+                trend = theil_sen(x, [slope * at + r for at, r in zip(x, noise)])
+                fails += position(trend.low, trend.high, limit) != "within"
+            shares.append(f"{fails / SOAK_DRAWS * 100:.1f} %")
+        kib = f"{fitted.slope / 1024:+.1f} KiB/{per} ({fitted.low / 1024:+.1f} to {fitted.high / 1024:+.1f})"
+        print(f"| {case_id} | {len(y)} | {kib} | {' / '.join(shares)} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="nox -s bench -- calibration")
     parser.add_argument("--rounds", type=int, default=40)
@@ -320,6 +470,9 @@ def main() -> int:
     parser.add_argument("--results", type=Path, help="results directory (default: a new temporary one)")
     parser.add_argument("--analyse", metavar="RUN_ID", help="only count, from the rows of this run in --results")
     parser.add_argument("--spill-run", metavar="RUN_ID", help="with --analyse: the spill rounds' run")
+    parser.add_argument("--soak-run", metavar="RUN_ID", help="with --analyse: the soaks' run")
+    parser.add_argument("--no-spill", action="store_true", help="leave out the spill rounds (spill_reduce)")
+    parser.add_argument("--soak-seconds", type=float, default=60.0, help="length of each soak (0: no soak)")
     args = parser.parse_args(sys.argv[1:])
     if args.rounds < 2 * REPEATS:
         parser.error(
@@ -327,7 +480,7 @@ def main() -> int:
         )
     results_dir = args.results or Path(tempfile.mkdtemp(prefix="blessing-calibration-"))
     if args.analyse:
-        analyse(results_dir, args.analyse, args.spill_run)
+        analyse(results_dir, args.analyse, args.spill_run, args.soak_run)
         return 0
     [base], _ = expand_workload(load_catalog().workloads[WORKLOAD], args.size)
     # Pilot: what share of the peak is the held memory, and of the wall time the hashing? (3 rounds, knobs at 0)
@@ -346,9 +499,11 @@ def main() -> int:
         file=sys.stderr,
     )
     run_id = run_rounds(cases_for(base, arms(memory_scale, work_scale)), args.rounds, results_dir, "round")
-    spill_id = spill_rounds(args.rounds, results_dir)
-    analyse(results_dir, run_id, spill_id)
-    again = f"--analyse={run_id} --spill-run={spill_id}"
+    spill_id = None if args.no_spill else spill_rounds(args.rounds, results_dir)
+    soak_id = soak_rounds(results_dir, args.soak_seconds) if args.soak_seconds > 0 else None
+    analyse(results_dir, run_id, spill_id, soak_id)
+    again = f"--analyse={run_id}" + (f" --spill-run={spill_id}" if spill_id else "")
+    again += f" --soak-run={soak_id}" if soak_id else ""
     print(f"\n(count again without running: nox -s bench -- calibration --results={results_dir} {again})")
     return 0
 

@@ -92,4 +92,4 @@ def test_each_run_stored_a_verdict_that_agrees_with_its_exit_code(
         assert (json.loads(reasons) == []) == blessed
         criteria_checked = {check["criterion"] for check in json.loads(checks)}
         # latest's lock falls inside findings of matrices/findings.yaml: a known_issue check each (see test_findings)
-        assert criteria_checked - {"known_issue"} == {"must_pass", "stability", "metric"}
+        assert criteria_checked - {"known_issue"} == {"must_pass", "stability", "metric", "health"}

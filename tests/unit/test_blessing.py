@@ -326,6 +326,17 @@ def test_criteria_may_accept_an_inconclusive_comparison_and_the_reason_still_say
     assert verdict.checks[3].reason.endswith("(criteria accept inconclusive comparisons)")
 
 
+def test_health_without_rows_says_the_comparison_that_would_have_measured_them_could_not_run() -> None:
+    limits = Criteria.model_validate({"baseline": "stable", "health": {"workloads": ["x"], "max": {"worker_gc": "1s"}}})
+    criteria = CRITERIA.model_copy(update={"health": limits.health})
+    evidence = passing_evidence(health={"array_mean_var": None}, unavailable={"metrics": "could not be produced: boom"})
+
+    [check] = decide(criteria, evidence).failed
+
+    assert (check.criterion, check.subject) == ("health", "array_mean_var worker_gc")
+    assert check.reason == "array_mean_var: workers' GC pauses — no result on latest — could not be produced: boom"
+
+
 def test_no_checks_is_never_blessed() -> None:
     assert not Verdict("latest", "stable", "default", ()).blessed
 
@@ -401,6 +412,7 @@ class Lab:
         self.locks = {"latest": "dask==2026.9.0\n", "stable": "dask==2026.3.0\n"}
         self.env_hashes = {"latest": "a" * 16, "stable": "b" * 16}
         self.outcomes: dict[str, str] = {}  # case_id → outcome of the matrix fake (default passed)
+        self.extra: dict[str, dict[str, float]] = {}  # case_id → extra_metrics of the matrix fake's rows
         self.stability_outcome = "passed"
         self.factors: dict[str, float] = {}  # metric → candidate / baseline in the compare fake
         self.compare_writes_rows = False
@@ -449,6 +461,8 @@ class Lab:
             outcome = self.outcomes.get(case.case_id, "passed")
             fields = {"workload": case.workload.name, "case_id": case.case_id, "size": case.size, "outcome": outcome}
             fields["error"] = None if outcome == "passed" else f"{outcome}: it went wrong"
+            if case.case_id in self.extra:
+                fields["extra_metrics"] = self.extra[case.case_id]
             rows += [self._rows(planned.runtime, run_id, started, repeat=repeat, **fields) for repeat in range(3)]
         self._write(rows)
 
@@ -540,6 +554,42 @@ def test_with_an_empty_store_it_runs_the_comparison_the_must_pass_cases_and_stab
     assert (stability.runtimes, stability.profile, stability.tiers) == (["latest"], "ci", ("inprocess",))
     assert report.verdict.blessed, failed_reasons(report.verdict)
     assert [check.criterion for check in report.verdict.checks] == ["must_pass"] * 3 + ["stability"] + ["metric"] * 2
+
+
+SOAK_CRITERIA = """\
+criteria:
+  test:
+    baseline: stable
+    size: tiny
+    soak: {workloads: [leak_array_mean_var], max_leak: 1MiB/repeat, max_idle_growth: 2MiB/min}
+    health: {workloads: [array_mean_var], max: {scheduler_loop_max: 3s}}
+"""
+
+
+def test_soak_and_health_cases_are_run_once_judged_with_their_intervals_and_reused(lab: Lab) -> None:
+    (lab.root / "matrices" / "blessing.yaml").write_text(SOAK_CRITERIA)
+    leak = {"unmanaged_slope_bytes_per_repeat": 3 * MiB, "unmanaged_slope_low_bytes_per_repeat": 2.5 * MiB}
+    lab.extra = {"leak_array_mean_var": leak | {"unmanaged_slope_high_bytes_per_repeat": 3.5 * MiB}}
+
+    plan = run(lab, dry_run=True).plan
+    first = run(lab)
+    second = run(lab)
+
+    assert plan == [
+        "run: soak and health — 2 case(s) (1 soak), as nox -s matrix -- --runtime=latest --hardware=local"
+        " --workload=leak_array_mean_var,array_mean_var --size=tiny"
+    ]
+    assert lab.ran() == ["matrix"]
+    soak, health = first.verdict.checks
+    assert not first.verdict.blessed
+    assert (soak.criterion, soak.subject, soak.passed) == ("soak", "leak_array_mean_var unmanaged", False)
+    assert soak.reason == (
+        "leak_array_mean_var: unmanaged memory +3072.0 KiB/repeat (95 % CI +2560.0 KiB/repeat to +3584.0 KiB/repeat)"
+        f" on latest, limit ≤ 1MiB/repeat — beyond the limit — run {soak.evidence[0]}"
+    )
+    assert health.passed and "limit ≤ 3 s — within the limit" in health.reason
+    assert second.plan[0].startswith("reuse: soak and health — 2 case(s) from run(s) run-")
+    assert [check.reason for check in second.verdict.checks] == [check.reason for check in first.verdict.checks]
 
 
 def test_a_verdict_on_evidence_measured_overloaded_says_so_in_its_checks(lab: Lab) -> None:
@@ -752,7 +802,7 @@ def test_a_lock_inside_a_finding_of_the_ledger_is_a_failed_check_first(
     assert cmd_bless(argv, lab.runners()) == 1
 
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "latest is NOT BLESSED against stable (criteria quick): 1 of 4 checks failed"
+    assert out[0] == "latest is NOT BLESSED against stable (criteria quick): 1 of 6 checks failed"
     assert out[1].startswith("  ✗ latest has dask 2026.9.0: known issue mixed_compute_order — One dask.compute mixing")
     assert "(dask 2025.4.0 and later, no fix released yet)" in out[1]
 
@@ -780,7 +830,7 @@ def test_command_prints_every_failed_reason_and_exits_1(
 
     out = capsys.readouterr().out.splitlines()
     assert code == 1
-    assert out[0] == "latest is NOT BLESSED against stable (criteria quick): 1 of 3 checks failed"
+    assert out[0] == "latest is NOT BLESSED against stable (criteria quick): 1 of 5 checks failed"
     assert out[1].startswith("  ✗ array_mean_var failed 3/3 repeats on latest (error: error: it went wrong)")
     # In a GitHub workflow the verdict is the job summary's section too: heading, headline, the printout.
     written = summary.read_text()

@@ -119,6 +119,26 @@ def test_a_set_dumps_as_the_file_spells_it_and_reads_back_the_same(catalog: Cata
     assert Criteria.model_validate(json.loads(json.dumps(dumped))) == spec
 
 
+def test_soak_and_health_limits_read_in_their_units_and_dump_as_written(catalog: Catalog, tmp_path: Path) -> None:
+    text = VALID.replace(
+        "    max_age: 36h\n",
+        "    soak: {max_leak: 512KiB/repeat, max_idle_growth: 1.5MiB/min}\n"
+        "    health: {workloads: ['tag:smoke'], max: {scheduler_loop_max: 500ms, scheduler_rss: 2GiB}}\n"
+        "    max_age: 36h\n",
+    )
+    spec = load_all_criteria(catalog, write(tmp_path, text))["default"]
+    assert spec.soak is not None and spec.health is not None
+    assert (spec.soak.leak_limit, spec.soak.idle_limit) == (512 * 1024, 1.5 * 2**20)
+    assert (spec.soak.workloads, spec.soak.series, spec.soak.inconclusive) == (["tag:leak"], ["unmanaged"], "fail")
+    assert spec.health.limits == {"scheduler_loop_max": 0.5, "scheduler_rss": 2 * 2**30}
+
+    dumped = spec.model_dump(mode="json")
+
+    assert (dumped["soak"]["max_leak"], dumped["soak"]["max_idle_growth"]) == ("512KiB/repeat", "1.5MiB/min")
+    assert dumped["health"]["max"] == {"scheduler_loop_max": "500ms", "scheduler_rss": "2GiB"}
+    assert Criteria.model_validate(json.loads(json.dumps(dumped))) == spec
+
+
 def test_the_metric_names_are_those_of_the_statistics() -> None:
     assert set(METRIC_NAMES) == set(METRICS)
 
@@ -205,13 +225,48 @@ def test_a_set_is_chosen_by_name_with_the_near_miss_for_a_typo(catalog: Catalog,
         ),
         pytest.param(
             "baseline: stable\ndescription: nothing\n",
-            ["criteria.default", "declares nothing to check", "add must_pass, stability or metrics"],
+            ["criteria.default", "declares nothing to check", "add must_pass, stability, metrics, soak or health"],
             id="nothing-to-check",
         ),
         pytest.param(
             "must_pass: ['*']\n",
             ["criteria.default.baseline", "Field required", "add it"],
             id="no-baseline",
+        ),
+        pytest.param(
+            "baseline: stable\nsoak: {max_leak: 1MiB, max_idle_growth: 2MiB/min}\n",
+            ["criteria.default.soak.max_leak", "'1MiB' is not a rate of bytes per repeat", "write e.g. '1MiB/repeat'"],
+            id="leak-without-per",
+        ),
+        pytest.param(
+            "baseline: stable\nsoak: {max_leak: 1MiB/repeat, max_idle_growth: 2MiB/repeat}\n",
+            ["criteria.default.soak.max_idle_growth", "'2MiB/repeat' is not a rate of bytes per min", "'1MiB/min'"],
+            id="idle-per-repeat",
+        ),
+        pytest.param(
+            "baseline: stable\nsoak: {max_leak: 1MiB/repeat}\n",
+            ["criteria.default.soak.max_idle_growth", "Field required", "add it"],
+            id="idle-limit-missing",
+        ),
+        pytest.param(
+            "baseline: stable\nsoak: {max_leak: 1MiB/repeat, max_idle_growth: 2MiB/min, series: [rss]}\n",
+            ["criteria.default.soak.series.0", "'unmanaged', 'worker_rss' or 'scheduler_rss'", "'rss'"],
+            id="series",
+        ),
+        pytest.param(
+            "baseline: stable\nhealth: {workloads: [groupby_agg], max: {scheduler_loop_max: 3}}\n",
+            ["criteria.default.health.max", "scheduler_loop_max: '3' is not an amount in seconds", "'3s' or '500ms'"],
+            id="health-without-unit",
+        ),
+        pytest.param(
+            "baseline: stable\nhealth: {workloads: [groupby_agg], max: {scheduler_rss: 3s}}\n",
+            ["criteria.default.health.max", "scheduler_rss: '3s' is not an amount in bytes", "'2GiB'"],
+            id="health-wrong-unit",
+        ),
+        pytest.param(
+            "baseline: stable\nhealth: {workloads: [groupby_agg], max: {scheduler_loop: 3s}}\n",
+            ["criteria.default.health.max", "unknown metric 'scheduler_loop'", "did you mean"],
+            id="health-unknown-metric",
         ),
         pytest.param(
             "baseline: stable\nmust_pass: ['tag:']\n",
@@ -307,6 +362,25 @@ def test_scope_expands_selectors_into_the_cases_of_the_size(catalog: Catalog) ->
     assert [case.case_id for case in found.compared] == ["array_mean_var"]
     assert found.unrunnable == {}
     assert found.skipped == ()
+
+
+def test_scope_selects_soak_and_health_cases_and_leaves_guards_out(catalog: Catalog) -> None:
+    spec = Criteria.model_validate(
+        {
+            "baseline": "stable",
+            "size": "tiny",
+            "soak": {"workloads": ["tag:soak"], "max_leak": "1MiB/repeat", "max_idle_growth": "2MiB/min"},
+            "health": {"workloads": ["array_mean_var"], "max": {"scheduler_loop_max": "3s"}},
+        }
+    )
+
+    found = scope(catalog, spec, "latest", "local")
+
+    soak = sorted(case.case_id for case in found.soak)
+    assert "leak_groupby_agg[by=id]" in soak and "idle_memory_growth" in soak
+    assert "scale_down_keeps_data" not in soak  # a guard of the findings ledger: judged through it
+    assert [case.case_id for case in found.health] == ["array_mean_var"]
+    assert {case.case_id for case in found.measured} == {*soak, "array_mean_var"}
 
 
 def test_scope_names_a_selector_whose_cases_cannot_run_on_the_hardware(catalog: Catalog) -> None:

@@ -14,7 +14,7 @@ from framework.blessing import known_issue_checks
 from framework.cli import main
 from framework.config import load_catalog, load_findings
 from framework.criteria import Criteria
-from framework.findings import Finding, affecting, findings_table
+from framework.findings import Finding, affecting, findings_table, guard_outcomes
 from framework.in_runtime.errors import ConfigError
 
 GOOD = Path(__file__).resolve().parents[1] / "resources" / "good"
@@ -128,6 +128,42 @@ def test_a_lock_falls_inside_from_first_bad_up_to_first_fixed(installed: str, in
     assert bool(found) is inside
     open_ended = Finding.model_validate({**LEDGER["findings"]["mean_var"], "first_fixed": None})
     assert bool(affecting({"g": open_ended}, {"dask": "2099.1.0"}))
+
+
+def guard_row(runtime: str, dask: str, outcome: str, workload: str = "mean_var") -> dict[str, str]:
+    return {"case_id": workload, "workload": workload, "runtime": runtime, "outcome": outcome,
+            "dask_version": dask, "distributed_version": dask}  # fmt: skip
+
+
+def test_a_guard_failing_inside_its_range_is_a_known_finding_not_a_failure_of_the_run() -> None:
+    rows = [
+        guard_row("latest", "2026.8.0", "failed"),
+        guard_row("latest", "2026.8.0", "failed"),  # a second repeat: one line, two rows not counted
+        guard_row("previous", "2025.1.0", "failed"),  # outside the range: a failure like any other
+        guard_row("stable", "2026.3.0", "passed", workload="groupby_agg"),  # not a guard
+    ]
+
+    outcomes = guard_outcomes({"mean_var": FINDING}, rows)
+
+    assert outcomes.expected_rows == 2
+    assert outcomes.contradicted == []
+    assert outcomes.lines == [
+        "known findings (1): guards failing inside their matrices/findings.yaml range — expected, not counted in the"
+        " exit code:",
+        "  mean_var on latest (dask 2026.8.0): known finding mean_var — mean and variance come back swapped (dask"
+        " 2026.3.0 and later, fixed in 2026.9.0)",
+    ]
+
+
+def test_a_guard_passing_inside_a_range_that_always_fails_says_the_ledger_may_be_stale() -> None:
+    outcomes = guard_outcomes({"mean_var": FINDING}, [guard_row("latest", "2026.8.0", "passed")])
+
+    [line] = outcomes.lines
+    assert line.startswith("! guard mean_var on latest (dask 2026.8.0) passed although the ledger puts dask 2026.8.0")
+    assert line.endswith("--metric=outcome --workload=mean_var and set first_fixed in matrices/findings.yaml")
+    assert outcomes.expected_rows == 0 and len(outcomes.contradicted) == 1
+    flaky = FINDING.model_copy(update={"intermittent": True})  # a pass inside its range proves nothing
+    assert guard_outcomes({"mean_var": flaky}, [guard_row("latest", "2026.8.0", "passed")]).lines == []
 
 
 @dataclasses.dataclass

@@ -96,9 +96,13 @@ def test_each_state_says_its_evidence_in_words(tmp_path):
     export = tmp_path / "blessed" / "previous-2026-01-05.txt"
     export.parent.mkdir()
     export.write_text("dask==2026.1.0\n")
-    blessed = [_check("must_pass", "array_mean_var", True), _check("metric", "array_mean_var wall", True)]
+    blessed = [_check("must_pass", "array_mean_var", True), _check("metric", "array_mean_var wall", True),
+               _check("soak", "leak_array_mean_var unmanaged", True),
+               _check("health", "array_mean_var scheduler_loop_max", True)]  # fmt: skip
     failed = [_check("must_pass", "array_mean_var", True),
-              _check("metric", "array_mean_var wall", False, "array_mean_var: wall time +40 % vs stable")]  # fmt: skip
+              _check("metric", "array_mean_var wall", False, "array_mean_var: wall time +40 % vs stable"),
+              _check("soak", "leak_array_mean_var unmanaged", False, "leak_array_mean_var: unmanaged memory +3 MiB"),
+              _check("health", "array_mean_var worker_gc", False, "array_mean_var: worker GC 2 s")]  # fmt: skip
     states = _states(
         [_run("previous", 1), _run("latest", 1), _run("stable", 1), _run("nightly", 1)],
         [
@@ -112,10 +116,13 @@ def test_each_state_says_its_evidence_in_words(tmp_path):
         "latest": "NOT BLESSED", "nightly": "UNUSABLE", "previous": "BLESSED", "stable": "NOT JUDGED",
     }  # fmt: skip
     line = _words(states["previous"].line)
-    assert "2026-01-03 00:00 UTC, against stable on local by criteria default: 2 of 2 checks passed" in line
+    assert "2026-01-03 00:00 UTC, against stable on local by criteria default: 4 of 4 checks passed" in line
     assert "1 must-pass case(s) passed every repeat; 1 metric comparison(s) within allowance (wall time ≤ 25 %)" in line
+    assert "1 soak slope(s) within their limits; 1 health figure(s) within their limits" in line
     assert f"Install: uv pip sync {export}" in line
-    assert "1 of 2 checks failed — wall time of array_mean_var" in _words(states["latest"].line)
+    assert "3 of 4 checks failed — wall time of array_mean_var" in _words(states["latest"].line)
+    assert "memory growth of leak_array_mean_var (unmanaged)" in _words(states["latest"].line)
+    assert "workers' GC pauses of array_mean_var (limit)" in _words(states["latest"].line)
     assert "array_mean_var: wall time +40 % vs stable" in _words(states["latest"].line)  # folded, with its evidence
     nightly = _words(states["nightly"].line)
     assert nightly.startswith("nightly is UNUSABLE: dask 2026.11.0 and distributed 2021.4.1 disagree at run time")

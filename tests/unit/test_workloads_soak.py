@@ -14,8 +14,10 @@ import pytest
 from workload_testing import in_process_client, tiny_cases
 
 from framework.config import load_catalog
+from framework.criteria import load_criteria
 from framework.in_runtime.checks import WorkloadCheckFailed, check
 from framework.in_runtime.clusters import scheduler_workers
+from framework.limits import MeasuredRow, soak_checks
 from framework.signatures import read_signature
 from workloads import soak
 from workloads.recovery import wait_until
@@ -153,7 +155,11 @@ def current(client: Any) -> Iterator[Any]:
 @pytest.mark.cluster(deadline=60)
 def test_a_leak_of_4_mib_a_repeat_on_each_worker_is_found_with_its_slope(current: Any) -> None:
     metrics = soak.leak_slope(
-        "test_workloads_soak:leak_on_every_worker", soak_seconds=0, soak_min_repeats=12, nbytes=LEAK_BYTES
+        "test_workloads_soak:leak_on_every_worker",
+        soak_seconds=0,
+        soak_min_repeats=12,
+        soak_record_series=True,
+        nbytes=LEAK_BYTES,
     )
 
     # Two workers in one process: 8 MiB more resident memory a repeat, none of it managed by Dask.
@@ -164,6 +170,15 @@ def test_a_leak_of_4_mib_a_repeat_on_each_worker_is_found_with_its_slope(current
         assert metrics[f"{series}_slope_bytes_per_repeat"] == pytest.approx(leak, rel=0.25), (series, metrics)
     assert (metrics["series_repeats"], metrics["skipped_repeats"]) == (12, 2)
     assert metrics["interval_confidence"] == 0.95
+    # every point, for the calibration benchmark: it grows by about the leak a repeat
+    points = [metrics[f"unmanaged_at_{index:04d}"] for index in range(12)]
+    assert (points[0], points[-1]) == (metrics["unmanaged_first_bytes"], metrics["unmanaged_last_bytes"])
+    assert "unmanaged_at_0012" not in metrics
+    # and the shipped blessing criteria fail it: 8 MiB a repeat is beyond `default`'s 1 MiB limit
+    [judged] = soak_checks(
+        load_criteria(load_catalog(), "default"), {"leak": (MeasuredRow("r", "passed", extra=metrics),)}, "here", ""
+    )
+    assert not judged.passed and "limit ≤ 1MiB/repeat — beyond the limit" in judged.reason, judged.reason
 
 
 @pytest.mark.cluster(deadline=60)
@@ -191,9 +206,11 @@ def test_a_wrong_answer_of_a_repeat_fails_the_case_naming_the_repeat(current: An
 
 @pytest.mark.cluster(deadline=30)
 def test_an_idle_cluster_gives_its_memory_growth_per_minute(current: Any) -> None:
-    metrics = soak.idle_memory_growth(idle_seconds=2.0, sample_interval_s=0.2, warmup_tasks=20)
+    metrics = soak.idle_memory_growth(idle_seconds=2.0, sample_interval_s=0.2, warmup_tasks=20, record_series=True)
 
     assert metrics["series_samples"] == 11
+    assert metrics["minute_at_0000"] < 0.001 and 0.03 <= metrics["minute_at_0010"] <= 0.042
+    assert metrics["unmanaged_at_0010"] == metrics["unmanaged_last_bytes"]
     assert 1.8 <= metrics["sampled_seconds"] <= 2.5
     for series in ("unmanaged", "worker_rss", "scheduler_rss"):
         low, high = metrics[f"{series}_slope_low_bytes_per_minute"], metrics[f"{series}_slope_high_bytes_per_minute"]
@@ -216,11 +233,12 @@ def test_a_worker_retired_under_load_keeps_every_key(current: Any) -> None:
 def test_localcluster_scale_down_loses_the_removed_workers_data_as_distributed_4069_says(current: Any) -> None:
     # SpecCluster asks the scheduler to retire its dropped workers by name where addresses are expected: none is
     # retired, each is closed with its data. Still so in the distributed the tests install; when a release fixes
-    # it, this fails: then scale_down_keeps_data (workloads/soak.yaml) can join the must-pass `stability` tag.
+    # it, this fails: then the finding (matrices/findings.yaml) gets its first_fixed, and the guard passes there.
     with pytest.raises(WorkloadCheckFailed) as failed:
         soak.scale_down_keeps_data("scale", items_per_worker=5, item_bytes=1024, timeout_s=20)
 
     assert re.search(r"^scale removed \S+ under load and data was lost: 5 of 10 scattered keys lost", str(failed.value))
+    assert str(failed.value).endswith("a known finding, see matrices/findings.yaml guard scale_down_keeps_data)")
     assert len(scheduler_workers(current)) == 2
 
 

@@ -4,8 +4,7 @@ data is lost for good (and its computed results are computed again).
 ``SpecCluster._correct_state_internal`` calls ``scheduler.retire_workers(workers=list(to_close))`` with the *names* of
 the workers it drops, where the scheduler expects *addresses*: it retires none, and the worker objects are then
 closed with their data. distributed#4069 and #5577 (open since 2020); found by ``workloads/soak.py``'s
-``scale_down_keeps_data``. Not in ``matrices/findings.yaml`` yet: the ledger entry (a guard, its range) is proposed
-in the soak workloads' report of issue 20.
+``scale_down_keeps_data``, the guard of this finding in ``matrices/findings.yaml``.
 
 Plain distributed, no import from this project. Run it with an environment's python:
 ``.blessing/envs/latest-*/bin/python workloads/reproducers/speccluster_scale_down_data_loss.py``.
