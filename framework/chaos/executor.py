@@ -615,8 +615,12 @@ class Executor:
             theirs = [thread for thread in self.leak_watch.leaked_threads() if not thread.name.startswith("blessing-")]
             stacks = invariants.thread_stacks(theirs)
             where = "; ".join(f"{name} {summary}" for name, (summary, _) in stacks.items())
+            loop = getattr(getattr(self.cluster, "loop", None), "asyncio_loop", None)
+            pending = invariants.pending_tasks(loop) if loop is not None else []
             teardown = TeardownError(
-                f"closing did not finish: {describe(error)}" + (f" — where the threads wait: {where}" if where else "")
+                f"closing did not finish: {describe(error)}"
+                + (f" — where the threads wait: {where}" if where else "")
+                + (f" — still pending on the cluster's loop: {'; '.join(pending)}" if pending else "")
             )
             teardown.__notes__ = [f"stack of thread {name}:\n{stack}" for name, (_, stack) in stacks.items()]
             raise teardown from error

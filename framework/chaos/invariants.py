@@ -222,6 +222,28 @@ def thread_stacks(threads: list[threading.Thread]) -> dict[str, tuple[str, str]]
     return stacks
 
 
+def pending_tasks(loop: Any, limit: int = 5) -> list[str]:
+    """The asyncio tasks still pending on ``loop`` (another thread's: read only, for a diagnosis), each as its
+    innermost awaits, ``inner (file:line) ← outer (file:line)``: what a loop that does not stop is waiting for."""
+    import asyncio
+
+    try:
+        tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    except Exception:  # the loop is gone, or changed while read
+        return []
+    found = []
+    for task in tasks[:limit]:
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(chain) < 8:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name} ({_short(frame.f_code.co_filename)}:{frame.f_lineno})")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        found.append(" ← ".join(reversed(chain[-3:])) or repr(task))
+    return found
+
+
 def _short(filename: str) -> str:
     """``…/site-packages/distributed/worker.py`` → ``distributed/worker.py``; a project file from its package."""
     parts = filename.replace("\\", "/").split("/")

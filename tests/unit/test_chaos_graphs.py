@@ -101,3 +101,40 @@ def test_p2p_partition_check() -> None:
     assert "key 1 in partitions 0 and 1" in str(graphs.check_p2p_partitions(split_key, rows=2))
     lost_row = [{"k": [1], "v": [0]}]
     assert "1 rows out" in str(graphs.check_p2p_partitions(lost_row, rows=2))
+
+
+def test_a_loop_that_does_not_stop_names_what_its_pending_tasks_await() -> None:
+    import asyncio
+    import threading
+
+    from framework.chaos.invariants import pending_tasks
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def finished(event: asyncio.Event) -> None:
+        await event.wait()
+
+    async def close() -> None:
+        event = asyncio.Event()
+        started.set()
+        await finished(event)  # an earlier close that never ends
+
+    def run() -> None:
+        task = loop.create_task(close())
+        loop.run_forever()
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(5)
+    try:
+        found = pending_tasks(loop)
+        assert len(found) == 1
+        assert found[0].startswith("wait (asyncio/locks.py:")
+        assert "← finished (unit/test_chaos_graphs.py:" in found[0]
+        assert "← close (unit/test_chaos_graphs.py:" in found[0]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
