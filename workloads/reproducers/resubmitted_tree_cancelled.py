@@ -71,9 +71,11 @@ def main():
     }
     expected = sum(range(NODES))
     for round_ in range(1, ROUNDS + 1):
-        with dask.config.set(config), LocalCluster(
-            n_workers=3, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster, Client(cluster) as client:
+        with (
+            dask.config.set(config),
+            LocalCluster(n_workers=3, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             root = submit_tree(client)
             for _ in range(RESUBMITS):  # drop the only reference and submit the same keys again
                 del root
