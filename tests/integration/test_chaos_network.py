@@ -9,25 +9,15 @@ import threading
 from typing import Any
 
 import pytest
+from test_chaos_invariants import MiB, config
 
 from framework.chaos.executor import Executor, run_program
 
-MiB = 2**20
-
 
 def program(tier: str) -> list[dict[str, Any]]:
-    config = {
-        "tier": tier,
-        "workers": 2,
-        "threads": 1,
-        "worker_saturation": None,
-        "work_stealing": True,
-        "validate": False,
-        "memory_limit": (256 if tier == "inprocess" else 768) * MiB,
-        "network": True,
-    }
+    memory = (256 if tier == "inprocess" else 768) * MiB
     steps: list[dict[str, Any]] = [
-        {"op": "start", "config": config},
+        {"op": "start", "config": config(tier, memory_limit=memory, network=True)},
         {"op": "submit", "graph": {"kind": "tree", "n": 10, "seed": 3, "ms_max": 20}},
         {"op": "slow_link", "which": 0, "ms": 300, "seed": 5},
         {"op": "submit", "graph": {"kind": "dag", "n": 10, "seed": 4, "ms_max": 5}},

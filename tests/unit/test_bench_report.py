@@ -8,16 +8,14 @@ forms of the scan's query give the same answer — which is also checked against
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import statistics
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pyarrow.parquet as pq
 import pytest
+from benchmark_modules import load_benchmark
 
 from framework.config import load_catalog
 from framework.in_runtime.cluster_health import COLUMNS as HEALTH
@@ -25,23 +23,12 @@ from framework.matrix import expand_workload
 from framework.query import Results
 from framework.results import CASE_SCHEMA, SCHEMA_VERSION
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ROWS = 5_000
 
 
-def _load(name: str) -> ModuleType:
-    """A module of tests/benchmarks (scripts, not a package), under the name its siblings import it by."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-synth = _load("history_synth")
-_load("history_records")
-bench = _load("bench_report")
+synth = load_benchmark("history_synth")
+load_benchmark("history_records")
+bench = load_benchmark("bench_report")
 
 
 @pytest.fixture(scope="module")

@@ -5,26 +5,12 @@ documented pair's goal is met only when the buggy release shows its class every 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+
+from benchmark_modules import load_benchmark
 
 from framework.known_failures import KnownFailure
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("bench_stability_calibration")
+bench = load_benchmark("bench_stability_calibration")
 HANG = 'liveness: LivenessError; stuck processing, queued; "N future(s) neither finished, erred nor were cancelled N s"'
 LEAK = "teardown: TeardownError; threads wait in rejoin (distributed/threadpoolexecutor.py)"
 ODD = "error: TimeoutError; raised at restart_workers (distributed/scheduler.py)"
