@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -220,6 +221,7 @@ class StabilityOracle:
     def __init__(self, failure_id: str, replay_on: ReplayOn, runtime_for: Callable[[str], Runtime]):
         self.failure_id, self.replay_on, self.runtime_for = failure_id, replay_on, runtime_for
         self.shown: dict[str, str] = {}
+        self.runs: dict[str, int] = {}
 
     def endpoints(self, good: str, bad: str) -> dict[str, Step]:
         return {}
@@ -232,11 +234,28 @@ class StabilityOracle:
         if runs == 0:
             return Judgement("skip", "the replay reported no run", "no run")
         shown = f"reproduced {hits}/{runs}"
+        self.runs[version] = runs
         self.shown[version] = shown + (f" ({errors[0].splitlines()[0][:140]})" if hits and errors else "")
         return Judgement("bad" if hits else "good", f"{self.failure_id}: {self.shown[version]}", shown)
 
     def boundary(self, last_good: str, first_bad: str) -> str:
         return f"{last_good}: {self.shown.get(last_good, '?')}; {first_bad}: {self.shown.get(first_bad, '?')}"
+
+    def caution(self, good: str) -> str | None:
+        """What ``good``'s clean replays rule out: an intermittent failure can pass a few replays (found so:
+        3 clean replays called a release fixed that a standalone script then showed still bad)."""
+        runs = self.runs.get(good)
+        if not runs:
+            return None
+        ruled_out = 1 - CAUTION_ALPHA ** (1 / runs)
+        needed = math.ceil(math.log(CAUTION_ALPHA) / math.log(1 - CAUTION_RATE))
+        return (
+            f"{good} passed {runs} replay(s): that rules out only a failure reproducing in more than"
+            f" {ruled_out:.0%} of runs (95 %); to rule out {CAUTION_RATE:.0%}, --times={needed}"
+        )
+
+
+CAUTION_ALPHA, CAUTION_RATE = 0.05, 0.2  # the confidence of a "good", and the hit rate the caution names
 
 
 # --- running a release ---------------------------------------------------------------------------------------

@@ -247,17 +247,19 @@ def run_bisection(args: argparse.Namespace, answer: dict[str, object] | None = N
             return judgement
 
         search = find_boundary(versions, classify, known, progress=say)
-        evidence, saved = "", None
+        evidence, saved, caution = "", None, None
         if search.last_good is not None and search.first_bad is not None:
             progress.advance(0, current=f"the boundary, {search.last_good} and {search.first_bad}")
             evidence = oracle.boundary(search.last_good, search.first_bad)
+            caution = oracle.caution(search.last_good) if isinstance(oracle, StabilityOracle) else None
             progress.advance(boundary_steps)
             if isinstance(oracle, MetricOracle) and runner is not None and oracle.comparison is not None:
                 saved = save_comparison(oracle, runner, search, plan.package, runtime_for, args.results)
     label = "replays" if plan.record else ("outcome" if plan.spec is None else f"{plan.spec.label} (median)")
-    sys.stdout.write(report(search, plan.span, plan.package, label, evidence, saved))
+    sys.stdout.write(report(search, plan.span, plan.package, label, evidence, saved, caution))
     if answer is not None:
         answer.update(document(search, plan.span, plan.package, label, evidence, saved))
+        answer["caution"] = caution
     return 0 if search.status == "found" else 1
 
 
@@ -384,7 +386,15 @@ def describe_range(plan: Bisection, sweeping: bool = False) -> str:
     return "\n".join(lines)
 
 
-def report(search: Search, span: ReleaseRange, package: str, label: str, evidence: str, saved: Path | None) -> str:
+def report(
+    search: Search,
+    span: ReleaseRange,
+    package: str,
+    label: str,
+    evidence: str,
+    saved: Path | None,
+    caution: str | None = None,
+) -> str:
     """The table of steps and the answer, in words."""
     from framework.summary import format_table
 
@@ -406,6 +416,8 @@ def report(search: Search, span: ReleaseRange, package: str, label: str, evidenc
     else:
         lines.append(f"first fixed release: {package} {good} (last bad {bad})")
     lines.append(f"evidence: {evidence}")
+    if caution is not None:
+        lines.append(f"caution: {caution}")
     if saved is not None:
         lines.append(f"comparison record: {saved}")
     return "\n".join(lines) + "\n"

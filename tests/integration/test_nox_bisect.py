@@ -56,6 +56,10 @@ def test_bisect_finds_the_release_that_fixed_a_recorded_hang(tmp_path: Path) -> 
     assert process.returncode == 0, process.stdout[-4000:]
     assert "first fixed release: distributed 2022.10.2 (last bad 2022.10.1)" in process.stdout
     assert "2022.10.2: reproduced 0/8; 2022.10.1: reproduced 1/" in process.stdout  # stops at the first hit
+    # what 8 clean replays of the fixed release rule out, said rather than implied
+    assert "caution: 2022.10.2 passed 8 replay(s): that rules out only a failure reproducing in more than 31%" in (
+        process.stdout
+    )
     with Results(results) as store:
         _, replays = store.sql(
             "SELECT runtime, distributed_version, count(*) FILTER (WHERE outcome = 'passed') FROM rows"

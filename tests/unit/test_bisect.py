@@ -260,6 +260,25 @@ def test_stability_oracle_is_bad_when_the_failure_reproduces_once() -> None:
     assert oracle.boundary("a", "b") == "a: reproduced 0/3; b: reproduced 1/3 (liveness: LivenessError: 10 future(s) …)"
 
 
+def test_a_release_called_good_by_clean_replays_says_what_they_rule_out() -> None:
+    runs = {"a": 3, "b": 14}
+
+    def replay_on(version: str, on: Runtime) -> tuple[int, int, list[str]]:
+        return 0, runs[version], []
+
+    oracle = StabilityOracle("F1", replay_on, runtime)
+    oracle.classify("a")
+    oracle.classify("b")
+
+    # 3 clean replays: a failure reproducing in 63 % of runs or less passes them 5 % of the time or more
+    assert oracle.caution("a") == (
+        "a passed 3 replay(s): that rules out only a failure reproducing in more than 63% of runs (95 %);"
+        " to rule out 20%, --times=14"
+    )
+    assert "more than 19% of runs" in str(oracle.caution("b"))
+    assert oracle.caution("never tried") is None
+
+
 def test_report_of_a_range_left_by_untestable_releases_names_the_candidates() -> None:
     from framework.bisect.session import report
     from framework.releases import Release, ReleaseRange
