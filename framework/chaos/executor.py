@@ -127,6 +127,8 @@ class Executor:
         self.network: Optional[Network] = None
         self.stopped = Stopped()
         self.dropped_workers: list[Any] = []
+        # Workers taken out of the cluster's spec (closed or retired by a step): the cluster no longer waits for them
+        self.forgotten: list[tuple[str, Any]] = []
         self.timings: dict[str, float] = collections.defaultdict(float)
 
     @contextlib.contextmanager
@@ -322,7 +324,28 @@ class Executor:
         if spec_name is None:
             return None
         self.cluster.worker_spec.pop(spec_name, None)
-        return self.cluster.workers.pop(spec_name, None)
+        worker = self.cluster.workers.pop(spec_name, None)
+        if worker is not None:
+            self.forgotten.append((name, worker))
+        return worker
+
+    def _finish_forgotten_closes(self) -> None:
+        """Wait until every worker taken out of the spec has finished closing, before the cluster closes.
+
+        ``SpecCluster.close`` waits only for the workers in its spec, then stops its event loop. A retired worker can
+        still be closing then: its executor joins a busy task thread for up to its 30 s timeout, holding
+        distributed's process-wide thread-pool lock. Stopping the loop cancels that close half-way; the worker's
+        stream handler, cancelled too, then waits in ``finished()`` for a close that will never finish, and the
+        loop thread never stops (\"join timed out\"). That was the harness's doing, not the release's: a user's
+        cluster closes the workers it knows about and waits for them. A close that does not finish here fails.
+        """
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        for name, worker in self.forgotten:
+            if any(worker is dropped for dropped in self.dropped_workers):
+                continue  # closed above, where a close cut off from the scheduler may fail
+            # Worker/Nanny.close on one already closing waits for that close; on a closed one it returns at once.
+            remaining = max(deadline - time.monotonic(), 1.0)
+            bounded(functools.partial(self.cluster.sync, worker.close), remaining, f"closing worker {name}")
 
     def _op_close_worker(self, step: dict[str, Any]) -> None:
         """Close a worker (or its nanny) directly: graceful, but no hand-over of its data."""
@@ -606,6 +629,7 @@ class Executor:
             if self.client is not None:
                 bounded(self.client.close, CLOSE_TIMEOUT_S, "closing the client")
             if self.cluster is not None:
+                self._finish_forgotten_closes()
                 bounded(self.cluster.close, CLOSE_TIMEOUT_S, "closing the cluster")
         except LivenessError as error:
             raise TeardownError(str(error)) from None
