@@ -106,6 +106,7 @@ class StabilityOptions:
     root: Path = ROOT
     rebuild: bool = False
     regressions: bool = True
+    keep_going: bool = False  # fuzz past failures: every failing example recorded, not only the first
 
 
 @dataclasses.dataclass
@@ -240,6 +241,7 @@ def fuzz_batch(
         "steps": options.steps,
         "seed": seed,
         "settle_s": options.settle_s,
+        "keep_going": options.keep_going,
         "regressions": [case.model_dump(mode="json") for case in regressions] if options.regressions else [],
     }
     say(

@@ -220,6 +220,11 @@ def stability_parser() -> Parser:
         help="seconds futures get to finish once faults stop",
     )
     parser.add_argument("--no-regressions", action="store_true", help="skip the saved regression cases")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="fuzz past failures: run every example and record each failing one (none is shrunk)",
+    )
     parser.add_argument("--replay", metavar="FAILURE_ID", help="re-run a recorded failure and report its hit rate")
     parser.add_argument("--times", type=positive, default=5, help="replays of --replay (default: 5)")
     parser.add_argument("--no-save", action="store_true", help="with --replay: do not save it as a regression case")
@@ -276,6 +281,7 @@ def cmd_stability(argv: Sequence[str]) -> int:
         results_dir=args.results,
         rebuild=args.rebuild,
         regressions=not args.no_regressions,
+        keep_going=args.keep_going,
     )
     if args.dry_run:
         print("\n".join(dry_run.stability_plan(options)))

@@ -3,7 +3,9 @@
 A benchmark that prints figures; it asserts nothing. A stability verdict that fails every release tells nothing, so
 the fuzzer's own false alarms are measured here the way ``calibration`` measures the statistics':
 
-1. **Run** the fuzzer (``nox -s stability``'s batches, without the saved regression cases) for several seeds on:
+1. **Run** the fuzzer (``nox -s stability --keep-going``'s batches, without the saved regression cases: every
+   example runs, and each failing one is recorded, so a batch shows every class it meets, not only the first) for
+   several seeds on:
    - each *documented pair* — the release with a historical hang and the release that fixed it (``PAIRS``);
    - the releases given with ``--runtimes`` beside them (default ``stable``: a current release).
    Seeds run in the same order on every runtime, seed by seed, so the machine's load falls on all of them alike;
@@ -13,8 +15,8 @@ the fuzzer's own false alarms are measured here the way ``calibration`` measures
    script outside the harness shows it); one listed without is *known, unexplained*; one not listed is
    *UNEXPLAINED* — a harness false alarm until shown otherwise.
 3. **Print** a table of classes × (runtime, tier) with counts over the seeds, then one line per documented pair:
-   does the buggy release fail with the pair's own class for every seed, and does the fixed release pass (failing
-   at most with classes shown to be distributed's, which are counted and named)?
+   does the buggy release meet the pair's own class in every seed's batch, and does the fixed release never meet it
+   (failing at most with classes shown to be distributed's, which are counted and named)?
 
     nox -s bench -- stability-calibration [--runtimes=stable] [--seeds=3] [--first-seed=1] [--tier=inprocess]
         [--profile=ci] [--examples=N] [--results=DIR] [--analyse=DIR]
@@ -38,7 +40,7 @@ from typing import Any
 
 from framework.config import ROOT, load_catalog
 from framework.engine import new_run_id, prepare_environment
-from framework.failure_signatures import of_row
+from framework.failure_signatures import of_record, of_row
 from framework.in_runtime.errors import FrameworkError
 from framework.known_failures import KnownFailure, load_known_failures, match
 from framework.query import Results
@@ -108,6 +110,7 @@ def measure(args: argparse.Namespace, names: list[str], store_dir: Path) -> list
         examples=args.examples,
         results_dir=store_dir,
         regressions=False,  # the fuzzer alone: saved regression cases are replays, not fuzzing
+        keep_going=True,  # past a first failure: a release with one known bug still shows the next
     )
     runtimes, _ = planned(base)  # bad runtime names fail here, before anything is built
     store = ResultsStore(store_dir)
@@ -139,13 +142,20 @@ class Batch:
     examples: int | None
     seconds: float
     load: float | None
-    signature: str | None
+    signature: str | None  # the first failing example's class
     failure_id: str | None
+    signatures: tuple[str, ...] = ()  # every failing example's class, in order (keep-going batches: several)
+
+    def meets(self, signature: str) -> bool:
+        return signature in self.signatures
 
 
 def batches(store_dirs: list[Path]) -> list[Batch]:
     rows: list[Any] = []
+    records: dict[str, Path] = {}
     for store_dir in store_dirs:
+        for path in (store_dir / "stability" / "failures").glob("*/failure.json"):
+            records[path.parent.name] = path
         results = Results(store_dir)
         try:
             columns, found = results.sql(
@@ -163,6 +173,11 @@ def batches(store_dirs: list[Path]) -> list[Batch]:
         extra = json.loads(row["extra_metrics"] or "{}")
         tier = params.get("tier") or str(row["case_id"]).removeprefix("fuzz[").rstrip("]")
         signature = None if row["outcome"] == PASSED else of_row(row).text
+        signatures = [signature] if signature else []
+        for number in range(2, int(extra.get("failures") or 0) + 1):  # a keep-going batch's further failures
+            path = records.get(f"{row['failure_id']}-{number}")
+            if path is not None:
+                signatures.append(of_record(json.loads(path.read_text())).text)
         out.append(
             Batch(
                 row["runtime"],
@@ -175,6 +190,7 @@ def batches(store_dirs: list[Path]) -> list[Batch]:
                 row["load_avg_1m"],
                 signature,
                 row["failure_id"],
+                tuple(signatures),
             )
         )
     return out
@@ -210,11 +226,11 @@ def analyse(store_dirs: list[Path], names: list[str]) -> int:
         load = f"{batch.load:.1f}" if batch.load is not None else "–"
         print(
             f"{batch.runtime:<16} {batch.tier:<9} {batch.seed:>4} {batch.outcome:<8} {batch.examples or 0:>8}"
-            f" {batch.seconds:>8.0f} {load:>5}  {batch.signature or '–'}"
+            f" {batch.seconds:>8.0f} {load:>5}  {' | '.join(batch.signatures) or '–'}"
         )
 
-    classes = sorted({b.signature for b in found if b.signature}, key=lambda text: (text.split(":")[0], text))
-    print("\nFailure classes × runtime/tier (failed batches / batches):")
+    classes = sorted({text for b in found for text in b.signatures}, key=lambda text: (text.split(":")[0], text))
+    print("\nFailure classes × runtime/tier (batches that met the class / batches):")
     header = "".join(f" {runtime[:16]:>16}/{tier[:4]}" for runtime, tier in columns)
     print(f"{'class':<12}{header}")
     print(f"{'passed':<12}" + "".join(f" {_count(cells[c], None):>21}" for c in columns))
@@ -230,13 +246,13 @@ def analyse(store_dirs: list[Path], names: list[str]) -> int:
     others = [name for name in runtimes if all(name not in (p.buggy, p.fixed) for p in PAIRS)]
     for name in others:
         runs = [b for b in found if b.runtime == name]
-        false = [b for b in runs if b.signature and "UNEXPLAINED" in resolution(b.signature, known)]
-        upstream = [b for b in runs if b.signature and b not in false]
+        false = [b for b in runs if unexplained_in(b, known)]
+        upstream = [b for b in runs if b.signatures and b not in false]
         print(
             f"  {name} (distributed {versions.get(name, '?')}): {sum(b.outcome == PASSED for b in runs)}/{len(runs)}"
             f" batches passed; {len(upstream)} failed with a known class, {len(false)} UNEXPLAINED"
         )
-    unexplained = [b for b in found if b.signature and "UNEXPLAINED" in resolution(b.signature, known)]
+    unexplained = [b for b in found if unexplained_in(b, known)]
     total = len(found)
     print(
         f"\nHarness false alarms (failures of an unexplained class): {len(unexplained)} of {total} batches"
@@ -249,6 +265,10 @@ def analyse(store_dirs: list[Path], names: list[str]) -> int:
     return 0
 
 
+def unexplained_in(batch: Batch, known: dict[str, KnownFailure]) -> bool:
+    return any(match(known, text) is None for text in batch.signatures)
+
+
 def cells_of(found: list[Batch], runtime: str, tier: str) -> list[Batch]:
     return [batch for batch in found if batch.runtime == runtime and batch.tier == tier]
 
@@ -258,7 +278,7 @@ def _count(batches: list[Batch], signature: str | None) -> str:
         return "–"
     if signature is None:
         return f"{sum(b.outcome == PASSED for b in batches)}/{len(batches)}"
-    hits = sum(b.signature == signature for b in batches)
+    hits = sum(b.meets(signature) for b in batches)
     return f"{hits}/{len(batches)}" if hits else "·"
 
 
@@ -270,14 +290,14 @@ def pair_line(pair: Pair, cells: dict[tuple[str, str], list[Batch]], known: dict
     buggy, fixed = cells.get((pair.buggy, pair.tier), []), cells.get((pair.fixed, pair.tier), [])
     if not buggy or not fixed:
         return f"{pair.issue}: not measured (tier {pair.tier} of {pair.buggy} and {pair.fixed})"
-    caught = sum(b.signature in own for b in buggy)
-    wrongly = sum(b.signature in own for b in fixed)
+    caught = sum(bool(own & set(b.signatures)) for b in buggy)
+    wrongly = sum(bool(own & set(b.signatures)) for b in fixed)
     clean = sum(b.outcome == PASSED for b in fixed)
-    upstream = [b for b in fixed if b.signature and b.signature not in own and match(known, b.signature)]
-    unexplained = [b for b in fixed if b.signature and not match(known, b.signature)]
+    unexplained = [b for b in fixed if unexplained_in(b, known)]
+    upstream = [b for b in fixed if b.signatures and not own & set(b.signatures) and b not in unexplained]
     met = caught == len(buggy) and wrongly == 0 and not unexplained
     return (
-        f"{pair.issue} ({pair.tier}): buggy {pair.buggy} failed with it in {caught}/{len(buggy)} seeds; fixed"
+        f"{pair.issue} ({pair.tier}): buggy {pair.buggy} met it in {caught}/{len(buggy)} seeds; fixed"
         f" {pair.fixed} showed it in {wrongly}/{len(fixed)}, passed {clean}/{len(fixed)}"
         + (f", {len(upstream)} failed with another known distributed class" if upstream else "")
         + (f", {len(unexplained)} with an UNEXPLAINED class" if unexplained else "")

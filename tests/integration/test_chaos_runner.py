@@ -122,3 +122,38 @@ def test_shrinking_drops_the_steps_a_failure_does_not_need(tmp_path: Path) -> No
     shrunk = json.loads((Path(shrink_plan["failures_dir"]) / final["failure_id"] / "failure.json").read_text())
     assert shrunk["program"] == [program[0], program[3]]
     assert shrunk["source"] == {"shrunk_from": "planted", "steps_before": 4}
+
+
+def test_keep_going_runs_every_example_and_records_each_failing_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A batch on a release with one known bug still shows whether it has the next: past a failure, the other
+    examples run, and every failing example is a failure record of its own (``<id>``, ``<id>-2``, …)."""
+    from framework.chaos import graphs
+
+    original = graphs.node_value
+
+    def wrong_in_workers(node: dict[str, Any], deps: list[Any], children: list[int]) -> Any:
+        value = original(node, deps, children)
+        try:
+            from distributed import get_worker
+
+            get_worker()
+        except ValueError:
+            return value
+        return value + 1 if isinstance(value, int) else value  # a planted bug: every graph computes wrong
+
+    monkeypatch.setattr(graphs, "node_value", wrong_in_workers)
+    (tmp_path / "work").mkdir()
+    the_plan = plan(tmp_path, examples=3, steps=3, keep_going=True)
+    chaos_run.run(the_plan)
+    [row] = read_rows(Path(the_plan["rows_path"]))
+    failures = row["extra_metrics"]["failures"]
+    assert row["outcome"] == "failed" and row["params"]["keep_going"] is True
+    assert row["extra_metrics"]["examples"] >= failures >= 2, row["extra_metrics"]
+    ids = [row["failure_id"]] + [f"{row['failure_id']}-{number}" for number in range(2, failures + 1)]
+    assert f"and {failures - 1} more failing example(s) in this batch: {', '.join(ids[1:])}" in row["error"]
+    records = [json.loads((Path(the_plan["failures_dir"]) / i / "failure.json").read_text()) for i in ids]
+    assert {record["kind"] for record in records} == {"result"}
+    examples = [record["source"]["examples_before_failure"] for record in records]
+    assert examples == sorted(set(examples)), "each record is a different example, in order"

@@ -31,9 +31,11 @@ def known(**reproducers: str | None) -> dict[str, KnownFailure]:
     }
 
 
-def batch(runtime: str, seed: int, signature: str | None) -> object:
+def batch(runtime: str, seed: int, signature: str | None, *more: str) -> object:
+    """A batch as the store gives it: its first failure's class, and (keep-going) every failing example's."""
     outcome = "passed" if signature is None else "failed"
-    return bench.Batch(runtime, "1.0", "process", seed, outcome, 8, 60.0, 1.0, signature, None)
+    signatures = (signature, *more) if signature else ()
+    return bench.Batch(runtime, "1.0", "process", seed, outcome, 8, 60.0, 1.0, signature, None, signatures)
 
 
 def cells(*batches: object) -> dict[tuple[str, str], list[object]]:
@@ -57,7 +59,7 @@ def test_the_goal_is_met_when_the_buggy_release_always_shows_its_class_and_the_f
 
     line = bench.pair_line(PAIR, found, entries)
 
-    assert "buggy old failed with it in 2/2 seeds" in line
+    assert "buggy old met it in 2/2 seeds" in line
     assert "passed 1/2, 1 failed with another known distributed class" in line
     assert line.endswith("GOAL MET")
 
@@ -77,3 +79,16 @@ def test_the_goal_is_missed_by_a_seed_the_buggy_release_passes_or_a_false_alarm_
 def test_a_pair_without_its_known_entry_or_without_batches_says_so() -> None:
     assert "has no entry 'hang'" in bench.pair_line(PAIR, cells(batch("old", 1, HANG)), {})
     assert "not measured" in bench.pair_line(PAIR, cells(batch("old", 1, HANG)), known(hang="r.py"))
+
+
+def test_a_keep_going_batch_counts_every_class_it_met_not_only_the_first() -> None:
+    entries = known(hang="r.py", leak="r.py")
+    # the buggy release's batch met the leak first, then its own hang; the fixed one the leak, then an odd class
+    found = cells(batch("old", 1, LEAK, HANG), batch("new", 1, LEAK, ODD))
+
+    line = bench.pair_line(PAIR, found, entries)
+
+    assert "buggy old met it in 1/1 seeds" in line
+    assert "1 with an UNEXPLAINED class" in line and line.endswith("GOAL NOT MET")
+    assert bench.unexplained_in(found[("new", "process")][0], entries)
+    assert bench._count(found[("old", "process")], HANG) == "1/1"
