@@ -14,7 +14,7 @@ bench = load_benchmark("bench_stability_calibration")
 HANG = 'liveness: LivenessError; stuck processing, queued; "N future(s) neither finished, erred nor were cancelled N s"'
 LEAK = "teardown: TeardownError; threads wait in rejoin (distributed/threadpoolexecutor.py)"
 ODD = "error: TimeoutError; raised at restart_workers (distributed/scheduler.py)"
-PAIR = bench.Pair("distributed#1", "old", "new", ("hang",), "process")
+PAIR = bench.Pair("distributed#1", "old", "new", ("hang",), ("inprocess", "process"))
 
 
 def known(**reproducers: str | None) -> dict[str, KnownFailure]:
@@ -31,11 +31,11 @@ def known(**reproducers: str | None) -> dict[str, KnownFailure]:
     }
 
 
-def batch(runtime: str, seed: int, signature: str | None, *more: str) -> object:
+def batch(runtime: str, seed: int, signature: str | None, *more: str, tier: str = "process") -> object:
     """A batch as the store gives it: its first failure's class, and (keep-going) every failing example's."""
     outcome = "passed" if signature is None else "failed"
     signatures = (signature, *more) if signature else ()
-    return bench.Batch(runtime, "1.0", "process", seed, outcome, 8, 60.0, 1.0, signature, None, signatures)
+    return bench.Batch(runtime, "1.0", tier, seed, outcome, 8, 60.0, 1.0, signature, None, signatures)
 
 
 def cells(*batches: object) -> dict[tuple[str, str], list[object]]:
@@ -73,7 +73,7 @@ def test_the_goal_is_missed_by_a_seed_the_buggy_release_passes_or_a_false_alarm_
 
     assert missed.endswith("GOAL NOT MET") and "1/2 seeds" in missed
     assert alarm.endswith("GOAL NOT MET") and "1 with an UNEXPLAINED class" in alarm
-    assert shown.endswith("GOAL NOT MET") and "showed it in 1/1" in shown
+    assert shown.endswith("GOAL NOT MET") and "showed it in 1/1 batches" in shown
 
 
 def test_a_pair_without_its_known_entry_or_without_batches_says_so() -> None:
@@ -92,3 +92,20 @@ def test_a_keep_going_batch_counts_every_class_it_met_not_only_the_first() -> No
     assert "1 with an UNEXPLAINED class" in line and line.endswith("GOAL NOT MET")
     assert bench.unexplained_in(found[("new", "process")][0], entries)
     assert bench._count(found[("old", "process")], HANG) == "1/1"
+
+
+def test_a_seed_meets_the_pairs_class_when_any_of_its_tiers_batches_does() -> None:
+    entries = known(hang="r.py")
+    found = cells(
+        batch("old", 1, None, tier="inprocess"),
+        batch("old", 1, HANG),  # seed 1: the process batch met it
+        batch("old", 2, HANG, tier="inprocess"),
+        batch("old", 2, None),  # seed 2: the in-process one did
+        batch("new", 1, None, tier="inprocess"),
+        batch("new", 1, None),
+    )
+
+    line = bench.pair_line(PAIR, found, entries)
+
+    assert "(inprocess, process): buggy old met it in 2/2 seeds" in line
+    assert "showed it in 0/2 batches, passed 2/2" in line and line.endswith("GOAL MET")
