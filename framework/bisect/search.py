@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
-Verdict = Literal["good", "bad", "skip"]
+# "undecided" (the noise allows no call) is the attribution's (framework/attribute/search.py); bisection's oracles
+# never give it.
+Verdict = Literal["good", "bad", "skip", "undecided"]
 
 
 @dataclasses.dataclass(frozen=True)
