@@ -62,7 +62,13 @@ class Pair:
 # Keep-going batches run every example, so a first failure of another bug (distributed#8702 ends most batches on
 # 2022.10.x) no longer hides the pair's own: every tier counts, the in-process one with its 5× the examples.
 PAIRS = (
-    Pair("distributed#7223", "dask-2022.10.1", "dask-2022.10.2", ("distributed_7223",), TIERS),
+    Pair(
+        "distributed#7223",
+        "dask-2022.10.1",
+        "dask-2022.10.2",
+        ("distributed_7223", "distributed_7223_dependents"),
+        TIERS,
+    ),
     Pair("distributed#8702", "dask-2024.6.0", "dask-2024.6.1", ("distributed_8702", "distributed_8702_hang"), TIERS),
 )
 DEFAULT_OTHERS = ("stable",)
