@@ -106,7 +106,9 @@ class StabilityOptions:
     root: Path = ROOT
     rebuild: bool = False
     regressions: bool = True
-    keep_going: bool = False  # fuzz past failures: every failing example recorded, not only the first
+    # Fuzz past a failure: a batch that failed before its examples ran out goes on in a fresh runner process with
+    # the examples left (a part of its own, seeded from the batch's seed), until they are spent.
+    keep_going: bool = False
 
 
 @dataclasses.dataclass
@@ -241,7 +243,6 @@ def fuzz_batch(
         "steps": options.steps,
         "seed": seed,
         "settle_s": options.settle_s,
-        "keep_going": options.keep_going,
         "regressions": [case.model_dump(mode="json") for case in regressions] if options.regressions else [],
     }
     say(
@@ -259,6 +260,70 @@ def fuzz_batch(
     if published is not None:
         report.published.append(published)
         report.rows.extend(_rows_of(published))
+        if options.keep_going:
+            _keep_going(plan, environment, store, options.root, budget, report, _rows_of(published))
+
+
+def continuation_seed(seed: int, part: int) -> int:
+    """The seed of part ``part`` of a keep-going batch seeded ``seed`` (part 0 is the batch itself)."""
+    return seed if part == 0 else (seed * 1_000_003 + part) % 2**31
+
+
+def _keep_going(
+    plan: dict[str, Any],
+    environment: Any,
+    store: ResultsStore,
+    root: Path,
+    budget: float,
+    report: StabilityReport,
+    rows: list[dict[str, Any]],
+) -> None:
+    """Each tier's batch that failed with examples left goes on in a fresh runner process, part after part.
+
+    A fresh process, not the same one: a failed example can leave threads, locks and clients behind in the process
+    (a hung task's thread, a leaked rejoin()), and the examples after it would be judged in what it left.
+    """
+    runtime = environment.runtime.name
+    for tier in plan["tiers"]:
+        row, part = _fuzz_row(rows, tier), 0
+        while row is not None and row.get("outcome") != "passed" and row.get("failure_id"):
+            params, extra = _json(row.get("params")), _json(row.get("extra_metrics"))
+            left = int(params.get("examples_wanted") or 0) - int(extra.get("examples") or 0)
+            if left <= 0:
+                break
+            part += 1
+            say(f"[{runtime}] keep-going: {tier} goes on in a fresh process, {left} example(s) left (part {part}) …")
+            part_plan = {
+                **plan,
+                "tiers": [tier],
+                "examples": left,
+                "batch_examples": plan["examples"],
+                "seed": continuation_seed(plan["seed"], part),
+                "batch_seed": plan["seed"],
+                "part": part,
+                "regressions": [],
+                "rows_path": str(store.staging_file(f"{plan['run_id']}__{runtime}__chaos-{tier}-part{part}")),
+            }
+            published = _execute(part_plan, environment, store, root, budget)
+            if published is None:
+                break
+            report.published.append(published)
+            part_rows = _rows_of(published)
+            report.rows.extend(part_rows)
+            row = _fuzz_row(part_rows, tier)
+
+
+def _fuzz_row(rows: list[dict[str, Any]], tier: str) -> dict[str, Any] | None:
+    return next(
+        (r for r in rows if r.get("workload") == "stability.fuzz" and _json(r.get("params")).get("tier") == tier),
+        None,
+    )
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    return json.loads(value) if value else {}
 
 
 # --- replay ---------------------------------------------------------------------------------------------------

@@ -140,7 +140,6 @@ class Failure:
     dump_path: Optional[str]
     scratch: str
     log_tail: list[str] = dataclasses.field(default_factory=list)
-    example: int = 0  # the batch's example it failed in (1-based; hypothesis's re-runs count too)
 
 
 @dataclasses.dataclass
@@ -177,9 +176,6 @@ class ChaosMachine(RuleBasedStateMachine):
     work_dir: Optional[Path] = None
     # Told of each example as it ends (see ``ExampleEnd``): the runner prints one line per example.
     on_example: Optional[Callable[[ExampleEnd], None]] = None
-    # Keep going past a failure: record it, end that example (its remaining steps do nothing) and go on to the
-    # next, so one batch shows every failure class it meets, not only the first (see ``fuzz``).
-    keep_going = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -189,19 +185,15 @@ class ChaosMachine(RuleBasedStateMachine):
 
     def _do(self, step: dict[str, Any]) -> None:
         assert self.executor is not None
-        if self.failed:
-            return  # keep-going: this example already failed (and was recorded)
         try:
             self.executor.apply(step)
         except BaseException as error:
-            if not self._record(error):
-                raise
+            self._record(error)
+            raise
 
-    def _record(self, error: BaseException) -> bool:
-        """Record a failing example (once); True when the error is not to be raised (keep-going)."""
-        swallow = type(self).keep_going and not isinstance(error, KeyboardInterrupt)
+    def _record(self, error: BaseException) -> None:
         if self.failed or self.executor is None:
-            return swallow
+            return
         self.failed = True
         self.executor.fail()
         self.stats.failures.append(
@@ -213,10 +205,8 @@ class ChaosMachine(RuleBasedStateMachine):
                 dump_path=self.executor.dump_path,
                 scratch=str(self.executor.scratch),
                 log_tail=list(self.executor.log_tail.lines),
-                example=self.stats.examples,
             )
         )
-        return swallow
 
     @initialize(config=cluster_configs())
     def start(self, config: dict[str, Any]) -> None:
@@ -231,12 +221,11 @@ class ChaosMachine(RuleBasedStateMachine):
         try:
             self.executor.start()
         except BaseException as error:
-            if not self._record(error):
-                raise
+            self._record(error)
+            raise
 
     def _started(self) -> bool:
-        # Keep-going: a failed example's rules stay drawable (hypothesis needs one), and ``_do`` ignores them.
-        return self.executor is not None and (not self.failed or type(self).keep_going)
+        return self.executor is not None and not self.failed
 
     def _has_workers(self) -> bool:
         return self._started() and self.executor is not None and self.executor.workers_model > 0
@@ -382,14 +371,14 @@ class ChaosMachine(RuleBasedStateMachine):
 
     @invariant()
     def state_is_valid(self) -> None:
-        if not self._started() or self.failed:
+        if not self._started():
             return
         assert self.executor is not None
         try:
             self.executor.check_state()
         except BaseException as error:
-            if not self._record(error):
-                raise
+            self._record(error)
+            raise
 
     def teardown(self) -> None:
         executor = self.executor
@@ -400,9 +389,8 @@ class ChaosMachine(RuleBasedStateMachine):
                 try:
                     outcomes = executor.finish()
                 except BaseException as error:
-                    if not self._record(error):
-                        raise
-                    outcomes = {}
+                    self._record(error)
+                    raise
                 for name, count in outcomes.items():
                     self.stats.outcomes[name] = self.stats.outcomes.get(name, 0) + count
         finally:
@@ -430,7 +418,6 @@ def machine_for(
     settle_s: float,
     work_dir: Optional[Path],
     on_example: Optional[Callable[[ExampleEnd], None]] = None,
-    keep_going: bool = False,
 ) -> type[ChaosMachine]:
     """A machine class of its own per batch: its stats and settings do not leak into the next batch."""
     return type(
@@ -442,7 +429,6 @@ def machine_for(
             "settle_s": settle_s,
             "work_dir": work_dir,
             "on_example": staticmethod(on_example) if on_example is not None else None,
-            "keep_going": keep_going,
         },
     )
 
@@ -469,20 +455,14 @@ def fuzz(
     settle_s: Optional[float] = None,
     work_dir: Optional[Path] = None,
     on_example: Optional[Callable[[ExampleEnd], None]] = None,
-    keep_going: bool = False,
 ) -> BatchResult:
     """Run one batch of examples; stop at the first failure (shrunk under ``nightly``) and report it.
 
-    ``on_example`` is told of each example as it ends (hypothesis's re-runs while shrinking included). With
-    ``keep_going`` the batch runs all its examples whatever fails: every failing example is in
-    ``stats.failures`` (in order; ``failure`` is the first), none is shrunk. A release whose first failure is one
-    known bug still shows whether it has the next (the stability calibration's documented pairs)."""
+    ``on_example`` is told of each example as it ends (hypothesis's re-runs while shrinking included)."""
     from hypothesis import seed as with_seed
 
     chosen = tier_settings(profile, tier, examples, steps)
-    machine = machine_for(
-        tier, settle_s if settle_s is not None else SETTLE_S[tier], work_dir, on_example, keep_going=keep_going
-    )
+    machine = machine_for(tier, settle_s if settle_s is not None else SETTLE_S[tier], work_dir, on_example)
     with_seed(seed)(machine)
     started = time.perf_counter()
     error: Optional[str] = None
@@ -494,7 +474,7 @@ def fuzz(
         error = f"{type(raised).__name__}: {raised}".splitlines()[0][:2000]
     seconds = time.perf_counter() - started
     stats = machine.stats
-    failure = (stats.failures[0] if keep_going else stats.failures[-1]) if stats.failures else None
+    failure = stats.failures[-1] if stats.failures else None
     # Hypothesis reports a failure it could not reproduce as Flaky; the recorded program is still the evidence.
     flaky = bool(error and "Flaky" in error)
     if failure is not None and error is None:

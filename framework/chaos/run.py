@@ -228,10 +228,10 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
 
     settle_s = plan.get("settle_s") or SETTLE_S[tier]
     seed = int(plan["seed"])
-    keep_going = bool(plan.get("keep_going"))
     params = {"tier": tier, "profile": plan["profile"], "seed": seed, "examples": plan.get("examples")}
-    if keep_going:
-        params["keep_going"] = True
+    part = int(plan.get("part") or 0)
+    if part:  # a keep-going continuation (framework.stability): part N of the batch seeded batch_seed
+        params.update(part=part, batch_seed=plan["batch_seed"], examples=plan.get("batch_examples"))
     row = _row(plan, base, "stability.fuzz", f"fuzz[{tier}]", "framework.chaos.machine:fuzz", params)
     row["started_at"] = now()
     with load_probe.LoadWatch(sample_s=None) as load:
@@ -244,7 +244,6 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
             settle_s=settle_s,
             work_dir=Path(plan["work_dir"]),
             on_example=lambda ended: say(example_line(plan["runtime"]["name"], ended)),
-            keep_going=keep_going,
         )
     stats = result.stats
     params.update(examples_wanted=result.examples_wanted, settle_s=settle_s)
@@ -259,7 +258,7 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
         "examples": stats.examples,
         "steps": stats.steps,
         "tasks_submitted": stats.tasks,
-        "failures": (len(stats.failures) if keep_going else 1) if result.failure or result.error else 0,
+        "failures": 1 if result.failure or result.error else 0,
         "flaky": 1 if result.flaky else 0,
         "futures_finished": stats.outcomes.get("finished", 0),
         "futures_erred": stats.outcomes.get("error", 0),
@@ -283,38 +282,23 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
         " (hypothesis: flaky — it did not fail again when re-run)" if result.flaky else ""
     )
     row["traceback"] = failure.traceback
-    failure_id = f"{plan['run_id']}-{plan['runtime']['name']}-{tier}"
-    # Keep-going: every failing example of the batch is a failure record of its own, <failure_id>-2, -3, …
-    # (``more_failures``); the row names the first.
-    more = stats.failures[1:] if keep_going else []
-    ids = [failure_id] + [f"{failure_id}-{number}" for number in range(2, len(more) + 2)]
-    records = []
-    for this_id, this in zip(ids, [failure, *more]):
-        error = row["error"] if this is failure else f"{this.kind}: {this.error}".replace("\n", " ")[:4000]
-        records.append(
-            write_failure(
-                Path(plan["failures_dir"]),
-                this_id,
-                tier=tier,
-                program=this.program,
-                kind=this.kind,
-                error=error,
-                traceback_text=this.traceback,
-                dump_path=this.dump_path,
-                log_tail=this.log_tail,
-                plan={**plan, "settle_s": settle_s},
-                source={
-                    "fuzz": params,
-                    "flaky": result.flaky,
-                    "examples_before_failure": this.example if keep_going else stats.examples,
-                },
-            )
-        )
-        shutil.rmtree(this.scratch, ignore_errors=True)
-    if more:
-        row["error"] += f" (and {len(more)} more failing example(s) in this batch: {', '.join(ids[1:])})"
+    failure_id = f"{plan['run_id']}-{plan['runtime']['name']}-{tier}" + (f"-part{part}" if part else "")
+    record = write_failure(
+        Path(plan["failures_dir"]),
+        failure_id,
+        tier=tier,
+        program=failure.program,
+        kind=failure.kind,
+        error=row["error"],
+        traceback_text=failure.traceback,
+        dump_path=failure.dump_path,
+        log_tail=failure.log_tail,
+        plan={**plan, "settle_s": settle_s},
+        source={"fuzz": params, "flaky": result.flaky, "examples_before_failure": stats.examples},
+    )
+    shutil.rmtree(failure.scratch, ignore_errors=True)
     row["failure_id"] = failure_id
-    row["cluster_dump"] = _dump_in(records[0])
+    row["cluster_dump"] = _dump_in(record)
     return row
 
 

@@ -223,7 +223,7 @@ def stability_parser() -> Parser:
     parser.add_argument(
         "--keep-going",
         action="store_true",
-        help="fuzz past failures: run every example and record each failing one (none is shrunk)",
+        help="fuzz past failures: a batch that fails goes on in a fresh process with the examples left",
     )
     parser.add_argument("--replay", metavar="FAILURE_ID", help="re-run a recorded failure and report its hit rate")
     parser.add_argument("--times", type=positive, default=5, help="replays of --replay (default: 5)")

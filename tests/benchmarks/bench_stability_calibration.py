@@ -3,9 +3,9 @@
 A benchmark that prints figures; it asserts nothing. A stability verdict that fails every release tells nothing, so
 the fuzzer's own false alarms are measured here the way ``calibration`` measures the statistics':
 
-1. **Run** the fuzzer (``nox -s stability --keep-going``'s batches, without the saved regression cases: every
-   example runs, and each failing one is recorded, so a batch shows every class it meets, not only the first) for
-   several seeds on:
+1. **Run** the fuzzer (``nox -s stability --keep-going``'s batches, without the saved regression cases: a batch
+   that fails goes on in a fresh process with the examples left, so it shows every class it meets, not only the
+   first, each met in a clean process) for several seeds on:
    - each *documented pair* — the release with a historical hang and the release that fixed it (``PAIRS``);
    - the releases given with ``--runtimes`` beside them (default ``stable``: a current release).
    Seeds run in the same order on every runtime, seed by seed, so the machine's load falls on all of them alike;
@@ -138,17 +138,22 @@ def measure(args: argparse.Namespace, names: list[str], store_dir: Path) -> list
 
 @dataclasses.dataclass
 class Batch:
+    """One seed's batch on one runtime and tier: its keep-going parts (each in a fresh process) taken together."""
+
     runtime: str
     distributed: str
     tier: str
     seed: int
-    outcome: str
+    outcome: str  # the first part's
     examples: int | None
     seconds: float
     load: float | None
-    signature: str | None  # the first failing example's class
+    signature: str | None  # the first failure's class
     failure_id: str | None
-    signatures: tuple[str, ...] = ()  # every failing example's class, in order (keep-going batches: several)
+    signatures: tuple[str, ...] = ()  # every part's failure class, in order: each met in a fresh process
+    # Later failures of one process (the fuzzer's keep-going of 2026-12-06 ran on in the process that failed):
+    # possibly consequences of the first failure's leftovers, so shown but never counted.
+    after_failure: tuple[str, ...] = ()
 
     def meets(self, signature: str) -> bool:
         return signature in self.signatures
@@ -170,34 +175,47 @@ def batches(store_dirs: list[Path]) -> list[Batch]:
             results.close()
         rows += found
     rows.sort(key=lambda values: values[-1])
-    out = []
+    out: dict[tuple[str, str, int], Batch] = {}
     for values in rows:
         row = dict(zip(columns, values))
         params = json.loads(row["params"] or "{}")
         extra = json.loads(row["extra_metrics"] or "{}")
         tier = params.get("tier") or str(row["case_id"]).removeprefix("fuzz[").rstrip("]")
+        seed = int(params.get("batch_seed", params.get("seed", -1)))
         signature = None if row["outcome"] == PASSED else of_row(row).text
-        signatures = [signature] if signature else []
-        for number in range(2, int(extra.get("failures") or 0) + 1):  # a keep-going batch's further failures
+        later = []
+        for number in range(2, int(extra.get("failures") or 0) + 1):  # the same-process keep-going's records
             path = records.get(f"{row['failure_id']}-{number}")
             if path is not None:
-                signatures.append(of_record(json.loads(path.read_text())).text)
-        out.append(
-            Batch(
+                later.append(of_record(json.loads(path.read_text())).text)
+        key = (row["runtime"], tier, seed)
+        batch = out.get(key)
+        if batch is None:
+            out[key] = Batch(
                 row["runtime"],
                 row["distributed_version"] or "?",
                 tier,
-                int(params.get("seed", -1)),
+                seed,
                 row["outcome"],
                 extra.get("examples"),
                 float(row["wall_s"] or 0.0),
                 row["load_avg_1m"],
                 signature,
                 row["failure_id"],
-                tuple(signatures),
+                (signature,) if signature else (),
+                tuple(later),
             )
+            continue
+        loads = [load for load in (batch.load, row["load_avg_1m"]) if load is not None]
+        out[key] = dataclasses.replace(  # a keep-going part of the batch
+            batch,
+            examples=(batch.examples or 0) + (extra.get("examples") or 0),
+            seconds=batch.seconds + float(row["wall_s"] or 0.0),
+            load=max(loads) if loads else None,
+            signatures=batch.signatures + ((signature,) if signature else ()),
+            after_failure=batch.after_failure + tuple(later),
         )
-    return out
+    return list(out.values())
 
 
 def resolution(signature: str, known: dict[str, KnownFailure]) -> str:
@@ -231,6 +249,7 @@ def analyse(store_dirs: list[Path], names: list[str]) -> int:
         print(
             f"{batch.runtime:<16} {batch.tier:<9} {batch.seed:>4} {batch.outcome:<8} {batch.examples or 0:>8}"
             f" {batch.seconds:>8.0f} {load:>5}  {' | '.join(batch.signatures) or '–'}"
+            + (f"  [then, in the same process: {' | '.join(batch.after_failure)}]" if batch.after_failure else "")
         )
 
     classes = sorted({text for b in found for text in b.signatures}, key=lambda text: (text.split(":")[0], text))
@@ -243,6 +262,12 @@ def analyse(store_dirs: list[Path], names: list[str]) -> int:
     print("  (distributed: " + ", ".join(f"{name} {versions.get(name, '?')}" for name in runtimes) + ")")
     for number, text in enumerate(classes, 1):
         print(f"class {number}: {text}\n    → {resolution(text, known)}")
+
+    later = collections.Counter(text for b in found for text in b.after_failure)
+    if later:
+        print("\nMet only after an earlier failure in the same process (possibly its consequence; not counted):")
+        for text, count in later.most_common():
+            print(f"  {count}× {text}\n    → {resolution(text, known)}")
 
     print("\nDocumented pairs:")
     for pair in PAIRS:

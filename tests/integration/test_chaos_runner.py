@@ -124,11 +124,9 @@ def test_shrinking_drops_the_steps_a_failure_does_not_need(tmp_path: Path) -> No
     assert shrunk["source"] == {"shrunk_from": "planted", "steps_before": 4}
 
 
-def test_keep_going_runs_every_example_and_records_each_failing_one(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """A batch on a release with one known bug still shows whether it has the next: past a failure, the other
-    examples run, and every failing example is a failure record of its own (``<id>``, ``<id>-2``, …)."""
+def test_a_keep_going_part_names_its_failure_and_its_batch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Part N of a keep-going batch (run in a fresh process by framework.stability) records its failure as
+    ``<id>-partN``, with its batch's seed and the batch's own example budget beside the part's."""
     from framework.chaos import graphs
 
     original = graphs.node_value
@@ -145,15 +143,11 @@ def test_keep_going_runs_every_example_and_records_each_failing_one(
 
     monkeypatch.setattr(graphs, "node_value", wrong_in_workers)
     (tmp_path / "work").mkdir()
-    the_plan = plan(tmp_path, examples=3, steps=3, keep_going=True)
+    the_plan = plan(tmp_path, examples=3, steps=3, seed=77, part=2, batch_seed=3, batch_examples=None)
     chaos_run.run(the_plan)
     [row] = read_rows(Path(the_plan["rows_path"]))
-    failures = row["extra_metrics"]["failures"]
-    assert row["outcome"] == "failed" and row["params"]["keep_going"] is True
-    assert row["extra_metrics"]["examples"] >= failures >= 2, row["extra_metrics"]
-    ids = [row["failure_id"]] + [f"{row['failure_id']}-{number}" for number in range(2, failures + 1)]
-    assert f"and {failures - 1} more failing example(s) in this batch: {', '.join(ids[1:])}" in row["error"]
-    records = [json.loads((Path(the_plan["failures_dir"]) / i / "failure.json").read_text()) for i in ids]
-    assert {record["kind"] for record in records} == {"result"}
-    examples = [record["source"]["examples_before_failure"] for record in records]
-    assert examples == sorted(set(examples)), "each record is a different example, in order"
+    assert row["outcome"] == "failed"
+    assert row["failure_id"] == "20261126T000000Z-aaaaaa-here-inprocess-part2"
+    assert row["params"]["part"] == 2 and row["params"]["batch_seed"] == 3 and row["params"]["seed"] == 77
+    assert row["params"]["examples"] is None and row["params"]["examples_wanted"] == 3
+    assert (Path(the_plan["failures_dir"]) / row["failure_id"] / "failure.json").exists()
