@@ -521,6 +521,11 @@ class Executor:
         for name in list(self.gates_closed):
             bounded(functools.partial(Event(name, client=self.client).set), STEP_TIMEOUT_S, f"opening gate {name}")
         self.gates_closed.clear()
+        # A worker still closing is a fault still in progress: in one process its close holds distributed's
+        # thread-pool lock while it joins its busy task threads (up to 30 s), so every secede() anywhere waits, and
+        # two closes in a row stalled past the settle time (a liveness false alarm on stable, measured by the
+        # stability calibration). The futures' clock starts once the workers taken out have finished closing.
+        self._finish_forgotten_closes()
         if "running" not in self.worker_statuses().values():
             # No worker that takes tasks: a retired one may still be listed while it closes (or after a retirement
             # that found no recipient for its data). Settling promises a running worker.
