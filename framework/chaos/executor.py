@@ -349,10 +349,10 @@ class Executor:
 
     def _op_close_worker(self, step: dict[str, Any]) -> None:
         """Close a worker (or its nanny) directly: graceful, but no hand-over of its data."""
-        workers = self.live_workers()
-        if not workers:
+        picked = self._pick_worker(step["which"], step.get("target", "any"))
+        if picked is None:
             return
-        name, _ = workers[int(step["which"]) % len(workers)]
+        name = picked[0]
         self.ledger.churn()
         worker = self._forget_worker(name)
         self.workers_model = max(0, self.workers_model - 1)
@@ -379,16 +379,16 @@ class Executor:
         """SIGKILL a worker process (process tier): its nanny starts a new one at a new address."""
         if self.config["tier"] != "process":
             return
-        pid = self._worker_pid(step["which"])
+        pid = self._worker_pid(step["which"], step.get("target", "any"))
         if pid is None:
             return
         self.ledger.churn()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
-    def _worker_pid(self, which: int) -> Optional[int]:
-        """The process id of the ``which``-th live worker, or None if there is none (or it went away)."""
-        picked = self._pick_worker(which)
+    def _worker_pid(self, which: int, target: str = "any") -> Optional[int]:
+        """The process id of the worker ``_pick_worker`` picks, or None if there is none (or it went away)."""
+        picked = self._pick_worker(which, target)
         if picked is None:
             return None
         address = picked[1]
@@ -429,9 +429,24 @@ class Executor:
             self._op_retire_worker({"which": step.get("which", 0)})
             self._op_add_worker({})
 
-    def _pick_worker(self, which: int) -> Optional[tuple[str, str]]:
+    def _pick_worker(self, which: int, target: str = "any") -> Optional[tuple[str, str]]:
+        """(name, address) of a live worker: the ``which``-th, or with ``target="holder"`` the one holding the only
+        copy of the most data that tasks still to run need (the ``which``-th of those tied; any, if none holds any).
+        A fault aimed where it hurts: losing such data sends queued and waiting tasks back to wait on recomputation
+        (distributed#8702 lived there)."""
         workers = self.live_workers()
-        return workers[int(which) % len(workers)] if workers else None
+        if not workers:
+            return None
+        if target == "holder":
+            counts = bounded(
+                lambda: self.client.run_on_scheduler(invariants.sole_holders), STEP_TIMEOUT_S, "sole holders"
+            )
+            most = max((counts.get(address, 0) for _, address in workers), default=0)
+            if most > 0:
+                workers = [item for item in workers if counts.get(item[1], 0) == most]
+        elif target != "any":
+            raise ValueError(f"unknown worker target {target!r}; known: any, holder")
+        return workers[int(which) % len(workers)]
 
     def _op_slow_link(self, step: dict[str, Any]) -> None:
         """Latency on one worker's links, both ways (network configs): ``ms`` + jitter seeded by ``seed``."""

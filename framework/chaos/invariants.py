@@ -124,6 +124,21 @@ def stuck_keys(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
     return states
 
 
+def sole_holders(dask_scheduler: Any) -> dict[str, int]:
+    """Worker address → how many tasks still to run (queued, waiting, processing, no-worker) depend on data whose
+    only copy that worker holds: the worker whose loss forces the most recomputation."""
+    counts: dict[str, int] = {}
+    for ts in list(dask_scheduler.tasks.values()):
+        if ts.state not in ("queued", "waiting", "processing", "no-worker"):
+            continue
+        for dts in ts.dependencies:
+            holders = dts.who_has or ()  # a set of WorkerState (None when empty on some releases)
+            if len(holders) == 1:
+                address = next(iter(holders)).address
+                counts[address] = counts.get(address, 0) + 1
+    return counts
+
+
 def worker_pid() -> int:
     return os.getpid()
 

@@ -246,6 +246,34 @@ def test_settle_and_teardown_wait_for_a_retired_worker_still_closing(
     assert statuses_at_close == ["Status.closed"], f"the cluster was closed while worker {name} was still closing"
 
 
+def test_a_close_aimed_at_the_holder_takes_the_only_copy_a_waiting_task_needs(tmp_path: Any) -> None:
+    """``target: holder`` picks the worker holding the only copy of data a task still to run needs, whatever
+    ``which`` says; the program then settles: the lost data is computed again and every future ends."""
+    executor = Executor(config(workers=3, work_stealing=False), settle_s=30, work_dir=tmp_path)
+    executor.start()
+    try:
+        executor.apply(graph("fanout", 1, shared_dep=True, gated=[0]))  # fanout0-0 waits on its gate, needing src
+        source = "fanout0src-0"
+        for _ in range(200):
+            holders = executor.client.who_has().get(source, ())  # (keys given as strings are ignored)
+            if holders:
+                break
+            threading.Event().wait(0.05)
+        [holder] = holders
+        names = {address: name for name, address in executor.live_workers()}
+        for which in range(3):
+            assert executor._pick_worker(which, "holder") == (names[holder], holder)
+        assert executor._pick_worker(1, "any") == executor.live_workers()[1]
+        with pytest.raises(ValueError, match="unknown worker target 'nearest'; known: any, holder"):
+            executor._pick_worker(0, "nearest")
+        executor.apply({"op": "close_worker", "which": 2, "target": "holder"})
+        assert holder not in {address for _, address in executor.live_workers()}
+        executor.apply({"op": "settle"})
+        assert executor.finish()["finished"] == 1  # fanout0-0, run once its source was computed again
+    finally:
+        executor.close()
+
+
 def test_unknown_steps_and_programs_without_start_are_refused(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="starts with a 'start' step"):
         run_program([graph()], work_dir=tmp_path)
