@@ -11,6 +11,8 @@ the live exception, so stored failures of any age get one too:
 - the **error types**, outermost first then what caused them, without their modules;
 - an **assertion's label** (distributed's ``validate_state`` asserts ``('dep missing', <task>, <dependency>)``: one
   function raises them all, so only the label tells two scheduler bugs apart);
+- a **bare assertion's statement** (``assert a.keys() == b.keys()`` raises an AssertionError with no message: its source
+  line, as the traceback shows it, is all that tells it from the function's other asserts);
 - the **stuck keys' states** (a liveness failure's scheduler states, as a sorted set);
 - the **innermost frames outside the harness** (not ``framework/`` or ``workloads/``, not the standard library): where
   leaked threads wait (one frame each), else the innermost two frames of the deepest exception that has any;
@@ -59,6 +61,7 @@ class FailureSignature:
     waits: bool = False  # the frames are where leaked threads wait, not where an exception was raised
     gist: str = ""
     label: str = ""  # an assertion's own label: distributed's validate_state asserts ('dep missing', …)
+    asserted: str = ""  # a bare assertion's statement, from its source line: 'a.keys() == b.keys()'
 
     @property
     def text(self) -> str:
@@ -66,6 +69,8 @@ class FailureSignature:
         parts = [f"{self.kind}: {' ← '.join(self.errors) or 'no error type'}"]
         if self.label:
             parts.append(f"assert {self.label!r}")
+        if self.asserted:
+            parts.append(f"assert {self.asserted}")
         if self.states:
             parts.append(f"stuck {', '.join(self.states)}")
         if self.frames:
@@ -101,6 +106,7 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
         waits=bool(waits),
         gist="" if frames else gist(message),
         label=label.group("label") if label else "",
+        asserted=_bare_assertion(traceback or "") if "AssertionError" in errors and not label else "",
     )
 
 
@@ -179,6 +185,27 @@ def _split(traceback: str) -> tuple[list[tuple[list[tuple[str, str]], str]], lis
     if in_thread and frames:
         threads.append(frames)
     return sections, threads
+
+
+def _bare_assertion(traceback: str) -> str:
+    """The statement of the first AssertionError without a message in ``traceback`` (``a.keys() == b.keys()``, from
+    the source line under its innermost frame), or ``""``."""
+    source = ""
+    for line in traceback.splitlines():
+        if _FRAME.match(line):
+            source = ""
+            continue
+        text = line.strip()
+        if line.startswith((" ", "\t")) and not source and text and set(text) - set("^~ "):
+            source = text
+            continue
+        if text.rsplit(".", 1)[-1] in ("AssertionError", "AssertionError:") and line == line.lstrip():
+            statement = " ".join(source.split("#", 1)[0].split())
+            if statement.startswith("assert ") and statement.rstrip("(").strip() != "assert":
+                shown = statement.removeprefix("assert ")
+                return shown if len(shown) <= 100 else shown[:99] + "…"
+            return ""
+    return ""
 
 
 def _innermost(stack: list[tuple[str, str]], count: int) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from failure_records import LEAK_SIGNATURE, leak_failure, recorded
 
-from framework.failure_signatures import gist, grouped, module_path, of_record, of_row
+from framework.failure_signatures import gist, grouped, module_path, of_record, of_row, signature
 
 REAL = recorded()
 
@@ -116,6 +116,42 @@ def test_scheduler_validation_failures_are_told_apart_by_the_assertions_label_on
         " (distributed/scheduler.py) ← validate_state (distributed/scheduler.py)"
     )
     assert other != one
+
+
+def test_a_bare_assertion_is_told_apart_by_its_statement() -> None:
+    """``assert a.keys() == b.keys()`` raises an AssertionError with no message: the statement under the innermost
+    frame (Python 3.11 prints carets under it) is what tells it from the function's other asserts."""
+
+    def bare(statement: str, message: str = "") -> str:
+        return (
+            "Traceback (most recent call last):\n"
+            '  File "/env/lib/python3.11/site-packages/distributed/client.py", line 2817, in _run_on_scheduler\n'
+            "    raise exc.with_traceback(tb)\n"
+            '  File "/work/main/framework/chaos/invariants.py", line 95, in validate_scheduler\n'
+            "    validate()\n"
+            "      ^^^^^^^^^\n"
+            '  File "/env/lib/python3.11/site-packages/distributed/scheduler.py", line 5666, in validate_state\n'
+            f"    {statement}  # the counts\n"
+            "    ^^^^^^^^^^^^^^^^^\n"
+            f"AssertionError{message}\n\nThe above exception was the direct cause of the following exception:\n\n"
+            "Traceback (most recent call last):\n"
+            '  File "/work/main/framework/chaos/executor.py", line 508, in _check_state\n'
+            "framework.chaos.invariants.StateValidationError: Scheduler.validate_state failed: AssertionError: \n"
+        )
+
+    error = "Scheduler.validate_state failed: AssertionError: "
+    statement = "assert task_prefix_counts.keys() == self._task_prefix_count_global.keys()"
+    counts = signature("validate", error, bare(statement))
+    running = signature("validate", error, bare("assert ws.status == Status.running"))
+    assert counts.text == (
+        "validate: StateValidationError ← AssertionError; assert task_prefix_counts.keys() =="
+        " self._task_prefix_count_global.keys(); raised at validate_state (distributed/scheduler.py) ←"
+        " _run_on_scheduler (distributed/client.py)"
+    )
+    assert running.asserted == "ws.status == Status.running" and running != counts
+    # An assertion with a message is told by its message (or label), not by its statement.
+    assert signature("validate", error + "x", bare("assert ws.status == 1", ": x")).asserted == ""
+    assert signature("validate", error, bare("assert (")).asserted == ""  # a statement over several lines
 
 
 @pytest.mark.parametrize(
