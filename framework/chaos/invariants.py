@@ -124,18 +124,23 @@ def stuck_keys(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
     return states
 
 
+# A queued dependent counts most: queued tasks waiting on lost data are what the scheduler got wrong (distributed#8702).
+HOLDER_WEIGHTS = {"queued": 10, "waiting": 1, "processing": 1, "no-worker": 1}
+
+
 def sole_holders(dask_scheduler: Any) -> dict[str, int]:
-    """Worker address → how many tasks still to run (queued, waiting, processing, no-worker) depend on data whose
-    only copy that worker holds: the worker whose loss forces the most recomputation."""
+    """Worker address → a score of the tasks still to run that depend on data whose only copy that worker holds
+    (``HOLDER_WEIGHTS`` per dependent, by its state): the worker whose loss forces the most recomputation."""
     counts: dict[str, int] = {}
     for ts in list(dask_scheduler.tasks.values()):
-        if ts.state not in ("queued", "waiting", "processing", "no-worker"):
+        weight = HOLDER_WEIGHTS.get(ts.state)
+        if weight is None:
             continue
         for dts in ts.dependencies:
             holders = dts.who_has or ()  # a set of WorkerState (None when empty on some releases)
             if len(holders) == 1:
                 address = next(iter(holders)).address
-                counts[address] = counts.get(address, 0) + 1
+                counts[address] = counts.get(address, 0) + weight
     return counts
 
 
