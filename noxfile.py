@@ -86,6 +86,14 @@ def bisect(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="uv")
+def attribute(session: nox.Session) -> None:
+    """Which package did it: nox -s attribute -- --baseline=stable --candidate=latest --workload=CASE --metric=wall
+    [--budget=N] [--bisect] [--dry-run]."""
+    _controller(session)
+    session.run("python", "-m", "framework.cli", "attribute", *session.posargs)
+
+
+@nox.session(venv_backend="uv")
 def bless(session: nox.Session) -> None:
     """Blessed or not: nox -s bless -- --runtime=latest --baseline=stable [--criteria=NAME] [--dry-run] [--json]
     (exit 0 = blessed)."""

@@ -46,11 +46,11 @@ class Oracle(Protocol):
     def boundary(self, last_good: str, first_bad: str) -> str: ...
 
 
-def _skip(error: EnvironmentBuildError) -> Judgement:
+def not_built(error: EnvironmentBuildError) -> Judgement:
     return Judgement("skip", f"environment not built: {str(error)[:300]}", "not built")
 
 
-def _first_error(rows: Sequence[Row]) -> str:
+def first_error(rows: Sequence[Row]) -> str:
     error = next((str(row.get("error")) for row in rows if row.get("outcome") != "passed" and row.get("error")), "")
     return error.splitlines()[0][:160] if error else ""
 
@@ -106,19 +106,19 @@ class MetricOracle:
             samples, seconds = self._interleaved(good, bad)
         except EnvironmentBuildError as error:
             failed = good if good not in self.rows else bad
-            steps = {failed: Step(failed, _skip(error), 0.0)}
+            steps = {failed: Step(failed, not_built(error), 0.0)}
             if failed == bad:  # the good end ran: no need to run it again to stop at the bad one
                 steps[good] = Step(good, Judgement("good", "ran; the bad end could not be built", "–"), 0.0)
             return steps
-        self.medians = {version: _median(sample) for version, sample in samples.items() if sample}
+        self.medians = {version: median_of(sample) for version, sample in samples.items() if sample}
         if len(self.medians) < 2:
             steps = {}
             expected: dict[str, Verdict] = {good: "good", bad: "bad"}
             for version, verdict in expected.items():
                 judgement = Judgement(verdict, "measured", self.spec.show(self.medians.get(version)))
                 if version not in self.medians:
-                    first_error = _first_error(self.rows[version]) or "no rows"
-                    note = f"no passed repeat ({first_error}) — if it fails there, bisect with --metric=outcome"
+                    failed_with = first_error(self.rows[version]) or "no rows"
+                    note = f"no passed repeat ({failed_with}) — if it fails there, bisect with --metric=outcome"
                     judgement = Judgement("skip", note, "no sample")
                 steps[version] = Step(version, judgement, seconds[version])
             return steps
@@ -145,10 +145,10 @@ class MetricOracle:
         try:
             sample = self._run(version, self.repeat)
         except EnvironmentBuildError as error:
-            return _skip(error)
+            return not_built(error)
         if not sample:
-            return Judgement("skip", f"no passed repeat: {_first_error(self.rows[version]) or 'no rows'}", "no sample")
-        median = self.medians[version] = _median(sample)
+            return Judgement("skip", f"no passed repeat: {first_error(self.rows[version]) or 'no rows'}", "no sample")
+        median = self.medians[version] = median_of(sample)
         good, bad = (self.medians[end] for end in self.ends)
         scaled = [float(x) for x in transform(self.spec, [median, good, bad])]
         verdict: Verdict = "bad" if abs(scaled[0] - scaled[2]) < abs(scaled[0] - scaled[1]) else "good"
@@ -177,7 +177,7 @@ class MetricOracle:
         return text
 
 
-def _median(values: Sequence[float]) -> float:
+def median_of(values: Sequence[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return float(ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2)
@@ -197,7 +197,7 @@ class OutcomeOracle:
         try:
             rows = list(self.measure(version, self.runtime_for(version), self.repeat))
         except EnvironmentBuildError as error:
-            return _skip(error)
+            return not_built(error)
         if not rows:
             return Judgement("skip", "the runner reported no execution", "no rows")
         measured = [row for row in rows if row.get("phase") == "measure"]
@@ -208,7 +208,7 @@ class OutcomeOracle:
             self.shown[version] = shown
             return Judgement("good", f"every execution passed ({shown})", shown)
         outcomes = sorted({str(row.get("outcome")) for row in failed})
-        self.shown[version] = f"{shown}, {'/'.join(outcomes)}: {_first_error(rows)}"
+        self.shown[version] = f"{shown}, {'/'.join(outcomes)}: {first_error(rows)}"
         return Judgement("bad", self.shown[version], shown)
 
     def boundary(self, last_good: str, first_bad: str) -> str:
@@ -230,7 +230,7 @@ class StabilityOracle:
         try:
             hits, runs, errors = self.replay_on(version, self.runtime_for(version))
         except EnvironmentBuildError as error:
-            return _skip(error)
+            return not_built(error)
         if runs == 0:
             return Judgement("skip", "the replay reported no run", "no run")
         shown = f"reproduced {hits}/{runs}"

@@ -221,7 +221,7 @@ def run_bisection(args: argparse.Namespace, answer: dict[str, object] | None = N
     oracle: Oracle
     runner = None
     if plan.record is not None:
-        replay_on = _replay_on(plan.record, args.times, args.results, ROOT)
+        replay_on = replayer(plan.record, args.times, args.results, ROOT)
         oracle = StabilityOracle(plan.record["failure_id"], replay_on, runtime_for)
     else:
         assert plan.case is not None and plan.hardware is not None
@@ -332,7 +332,7 @@ def save_comparison(
     return write_record(results_dir, "comparisons", comparison_id, rows)
 
 
-def _replay_on(record: dict[str, Any], times: int, results_dir: Path, root: Path) -> ReplayOn:
+def replayer(record: dict[str, Any], times: int, results_dir: Path, root: Path) -> ReplayOn:
     from framework.stability import replay
 
     def replay_on(version: str, runtime: Runtime) -> tuple[int, int, list[str]]:

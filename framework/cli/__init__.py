@@ -5,7 +5,7 @@ python -m framework.cli sql ["SELECT ..."]
 python -m framework.cli schema [--check]
 python -m framework.cli stability [--runtime=NAME] [--profile=ci|nightly] [--examples=N] [--replay=ID]
 python -m framework.cli compare --baseline=RUNTIME[@HW] --candidate=RUNTIME[@HW] [--rounds=N] [--until-decided]
-python -m framework.cli regressions | bisect | bless | guard ...   (verdicts.py)
+python -m framework.cli regressions | bisect | attribute | bless | guard ...   (verdicts.py)
 python -m framework.cli report | compact | merge ...               (store.py)
 python -m framework.cli export --runtime=NAME | --run=RUN_ID [--format=requirements|pylock] [--out=PATH]
 python -m framework.cli reproduce --run=RUN_ID [--case=CASE_ID] [--repeat=N]
@@ -26,7 +26,7 @@ from framework.cli.parser import COUNT_LIMITS
 from framework.cli.query import cmd_schema, cmd_sql, cmd_workloads
 from framework.cli.run import cmd_compare, cmd_export, cmd_matrix, cmd_reproduce, cmd_stability
 from framework.cli.store import cmd_compact, cmd_merge, cmd_report
-from framework.cli.verdicts import cmd_bisect, cmd_bless, cmd_guard, cmd_regressions
+from framework.cli.verdicts import cmd_attribute, cmd_bisect, cmd_bless, cmd_guard, cmd_regressions
 from framework.in_runtime.errors import WRITE_ERRNOS, FrameworkError, cannot_write
 from framework.in_runtime.runner import RowsUnwritableError
 
@@ -41,6 +41,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "compare": cmd_compare,
     "regressions": cmd_regressions,
     "bisect": cmd_bisect,
+    "attribute": cmd_attribute,
     "bless": cmd_bless,
     "report": cmd_report,
     "compact": cmd_compact,

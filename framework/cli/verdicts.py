@@ -155,6 +155,51 @@ def cmd_bisect(argv: Sequence[str]) -> int:
     return code
 
 
+def attribute_parser() -> Parser:
+    parser = Parser(
+        prog="nox -s attribute --",
+        description="Find which of the packages that moved between two runtimes made a workload change, fail, or a"
+        " stability failure appear: environments of the baseline's lock with subsets of the changes applied.",
+    )
+    parser.add_argument("--baseline", required=True, help="a runtime, a run id, or a lock file (uv pip freeze)")
+    parser.add_argument("--candidate", required=True, help="a runtime, a run id, or a lock file")
+    add_workload_options(parser, "workload name, or case id where it has several cases", single=True)
+    parser.add_argument("--metric", help=f"{', '.join(METRIC_NAMES)}, or outcome (bad = a repeat fails)")
+    parser.add_argument(
+        "--failure", metavar="ID", help="stability failure or regression case id: bad where it reproduces"
+    )
+    parser.add_argument("--hardware", default="local", help="hardware profile (default: local)")
+    parser.add_argument("--size", help="data size (default: the workload's first, e.g. tiny)")
+    parser.add_argument(
+        "--repeat", type=positive, default=5, help="interleaved rounds per environment and per end (default: 5)"
+    )
+    parser.add_argument(
+        "--times", type=positive, default=3, help="most replays per environment with --failure (default: 3)"
+    )
+    parser.add_argument("--budget", type=int, help="most environments to build and judge, the ends included")
+    parser.add_argument("--bisect", action="store_true", help="when one package is named, bisect its releases as well")
+    add_results(parser)
+    add_rebuild(parser)
+    add_dry_run(parser, help="print the changes and how many environments one culprit needs; build and run nothing")
+    add_json(parser, help="print the probes and the answer as one JSON document")
+    return parser
+
+
+def cmd_attribute(argv: Sequence[str]) -> int:
+    from framework.attribute.session import run_attribution
+
+    args = attribute_parser().parse_args(argv)
+    if args.tag or (args.workload or "").startswith(TAG_PREFIX):
+        args.workload = single(selectors(args), load_catalog())
+    if not args.json:
+        return run_attribution(args)
+    answer: dict[str, object] = {}
+    with stdout_to_stderr(True):
+        code = run_attribution(args, answer)
+    emit(answer)
+    return code
+
+
 def bless_parser() -> Parser:
     parser = Parser(
         prog="nox -s bless --",

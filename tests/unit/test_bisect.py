@@ -457,7 +457,7 @@ def test_session_reports_the_first_fixed_release_when_good_is_newer(
 
 def test_a_regression_case_replays_on_each_release_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     from framework import stability
-    from framework.bisect.session import _replay_on, failure_to_replay
+    from framework.bisect.session import failure_to_replay, replayer
     from framework.config import ROOT
 
     record = failure_to_replay("20261126T144205Z-780984-dask-2022.10.1-shrunk", Path("/nonexistent"), ROOT)
@@ -471,7 +471,7 @@ def test_a_regression_case_replays_on_each_release_runtime(monkeypatch: pytest.M
 
     monkeypatch.setattr(stability, "replay", fake_replay)
     on = Runtime(name="bisect-distributed-2022.10.2", python="3.10", packages={"distributed": "==2022.10.2"})
-    assert _replay_on(record, 3, Path("/r"), ROOT)("2022.10.2", on) == (2, 3, ["liveness: hang"])
+    assert replayer(record, 3, Path("/r"), ROOT)("2022.10.2", on) == (2, 3, ["liveness: hang"])
     assert seen["save"] is False  # a bisection never adds regression cases
     assert seen["times"] == 3
     assert seen["record"]["runtime"] == "bisect-distributed-2022.10.2"
