@@ -212,6 +212,10 @@ def _metric_checks(criteria: Criteria, evidence: Evidence) -> list[Check]:
         reason = f"{case_id}: {result.sentence()} vs {evidence.baseline}, {limit} — comparison {found.comparison_id}"
         if result.verdict == vocabulary.Verdict.REGRESSED:
             passed = False
+            if found.locks_differ_runs is not None:
+                from framework.attribute.hints import hint
+
+                reason += f" — {hint(*found.locks_differ_runs, case_id, name)}"
         elif result.verdict != vocabulary.Verdict.INCONCLUSIVE:
             passed = True
         else:

@@ -134,6 +134,7 @@ class ComparisonReport:
     record: Path | None = None
     # (side, case_id) → (measured runs taken while the machine was overloaded, measured runs, the highest load read)
     overloaded: dict[tuple[str, str], tuple[int, int, float | None]] = dataclasses.field(default_factory=dict)
+    env_hashes: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # side → its rows' environments
 
     @property
     def regressed(self) -> list[CaseMetric]:
@@ -186,8 +187,29 @@ def compare_text(report: ComparisonReport, verbose: bool = False) -> str:
                 f" taken while the machine was overloaded (load > cores, up to {peak:.1f}): their times are not"
                 " comparable"
             )
+    lines += attribute_hints(report)
     lines.append(f"{counts_text(report.counts())} — recorded: {report.record}")
     return "\n".join(lines)
+
+
+def attribute_hints(report: ComparisonReport) -> list[str]:
+    """For the largest regression, when the sides ran on different locks: the command that names the package(s)."""
+    from framework.attribute.hints import hint, locks_differ
+
+    if not report.regressed or not locks_differ(report.env_hashes):
+        return []
+    baseline_runs, candidate_runs = report.run_ids.get(BASELINE, []), report.run_ids.get(CANDIDATE, [])
+    if not baseline_runs or not candidate_runs:
+        return []
+    worst = max(report.regressed, key=lambda line: abs(line.result.ratio - 1) if line.result else 0.0)
+    return [f"  {hint(baseline_runs[-1], candidate_runs[-1], worst.case_id, worst.metric)}"]
+
+
+def env_hashes(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    return {
+        side: sorted({str(row["env_hash"]) for row in side_rows if row.get("env_hash")})
+        for side, side_rows in rows.items()
+    }
 
 
 def interleaving(rounds: int) -> list[tuple[int, str]]:
@@ -257,6 +279,7 @@ def run_interleaved(options: CompareOptions, measure: Measure | None = None) -> 
         rounds=done,
         seconds=time.monotonic() - started,
         overloaded=count_overloaded(rows),
+        env_hashes=env_hashes(rows),
     )
     report.record = _record(report, options, environments, rows)
     return report

@@ -25,6 +25,7 @@ from framework.compare import (
     ComparisonReport,
     count_outcomes,
     count_overloaded,
+    env_hashes,
     missing_reason,
     record_identity,
     record_rows,
@@ -123,6 +124,7 @@ def from_results(
         count_outcomes(rows),
         run_ids,
         overloaded=count_overloaded(rows),
+        env_hashes=env_hashes(rows),
     )
     if record:
         common = record_identity(report, rows, {})

@@ -86,6 +86,7 @@ class MetricEvidence:
     missing: str | None = None
     samples: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
     overloaded: tuple[int, int] = (0, 0)  # baseline's, candidate's runs measured while the machine was overloaded
+    locks_differ_runs: tuple[str, str] | None = None  # (baseline run, candidate run) when their locks differ
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +285,17 @@ def metric_evidence(
         samples = (tuple(detail.get("baseline", ())), tuple(detail.get("candidate", ())))
         loaded = detail.get("overloaded") or {}
         overloaded = (int(loaded.get("baseline") or 0), int(loaded.get("candidate") or 0))
-        found[key] = MetricEvidence(row["comparison_id"], stored_comparison(row), row["missing"], samples, overloaded)
+        runs = detail.get("run_ids") or {}
+        ends = None
+        if (
+            row.get("baseline_env_hash") != row.get("candidate_env_hash")
+            and runs.get("baseline")
+            and runs.get("candidate")
+        ):
+            ends = (str(runs["baseline"][-1]), str(runs["candidate"][-1]))
+        found[key] = MetricEvidence(
+            row["comparison_id"], stored_comparison(row), row["missing"], samples, overloaded, ends
+        )
     return found
 
 

@@ -469,13 +469,26 @@ def report_text(report: ScanReport) -> str:
     for title, findings in _sections(report):
         if findings:
             lines.append(f"{title.split(' (')[0].lower()}:")
-            lines += [f"  {'NEW ' if f.new else ''}{f.sentence()}" for f in findings]
+            for finding in findings:
+                lines.append(f"  {'NEW ' if finding.new else ''}{finding.sentence()}")
+                lines += [f"    {line}" for line in _attribute_hint(finding)]
     lines += [f"note: {note.sentence()}" for note in report.machines]
     for index in report.unmatched:
         lines.append(
             f"note: {report.options.accepted_file.name}: accepted.{index} matches no change found by this scan"
         )
     return "\n".join(lines)
+
+
+def _attribute_hint(finding: Finding) -> list[str]:
+    """An open regression between runs whose package versions differ: the command that names the package(s)."""
+    from framework.attribute.hints import hint, versions_differ
+
+    if finding.status != "open" or finding.change.direction != "regression":
+        return []
+    if not versions_differ(finding.before.versions, finding.after.versions):
+        return []
+    return [hint(finding.before.run_id, finding.after.run_id, finding.series.case_id, finding.metric)]
 
 
 FailOn = Literal["new", "open", "never"]

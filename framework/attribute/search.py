@@ -11,7 +11,8 @@ on its own; when neither does, the cause needs both halves (an interaction, or a
 without the other), and each half is searched with the other applied. With one culprit among N changes that asks
 the oracle at most ``2 * ceil(log2 N) + 2`` times (:func:`probes_bound`); a set it has judged before is never
 built or judged again. ``undecided`` stops the search: the answer is the narrowest set known to hold the cause,
-never a guess. A budget of probes does the same when it runs out.
+never a guess. A budget of probes does the same when it runs out. With several culprits, each is then judged alone,
+to tell an interaction (each alone is good) from a change that does not install without another (``skip``).
 
 The search assumes the effect is monotone (applying more of the culprits does not undo it); the answer's own
 probe (the named set applied alone) is then measured again by the caller, against both ends.
@@ -41,7 +42,8 @@ class Probe(Step):
 class Attribution:
     """The outcome of a search over ``changes``.
 
-    ``status``: ``found`` (``culprits`` reproduce the effect; ``interaction`` when no single one does), ``undecided``
+    ``status``: ``found`` (``culprits`` reproduce the effect; ``interaction`` when each alone was judged good — with
+    ``alone``, the verdict of each applied alone, where ``skip`` means it does not install alone), ``undecided``
     (the oracle could not call a probe), ``budget`` (the probes ran out), or ``endpoints`` (the ends are not good
     and bad: ``problem``). Without ``found``, ``narrowest`` is the smallest set known to hold the cause.
     """
@@ -53,6 +55,7 @@ class Attribution:
     interaction: bool = False
     narrowest: list[str] = dataclasses.field(default_factory=list)
     problem: str = ""
+    alone: dict[str, Verdict] = dataclasses.field(default_factory=dict)  # with several culprits: each one alone
 
     @property
     def skipped(self) -> list[Probe]:
@@ -84,7 +87,6 @@ class _Search:
         self.probes: list[Probe] = []
         self.judged: dict[frozenset[str], Verdict] = {}
         self.asked = 0
-        self.interaction = False
 
     def label(self, applied: frozenset[str]) -> str:
         if not applied:
@@ -131,8 +133,6 @@ class _Search:
             return self.reduce(second, base)
         # Neither half alone: the cause needs something from each (an interaction, or a half that does not
         # install without the other). Search each half with the other applied.
-        if verdict_first == "good" and verdict_second == "good":
-            self.interaction = True
         needed_first = self.reduce(first, base | frozenset(second))
         needed_second = self.reduce(second, base | frozenset(needed_first))
         return needed_first + needed_second
@@ -146,9 +146,19 @@ class _Search:
                     problem = f"{self.label(applied)} is {verdict}, not {expected}: {evidence}"
                     return Attribution(self.changes, self.probes, "endpoints", narrowest=self.changes, problem=problem)
             culprits = self.sorted(self.reduce(self.changes, frozenset()))
+            alone = self.each_alone(culprits)
         except _StoppedError as stop:
             return Attribution(self.changes, self.probes, stop.status, narrowest=stop.narrowest, problem=stop.problem)
-        return Attribution(self.changes, self.probes, "found", culprits, self.interaction and len(culprits) > 1)
+        interaction = len(culprits) > 1 and all(verdict == "good" for verdict in alone.values())
+        return Attribution(self.changes, self.probes, "found", culprits, interaction, alone=alone)
+
+    def each_alone(self, culprits: list[str]) -> dict[str, Verdict]:
+        """With several culprits, each applied alone to the baseline: all good is an interaction (only together);
+        a skip is a change that does not install without the others. (The halving cannot tell these apart when a
+        half it tried did not install.)"""
+        if len(culprits) < 2:
+            return {}
+        return {name: self.test(frozenset({name}), culprits) for name in culprits}
 
 
 def attribute(

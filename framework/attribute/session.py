@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,13 @@ def describe_plan(plan: Plan, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def run_attribution(args: argparse.Namespace, answer: dict[str, object] | None = None) -> int:
-    """Plan, search, print the probes and the answer; 0 when a set of changes is named."""
+def run_attribution(
+    args: argparse.Namespace,
+    answer: dict[str, object] | None = None,
+    bisect_options: Callable[[list[str]], argparse.Namespace] | None = None,
+) -> int:
+    """Plan, search, print the probes and the answer; 0 when a set of changes is named. With ``--bisect``, the next
+    step is run too: ``bisect_options`` parses its options (``nox -s bisect``'s parser)."""
     started = time.perf_counter()
     plan = plan_attribution(args)
     say(describe_plan(plan, args))
@@ -212,12 +218,11 @@ def run_attribution(args: argparse.Namespace, answer: dict[str, object] | None =
         answer["comparison_record"] = str(saved) if saved is not None else None
     code = 0 if attribution.status == "found" else 1
     step = next_step(attribution, plan, args)
-    if code == 0 and args.bisect and step:
+    if code == 0 and args.bisect and step and bisect_options is not None:
         from framework.bisect.session import run_bisection
-        from framework.cli.verdicts import bisect_parser
 
         say(f"attribute: --bisect: {step}")
-        options = bisect_parser().parse_args(step.split(" -- ", 1)[1].split())
+        options = bisect_options(step.split(" -- ", 1)[1].split())
         options.results, options.rebuild = args.results, args.rebuild
         code = run_bisection(options)
     return code
@@ -363,6 +368,11 @@ def report(
         named = ", ".join(changes[name].line() for name in attribution.culprits)
         together = " — only together (an interaction)" if attribution.interaction else ""
         lines.append(f"attributed to: {named}{together}")
+        if attribution.alone:
+            each = ", ".join(f"{name} {verdict}" for name, verdict in attribution.alone.items())
+            installs = [name for name, verdict in attribution.alone.items() if verdict == "skip"]
+            why = f" — {', '.join(installs)} does not install without the rest" if installs else ""
+            lines.append(f"each alone: {each}{why}")
     elif attribution.status == "endpoints":
         lines.append(f"no attribution: {attribution.problem}")
     else:
@@ -391,6 +401,7 @@ def document(
         "changes": [{"name": name, "moves": [list(move) for move in change.moves]} for name, change in changes.items()],
         "culprits": attribution.culprits,
         "interaction": attribution.interaction,
+        "alone": dict(attribution.alone),
         "narrowest": attribution.narrowest,
         "problem": attribution.problem or None,
         "confirmation": confirmation or None,

@@ -191,11 +191,12 @@ def cmd_attribute(argv: Sequence[str]) -> int:
     args = attribute_parser().parse_args(argv)
     if args.tag or (args.workload or "").startswith(TAG_PREFIX):
         args.workload = single(selectors(args), load_catalog())
+    options = bisect_parser().parse_args
     if not args.json:
-        return run_attribution(args)
+        return run_attribution(args, None, options)
     answer: dict[str, object] = {}
     with stdout_to_stderr(True):
-        code = run_attribution(args, answer)
+        code = run_attribution(args, answer, options)
     emit(answer)
     return code
 

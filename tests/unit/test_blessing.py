@@ -240,6 +240,19 @@ def test_stability_without_a_complete_run_fails_with_the_reason(
     assert why in reason
 
 
+def test_a_regression_between_different_locks_says_how_to_find_the_package() -> None:
+    regressed = dataclasses.replace(metric_evidence("wall", factor=1.2), locks_differ_runs=("run-b", "run-c"))
+    metrics = passing_evidence().metrics | {("array_mean_var", "wall"): regressed}
+    [check] = decide(CRITERIA, passing_evidence(metrics=metrics)).failed
+    assert check.reason.endswith(
+        "which package? the locks differ: nox -s attribute -- --baseline=run-b --candidate=run-c"
+        " --workload=array_mean_var --metric=wall"
+    ), check.reason
+    same_lock = passing_evidence().metrics | {("array_mean_var", "wall"): metric_evidence("wall", factor=1.2)}
+    [check] = decide(CRITERIA, passing_evidence(metrics=same_lock)).failed
+    assert "nox -s attribute" not in check.reason
+
+
 @pytest.mark.parametrize("metric", list(METRICS))
 def test_each_metric_over_its_allowance_fails_with_its_interval_p_value_and_comparison(metric: str) -> None:
     metrics = passing_evidence().metrics | {("array_mean_var", metric): metric_evidence(metric, factor=1.2)}

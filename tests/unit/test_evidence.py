@@ -319,6 +319,14 @@ def test_the_newest_comparison_of_the_two_environments_is_the_evidence(results_d
     assert evidence.comparison_id == "newer"
     assert evidence.result.ratio == 1.01
     assert evidence.samples == ((1.0,) * 5, (1.01,) * 5)
+    assert evidence.locks_differ_runs is None  # the record names no runs
+
+
+def test_a_comparison_of_two_locks_names_its_runs_for_the_attribute_command(results_dir: Path, cases) -> None:
+    runs = {"baseline": ["run-b"], "candidate": ["run-c"]}
+    comparison(results_dir, "c", detail={"baseline": [1.0] * 5, "candidate": [1.01] * 5, "rounds": 5, "run_ids": runs})
+    [evidence] = found_metrics(results_dir, cases).values()
+    assert evidence.locks_differ_runs == ("run-b", "run-c")  # STABLE's environment against "yyyy…"
 
 
 @pytest.mark.parametrize(

@@ -518,3 +518,19 @@ def test_the_rounds_of_an_ab_comparison_are_not_history(history, options, result
     report = scan(options())
 
     assert len([f for f in report.findings if f.metric == "peak_memory"]) == found
+
+
+def test_an_open_regression_between_runs_on_different_packages_prints_the_attribute_command(history, options):
+    """The versions moved at the change: regressions says how to find which package did it (runs as the ends)."""
+    run_ids = history([400] * 12 + [520] * 6, versions=["2026.1.0"] * 12 + ["2026.2.0"] * 6)
+    text = report_text(scan(options()))
+    expected = (
+        f"which package? the locks differ: nox -s attribute -- --baseline={run_ids[11]} --candidate={run_ids[12]}"
+        f" --workload={CASE} --metric=peak_memory"
+    )
+    assert expected in text, text
+
+
+def test_a_regression_on_the_same_packages_prints_no_attribute_command(history, options):
+    history([400] * 12 + [520] * 6)
+    assert "nox -s attribute" not in report_text(scan(options()))
