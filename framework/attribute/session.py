@@ -32,6 +32,7 @@ from framework.in_runtime.errors import FrameworkError
 from framework.matrix import Case, hardware_problem
 from framework.metric_catalogue import METRIC_NAMES, MetricSpec, metric
 from framework.models import HardwareProfile, Runtime
+from framework.models.runtimes import DEFAULT_LOCKSTEP
 from framework.query import Results
 from framework.results import ResultsStore
 
@@ -137,6 +138,12 @@ def plan_attribution(args: argparse.Namespace, root: Path = ROOT) -> Plan:
     ]
     baseline, candidate = sides
     base: Runtime | None = baseline.runtime or candidate.runtime
+    families = base.lockstep if base is not None else [list(family) for family in DEFAULT_LOCKSTEP]
+    changes = lock_diff(baseline.lock, candidate.lock, families)
+    if not changes:
+        raise AttributionError(
+            f"{baseline.source} and {candidate.source} hold the same packages: there is no change to attribute"
+        )
     if base is None:
         raise AttributionError(
             "--baseline and --candidate are both lock files: name a runtime or a run id for one of them (its Python,"
@@ -146,11 +153,6 @@ def plan_attribution(args: argparse.Namespace, root: Path = ROOT) -> Plan:
         raise AttributionError(
             f"--baseline={baseline.text} runs Python {baseline.runtime.python}, --candidate={candidate.text}"
             f" {candidate.runtime.python}: an attribution moves packages only — compare runtimes of one Python"
-        )
-    changes = lock_diff(baseline.lock, candidate.lock, base.lockstep)
-    if not changes:
-        raise AttributionError(
-            f"{baseline.source} and {candidate.source} hold the same packages: there is no change to attribute"
         )
     ends = Ends(baseline.text, candidate.text, base, baseline.lock, candidate.lock, changes)
     runtime_name = baseline.runtime.name if baseline.runtime is not None else None

@@ -104,8 +104,8 @@ def test_unknown_command_prints_usage_and_exits_2(capsys):
     assert cli.main(["sqll"]) == 2
 
     commands = (
-        "matrix,sql,schema,workloads,stability,compare,regressions,bisect,bless,report,compact,merge,guard,export,"
-        "reproduce"
+        "matrix,sql,schema,workloads,stability,compare,regressions,bisect,attribute,bless,report,compact,merge,guard,"
+        "export,reproduce"
     )
     usage = f"usage: python -m framework.cli {{{commands}}} ..."
     assert _one_line(capsys.readouterr().err) == usage
