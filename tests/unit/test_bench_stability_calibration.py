@@ -51,6 +51,9 @@ def test_a_class_is_distributeds_only_with_a_reproducer_and_unlisted_is_a_false_
     assert bench.resolution(HANG, entries).startswith("distributed's (hang): standalone reproducer")
     assert bench.resolution(LEAK, entries).startswith("known (leak), no standalone reproducer yet")
     assert bench.resolution(ODD, entries).startswith("UNEXPLAINED")
+    # Listed without a reproducer is not shown to be distributed's: it counts among the unexplained.
+    assert bench.unexplained_in(batch("new", 1, LEAK), entries)
+    assert not bench.unexplained_in(batch("new", 1, HANG), entries)
 
 
 def test_the_goal_is_met_when_the_buggy_release_always_shows_its_class_and_the_fixed_one_never() -> None:
