@@ -357,7 +357,9 @@ class Executor:
         worker = self._forget_worker(name)
         self.workers_model = max(0, self.workers_model - 1)
         if worker is not None:
-            bounded(lambda: self.cluster.sync(worker.close), STEP_TIMEOUT_S, f"closing worker {name}")
+            # Its busy task threads may each take the worker's own close timeout (30 s), after any other closing
+            # worker's (distributed's thread-pool lock): a close behind a retirement took over 60 s on 2022.10.2.
+            bounded(lambda: self.cluster.sync(worker.close), CLOSE_TIMEOUT_S, f"closing worker {name}")
 
     def _op_retire_worker(self, step: dict[str, Any]) -> None:
         """``Client.retire_workers`` while work is in flight: the scheduler moves its data away, then closes it."""
