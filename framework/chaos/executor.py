@@ -29,6 +29,7 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Optional
 
@@ -76,17 +77,37 @@ TRANSITIONS_BASE = 2000
 
 
 class LogTail(logging.Handler):
-    """The last lines distributed logged in this process (scheduler and in-process workers)."""
+    """The last lines distributed logged in this process (scheduler and in-process workers), and the exceptions the
+    scheduler logged (``errors``: where each was raised, as ``AssertionError `assert ts.priority, ts` in
+    _task_to_msg (distributed/scheduler.py)``) — a worker the scheduler drops says why only there."""
 
     def __init__(self, size: int = 200) -> None:
         super().__init__(level=logging.INFO)
         self.lines: collections.deque[str] = collections.deque(maxlen=size)
+        self.errors: collections.deque[tuple[int, str]] = collections.deque(maxlen=20)  # (number, where raised)
+        self.errors_seen = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}"[:500])
+            if record.exc_info and record.exc_info[1] is not None and record.name.startswith("distributed.scheduler"):
+                self.errors_seen += 1
+                self.errors.append((self.errors_seen, raised_at(record.exc_info[1])))
         except Exception:
             pass
+
+
+def raised_at(error: BaseException) -> str:
+    """``AssertionError `assert ts.priority, ts` in _task_to_msg (distributed/scheduler.py)``: the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return type(error).__name__
+    frame = frames[-1]
+    where = frame.filename.replace("\\", "/").rsplit("site-packages/", 1)[-1]
+    if where.startswith("/"):
+        where = "/".join(where.split("/")[-2:])  # not a package's file: its folder and name
+    statement = f" `{frame.line.strip()}`" if frame.line else ""
+    return f"{type(error).__name__}{statement} in {frame.name} ({where})"
 
 
 class Executor:
@@ -308,13 +329,19 @@ class Executor:
     def _op_add_worker(self, step: dict[str, Any]) -> None:
         cluster = self.cluster
         names_before = {str(name) for name in cluster.worker_spec}
+        errors_before = self.log_tail.errors_seen
         bounded(lambda: cluster.scale(len(cluster.worker_spec) + 1), STEP_TIMEOUT_S, "scaling up")
         new = {str(name) for name in cluster.worker_spec} - names_before
         # Wait for the new worker by name: a retired worker may still be listed while it closes.
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while not new <= {name for name, _ in self.live_workers()}:
             if time.monotonic() > deadline:
-                raise LivenessError(f"the worker added by scaling up ({', '.join(sorted(new))}) never arrived")
+                names = ", ".join(sorted(new))
+                failed = [where for number, where in self.log_tail.errors if number > errors_before]
+                if failed:  # the scheduler dropped it: what it failed on is the failure's class
+                    raise LivenessError(f"the scheduler failed {failed[-1]}; the worker added by scaling up ({names})"
+                                        " never arrived")  # fmt: skip
+                raise LivenessError(f"the worker added by scaling up ({names}) never arrived")
             time.sleep(0.05)
         self.workers_model += 1
 

@@ -35,3 +35,40 @@ def test_closing_a_worker_is_bounded_by_the_close_timeout(monkeypatch: pytest.Mo
     assert bounds == [(CLOSE_TIMEOUT_S, "closing worker 1")]
     assert CLOSE_TIMEOUT_S >= 2 * STEP_TIMEOUT_S  # two 30 s closes in a row, and then some
     assert executor.workers_model == 1
+
+
+def test_a_worker_the_scheduler_drops_while_it_registers_fails_with_what_the_scheduler_failed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler logs the exception it dropped the new worker on: that, not "never arrived", is the class (two
+    different distributed bugs gave the same message on 2022.10.2 and 2024.6.1)."""
+    import logging
+
+    from framework.chaos.executor import LivenessError, LogTail
+
+    class Cluster:
+        def __init__(self) -> None:
+            self.worker_spec: dict[str, Any] = {"0": {}}
+
+        def scale(self, n: int) -> None:
+            self.worker_spec["1"] = {}
+            try:
+                assert not "a priority", "ts"
+            except AssertionError:
+                logging.getLogger("distributed.scheduler").exception("Error transitioning 'x' from 'no-worker'")
+
+    monkeypatch.setattr(chaos_executor, "bounded", lambda function, timeout, what: function())
+    monkeypatch.setattr(chaos_executor, "STEP_TIMEOUT_S", 0.2)
+    executor = Executor.__new__(Executor)
+    executor.cluster = Cluster()  # type: ignore[assignment]
+    executor.log_tail = LogTail()
+    logging.getLogger("distributed").addHandler(executor.log_tail)
+    try:
+        monkeypatch.setattr(executor, "live_workers", lambda: [("0", "inproc://0")])
+        with pytest.raises(LivenessError) as raised:
+            executor._op_add_worker({"op": "add_worker"})
+    finally:
+        logging.getLogger("distributed").removeHandler(executor.log_tail)
+    failed_on = 'AssertionError `assert not "a priority", "ts"` in scale (unit/test_chaos_close_bound.py)'
+    assert str(raised.value).startswith(f"the scheduler failed {failed_on}; "), raised.value
+    assert str(raised.value).endswith("the worker added by scaling up (1) never arrived")
