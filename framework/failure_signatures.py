@@ -36,6 +36,9 @@ from typing import Any
 from framework.config import ROOT
 
 HARNESS = ("framework", "workloads")  # the project's own packages: where a failure is noticed, not where it is
+# Hypothesis's own control flow: a failure found while hypothesis stops an example (its StopTest is then the context
+# of the chain) is the same failure — neither the exception nor the fuzzing engine's frames are part of it.
+CONTROL_FLOW = ("StopTest",)
 FRAMES_RAISED = 2
 KINDS = ("liveness", "result", "validate", "livelock", "teardown", "invariant", "error")
 STATES = ("released", "waiting", "no-worker", "queued", "processing", "memory", "erred", "forgotten")
@@ -88,6 +91,7 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
     """The signature of one recorded failure: ``kind`` (an invariant or an outcome), its error line, its traceback."""
     message = _message(error or "")
     sections, threads = _split(traceback or "")
+    sections = [section for section in sections if section[1] not in CONTROL_FLOW]
     errors = [section[1] for section in reversed(sections) if section[1]] or _error_type(message)
     waits = sorted({frame for stack in threads for frame in _innermost(stack, 1)} | _message_waits(error or ""))
     frames: tuple[str, ...] = tuple(dict.fromkeys(waits))

@@ -200,3 +200,24 @@ def test_failures_are_counted_by_signature_with_first_seen_runtimes_and_the_newe
     assert (first.signature.text, first.count, first.runtimes) == (LEAK_SIGNATURE, 2, ("latest", "stable"))
     assert (first.first_seen, first.example) == ("2026-12-05T09", "F2")
     assert (second.count, second.example) == (1, "F3")
+
+
+def test_a_failure_met_while_hypothesis_stops_an_example_has_the_same_signature() -> None:
+    """Hypothesis's StopTest (its own control flow) as the context of a chain is not part of the failure."""
+    own = (
+        "Traceback (most recent call last):\n"
+        '  File "/work/main/framework/chaos/machine.py", line 394, in teardown\n'
+        "framework.chaos.invariants.LivenessError: 2 future(s) neither finished, erred nor were cancelled 40 s after"
+        " faults stopped: a; scheduler states: a=processing on tcp://x, b=queued\n"
+    )
+    during = (
+        "Traceback (most recent call last):\n"
+        '  File "/env/lib/python3.10/site-packages/hypothesis/stateful.py", line 166, in run_state_machine\n'
+        '  File "/env/lib/python3.10/site-packages/hypothesis/internal/conjecture/data.py", line 1487,'
+        " in conclude_test\n"
+        "hypothesis.errors.StopTest: 126\n\nDuring handling of the above exception, another exception occurred:\n\n"
+        + own
+    )
+    error = "LivenessError: 2 future(s) neither finished … : a=processing on tcp://x, b=queued"
+    assert signature("liveness", error, during) == signature("liveness", error, own)
+    assert "StopTest" not in signature("liveness", error, during).text
