@@ -176,7 +176,7 @@ def attribute_parser() -> Parser:
     parser.add_argument(
         "--times", type=positive, default=3, help="most replays per environment with --failure (default: 3)"
     )
-    parser.add_argument("--budget", type=int, help="most environments to build and judge, the ends included")
+    parser.add_argument("--budget", type=positive, help="most environments to build and judge, the ends included")
     parser.add_argument("--bisect", action="store_true", help="when one package is named, bisect its releases as well")
     add_results(parser)
     add_rebuild(parser)
