@@ -17,8 +17,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from packaging.utils import canonicalize_name
-
 from framework import vocabulary
 from framework.attribute.changes import Change, applied
 from framework.bisect.oracles import ALPHA, Measure, Row, first_error, median_of, metric_samples, not_built
@@ -63,17 +61,22 @@ class Ends:
 
 def subset_runtime(ends: Ends, names: frozenset[str]) -> Runtime:
     """The baseline's lock with the changes ``names`` applied, every package pinned exactly (``as_of`` dropped: the
-    pins decide). Declared keys keep their extras (``dask[dataframe]``)."""
+    pins decide). The runtime's declared packages stay declared (with their extras, ``dask[dataframe]``: the health
+    check imports them); the rest of the lock is pinned without being declared."""
     packages = applied(ends.baseline_lock, ends.named(names))
     keys = package_keys(ends.base)
-    pins = {keys.get(canonicalize_name(name), name): f"=={version}" for name, version in sorted(packages.items())}
+    declared = {keys[name]: f"=={version}" for name, version in sorted(packages.items()) if name in keys}
+    others = {name: f"=={version}" for name, version in sorted(packages.items()) if name not in keys}
+    if not declared:  # a lock without the runtime's own packages: declare what it holds
+        declared, others = others, {}
     label = ends.label(names)
     what = f"{ends.baseline}'s lock" + ("" if not names else f" with {label} as in {ends.candidate}")
     return Runtime(
-        name=f"{PREFIX}{digest(pins)[:12]}",
+        name=f"{PREFIX}{digest({**declared, **others})[:12]}",
         description=f"{what} (attribution)",
         python=ends.base.python,
-        packages=pins,
+        packages=declared,
+        pins=others,
         as_of=None,
         env=dict(ends.base.env),
         dask_config=dict(ends.base.dask_config),

@@ -68,6 +68,9 @@ class Runtime(StrictModel):
         default_factory=dict,
         description="Dotted Dask config keys, e.g. distributed.scheduler.worker-saturation.",
     )
+    # Not for runtimes.yaml: packages an attribution probe pins to exact versions without declaring them — installed
+    # as pinned, but not imported by the health check (a lock holds packages that import only with optional others).
+    pins: SkipJsonSchema[dict[str, str]] = Field(default_factory=dict)
     lockstep: Annotated[list[list[str]], BeforeValidator(lockstep_families)] = Field(
         default_factory=lambda: [list(family) for family in DEFAULT_LOCKSTEP],
         description="Families of packages released together: each gets one version in the environment"
@@ -191,7 +194,8 @@ class Runtime(StrictModel):
     @property
     def requirements(self) -> list[str]:
         """PEP 508 lines for the installer, e.g. ``dask==2024.12.1``."""
-        return [f"{package}{specifier}" for package, specifier in sorted(self.packages.items())]
+        declared = [f"{package}{specifier}" for package, specifier in sorted(self.packages.items())]
+        return declared + [f"{package}{specifier}" for package, specifier in sorted(self.pins.items())]
 
     @property
     def fully_pinned(self) -> bool:
