@@ -152,6 +152,12 @@ class ProbeMetricOracle:
         if comparison.verdict in (vocabulary.Verdict.REGRESSED, vocabulary.Verdict.IMPROVED):
             why = f"A/B of the ends: {comparison.sentence()}"
             verdicts: dict[str, Verdict] = {BASELINE: "good", CANDIDATE: "bad"}
+        elif not comparison.conclusive:
+            why = (
+                f"the ends cannot be told apart in {self.repeat} rounds: {comparison.sentence()} — run again with"
+                f" --repeat={max(self.repeat + 2, 7)} or more"
+            )
+            verdicts = {BASELINE: "good", CANDIDATE: "good"}
         else:
             why = f"no change between the ends to attribute: {comparison.sentence()}"
             verdicts = {BASELINE: "good", CANDIDATE: "good"}

@@ -158,3 +158,10 @@ def test_a_probe_that_cannot_be_built_is_skipped() -> None:
 
     judged = ProbeMetricOracle(WALL, 3, unbuildable, labelled().runtime_for).classify("pandas")
     assert judged.verdict == "skip" and "no solution" in judged.evidence
+
+
+def test_ends_that_cannot_be_told_apart_ask_for_more_rounds() -> None:
+    found = oracle(FakeCase({}, noise=0.9, effect=1.5, seed=2), repeat=5).endpoints()
+    assert found[CANDIDATE].verdict == "good", found[CANDIDATE].evidence
+    assert "the ends cannot be told apart in 5 rounds" in found[CANDIDATE].evidence
+    assert found[CANDIDATE].evidence.endswith("run again with --repeat=7 or more")
