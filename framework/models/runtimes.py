@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
@@ -76,6 +77,14 @@ class Runtime(StrictModel):
         description="Families of packages released together: each gets one version in the environment"
         " (the file's `lockstep`, default [[dask, distributed]], plus the runtime's own).",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_pins(self, handler: Any) -> Any:
+        """A runtime without ``pins`` dumps as before they existed: its hash, its stored spec, are unchanged."""
+        data = handler(self)
+        if isinstance(data, dict) and not self.pins:
+            data.pop("pins", None)
+        return data
 
     @field_validator("packages")
     @classmethod

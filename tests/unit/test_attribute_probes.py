@@ -165,3 +165,14 @@ def test_ends_that_cannot_be_told_apart_ask_for_more_rounds() -> None:
     assert found[CANDIDATE].verdict == "good", found[CANDIDATE].evidence
     assert "the ends cannot be told apart in 5 rounds" in found[CANDIDATE].evidence
     assert found[CANDIDATE].evidence.endswith("run again with --repeat=7 or more")
+
+
+def test_a_runtime_without_pins_dumps_and_hashes_as_before_pins_existed() -> None:
+    from framework.environments import runtime_hash
+
+    assert "pins" not in BASE.model_dump() and "pins" not in BASE.model_dump(mode="json")
+    probe = subset_runtime(ENDS, frozenset())
+    assert probe.model_dump(mode="json")["pins"] == {"numpy": "==2.3.5", "toolz": "==1.0.0"}
+    assert Runtime.model_validate(probe.model_dump(mode="json")) == probe  # a stored spec reads back
+    without = Runtime.model_validate({k: v for k, v in probe.model_dump(mode="json").items() if k != "pins"})
+    assert runtime_hash(without) != runtime_hash(probe)
