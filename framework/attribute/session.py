@@ -24,12 +24,12 @@ from framework.attribute.probes import BASELINE, CANDIDATE, Ends, ProbeMetricOra
 from framework.attribute.search import Attribution, attribute, probes_bound
 from framework.bisect.oracles import OutcomeOracle, ReleaseRunner, StabilityOracle
 from framework.bisect.search import Judgement
-from framework.bisect.session import failure_to_replay, replayer, select_case
+from framework.bisect.session import failure_to_replay, judged_case, replayer
 from framework.config import ROOT, Catalog, load_catalog
 from framework.engine import prepare_environment, say
 from framework.environments import existing_environment, parse_lock
 from framework.in_runtime.errors import FrameworkError
-from framework.matrix import Case, hardware_problem
+from framework.matrix import Case
 from framework.metric_catalogue import METRIC_NAMES, MetricSpec, metric
 from framework.models import HardwareProfile, Runtime
 from framework.models.runtimes import DEFAULT_LOCKSTEP
@@ -125,13 +125,7 @@ def plan_attribution(args: argparse.Namespace, root: Path = ROOT) -> Plan:
     spec = _check_options(args)
     catalog = load_catalog(root)
     record = failure_to_replay(args.failure, args.results, root) if args.failure else None
-    case, hardware = None, None
-    if record is None:
-        case = select_case(catalog, args.workload, args.size)
-        hardware = catalog.hardware_profile(args.hardware)
-        problem = hardware_problem(case.workload, hardware)
-        if problem:
-            raise AttributionError(f"--hardware={args.hardware}: {case.workload.name} {problem} — pick another profile")
+    case, hardware = judged_case(args, catalog, record)
     sides = [
         side_lock(text, catalog, args.results, root, args.dry_run, args.rebuild)
         for text in (args.baseline, args.candidate)

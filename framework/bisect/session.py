@@ -70,6 +70,21 @@ def select_case(catalog: Catalog, text: str, size: str | None) -> Case:
     return chosen[0]
 
 
+def judged_case(
+    args: argparse.Namespace, catalog: Catalog, record: dict[str, Any] | None
+) -> tuple[Case | None, HardwareProfile | None]:
+    """The case (``--workload``, ``--size``) on the profile (``--hardware``) that judges each environment; none when
+    a failure's replays judge instead (``record``)."""
+    if record is not None:
+        return None, None
+    case = select_case(catalog, args.workload, args.size)
+    hardware = catalog.hardware_profile(args.hardware)
+    problem = hardware_problem(case.workload, hardware)
+    if problem:
+        raise BisectError(f"--hardware={args.hardware}: {case.workload.name} {problem} — pick another profile")
+    return case, hardware
+
+
 def failure_to_replay(failure_id: str, results_dir: Path, root: Path) -> dict[str, Any]:
     """The record to replay: a failure recorded in the results, or a regression case under workloads/."""
     from framework.stability import failure_record, load_regressions
@@ -175,13 +190,7 @@ def plan_bisection(args: argparse.Namespace, root: Path = ROOT) -> Bisection:
     catalog = load_catalog(root)
     record = failure_to_replay(args.failure, args.results, root) if args.failure else None
     base = _base_runtime(args, catalog, record)
-    case, hardware = None, None
-    if record is None:
-        case = select_case(catalog, args.workload, args.size)
-        hardware = catalog.hardware_profile(args.hardware)
-        problem = hardware_problem(case.workload, hardware)
-        if problem:
-            raise BisectError(f"--hardware={args.hardware}: {case.workload.name} {problem} — pick another profile")
+    case, hardware = judged_case(args, catalog, record)
     moved = moved_packages(args.package, base, args.alone)
     index = index_url()
     say(f"bisect: releases of {' and '.join(moved)} from {index} …")
