@@ -18,10 +18,13 @@ Move = tuple[str, "str | None", "str | None"]  # (package, old version, new vers
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """One unit of the diff: ``name`` (a package, or a family's moving members joined by ``+``) and its moves."""
+    """One unit of the diff: ``name`` (a package, or packages that move together joined by ``+``) and its moves;
+    ``why``: for packages joined by their metadata (:mod:`framework.attribute.coupling`), the requirements that join
+    them."""
 
     name: str
     moves: tuple[Move, ...]
+    why: tuple[str, ...] = ()
 
     def line(self) -> str:
         """``pandas 2.2.3 → 3.0.2``; ``dask 2026.3.0 → 2026.8.0, distributed 2026.3.0 → 2026.8.0``."""

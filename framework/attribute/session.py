@@ -19,7 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+
 from framework.attribute.changes import Change, lock_diff
+from framework.attribute.coupling import couple, read_metadata, site_packages
 from framework.attribute.probes import BASELINE, CANDIDATE, Ends, ProbeMetricOracle, Probes
 from framework.attribute.search import Attribution, attribute, probes_bound
 from framework.bisect.oracles import OutcomeOracle, ReleaseRunner, StabilityOracle
@@ -28,12 +31,14 @@ from framework.bisect.session import failure_to_replay, judged_case, replayer
 from framework.config import ROOT, Catalog, load_catalog
 from framework.engine import prepare_environment, say
 from framework.environments import existing_environment, parse_lock
-from framework.in_runtime.errors import FrameworkError
+from framework.in_runtime.errors import EnvironmentBuildError, FrameworkError
 from framework.matrix import Case
 from framework.metric_catalogue import METRIC_NAMES, MetricSpec, metric
 from framework.models import HardwareProfile, Runtime
 from framework.models.runtimes import DEFAULT_LOCKSTEP
 from framework.query import Results
+from framework.releases import package_keys
+from framework.resolution import build_environment
 from framework.results import ResultsStore
 
 RUN_LOCK_SQL = """
@@ -153,18 +158,56 @@ def plan_attribution(args: argparse.Namespace, root: Path = ROOT) -> Plan:
     return Plan(ends, spec, case, hardware, record, runtime_name if runtime_name in catalog.runtimes else None)
 
 
+def joined(plan: Plan, root: Path, build: bool) -> Plan:
+    """The plan with the changes that must move together joined (:mod:`framework.attribute.coupling`), from the
+    metadata of the two ends' environments: built here (the search builds them first anyway; reused by lock), or in a
+    dry run, only when already built. Without both, the changes stay as the locks list them, and that is said."""
+    probes = Probes(plan.ends)
+    paths = []
+    for label in (BASELINE, CANDIDATE):
+        runtime = probes.runtime_for(label)
+        if build:
+            try:
+                environment = build_environment(runtime, root)
+            except EnvironmentBuildError as error:
+                say(f"attribute: {label}'s environment did not build, the changes are not joined: {error}")
+                return plan
+        else:
+            found = existing_environment(runtime, root)
+            if found is None:
+                say(
+                    f"attribute: {label}'s environment is not built yet: the changes are listed as the locks have"
+                    " them; a run joins those whose requirements tie them together"
+                )
+                return plan
+            environment = found
+        paths.append(environment.path)
+    ends = plan.ends
+    roots = {}
+    for key in package_keys(ends.base).values():
+        requirement = Requirement(key)
+        roots[requirement.name] = sorted(requirement.extras)
+    old, new = (read_metadata(site_packages(path)) for path in paths)
+    changes = couple(ends.changes, ends.baseline_lock, ends.candidate_lock, old, new, ends.base.python, roots)
+    return dataclasses.replace(plan, ends=dataclasses.replace(ends, changes=changes))
+
+
 def describe_plan(plan: Plan, args: argparse.Namespace) -> str:
     changes = plan.ends.changes
+    moved = sum(len(change.moves) for change in changes)
     what = (
         f"failure {plan.record['failure_id']} (replays)"
         if plan.record is not None
         else f"{plan.case.case_id if plan.case else '?'}, {plan.spec.label if plan.spec else 'outcome'}"
     )
     lines = [
-        f"attribute: {what}; {len(changes)} change(s) from {args.baseline} to {args.candidate}"
-        f" (one culprit: at most {probes_bound(len(changes))} environments):"
+        f"attribute: {what}; {moved} package(s) moved from {args.baseline} to {args.candidate}, as"
+        f" {len(changes)} change(s) (one culprit: at most {probes_bound(len(changes))} environments):"
     ]
-    lines += [f"  {change.name}: {change.line()}" for change in changes]
+    for change in changes:
+        lines.append(f"  {change.name}: {change.line()}")
+        if change.why:
+            lines.append(f"    together, as {'; '.join(change.why)}")
     return "\n".join(lines)
 
 
@@ -176,7 +219,7 @@ def run_attribution(
     """Plan, search, print the probes and the answer; 0 when a set of changes is named. With ``--bisect``, the next
     step is run too: ``bisect_options`` parses its options (``nox -s bisect``'s parser)."""
     started = time.perf_counter()
-    plan = plan_attribution(args)
+    plan = joined(plan_attribution(args), ROOT, build=not args.dry_run)
     say(describe_plan(plan, args))
     if args.dry_run:
         bound = probes_bound(len(plan.ends.changes))
@@ -394,7 +437,10 @@ def document(
     changes: dict[str, Change] = {change.name: change for change in plan.ends.changes}
     return {
         "status": attribution.status,
-        "changes": [{"name": name, "moves": [list(move) for move in change.moves]} for name, change in changes.items()],
+        "changes": [
+            {"name": name, "moves": [list(move) for move in change.moves], "why": list(change.why)}
+            for name, change in changes.items()
+        ],
         "culprits": attribution.culprits,
         "interaction": attribution.interaction,
         "alone": dict(attribution.alone),

@@ -4,7 +4,8 @@ the oracle reads which versions the built environment really holds.
 
 One culprit is found within the bound of probes; two packages that cause the effect only together are named as an
 interaction; a change that cannot be installed without another (toy-b 2.0 needs toy-c 2.0) makes the probes that
-apply it alone unresolvable — skipped, said, and the search still names both.
+apply it alone unresolvable — skipped, said, and the search still names both; joined first by what the two ends'
+metadata requires, the two move as one change and nothing is skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from package_index import LocalIndex
 
 from framework.attribute.changes import lock_diff
+from framework.attribute.coupling import couple, read_metadata, site_packages
 from framework.attribute.probes import Ends, subset_runtime
 from framework.attribute.search import Attribution, attribute, probes_bound
 from framework.bisect.search import Judgement
@@ -105,3 +107,30 @@ def test_a_change_that_does_not_install_alone_is_skipped_and_named_with_what_it_
     skipped = found.skipped
     assert skipped and all("toy-b" in probe.applied and "toy-c" not in probe.applied for probe in skipped)
     assert "toy-c" in skipped[0].judgement.evidence  # uv says what could not be satisfied
+
+
+def test_joined_by_the_ends_metadata_the_change_that_needs_another_moves_with_it_and_nothing_is_skipped(
+    index: LocalIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UV_DEFAULT_INDEX", index.url)
+    for variable in ("UV_INDEX_URL", "PIP_INDEX_URL", "UV_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    base = Runtime(name="toys", python="3.11", packages=dict.fromkeys(PACKAGES[:-1], ""))
+    ends = Ends("old", "new", base, OLD, NEW, lock_diff(OLD, NEW, base.lockstep))
+    every = frozenset(PACKAGES)
+    sides = [build_environment(subset_runtime(ends, names), tmp_path) for names in (frozenset(), every)]
+    metadata = [read_metadata(site_packages(environment.path)) for environment in sides]
+    changes = couple(ends.changes, OLD, NEW, *metadata, "3.11")
+    assert [change.name for change in changes] == ["toy-a", "toy-b+toy-c", "toy-d", "toy-e"]
+    assert changes[1].why == ("toy-b 2.0 requires toy-c>=2.0 (the other end has 1.0)",)
+    joined_ends = Ends("old", "new", base, OLD, NEW, changes)
+    by_name = {change.name: change for change in changes}
+
+    def judge(names: frozenset[str]) -> Judgement:
+        environment = build_environment(subset_runtime(joined_ends, names), tmp_path)  # raises if unresolvable
+        held = environment.packages
+        return Judgement("bad" if held["toy-b"] == "2.0" else "good", held["toy-b"], held["toy-b"])
+
+    found = attribute(list(by_name), judge)
+    assert found.status == "found" and found.culprits == ["toy-b+toy-c"] and not found.skipped
+    assert len(found.probes) <= probes_bound(len(changes))
