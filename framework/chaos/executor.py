@@ -74,6 +74,11 @@ CLOSE_TIMEOUT_S = 120.0
 # Transitions allowed per task submitted before the run counts as a livelock (a healthy task needs < 10).
 TRANSITIONS_PER_TASK = 100
 TRANSITIONS_BASE = 2000
+# Where a fault that loses data is aimed (``Executor._pick_worker``): any worker, the holder of the only copy of what
+# tasks still to run need, or the holder of what a queued task needs, at a moment one is queued (waiting up to
+# QUEUED_WAIT_S for it: queues form and drain within a second under the fuzzer's gates and sleeps).
+TARGETS = ("any", "holder", "queued")
+QUEUED_WAIT_S = 2.0
 
 
 class LogTail(logging.Handler):
@@ -459,23 +464,36 @@ class Executor:
             self._op_add_worker({})
 
     def _pick_worker(self, which: int, target: str = "any") -> Optional[tuple[str, str]]:
-        """(name, address) of a live worker: the ``which``-th, or with ``target="holder"`` the one holding the only
-        copy of the most data that tasks still to run need (the ``which``-th of those tied; any, if none holds any).
-        A fault aimed where it hurts: losing such data sends queued and waiting tasks back to wait on recomputation
-        (distributed#8702 lived there)."""
+        """(name, address) of a live worker: the ``which``-th; with ``target="holder"`` the one holding the only
+        copy of the most data that tasks still to run need (the ``which``-th of those tied; any, if none holds any);
+        with ``target="queued"``, the holder of the only copy a *queued* task needs, waiting up to
+        ``QUEUED_WAIT_S`` for one to exist (then as ``holder``). A fault aimed where and when it hurts: losing such
+        data sends queued and waiting tasks back to wait on recomputation (distributed#8702 lived there)."""
         workers = self.live_workers()
         if not workers:
             return None
-        if target == "holder":
-            counts = bounded(
-                lambda: self.client.run_on_scheduler(invariants.sole_holders), STEP_TIMEOUT_S, "sole holders"
-            )
-            most = max((counts.get(address, 0) for _, address in workers), default=0)
-            if most > 0:
-                workers = [item for item in workers if counts.get(item[1], 0) == most]
-        elif target != "any":
-            raise ValueError(f"unknown worker target {target!r}; known: any, holder")
+        if target not in TARGETS:
+            raise ValueError(f"unknown worker target {target!r}; known: {', '.join(TARGETS)}")
+        counts: dict[str, int] = {}
+        if target == "queued":
+            deadline = time.monotonic() + QUEUED_WAIT_S
+            while not counts and time.monotonic() < deadline:
+                counts = self._sole_holders(queued_only=True)
+                if not counts:
+                    time.sleep(0.05)
+        if target in ("holder", "queued") and not counts:
+            counts = self._sole_holders(queued_only=False)
+        most = max((counts.get(address, 0) for _, address in workers), default=0)
+        if most > 0:
+            workers = [item for item in workers if counts.get(item[1], 0) == most]
         return workers[int(which) % len(workers)]
+
+    def _sole_holders(self, queued_only: bool) -> dict[str, int]:
+        return bounded(  # type: ignore[no-any-return]
+            lambda: self.client.run_on_scheduler(invariants.sole_holders, queued_only=queued_only),
+            STEP_TIMEOUT_S,
+            "sole holders",
+        )
 
     def _op_slow_link(self, step: dict[str, Any]) -> None:
         """Latency on one worker's links, both ways (network configs): ``ms`` + jitter seeded by ``seed``."""

@@ -128,11 +128,14 @@ def stuck_keys(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
 HOLDER_WEIGHTS = {"queued": 10, "waiting": 1, "processing": 1, "no-worker": 1}
 
 
-def sole_holders(dask_scheduler: Any) -> dict[str, int]:
+def sole_holders(dask_scheduler: Any, queued_only: bool = False) -> dict[str, int]:
     """Worker address → a score of the tasks still to run that depend on data whose only copy that worker holds
-    (``HOLDER_WEIGHTS`` per dependent, by its state): the worker whose loss forces the most recomputation."""
+    (``HOLDER_WEIGHTS`` per dependent, by its state): the worker whose loss forces the most recomputation. With
+    ``queued_only``, only queued dependents count."""
     counts: dict[str, int] = {}
     for ts in list(dask_scheduler.tasks.values()):
+        if queued_only and ts.state != "queued":
+            continue
         weight = HOLDER_WEIGHTS.get(ts.state)
         if weight is None:
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from framework.chaos import executor as chaos_executor
 from framework.chaos import graphs, invariants
 from framework.chaos.executor import (
+    QUEUED_WAIT_S,
     Executor,
     LivelockError,
     LivenessError,
@@ -264,12 +266,44 @@ def test_a_close_aimed_at_the_holder_takes_the_only_copy_a_waiting_task_needs(tm
         for which in range(3):
             assert executor._pick_worker(which, "holder") == (names[holder], holder)
         assert executor._pick_worker(1, "any") == executor.live_workers()[1]
-        with pytest.raises(ValueError, match="unknown worker target 'nearest'; known: any, holder"):
+        with pytest.raises(ValueError, match="unknown worker target 'nearest'; known: any, holder, queued"):
             executor._pick_worker(0, "nearest")
         executor.apply({"op": "close_worker", "which": 2, "target": "holder"})
         assert holder not in {address for _, address in executor.live_workers()}
         executor.apply({"op": "settle"})
         assert executor.finish()["finished"] == 1  # fanout0-0, run once its source was computed again
+    finally:
+        executor.close()
+
+
+def test_a_close_aimed_at_a_queued_tasks_data_takes_its_holder_and_waits_for_a_queue_so_long(tmp_path: Any) -> None:
+    """``target: queued`` picks the holder of the only copy a queued task needs; with nothing queued it waits at most
+    ``QUEUED_WAIT_S``, then aims as ``holder``. One task slot per worker: a gated chain fills one worker's, a fan-out's
+    source runs on the other and its gated dependents queue there on it."""
+    executor = Executor(config(workers=2, worker_saturation=1.0, work_stealing=False), settle_s=30, work_dir=tmp_path)
+    executor.start()
+    try:
+        started = time.monotonic()
+        assert executor._pick_worker(1, "queued") == executor.live_workers()[1]  # nothing queued, nothing held
+        assert QUEUED_WAIT_S <= time.monotonic() - started < QUEUED_WAIT_S + 10
+        executor.apply(graph("chain", 1, gated=[0]))
+        executor.apply(graph("fanout", 6, shared_dep=True, gated=list(range(6))))
+        queued: dict[str, int] = {}
+        for _ in range(200):
+            queued = executor.client.run_on_scheduler(invariants.sole_holders, queued_only=True)
+            if queued:
+                break
+            threading.Event().wait(0.05)
+        assert list(executor.client.who_has()["fanout1src-0"]) == list(queued), queued
+        [holder] = queued
+        names = {address: name for name, address in executor.live_workers()}
+        assert executor._pick_worker(0, "queued") == executor._pick_worker(1, "queued") == (names[holder], holder)
+        executor.apply({"op": "close_worker", "which": 0, "target": "queued"})
+        assert holder not in {address for _, address in executor.live_workers()}
+        while executor.gates_closed:
+            executor.apply({"op": "open_gate", "which": 0})
+        executor.apply({"op": "settle"})
+        assert executor.finish()["finished"] == 7
     finally:
         executor.close()
 
