@@ -48,6 +48,8 @@ _EXCEPTION = re.compile(r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Z]\w*)(?::|$)")  # a c
 _CHAIN = ("The above exception was the direct cause", "During handling of the above exception")
 _MESSAGE_FRAME = re.compile(r"(?P<name>[\w<>.]+) \((?P<path>[\w./<>-]+\.py):\d+\)")
 _STATE = re.compile(r"=(" + "|".join(STATES) + r")\b")
+# Every stuck key's state counted, after the first few keys listed: ``… (all 35: processing 2, queued 33)``.
+_ALL_STATES = re.compile(r"\(all \d+: ((?:[a-z-]+ \d+(?:, )?)+)\)")
 _STDLIB = re.compile(r"/lib/python\d+\.\d+/|^<frozen |^<string>")
 _FLAKY = " (hypothesis: flaky"
 # ``AssertionError: ('dep missing', "<TaskState …>", …)``: one validate_task_state raises every such assertion, so
@@ -100,7 +102,11 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
             frames = _innermost(stack, FRAMES_RAISED)
             if frames:
                 break
-    states = tuple(sorted(set(_STATE.findall(error or ""))))
+    counted = _ALL_STATES.search(error or "")
+    if counted:
+        states = tuple(sorted({item.rsplit(" ", 1)[0] for item in counted.group(1).split(", ")} & set(STATES)))
+    else:
+        states = tuple(sorted(set(_STATE.findall(error or ""))))
     label = _ASSERTION_LABEL.search(message) if "AssertionError" in errors else None
     return FailureSignature(
         kind=kind,

@@ -81,6 +81,17 @@ TARGETS = ("any", "holder", "queued")
 QUEUED_WAIT_S = 2.0
 
 
+def stuck_states(states: dict[str, str], shown: int = 20) -> str:
+    """``k=state`` for the first ``shown`` keys, then, when there are more, every key's state counted:
+    ``… (all 35: processing 2, queued 33)`` — the failure's signature reads its states from the count, so it does
+    not depend on which keys sort first."""
+    text = ", ".join(f"{key}={state}" for key, state in sorted(states.items())[:shown])
+    if len(states) > shown:
+        tally = collections.Counter(state.split(" on ", 1)[0] for state in states.values())
+        text += f" … (all {len(states)}: " + ", ".join(f"{state} {n}" for state, n in sorted(tally.items())) + ")"
+    return text
+
+
 class LogTail(logging.Handler):
     """The last lines distributed logged in this process (scheduler and in-process workers), and the exceptions the
     scheduler logged (``errors``: where each was raised, as ``AssertionError `assert ts.priority, ts` in
@@ -609,11 +620,11 @@ class Executor:
         detail = ""
         try:
             states = bounded(
-                lambda: self.client.run_on_scheduler(invariants.stuck_keys, keys=pending[:20]), 20, "reading stuck keys"
+                lambda: self.client.run_on_scheduler(invariants.stuck_keys, keys=pending), 20, "reading stuck keys"
             )
-            detail = "; scheduler states: " + ", ".join(f"{k}={v}" for k, v in sorted(states.items()))
+            detail = "; scheduler states: " + stuck_states(states)
             workers = sorted(self.worker_statuses().items())
-            detail += "; workers: " + (", ".join(f"{name} {status}" for name, status in workers) or "none")
+            detail += "; workers: " + (", ".join(f"worker {name} {status}" for name, status in workers) or "none")
             before = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")
             time.sleep(2)
             after = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")

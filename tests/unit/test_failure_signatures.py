@@ -90,6 +90,25 @@ def test_a_liveness_failure_keeps_its_stuck_states_but_not_its_keys_addresses_or
     assert other != one
 
 
+def test_a_hangs_states_are_every_stuck_keys_not_only_those_of_the_keys_that_sort_first() -> None:
+    """The fuzzer lists 20 stuck keys and counts the states of all: the same hang is one class whichever keys sort
+    first (a #8702 hang had read "stuck queued" or "stuck processing, queued" — #7223's class — by its key names)."""
+    from framework.chaos.executor import stuck_states
+
+    states = {f"fanout2-{index}": "queued" for index in range(30)}
+    states |= {"nested1-5": "processing on tcp://127.0.0.1:44499", "nested1src-0": "queued"}
+    listed = stuck_states(states)
+    assert listed.startswith("fanout2-0=queued, fanout2-1=queued, fanout2-10=queued")
+    assert listed.endswith("… (all 32: processing 1, queued 31)") and listed.count("=") == 20
+    error = (
+        "LivenessError: 32 future(s) neither finished, erred nor were cancelled 40 s after faults stopped: …;"
+        f" scheduler states: {listed}; workers: worker 0 running; deadlock: no transition in 2 s"
+    )
+    assert signature("liveness", error, "").states == ("processing", "queued")
+    assert stuck_states({"a": "waiting"}) == "a=waiting"  # few keys: listed, not counted
+    assert signature("liveness", error.replace(listed, "a=waiting"), "").states == ("waiting",)
+
+
 def test_scheduler_validation_failures_are_told_apart_by_the_assertions_label_only() -> None:
     traceback = (
         "Traceback (most recent call last):\n"
