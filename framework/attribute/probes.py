@@ -108,7 +108,8 @@ class ProbeMetricOracle:
     * like the candidate (differs significantly from the baseline only): **bad**;
     * unlike both (a part of the effect): the end nearer on the metric's scale (log for time and memory), and the
       evidence says which share of the effect it holds;
-    * unlike neither: **undecided** — the noise allows no call, and the search stops there rather than guess.
+    * unlike neither: **undecided** — after as many rounds again (once), the noise still allows no call, and the
+      search stops there rather than guess.
     """
 
     rule = "interleaved rounds against both ends; like one end, or nearer on the metric's log scale"
@@ -164,27 +165,39 @@ class ProbeMetricOracle:
         return {label: Judgement(verdict, why, shown[label]) for label, verdict in verdicts.items()}
 
     def classify(self, label: str) -> Judgement:
+        """The probe's verdict from ``repeat`` rotating rounds; an undecided probe gets as many rounds again, once,
+        before the search is stopped there (most probes are clear at once; a borderline one costs twice)."""
         rounds: dict[str, list[float]] = {BASELINE: [], label: [], CANDIDATE: []}
+        judged = Judgement("undecided", "no round", "–")
+        for attempt in range(2):
+            try:
+                self._rounds(label, rounds, start=attempt * self.repeat)
+            except EnvironmentBuildError as error:
+                return not_built(error)
+            if not rounds[label]:
+                return Judgement("skip", f"no passed repeat: {self.first_errors.get(label, 'no rows')}", "no sample")
+            if not rounds[BASELINE] or not rounds[CANDIDATE]:
+                return Judgement("undecided", "an end had no passed repeat in the probe's rounds", "–")
+            against_baseline = compare_samples(rounds[BASELINE], rounds[label], self.spec, alpha=ALPHA)
+            against_candidate = compare_samples(rounds[CANDIDATE], rounds[label], self.spec, alpha=ALPHA)
+            self.measurements[label] = ProbeMeasurement(
+                list(rounds[label]), list(rounds[BASELINE]), list(rounds[CANDIDATE]), against_baseline,
+                against_candidate,
+            )  # fmt: skip
+            judged = judge_probe(
+                self.spec, rounds[label], rounds[BASELINE], rounds[CANDIDATE], against_baseline, against_candidate
+            )
+            if judged.verdict != "undecided":
+                break
+        return judged
+
+    def _rounds(self, label: str, rounds: dict[str, list[float]], start: int) -> None:
+        """``repeat`` rounds of (baseline, probe, candidate), the order rotating round by round from ``start``."""
         order = [BASELINE, label, CANDIDATE]
-        try:
-            for index in range(self.repeat):
-                rotation = order[index % 3 :] + order[: index % 3]
-                for side in rotation:
-                    rounds[side] += self._one(side)
-        except EnvironmentBuildError as error:
-            return not_built(error)
-        if not rounds[label]:
-            return Judgement("skip", f"no passed repeat: {self.first_errors.get(label, 'no rows')}", "no sample")
-        if not rounds[BASELINE] or not rounds[CANDIDATE]:
-            return Judgement("undecided", "an end had no passed repeat in the probe's rounds", "–")
-        against_baseline = compare_samples(rounds[BASELINE], rounds[label], self.spec, alpha=ALPHA)
-        against_candidate = compare_samples(rounds[CANDIDATE], rounds[label], self.spec, alpha=ALPHA)
-        self.measurements[label] = ProbeMeasurement(
-            rounds[label], rounds[BASELINE], rounds[CANDIDATE], against_baseline, against_candidate
-        )
-        return judge_probe(
-            self.spec, rounds[label], rounds[BASELINE], rounds[CANDIDATE], against_baseline, against_candidate
-        )
+        for index in range(start, start + self.repeat):
+            rotation = order[index % 3 :] + order[: index % 3]
+            for side in rotation:
+                rounds[side] += self._one(side)
 
     def share(self, label: str) -> str:
         """``+88 % (95 % CI +71 % to +104 %) vs the baseline, 93 % of the candidate's +95 %`` for a measured probe."""

@@ -123,6 +123,21 @@ def test_a_probe_is_judged_against_both_ends_of_its_rounds(share: float, noise: 
     assert rounds == [[BASELINE, "pandas", CANDIDATE], ["pandas", CANDIDATE, BASELINE], [CANDIDATE, BASELINE, "pandas"]]
 
 
+def test_an_undecided_probe_gets_as_many_rounds_again_once_and_a_clear_one_does_not() -> None:
+    """Three rounds cannot tell (too few); six can: the probe is measured again, once, in the same rotation, and the
+    verdict rests on all its rounds. A probe clear at once is not measured again; noise that still allows no call
+    after the second lot stays undecided."""
+    borderline = FakeCase({"pandas": 1.0}, noise=0.02, seed=1)
+    judged = oracle(borderline, repeat=3).classify("pandas")
+    assert judged.verdict == "bad" and "of 6 (" in judged.evidence, judged.evidence
+    assert len(borderline.calls) == 18 and borderline.calls[9:12] == [BASELINE, "pandas", CANDIDATE]
+    clear = FakeCase({"pandas": 1.0}, noise=0.02, seed=1)
+    assert oracle(clear, repeat=7).classify("pandas").verdict == "bad" and len(clear.calls) == 21
+    noisy = FakeCase({"pandas": 0.5}, noise=0.9, seed=3)
+    still = oracle(noisy, repeat=7).classify("pandas")
+    assert still.verdict == "undecided" and len(noisy.calls) == 42 and "of 14 (" in still.evidence
+
+
 def test_the_share_of_the_effect_the_named_set_holds() -> None:
     measured = oracle(FakeCase({"pandas": 0.9}, noise=0.01, effect=1.95, seed=5))
     assert measured.classify("pandas").verdict == "bad"
