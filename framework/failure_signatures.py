@@ -13,7 +13,10 @@ the live exception, so stored failures of any age get one too:
   function raises them all, so only the label tells two scheduler bugs apart);
 - a **bare assertion's statement** (``assert a.keys() == b.keys()`` raises an AssertionError with no message: its source
   line, as the traceback shows it, is all that tells it from the function's other asserts);
-- the **stuck keys' states** (a liveness failure's scheduler states, as a sorted set);
+- what a hang's tasks **wait on**, when the failure says (``stuck on: seceded`` — a task processing after
+  secede(); ``queued on missing data``; ``no running worker``): it tells apart hangs whose keys are in the same
+  states (distributed#7223 and #8702 both leave keys processing, queued and waiting); else the **stuck keys'
+  states** (a liveness failure's scheduler states, as a sorted set);
 - the **innermost frames outside the harness** (not ``framework/`` or ``workloads/``, not the standard library): where
   leaked threads wait (one frame each), else the innermost two frames of the deepest exception that has any;
 - only when no such frame exists, the error's **gist**: its first clause, every token with a digit and every quoted
@@ -49,6 +52,8 @@ _CHAIN = ("The above exception was the direct cause", "During handling of the ab
 _MESSAGE_FRAME = re.compile(r"(?P<name>[\w<>.]+) \((?P<path>[\w./<>-]+\.py):\d+\)")
 _STATE = re.compile(r"=(" + "|".join(STATES) + r")\b")
 # Every stuck key's state counted, after the first few keys listed: ``… (all 35: processing 2, queued 33)``.
+# What the stuck tasks wait on (``framework.chaos.invariants.stuck_causes``): ``; stuck on: seceded, …``.
+_STUCK_ON = re.compile(r"; stuck on: ([a-z ,]+?)(?:;|$| \(hypothesis)")
 _ALL_STATES = re.compile(r"\(all \d+: ((?:[a-z-]+ \d+(?:, )?)+)\)")
 _STDLIB = re.compile(r"/lib/python\d+\.\d+/|^<frozen |^<string>")
 _FLAKY = " (hypothesis: flaky"
@@ -62,6 +67,7 @@ class FailureSignature:
     kind: str
     errors: tuple[str, ...]  # exception class names, outermost first
     states: tuple[str, ...] = ()  # stuck keys' scheduler states, sorted
+    causes: tuple[str, ...] = ()  # what they wait on: 'seceded', 'queued on missing data', …
     frames: tuple[str, ...] = ()  # 'rejoin (distributed/threadpoolexecutor.py)', innermost first
     waits: bool = False  # the frames are where leaked threads wait, not where an exception was raised
     gist: str = ""
@@ -76,7 +82,9 @@ class FailureSignature:
             parts.append(f"assert {self.label!r}")
         if self.asserted:
             parts.append(f"assert {self.asserted}")
-        if self.states:
+        if self.causes:  # what the tasks wait on names the hang better than the states it leaves them in
+            parts.append(f"stuck on {', '.join(self.causes)}")
+        elif self.states:
             parts.append(f"stuck {', '.join(self.states)}")
         if self.frames:
             parts.append(("threads wait in " if self.waits else "raised at ") + " ← ".join(self.frames))
@@ -108,10 +116,13 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
     else:
         states = tuple(sorted(set(_STATE.findall(error or ""))))
     label = _ASSERTION_LABEL.search(message) if "AssertionError" in errors else None
+    stuck_on = _STUCK_ON.search(error or "")
+    causes = tuple(sorted(cause.strip() for cause in stuck_on.group(1).split(","))) if stuck_on and states else ()
     return FailureSignature(
         kind=kind,
         errors=tuple(errors),
         states=states,
+        causes=causes,
         frames=frames,
         waits=bool(waits),
         gist="" if frames else gist(message),

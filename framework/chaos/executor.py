@@ -623,6 +623,9 @@ class Executor:
                 lambda: self.client.run_on_scheduler(invariants.stuck_keys, keys=pending), 20, "reading stuck keys"
             )
             detail = "; scheduler states: " + stuck_states(states)
+            causes = bounded(lambda: self.client.run_on_scheduler(invariants.stuck_causes), 20, "reading causes")
+            if causes:
+                detail += "; stuck on: " + ", ".join(causes)
             workers = sorted(self.worker_statuses().items())
             detail += "; workers: " + (", ".join(f"worker {name} {status}" for name, status in workers) or "none")
             before = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")

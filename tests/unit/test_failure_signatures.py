@@ -109,6 +109,42 @@ def test_a_hangs_states_are_every_stuck_keys_not_only_those_of_the_keys_that_sor
     assert signature("liveness", error.replace(listed, "a=waiting"), "").states == ("waiting",)
 
 
+def test_hangs_in_the_same_states_are_told_apart_by_what_their_tasks_wait_on() -> None:
+    """#7223 (queued behind seceded tasks) and #8702 (queued on lost data) can leave keys in the same states; the
+    scheduler's view of what they wait on tells them apart — read on the scheduler by ``stuck_causes``."""
+    from types import SimpleNamespace
+
+    from framework.chaos.invariants import stuck_causes
+
+    def hang(causes: str) -> str:
+        return (
+            "LivenessError: 3 future(s) neither finished, erred nor were cancelled 40 s after faults stopped: …;"
+            f" scheduler states: a=processing on tcp://x:1, b=queued, c=waiting{causes}; workers: worker 0 running;"
+            " deadlock: no transition in 2 s (hypothesis: flaky — it did not fail again when re-run)"
+        )
+
+    seceded = signature("liveness", hang("; stuck on: seceded"), "")
+    lost = signature("liveness", hang("; stuck on: no running worker, queued on missing data"), "")
+    assert seceded.text.startswith("liveness: LivenessError; stuck on seceded; ")
+    assert lost.causes == ("no running worker", "queued on missing data") and lost != seceded
+    assert signature("liveness", hang(""), "").causes == ()  # older records: as before
+
+    class Task(SimpleNamespace):  # hashable by identity, as distributed's TaskState and WorkerState
+        __hash__ = object.__hash__
+
+    worker = Task(status="Status.running", long_running=set())
+    source = Task(state="released", who_has=set(), dependencies=())
+    queued = Task(state="queued", dependencies=(source,), processing_on=None)
+    busy = Task(state="processing", dependencies=(), processing_on=worker)
+    scheduler = SimpleNamespace(tasks={"src": source, "q": queued, "p": busy}, workers={"w": worker})
+    assert stuck_causes(scheduler) == ["queued on missing data"]
+    worker.long_running.add(busy)
+    source.state, source.who_has = "memory", {worker}
+    assert stuck_causes(scheduler) == ["seceded"]
+    worker.status = "Status.closing"
+    assert stuck_causes(scheduler) == ["no running worker", "seceded"]
+
+
 def test_scheduler_validation_failures_are_told_apart_by_the_assertions_label_only() -> None:
     traceback = (
         "Traceback (most recent call last):\n"
