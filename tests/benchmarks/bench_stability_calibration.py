@@ -66,10 +66,22 @@ PAIRS = (
         "distributed#7223",
         "dask-2022.10.1",
         "dask-2022.10.2",
-        ("distributed_7223", "distributed_7223_dependents"),
+        ("distributed_7223", "distributed_7223_dependents", "distributed_7223_seceded"),
         TIERS,
     ),
-    Pair("distributed#8702", "dask-2024.6.0", "dask-2024.6.1", ("distributed_8702", "distributed_8702_hang"), TIERS),
+    Pair(
+        "distributed#8702",
+        "dask-2024.6.0",
+        "dask-2024.6.1",
+        (
+            "distributed_8702",
+            "distributed_8702_hang",
+            "distributed_8702_hang_queued",
+            "distributed_8702_queued_on_missing_data",
+            "distributed_8702_queued_on_missing_data_seceded",
+        ),
+        TIERS,
+    ),
 )
 DEFAULT_OTHERS = ("stable",)
 PASSED = "passed"
