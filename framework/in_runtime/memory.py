@@ -38,15 +38,18 @@ def _start_probe(dask_worker: Any, interval: float) -> int:
     if previous is not None:
         previous["stop"].set()
     process = psutil.Process()
-    state: dict[str, Any] = {"stop": threading.Event(), "buckets": {}, "pid": os.getpid()}
+    # Readers copy the table under the lock: copying a dict is not atomic on Python 3.11 — a garbage collection
+    # inside the copy runs gc.callbacks (the health watch installs one), which can hand the GIL to this thread.
+    state: dict[str, Any] = {"stop": threading.Event(), "buckets": {}, "pid": os.getpid(), "lock": threading.Lock()}
 
     def sample() -> None:
         buckets = state["buckets"]
         while True:
             bucket = int(time.time() / interval)
             rss = process.memory_info().rss
-            if rss > buckets.get(bucket, 0):
-                buckets[bucket] = rss
+            with state["lock"]:
+                if rss > buckets.get(bucket, 0):
+                    buckets[bucket] = rss
             if state["stop"].wait(interval):
                 return
 
@@ -64,7 +67,9 @@ def _stop_probe(dask_worker: Any) -> Optional[dict[str, Any]]:
     state["stop"].set()
     state["thread"].join(timeout=5)
     delattr(dask_worker, _ATTRIBUTE)
-    return {"pid": state["pid"], "buckets": dict(state["buckets"])}
+    with state["lock"]:
+        buckets = dict(state["buckets"])
+    return {"pid": state["pid"], "buckets": buckets}
 
 
 def combine_probes(probes: list[dict[str, Any]]) -> list[int]:
@@ -172,5 +177,6 @@ def probe_bytes(dask_worker: Any) -> int:
     if state is None:
         return 0
     buckets = state["buckets"]
-    entries = list(buckets.items())  # one C call under the GIL: the probe's thread cannot change it meanwhile
+    with state["lock"]:  # see _start_probe: the copy is not atomic on 3.11
+        entries = list(buckets.items())
     return sys.getsizeof(buckets) + sum(sys.getsizeof(key) + sys.getsizeof(value) for key, value in entries)
