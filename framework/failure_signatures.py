@@ -53,6 +53,7 @@ _MESSAGE_FRAME = re.compile(r"(?P<name>[\w<>.]+) \((?P<path>[\w./<>-]+\.py):\d+\
 _STATE = re.compile(r"=(" + "|".join(STATES) + r")\b")
 # Every stuck key's state counted, after the first few keys listed: ``… (all 35: processing 2, queued 33)``.
 # What the stuck tasks wait on (``framework.chaos.invariants.stuck_causes``): ``; stuck on: seceded, …``.
+NO_CAUSE = "nothing seceded or missing"  # framework.chaos.invariants.NO_CAUSE (no import: that module needs dask)
 _STUCK_ON = re.compile(r"; stuck on: ([a-z ,]+?)(?:;|$| \(hypothesis)")
 _ALL_STATES = re.compile(r"\(all \d+: ((?:[a-z-]+ \d+(?:, )?)+)\)")
 _STDLIB = re.compile(r"/lib/python\d+\.\d+/|^<frozen |^<string>")
@@ -82,7 +83,9 @@ class FailureSignature:
             parts.append(f"assert {self.label!r}")
         if self.asserted:
             parts.append(f"assert {self.asserted}")
-        if self.causes:  # what the tasks wait on names the hang better than the states it leaves them in
+        if self.causes == (NO_CAUSE,):  # none of the causes read: the states describe it, kept apart from old records
+            parts.append(f"stuck {', '.join(self.states)} ({NO_CAUSE})")
+        elif self.causes:  # what the tasks wait on names the hang better than the states it leaves them in
             parts.append(f"stuck on {', '.join(self.causes)}")
         elif self.states:
             parts.append(f"stuck {', '.join(self.states)}")

@@ -617,7 +617,7 @@ class Executor:
 
     def _liveness_failure(self) -> LivenessError:
         pending = sorted(self.ledger.pending_keys())
-        detail = ""
+        detail = failed = ""
         try:
             states = bounded(
                 lambda: self.client.run_on_scheduler(invariants.stuck_keys, keys=pending), 20, "reading stuck keys"
@@ -626,6 +626,9 @@ class Executor:
             causes = bounded(lambda: self.client.run_on_scheduler(invariants.stuck_causes), 20, "reading causes")
             if causes:
                 detail += "; stuck on: " + ", ".join(causes)
+            if causes == [invariants.NO_WORKER] and self.log_tail.errors:
+                # The scheduler dropped the workers: what it failed on names the hang (as for a worker it refused).
+                failed = f"the scheduler failed {self.log_tail.errors[-1][1]}; "
             workers = sorted(self.worker_statuses().items())
             detail += "; workers: " + (", ".join(f"worker {name} {status}" for name, status in workers) or "none")
             before = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")
@@ -640,8 +643,8 @@ class Executor:
         except Exception as error:
             detail += f"; (could not read the scheduler: {describe(error)})"
         return LivenessError(
-            f"{len(pending)} future(s) neither finished, erred nor were cancelled {self.settle_s:g} s after faults"
-            f" stopped: {', '.join(pending[:10])}{' …' if len(pending) > 10 else ''}{detail}"
+            f"{failed}{len(pending)} future(s) neither finished, erred nor were cancelled {self.settle_s:g} s after"
+            f" faults stopped: {', '.join(pending[:10])}{' …' if len(pending) > 10 else ''}{detail}"
         )
 
     def _check_transitions(self) -> None:

@@ -124,14 +124,23 @@ def stuck_keys(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
     return states
 
 
+NO_WORKER = "no running worker"
+NO_CAUSE = "nothing seceded or missing"
+
+
 def stuck_causes(dask_scheduler: Any) -> list[str]:
     """What a hang's tasks wait on, read from the scheduler — it tells hangs with the same stuck states apart:
 
     * ``queued on missing data``: a queued task with a dependency not in memory (queued tasks must have every input
       in memory; distributed#8702 left dependents of lost data queued);
     * ``seceded``: a task processing after ``secede()`` (distributed#7223's queued tasks waited behind such tasks);
-    * ``no running worker``: no worker the scheduler would send a task to.
+    * ``no running worker``: no worker the scheduler would send a task to — then nothing can run, and this alone is
+      the answer (what else the tasks wait on is beside the point);
+    * ``nothing seceded or missing``: none of these — the stuck states alone describe the hang, and its class is
+      kept apart from classes named before causes were read.
     """
+    if not any(str(ws.status).rsplit(".", 1)[-1] == "running" for ws in dask_scheduler.workers.values()):
+        return [NO_WORKER]
     causes = set()
     for ts in list(dask_scheduler.tasks.values()):
         if ts.state == "queued" and any(dts.state != "memory" or not dts.who_has for dts in ts.dependencies):
@@ -139,9 +148,7 @@ def stuck_causes(dask_scheduler: Any) -> list[str]:
         worker = getattr(ts, "processing_on", None)
         if ts.state == "processing" and worker is not None and ts in getattr(worker, "long_running", ()):
             causes.add("seceded")
-    if not any(str(ws.status).rsplit(".", 1)[-1] == "running" for ws in dask_scheduler.workers.values()):
-        causes.add("no running worker")
-    return sorted(causes)
+    return sorted(causes) or [NO_CAUSE]
 
 
 # A queued dependent counts most: queued tasks waiting on lost data are what the scheduler got wrong (distributed#8702).

@@ -114,7 +114,10 @@ def test_hangs_in_the_same_states_are_told_apart_by_what_their_tasks_wait_on() -
     scheduler's view of what they wait on tells them apart — read on the scheduler by ``stuck_causes``."""
     from types import SimpleNamespace
 
-    from framework.chaos.invariants import stuck_causes
+    from framework.chaos.invariants import NO_CAUSE, stuck_causes
+    from framework.failure_signatures import NO_CAUSE as SHOWN
+
+    assert SHOWN == NO_CAUSE
 
     def hang(causes: str) -> str:
         return (
@@ -141,8 +144,19 @@ def test_hangs_in_the_same_states_are_told_apart_by_what_their_tasks_wait_on() -
     worker.long_running.add(busy)
     source.state, source.who_has = "memory", {worker}
     assert stuck_causes(scheduler) == ["seceded"]
+    worker.long_running.clear()
+    assert stuck_causes(scheduler) == [NO_CAUSE]
+    unexplained = signature("liveness", hang(f"; stuck on: {NO_CAUSE}"), "")
+    assert "; stuck processing, queued, waiting (nothing seceded or missing); " in unexplained.text
+    assert unexplained.text != signature("liveness", hang(""), "").text  # not an old record's class
     worker.status = "Status.closing"
-    assert stuck_causes(scheduler) == ["no running worker", "seceded"]
+    assert stuck_causes(scheduler) == ["no running worker"]  # then nothing can run: that alone is the answer
+    failed = "the scheduler failed AssertionError `assert ts.priority, ts` in _task_to_msg (distributed/scheduler.py); "
+    dropped = signature("liveness", hang("; stuck on: no running worker").replace(": ", f": {failed}", 1), "")
+    assert dropped.text == (
+        'liveness: LivenessError; stuck on no running worker; "the scheduler failed AssertionError `assert'
+        ' ts.priority, ts` in _task_to_msg"'
+    ), dropped.text
 
 
 def test_scheduler_validation_failures_are_told_apart_by_the_assertions_label_only() -> None:
