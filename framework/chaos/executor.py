@@ -102,6 +102,7 @@ class LogTail(logging.Handler):
         self.lines: collections.deque[str] = collections.deque(maxlen=size)
         self.errors: collections.deque[tuple[int, str]] = collections.deque(maxlen=20)  # (number, where raised)
         self.errors_seen = 0
+        self.first_error = ""  # where the first of them was raised: later ones often follow from it
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -109,6 +110,7 @@ class LogTail(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None and record.name.startswith("distributed.scheduler"):
                 self.errors_seen += 1
                 self.errors.append((self.errors_seen, raised_at(record.exc_info[1])))
+                self.first_error = self.first_error or self.errors[-1][1]
         except Exception:
             pass
 
@@ -354,8 +356,8 @@ class Executor:
             if time.monotonic() > deadline:
                 names = ", ".join(sorted(new))
                 failed = [where for number, where in self.log_tail.errors if number > errors_before]
-                if failed:  # the scheduler dropped it: what it failed on is the failure's class
-                    raise LivenessError(f"the scheduler failed {failed[-1]}; the worker added by scaling up ({names})"
+                if failed:  # the scheduler dropped it: what it failed on first is the failure's class
+                    raise LivenessError(f"the scheduler failed {failed[0]}; the worker added by scaling up ({names})"
                                         " never arrived")  # fmt: skip
                 raise LivenessError(f"the worker added by scaling up ({names}) never arrived")
             time.sleep(0.05)
@@ -626,9 +628,10 @@ class Executor:
             causes = bounded(lambda: self.client.run_on_scheduler(invariants.stuck_causes), 20, "reading causes")
             if causes:
                 detail += "; stuck on: " + ", ".join(causes)
-            if causes == [invariants.NO_WORKER] and self.log_tail.errors:
-                # The scheduler dropped the workers: what it failed on names the hang (as for a worker it refused).
-                failed = f"the scheduler failed {self.log_tail.errors[-1][1]}; "
+            if causes == [invariants.NO_WORKER] and self.log_tail.first_error:
+                # The scheduler dropped the workers: what it failed on first names the hang (as for a worker it
+                # refused) — later errors follow from it (a KeyError releasing the task it failed on, …).
+                failed = f"the scheduler failed {self.log_tail.first_error}; "
             workers = sorted(self.worker_statuses().items())
             detail += "; workers: " + (", ".join(f"worker {name} {status}" for name, status in workers) or "none")
             before = bounded(lambda: self.client.run_on_scheduler(invariants.transition_counter), 20, "transitions")

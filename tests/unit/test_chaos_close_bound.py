@@ -41,7 +41,8 @@ def test_a_worker_the_scheduler_drops_while_it_registers_fails_with_what_the_sch
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The scheduler logs the exception it dropped the new worker on: that, not "never arrived", is the class (two
-    different distributed bugs gave the same message on 2022.10.2 and 2024.6.1)."""
+    different distributed bugs gave the same message on 2022.10.2 and 2024.6.1) — the first it logged, not a later
+    one that follows from it."""
     import logging
 
     from framework.chaos.executor import LivenessError, LogTail
@@ -56,6 +57,10 @@ def test_a_worker_the_scheduler_drops_while_it_registers_fails_with_what_the_sch
                 assert not "a priority", "ts"
             except AssertionError:
                 logging.getLogger("distributed.scheduler").exception("Error transitioning 'x' from 'no-worker'")
+            try:  # what follows from it: releasing the task it failed on fails too
+                set().remove("x")
+            except KeyError:
+                logging.getLogger("distributed.scheduler").exception("Error transitioning 'x' from 'queued'")
 
     monkeypatch.setattr(chaos_executor, "bounded", lambda function, timeout, what: function())
     monkeypatch.setattr(chaos_executor, "STEP_TIMEOUT_S", 0.2)
@@ -72,3 +77,42 @@ def test_a_worker_the_scheduler_drops_while_it_registers_fails_with_what_the_sch
     failed_on = 'AssertionError `assert not "a priority", "ts"` in scale (unit/test_chaos_close_bound.py)'
     assert str(raised.value).startswith(f"the scheduler failed {failed_on}; "), raised.value
     assert str(raised.value).endswith("the worker added by scaling up (1) never arrived")
+
+
+def test_a_hang_with_no_running_worker_is_named_by_the_first_thing_the_scheduler_failed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No worker left: what the scheduler failed on first (a worker's registration refused over a task without
+    priority) names the hang — not a KeyError that followed from it, nor the stuck keys' states."""
+    import logging
+    from types import SimpleNamespace
+
+    from framework.chaos import invariants
+    from framework.chaos.executor import LogTail
+    from framework.failure_signatures import signature
+
+    answers = {invariants.stuck_keys: {"a": "queued"}, invariants.stuck_causes: [invariants.NO_WORKER],
+               invariants.transition_counter: 7}  # fmt: skip
+    executor = Executor.__new__(Executor)
+    executor.client = SimpleNamespace(run_on_scheduler=lambda function, **kwargs: answers[function])  # type: ignore[assignment]
+    executor.ledger = SimpleNamespace(pending_keys=lambda: {"a"})  # type: ignore[assignment]
+    executor.settle_s = 40
+    executor.log_tail = LogTail()
+    monkeypatch.setattr(executor, "worker_statuses", dict)
+    monkeypatch.setattr(chaos_executor.time, "sleep", lambda seconds: None)
+    logger = logging.getLogger("distributed.scheduler")
+    logger.addHandler(executor.log_tail)
+    try:
+        for error in (AssertionError("ts"), KeyError("x")):
+            try:
+                raise error
+            except Exception:
+                logger.exception("Error transitioning 'a'")
+    finally:
+        logger.removeHandler(executor.log_tail)
+    failure = executor._liveness_failure()
+    assert str(failure).startswith(
+        "the scheduler failed AssertionError `raise error` in test_a_hang_with_no_running"
+    ), failure
+    assert "; stuck on: no running worker; workers: none; deadlock" in str(failure)
+    assert signature("liveness", f"LivenessError: {failure}", "").causes == ("no running worker",)
