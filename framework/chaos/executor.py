@@ -169,6 +169,9 @@ class Executor:
         # Workers taken out of the cluster's spec (closed or retired by a step): the cluster no longer waits for them
         self.forgotten: list[tuple[str, Any]] = []
         self.timings: dict[str, float] = collections.defaultdict(float)
+        # Faults aimed at a holder: how often the aim found its mark (``queued_found``: a queued task's only input
+        # was there) or fell back (``queued_missed``). What tells a batch that never met distributed#8702 why.
+        self.aimed: dict[str, int] = collections.defaultdict(int)
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Any:
@@ -494,6 +497,7 @@ class Executor:
                 counts = self._sole_holders(queued_only=True)
                 if not counts:
                     time.sleep(0.05)
+            self.aimed["queued_found" if counts else "queued_missed"] += 1
         if target in ("holder", "queued") and not counts:
             counts = self._sole_holders(queued_only=False)
         most = max((counts.get(address, 0) for _, address in workers), default=0)

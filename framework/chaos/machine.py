@@ -170,6 +170,7 @@ class BatchStats:
     slowest_settle_s: float = 0.0  # the longest any example's futures took to end once faults stopped
     step_counts: dict[str, int] = dataclasses.field(default_factory=dict)  # steps run, per kind
     network_examples: int = 0  # examples whose workers were behind the proxies (config "network")
+    aimed: dict[str, int] = dataclasses.field(default_factory=dict)  # aimed faults: hits, misses (Executor.aimed)
 
 
 class ChaosMachine(RuleBasedStateMachine):
@@ -406,6 +407,8 @@ class ChaosMachine(RuleBasedStateMachine):
             self.stats.network_examples += executor.network is not None
             for step in executor.program[1:]:
                 self.stats.step_counts[step["op"]] = self.stats.step_counts.get(step["op"], 0) + 1
+            for outcome, count in executor.aimed.items():
+                self.stats.aimed[outcome] = self.stats.aimed.get(outcome, 0) + count
             for phase, spent in executor.timings.items():
                 self.stats.seconds[phase] = self.stats.seconds.get(phase, 0.0) + spent
             keep = bool(self.stats.failures and self.stats.failures[-1].scratch == str(executor.scratch))

@@ -267,6 +267,7 @@ def run_fuzz_batch(plan: dict[str, Any], base: dict[str, Any], tier: str) -> dic
         **{f"seconds_{phase}": round(spent, 3) for phase, spent in stats.seconds.items()},
         **{f"count_{op}": count for op, count in sorted(stats.step_counts.items())},
         "network_examples": stats.network_examples,
+        **{f"aimed_{outcome}": count for outcome, count in sorted(stats.aimed.items())},
     }
     failure = result.failure
     if failure is None and result.error is None:
