@@ -130,8 +130,12 @@ which = st.integers(0, 1000)
 # Which worker a fault that loses data hits (``Executor._pick_worker``): any; the one holding the only copy of what
 # queued and waiting tasks need; or that holder at a moment a task is queued on its data (waiting up to 2 s for one).
 # Drawn at random, a close rarely lands there while dependents still wait: with "holder" half the time,
-# distributed#8702 was met on 2024.6.0 in 2 of 3 ci batches, with "holder" two draws in three in 1 of 3.
+# distributed#8702 was met on 2024.6.0 in 2 of 3 ci batches, with "holder" two draws in three in 1 of 3. With "queued"
+# a third of close_worker's draws, still 1 of 3 (calibration runs 7 and 8): hypothesis's swarm testing switches
+# whole rules off per example, and one seed drew 1 close in 24 examples. So the aim at queued work is a rule of its
+# own (``lose_queued_input``), switched on and off apart from close_worker.
 targets = st.sampled_from(["any", "holder", "queued"])
+close_targets = st.sampled_from(["any", "holder"])
 
 
 @dataclasses.dataclass
@@ -308,9 +312,16 @@ class ChaosMachine(RuleBasedStateMachine):
         self._do({"op": "add_worker"})
 
     @precondition(lambda self: self._has_workers())
-    @rule(which=which, aim=targets)  # (hypothesis reserves ``target``)
+    @rule(which=which, aim=close_targets)  # (hypothesis reserves ``target``)
     def close_worker(self, which: int, aim: str) -> None:
         self._do({"op": "close_worker", "which": which, "target": aim})
+
+    @precondition(lambda self: self._has_workers() and bool(self.executor and self.executor.submissions))
+    @rule(which=which)
+    def lose_queued_input(self, which: int) -> None:
+        """Close the worker holding the only copy of a queued task's input while that task is queued: its data must
+        be computed again and the task wait for it (distributed#8702 left such tasks queued for ever)."""
+        self._do({"op": "close_worker", "which": which, "target": "queued"})
 
     @precondition(lambda self: self._has_workers())
     @rule(which=which)

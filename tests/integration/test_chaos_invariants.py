@@ -300,6 +300,7 @@ def test_a_close_aimed_at_a_queued_tasks_data_takes_its_holder_and_waits_for_a_q
         assert executor._pick_worker(0, "queued") == executor._pick_worker(1, "queued") == (names[holder], holder)
         executor.apply({"op": "close_worker", "which": 0, "target": "queued"})
         assert holder not in {address for _, address in executor.live_workers()}
+        assert dict(executor.aimed) == {"queued_missed": 1, "queued_found": 3}  # what a batch's row counts
         while executor.gates_closed:
             executor.apply({"op": "open_gate", "which": 0})
         executor.apply({"op": "settle"})
