@@ -107,12 +107,26 @@ class LogTail(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}"[:500])
-            if record.exc_info and record.exc_info[1] is not None and record.name.startswith("distributed.scheduler"):
+            if record.exc_info and record.exc_info[1] is not None and _the_schedulers(record):
                 self.errors_seen += 1
                 self.errors.append((self.errors_seen, raised_at(record.exc_info[1])))
                 self.first_error = self.first_error or self.errors[-1][1]
         except Exception:
             pass
+
+
+def _the_schedulers(record: logging.LogRecord) -> bool:
+    """An exception the scheduler logged, or one raised through its code and logged by ``distributed.core`` (a stream
+    handler's: 2022.10.2 dropped workers over ``assert len(recommendations) <= 1`` in handle_long_running that way)."""
+    if record.name.startswith("distributed.scheduler"):
+        return True
+    error = record.exc_info[1] if record.exc_info else None
+    if not record.name.startswith("distributed.core") or error is None:
+        return False
+    return any(
+        frame.filename.replace("\\", "/").endswith("distributed/scheduler.py")
+        for frame in traceback.extract_tb(error.__traceback__)
+    )
 
 
 def raised_at(error: BaseException) -> str:
@@ -632,9 +646,10 @@ class Executor:
             causes = bounded(lambda: self.client.run_on_scheduler(invariants.stuck_causes), 20, "reading causes")
             if causes:
                 detail += "; stuck on: " + ", ".join(causes)
-            if causes == [invariants.NO_WORKER] and self.log_tail.first_error:
-                # The scheduler dropped the workers: what it failed on first names the hang (as for a worker it
-                # refused) — later errors follow from it (a KeyError releasing the task it failed on, …).
+            if causes in ([invariants.NO_WORKER], [invariants.NO_CAUSE]) and self.log_tail.first_error:
+                # The scheduler dropped the workers, or nothing the tasks wait on explains the hang: what it failed on
+                # first names it (as for a worker it refused) — later errors follow from it (a KeyError releasing
+                # the task it failed on, …). A hang that seceded tasks or lost data explain keeps that name.
                 failed = f"the scheduler failed {self.log_tail.first_error}; "
             workers = sorted(self.worker_statuses().items())
             detail += "; workers: " + (", ".join(f"worker {name} {status}" for name, status in workers) or "none")

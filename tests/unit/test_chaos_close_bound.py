@@ -116,3 +116,69 @@ def test_a_hang_with_no_running_worker_is_named_by_the_first_thing_the_scheduler
     ), failure
     assert "; stuck on: no running worker; workers: none; deadlock" in str(failure)
     assert signature("liveness", f"LivenessError: {failure}", "").causes == ("no running worker",)
+
+
+def test_a_hang_nothing_explains_is_named_by_a_scheduler_handler_that_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing seceded or missing, yet tasks stuck: the scheduler's stream handler failed first (2022.10.2 dropped
+    three workers over ``assert len(recommendations) <= 1``, logged by ``distributed.core`` — its message empty). An
+    exception raised through the scheduler's code names the hang; a worker's handler failing does not."""
+    import logging
+    from types import SimpleNamespace
+
+    from framework.chaos import invariants
+    from framework.chaos.executor import LogTail
+    from framework.failure_signatures import signature
+
+    answers = {invariants.stuck_keys: {"a": "processing", "b": "queued"},
+               invariants.stuck_causes: [invariants.NO_CAUSE], invariants.transition_counter: 7}  # fmt: skip
+    executor = Executor.__new__(Executor)
+    executor.client = SimpleNamespace(run_on_scheduler=lambda function, **kwargs: answers[function])  # type: ignore[assignment]
+    executor.ledger = SimpleNamespace(pending_keys=lambda: {"a", "b"})  # type: ignore[assignment]
+    executor.settle_s = 40
+    executor.log_tail = LogTail()
+    monkeypatch.setattr(executor, "worker_statuses", lambda: {"3": "running"})
+    monkeypatch.setattr(chaos_executor.time, "sleep", lambda seconds: None)
+    import linecache
+
+    source, filename = (
+        "def handle_long_running(recommendations):\n    assert len(recommendations) <= 1\n",
+        ("/env/site-packages/distributed/scheduler.py"),
+    )
+    monkeypatch.setitem(linecache.cache, filename, (len(source), None, source.splitlines(True), filename))
+    scheduler_code: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), scheduler_code)
+    logger = logging.getLogger("distributed.core")
+    logger.addHandler(executor.log_tail)
+    try:
+        try:
+            raise ValueError("a worker's handler")  # raised here, not in distributed/scheduler.py: not the scheduler's
+        except ValueError:
+            logger.exception("")
+        assert executor.log_tail.first_error == ""
+        try:
+            scheduler_code["handle_long_running"]([1, 2])
+        except AssertionError:
+            logger.exception("")
+    finally:
+        logger.removeHandler(executor.log_tail)
+    failure = str(executor._liveness_failure())
+    failed_on = "AssertionError `assert len(recommendations) <= 1` in handle_long_running (distributed/scheduler.py)"
+    assert failure.startswith(f"the scheduler failed {failed_on}; 2 future(s)"), failure
+    text = signature("liveness", f"LivenessError: {failure}", "").text
+    assert text == (
+        "liveness: LivenessError; stuck processing, queued (nothing seceded or missing);"
+        ' "the scheduler failed AssertionError `assert len(recommendations) <= N in handle_long_running"'
+    ), text
+
+
+def test_the_known_failure_of_7224_matches_the_message_the_fuzzer_writes() -> None:
+    """Its signature once ended at ``<= N``, which no failure written since the first error got its frame matches."""
+    from framework import known_failures
+    from framework.failure_signatures import signature
+
+    message = (
+        "LivenessError: the scheduler failed AssertionError `assert len(recommendations) <= 1` in handle_long_running"
+        " (distributed/scheduler.py); the worker added by scaling up (1) never arrived"
+    )
+    found = known_failures.match(known_failures.load_known_failures(), signature("liveness", message, "").text)
+    assert found is not None and found.name == "distributed_7224_long_running_two_slots"
