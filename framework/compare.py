@@ -504,7 +504,12 @@ def record_rows(report: ComparisonReport, common: dict[str, Any]) -> list[dict[s
 
 
 def plan_cases(
-    catalog: Catalog, baseline: Side, workloads: Sequence[str] | None, size: str | None, matrix: str = "default"
+    catalog: Catalog,
+    baseline: Side,
+    workloads: Sequence[str] | None,
+    size: str | None,
+    matrix: str = "default",
+    warmup: int | None = None,
 ) -> tuple[list[Case], list[str]]:
     """The cases to compare (the matrix's workloads unless narrowed), and why any were skipped."""
     selection = Selection(
@@ -513,6 +518,7 @@ def plan_cases(
         hardware=[baseline.hardware.name],
         workloads=workloads,
         size=size,
+        warmup=warmup,
     )
     plan = build_plan(catalog, selection)
     skipped = [f"{s.case_id} on {s.hardware}: {s.reason}" for s in plan.skipped]

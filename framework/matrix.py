@@ -50,6 +50,7 @@ class Selection:
     workloads: Sequence[str] | None = None
     size: str | None = None
     repeat: int | None = None
+    warmup: int | None = None  # unmeasured executions per case (``--warmup``): the workloads' own when None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +180,8 @@ def build_plan(catalog: Catalog, selection: Selection) -> Plan:
         profile = catalog.hardware[profile_name]
         if selection.repeat is not None:
             workload = workload.model_copy(update={"repeats": selection.repeat})
+        if selection.warmup is not None:
+            workload = workload.model_copy(update={"warmup": selection.warmup})
         problem = hardware_problem(workload, profile)
         if problem:
             skipped.append(Skipped(runtime_name, profile_name, workload.name, problem))

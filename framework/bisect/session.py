@@ -78,6 +78,8 @@ def judged_case(
     if record is not None:
         return None, None
     case = select_case(catalog, args.workload, args.size)
+    if getattr(args, "warmup", None) is not None:
+        case = dataclasses.replace(case, workload=case.workload.model_copy(update={"warmup": args.warmup}))
     hardware = catalog.hardware_profile(args.hardware)
     problem = hardware_problem(case.workload, hardware)
     if problem:

@@ -153,6 +153,29 @@ def count(option: str, maximum: int, default: Any = None) -> Callable[[str], int
     return parse
 
 
+WARMUP_LIMIT = 100
+
+
+def warmups(text: str) -> int:
+    """``--warmup``: unmeasured executions before the measured ones (0 to ``WARMUP_LIMIT``), not the workloads'."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number — use e.g. --warmup=3") from None
+    if not 0 <= value <= WARMUP_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not from 0 to {WARMUP_LIMIT} — use e.g. --warmup=3")
+    return value
+
+
+def add_warmup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--warmup",
+        type=warmups,
+        metavar="N",
+        help="unmeasured executions per case before the measured ones, on each cluster (overrides the workloads')",
+    )
+
+
 def bounded_number(low: float, high: float, example: str, low_allowed: bool = True) -> Callable[[str], float]:
     """A finite number in [low, high] (or (low, high] without ``low_allowed``) for options like --settle."""
     shown = f"{'from' if low_allowed else 'above'} {low:g} {'to' if low_allowed else 'up to'} {high:g}"

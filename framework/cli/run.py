@@ -29,6 +29,7 @@ from framework.cli.parser import (
     add_json,
     add_rebuild,
     add_results,
+    add_warmup,
     bounded_number,
     positive,
     renamed,
@@ -56,6 +57,7 @@ def matrix_parser() -> Parser:
     add_workload_options(parser)
     parser.add_argument("--size", help="data size (e.g. tiny, small, large)")
     parser.add_argument("--repeat", type=positive, help="measured repeats per case (overrides the workloads')")
+    add_warmup(parser)
     parser.add_argument("--address", help="scheduler address for the 'address' backend, e.g. tcp://10.0.0.5:8786")
     parser.add_argument(
         "--shard", type=parse_shard, metavar="K/N", help="run part K of the plan split into N (see --run-group)"
@@ -105,6 +107,7 @@ def cmd_matrix(argv: Sequence[str]) -> int:
         workloads=selectors(args),
         size=args.size,
         repeat=args.repeat,
+        warmup=args.warmup,
     )
     for option, value in (("--balance", args.balance), ("--balance-from", args.balance_from)):
         if value is not None and args.shard is None:
@@ -340,6 +343,7 @@ def compare_parser() -> Parser:
         help="interleaved rounds A B | B A …; each measures every case once per side (default: 5)",
     )
     renamed(parser, "--repeat", "--rounds", "interleaved rounds; --repeat is measured repeats per case elsewhere")
+    add_warmup(parser)
     parser.add_argument("--until-decided", action="store_true", help="add rounds until every metric is decided")
     parser.add_argument("--budget", type=positive, default=30, help="most rounds with --until-decided (default 30)")
     parser.add_argument(
@@ -408,7 +412,7 @@ def cmd_compare(argv: Sequence[str]) -> int:
         catalog = load_catalog()
         baseline = compare.resolve_side(args.baseline, catalog, args.hardware, args.baseline_config)
         candidate = compare.resolve_side(args.candidate, catalog, args.hardware, args.candidate_config)
-        cases, skipped = compare.plan_cases(catalog, baseline, selectors(args), args.size, args.matrix)
+        cases, skipped = compare.plan_cases(catalog, baseline, selectors(args), args.size, args.matrix, args.warmup)
         for reason in skipped:
             print(f"skipped {reason}", file=sys.stderr if args.json else sys.stdout)
         if args.dry_run:

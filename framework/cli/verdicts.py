@@ -19,6 +19,7 @@ from framework.cli.parser import (
     add_json,
     add_rebuild,
     add_results,
+    add_warmup,
     fraction,
     persistence,
     positive,
@@ -108,6 +109,7 @@ def bisect_parser() -> Parser:
     parser.add_argument("--hardware", default="local", help="hardware profile (default: local)")
     parser.add_argument("--size", help="data size (default: the workload's first, e.g. tiny)")
     parser.add_argument("--repeat", type=positive, default=5, help="repeats per release and per end (default: 5)")
+    add_warmup(parser)
     parser.add_argument(
         "--times",
         type=positive,
@@ -173,6 +175,7 @@ def attribute_parser() -> Parser:
     parser.add_argument(
         "--repeat", type=positive, default=5, help="interleaved rounds per environment and per end (default: 5)"
     )
+    add_warmup(parser)
     parser.add_argument(
         "--times", type=positive, default=3, help="most replays per environment with --failure (default: 3)"
     )

@@ -551,3 +551,16 @@ def test_bisect_json_with_a_table_or_a_plan_is_refused_in_one_line(extra: str) -
     argv = ["--package=dask", "--good=2024.12.1", "--bad=2025.5.0", "--workload=array_mean_var", "--json", extra]
     with pytest.raises(SelectionError, match="--json with --sweep or --dry-run"):
         cmd_bisect(argv)
+
+
+def test_warmup_sets_the_judged_cases_warmups_for_bisect_and_attribute() -> None:
+    """``--warmup`` reaches the case every environment is judged on (attribute shares bisect's judged_case)."""
+    from framework.bisect.session import judged_case
+    from framework.config import load_catalog
+
+    catalog = load_catalog()
+    args = argparse.Namespace(workload="groupby_agg[by=name]", size=None, hardware="local", warmup=4)
+    case, _ = judged_case(args, catalog, None)
+    assert case is not None and case.workload.warmup == 4
+    case, _ = judged_case(argparse.Namespace(**{**vars(args), "warmup": None}), catalog, None)
+    assert case is not None and case.workload.warmup == catalog.workloads["groupby_agg"].warmup
