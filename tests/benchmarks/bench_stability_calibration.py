@@ -79,6 +79,7 @@ PAIRS = (
             "distributed_8702_hang_queued",
             "distributed_8702_queued_on_missing_data",
             "distributed_8702_queued_on_missing_data_seceded",
+            "distributed_8702_queued_to_processing",
         ),
         TIERS,
     ),
