@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 
 from framework.chaos import graphs
-from framework.chaos.machine import graph_params
+from framework.chaos.strategies import graph_params
 
 MiB = 2**20
 

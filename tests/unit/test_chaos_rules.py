@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 
 from framework.chaos.graphs import build_graph
-from framework.chaos.machine import ChaosMachine, close_targets, queued_fanouts, targets
+from framework.chaos.machine import ChaosMachine
+from framework.chaos.strategies import close_targets, queued_fanouts, targets
 
 
 class Recording:
