@@ -148,16 +148,20 @@ def test_matrix_unknown_runtime_suggests_the_near_miss_and_lists_the_known(capsy
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("option", "value", "expected"),
     [
-        ("0", "argument --repeat: 0 is not ≥ 1 — use e.g. --repeat=5"),
-        ("-3", "argument --repeat: -3 is not ≥ 1 — use e.g. --repeat=5"),
-        ("many", "argument --repeat: 'many' is not a whole number — use e.g. --repeat=5"),
+        ("--repeat", "0", "argument --repeat: 0 is not ≥ 1 — use e.g. --repeat=5"),
+        ("--repeat", "-3", "argument --repeat: -3 is not ≥ 1 — use e.g. --repeat=5"),
+        ("--repeat", "many", "argument --repeat: 'many' is not a whole number — use e.g. --repeat=5"),
+        ("--warmup", "-1", "argument --warmup: -1 is not from 0 to 100 — use e.g. --warmup=3"),
+        ("--warmup", "101", "argument --warmup: 101 is not from 0 to 100 — use e.g. --warmup=3"),
+        ("--warmup", "two", "argument --warmup: 'two' is not a whole number — use e.g. --warmup=3"),
     ],
 )
-def test_matrix_repeat_must_be_a_positive_whole_number(capsys, value, expected):
+def test_matrix_counts_out_of_range_are_one_line_and_exit_2(capsys, option, value, expected):
+    """``--repeat`` is a whole number ≥ 1; ``--warmup`` one from 0 to 100."""
     with pytest.raises(SystemExit) as caught:
-        cli.main(["matrix", "--dry-run", f"--repeat={value}"])
+        cli.main(["matrix", "--dry-run", f"{option}={value}"])
 
     assert caught.value.code == 2
     assert _one_line(capsys.readouterr().err).endswith(expected)
@@ -283,19 +287,3 @@ def test_warmup_overrides_the_workloads_in_a_matrix_and_a_comparison(capsys):
     argv = ["compare", "--baseline=stable", "--candidate=latest", "--workload=groupby_agg", "--dry-run"]
     assert cli.main([*argv, "--warmup=3", "--rounds=2"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].endswith("(8 measured, 24 warm-up); nothing was built or run")
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("-1", "argument --warmup: -1 is not from 0 to 100 — use e.g. --warmup=3"),
-        ("101", "argument --warmup: 101 is not from 0 to 100 — use e.g. --warmup=3"),
-        ("two", "argument --warmup: 'two' is not a whole number — use e.g. --warmup=3"),
-    ],
-)
-def test_warmup_must_be_a_whole_number_from_0_to_100(capsys, value, expected):
-    with pytest.raises(SystemExit) as caught:
-        cli.main(["matrix", "--dry-run", f"--warmup={value}"])
-
-    assert caught.value.code == 2
-    assert _one_line(capsys.readouterr().err).endswith(expected)
