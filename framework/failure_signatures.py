@@ -128,7 +128,9 @@ def signature(kind: str, error: str | None, traceback: str | None) -> FailureSig
         causes=causes,
         frames=frames,
         waits=bool(waits),
-        gist="" if frames else gist(message),
+        # A bare TimeoutError keeps its message beside where it was raised: one function raises timeouts for
+        # different waits (distributed's restart_workers: nannies that did not shut down, workers that did not return).
+        gist="" if frames and errors != ["TimeoutError"] else gist(message),
         label=label.group("label") if label else "",
         asserted=_bare_assertion(traceback or "") if "AssertionError" in errors and not label else "",
     )

@@ -290,3 +290,25 @@ def test_a_failure_met_while_hypothesis_stops_an_example_has_the_same_signature(
     error = "LivenessError: 2 future(s) neither finished … : a=processing on tcp://x, b=queued"
     assert signature("liveness", error, during) == signature("liveness", error, own)
     assert "StopTest" not in signature("liveness", error, during).text
+
+
+def test_a_restart_timeout_keeps_its_message_nannies_that_did_not_stop_and_workers_that_did_not_return_differ() -> None:
+    """distributed's restart_workers raises a bare TimeoutError for both; only the first is distributed's bug."""
+    from framework.known_failures import load_known_failures, match
+
+    record = REAL["20261207T050114Z-24e74d-stable-process"]  # calibration run 7, stable's process tier, load 7
+    killed = of_record(record)
+    returned = signature(
+        "error",
+        "TimeoutError: Waited for 4 worker(s) to reconnect after restarting but, after 120s, only 3 have returned.",
+        record["traceback"],
+    )
+
+    where = "raised at restart_workers (distributed/scheduler.py) ← wrapper (distributed/utils.py)"
+    assert killed.text == f'error: TimeoutError; {where}; "N nanny worker(s) did not shut down within N"'
+    assert returned.text.startswith(f'error: TimeoutError; {where}; "Waited for N worker(s) to reconnect')
+    known = load_known_failures()
+    found = match(known, killed.text)
+    assert found is not None and found.name == "distributed_restart_nanny_kill_deadline"
+    assert found.entry.reproducer == "workloads/reproducers/restart_nanny_kill_deadline.py"
+    assert match(known, returned.text) is None  # the harness's own class stays unexplained if it comes back

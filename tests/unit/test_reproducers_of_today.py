@@ -28,3 +28,13 @@ def test_good_on_this_release(script: str) -> None:
     done = run([str(REPRODUCERS / f"{script}.py")])
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert ": ok — " in done.stdout, done.stdout
+
+
+@pytest.mark.cluster(deadline=150)
+def test_a_restart_survives_a_nanny_that_runs_late_killing_its_worker_on_this_release() -> None:
+    """restart_nanny_kill_deadline.py: bad on 2024.6.1 and 2026.3.0 (raised after 5.6 s), fixed in 2026.8.0 — this
+    suite's distributed. A control restart without the stall must pass first (exit 2 otherwise)."""
+    done = run([str(REPRODUCERS / "restart_nanny_kill_deadline.py")])
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "control: Client.restart(timeout=120) without a stall finished in" in done.stdout, done.stdout
+    assert ": ok — 3 restarts with a nanny stalled 2 s finished within their 120 s" in done.stdout, done.stdout
