@@ -54,6 +54,7 @@ _STATE = re.compile(r"=(" + "|".join(STATES) + r")\b")
 # Every stuck key's state counted, after the first few keys listed: ``… (all 35: processing 2, queued 33)``.
 # What the stuck tasks wait on (``framework.chaos.invariants.stuck_causes``): ``; stuck on: seceded, …``.
 NO_CAUSE = "nothing seceded or missing"  # framework.chaos.invariants.NO_CAUSE (no import: that module needs dask)
+SCHEDULER_FAILED = "the scheduler failed "  # how the fuzzer names a hang by the first exception the scheduler logged
 _STUCK_ON = re.compile(r"; stuck on: ([a-z ,]+?)(?:;|$| \(hypothesis)")
 _ALL_STATES = re.compile(r"\(all \d+: ((?:[a-z-]+ \d+(?:, )?)+)\)")
 _STDLIB = re.compile(r"/lib/python\d+\.\d+/|^<frozen |^<string>")
@@ -83,7 +84,11 @@ class FailureSignature:
             parts.append(f"assert {self.label!r}")
         if self.asserted:
             parts.append(f"assert {self.asserted}")
-        if self.causes == (NO_CAUSE,):  # none of the causes read: the states describe it, kept apart from old records
+        if self.causes == (NO_CAUSE,) and self.gist.startswith(SCHEDULER_FAILED):
+            # what the scheduler failed on names it, as for a hang with no running worker: the states it leaves vary
+            # with what happened to be queued (2022.10.2's add_to_long_running: processing, queued, waiting)
+            parts.append(f"stuck ({NO_CAUSE})")
+        elif self.causes == (NO_CAUSE,):  # none of the causes read: the states describe it, apart from old records
             parts.append(f"stuck {', '.join(self.states)} ({NO_CAUSE})")
         elif self.causes:  # what the tasks wait on names the hang better than the states it leaves them in
             parts.append(f"stuck on {', '.join(self.causes)}")

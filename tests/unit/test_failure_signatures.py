@@ -312,3 +312,34 @@ def test_a_restart_timeout_keeps_its_message_nannies_that_did_not_stop_and_worke
     assert found is not None and found.name == "distributed_restart_nanny_kill_deadline"
     assert found.entry.reproducer == "workloads/reproducers/restart_nanny_kill_deadline.py"
     assert match(known, returned.text) is None  # the harness's own class stays unexplained if it comes back
+
+
+def test_a_hang_named_by_what_the_scheduler_failed_on_keeps_one_class_whatever_it_left_queued() -> None:
+    """2022.10.2's stale long-running message (calibration run 7): the scheduler dropped workers over
+    ``assert ts not in self.long_running``; the hang it left has nothing seceded or missing, and its stuck states are
+    whatever happened to be queued — the failure names the class, as for a hang with no running worker."""
+    from framework.known_failures import load_known_failures, match
+
+    failed = (
+        "the scheduler failed AssertionError `assert ts not in self.long_running` in add_to_long_running"
+        " (distributed/scheduler.py); "
+    )
+
+    def hang(states: str, first: str = failed) -> str:
+        return (
+            f"LivenessError: {first}19 future(s) neither finished, erred nor were cancelled 40 s after faults stopped:"
+            f" a, b …; scheduler states: {states}; stuck on: nothing seceded or missing; workers: worker 3 running"
+        )
+
+    run_7 = signature("liveness", hang("a=processing on tcp://h:1, b=queued, c=waiting"), "")
+    another = signature("liveness", hang("a=processing on tcp://h:1, b=queued"), "")
+    assert run_7.text == another.text == (
+        'liveness: LivenessError; stuck (nothing seceded or missing); "the scheduler failed AssertionError'
+        ' `assert ts not in self.long_running` in add_to_long_running"'
+    )
+    found = match(load_known_failures(), run_7.text)
+    assert found is not None and found.name == "distributed_8991_long_running_twice"
+    assert found.entry.reproducer == "workloads/reproducers/long_running_twice.py"
+    # nothing failed first: the states are all there is, and they stay in the class
+    unnamed = signature("liveness", hang("a=processing on tcp://h:1, b=queued, c=waiting", first=""), "")
+    assert "; stuck processing, queued, waiting (nothing seceded or missing); " in unnamed.text

@@ -22,7 +22,14 @@ def run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.cluster(deadline=150)
 @pytest.mark.parametrize(
-    "script", ["long_running_two_slots", "task_without_priority", "memory_without_holder", "new_worker_stuck_init"]
+    "script",
+    [
+        "long_running_two_slots",
+        "task_without_priority",
+        "memory_without_holder",
+        "new_worker_stuck_init",
+        "long_running_twice",
+    ],
 )
 def test_good_on_this_release(script: str) -> None:
     done = run([str(REPRODUCERS / f"{script}.py")])
