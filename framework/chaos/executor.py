@@ -117,8 +117,8 @@ class LogTail(logging.Handler):
 
 def _the_schedulers(record: logging.LogRecord) -> bool:
     """An exception the scheduler logged, or one raised through its code and logged by ``distributed.core`` (a stream
-    handler's: 2022.10.2 dropped three workers over ``assert ts not in self.long_running`` that way in calibration run 7,
-    and #7224's ``assert len(recommendations) <= 1`` in handle_long_running is logged alike)."""
+    handler's: 2022.10.2 dropped three workers over ``assert ts not in self.long_running`` that way in calibration
+    run 7; #7224's ``assert len(recommendations) <= 1`` in handle_long_running is logged alike)."""
     if record.name.startswith("distributed.scheduler"):
         return True
     error = record.exc_info[1] if record.exc_info else None

@@ -333,9 +333,13 @@ def test_a_hang_named_by_what_the_scheduler_failed_on_keeps_one_class_whatever_i
 
     run_7 = signature("liveness", hang("a=processing on tcp://h:1, b=queued, c=waiting"), "")
     another = signature("liveness", hang("a=processing on tcp://h:1, b=queued"), "")
-    assert run_7.text == another.text == (
-        'liveness: LivenessError; stuck (nothing seceded or missing); "the scheduler failed AssertionError'
-        ' `assert ts not in self.long_running` in add_to_long_running"'
+    assert (
+        run_7.text
+        == another.text
+        == (
+            'liveness: LivenessError; stuck (nothing seceded or missing); "the scheduler failed AssertionError'
+            ' `assert ts not in self.long_running` in add_to_long_running"'
+        )
     )
     found = match(load_known_failures(), run_7.text)
     assert found is not None and found.name == "distributed_8991_long_running_twice"
