@@ -21,7 +21,7 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from framework.attribute.changes import Change, lock_diff
+from framework.attribute.changes import Change, applied, lock_diff, pins
 from framework.attribute.coupling import couple, read_metadata, site_packages
 from framework.attribute.probes import BASELINE, CANDIDATE, Ends, ProbeMetricOracle, Probes
 from framework.attribute.search import Attribution, attribute, probes_bound
@@ -30,7 +30,7 @@ from framework.bisect.search import Judgement
 from framework.bisect.session import failure_to_replay, judged_case, replayer
 from framework.config import ROOT, Catalog, load_catalog
 from framework.engine import prepare_environment, say
-from framework.environments import existing_environment, parse_lock
+from framework.environments import digest, existing_environment, parse_lock
 from framework.in_runtime.errors import EnvironmentBuildError, FrameworkError
 from framework.matrix import Case
 from framework.metric_catalogue import METRIC_NAMES, MetricSpec, metric
@@ -428,7 +428,44 @@ def report(
     step = next_step(attribution, plan, args)
     if step:
         lines.append(f"next: {step}" + ("" if args.bisect else "  (or run this again with --bisect)"))
+    narrower = narrowing(attribution, plan, args)
+    if narrower:
+        lines.append(f"narrow: {narrower}")
     return "\n".join(lines) + "\n"
+
+
+NARROWED = Path(".blessing") / "attribute"  # the locks of narrowest sets, beside the environments (never results)
+
+
+def narrowing(attribution: Attribution, plan: Plan, args: argparse.Namespace, root: Path | None = None) -> str | None:
+    """After ``undecided`` or ``budget`` with a set smaller than the diff: the command that searches that set alone,
+    with twice the rounds (or replays) — its candidate the baseline's lock with the set applied, written to
+    ``.blessing/attribute/narrowest-<digest>.txt``. The narrowed search's shares are of that lock's effect."""
+    names = frozenset(attribution.narrowest)
+    if attribution.status not in ("undecided", "budget") or not names or len(names) >= len(plan.ends.changes):
+        return None
+    root = root or ROOT
+    lock = applied(plan.ends.baseline_lock, plan.ends.named(names))
+    path = root / NARROWED / f"narrowest-{digest(lock)[:12]}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_suffix(".txt.partial")
+    header = (
+        f"# {plan.ends.baseline}'s lock with {plan.ends.describe(names)} as in {plan.ends.candidate}: the cause an"
+        " attribution left undecided (nox -s attribute)\n"
+    )
+    staged.write_text(header + "\n".join(pins(lock)) + "\n", encoding="utf-8")
+    staged.replace(path)
+    if args.failure:
+        judged = f"--failure={args.failure} --times={2 * args.times}"
+    else:
+        judged = f"--workload={args.workload} --metric={args.metric or 'outcome'} --repeat={2 * args.repeat}"
+    options = [f"--hardware={args.hardware}"] if args.hardware != "local" else []
+    options += [f"--size={args.size}"] if args.size else []
+    options += [f"--warmup={args.warmup}"] if getattr(args, "warmup", None) is not None else []
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    return " ".join(
+        ["nox -s attribute --", f"--baseline={plan.ends.baseline}", f"--candidate={shown}", judged, *options]
+    )
 
 
 def document(

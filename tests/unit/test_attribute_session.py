@@ -95,9 +95,11 @@ def probe(label: str, applied: set[str], verdict: str) -> Probe:
 
 
 def test_the_answer_names_the_set_an_interaction_what_does_not_install_and_the_next_step(
-    locks: tuple[Path, Path], results_dir: Path, monkeypatch: pytest.MonkeyPatch
+    locks: tuple[Path, Path], results_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from framework.attribute import session
+
+    monkeypatch.setattr(session, "ROOT", tmp_path)  # an undecided answer writes the narrowest set's lock there
 
     old, new = locks
     args = attribute_parser().parse_args(
@@ -138,3 +140,41 @@ def _runtime():  # type: ignore[no-untyped-def]
     from framework.models import Runtime
 
     return Runtime(name="stable", python="3.11", packages={"dask": ""})
+
+
+def test_an_undecided_search_writes_the_narrowest_sets_lock_and_the_command_that_searches_it_with_twice_the_rounds(
+    locks: tuple[Path, Path], results_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What was done by hand on 2026-12-07 (77 changes left undecided within packaging+pandas+paramiko; the same
+    three searched alone with 15 rounds named pandas): the tool now offers it."""
+    from framework.attribute import session
+
+    monkeypatch.setattr(session, "ROOT", tmp_path)
+    _, new = locks
+    args = attribute_parser().parse_args(
+        ["--baseline=20261207T111144Z-2bf993", f"--candidate={new}", "--workload=groupby_agg[by=name]",
+         "--metric=wall", "--repeat=9", "--warmup=3", f"--results={results_dir}"]
+    )  # fmt: skip
+    baseline, candidate = session.parse_lock(OLD), session.parse_lock(NEW)
+    changes = session.lock_diff(baseline, candidate, [["dask", "distributed"]])
+    plan = session.Plan(
+        session.Ends("20261207T111144Z-2bf993", str(new), _runtime(), baseline, candidate, changes),
+        None, None, None, None, "stable",
+    )  # fmt: skip
+    names = [change.name for change in changes]
+    stuck = Attribution(names, [], "undecided", narrowest=["pandas", "toolz"], problem="pandas: no call")
+
+    command = session.narrowing(stuck, plan, args)
+
+    written = sorted((tmp_path / ".blessing" / "attribute").glob("narrowest-*.txt"))
+    assert len(written) == 1 and not list(written[0].parent.glob("*.partial"))
+    assert session.parse_lock(written[0].read_text()) == {**baseline, "pandas": "3.0.2", "toolz": "1.1.0"}
+    assert written[0].read_text().startswith("# 20261207T111144Z-2bf993's lock with pandas 2.2.3 → 3.0.2, toolz")
+    assert command == (
+        f"nox -s attribute -- --baseline=20261207T111144Z-2bf993 --candidate={written[0].relative_to(tmp_path)}"
+        " --workload=groupby_agg[by=name] --metric=wall --repeat=18 --warmup=3"
+    )
+    assert f"narrow: {command}" in report(stuck, plan, session.Probes(plan.ends), "", 1, [], args)
+    # nothing narrower to offer: an answer, or a set as wide as the diff
+    assert session.narrowing(Attribution(names, [], "found", ["pandas"]), plan, args) is None
+    assert session.narrowing(Attribution(names, [], "budget", narrowest=names, problem="x"), plan, args) is None
