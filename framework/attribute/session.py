@@ -251,10 +251,12 @@ def run_attribution(
     saved = None
     if isinstance(oracle, ProbeMetricOracle) and runner is not None:
         saved = save_evidence(oracle, runner, attribution, plan, probes, args.results)
-    sys.stdout.write(report(attribution, plan, probes, confirmation, minutes, built, args, saved))
+    narrower = narrowing(attribution, plan, args)
+    sys.stdout.write(report(attribution, plan, probes, confirmation, minutes, built, args, saved, narrower))
     if answer is not None:
         answer.update(document(attribution, plan, confirmation, minutes, built))
         answer["comparison_record"] = str(saved) if saved is not None else None
+        answer["narrow"] = narrower
     code = 0 if attribution.status == "found" else 1
     step = next_step(attribution, plan, args)
     if code == 0 and args.bisect and step and bisect_options is not None:
@@ -392,6 +394,7 @@ def report(
     built: list[str],
     args: argparse.Namespace,
     saved: Path | None = None,
+    narrower: str | None = None,
 ) -> str:
     from framework.summary import format_table
 
@@ -428,7 +431,6 @@ def report(
     step = next_step(attribution, plan, args)
     if step:
         lines.append(f"next: {step}" + ("" if args.bisect else "  (or run this again with --bisect)"))
-    narrower = narrowing(attribution, plan, args)
     if narrower:
         lines.append(f"narrow: {narrower}")
     return "\n".join(lines) + "\n"

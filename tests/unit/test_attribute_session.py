@@ -95,11 +95,9 @@ def probe(label: str, applied: set[str], verdict: str) -> Probe:
 
 
 def test_the_answer_names_the_set_an_interaction_what_does_not_install_and_the_next_step(
-    locks: tuple[Path, Path], results_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    locks: tuple[Path, Path], results_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from framework.attribute import session
-
-    monkeypatch.setattr(session, "ROOT", tmp_path)  # an undecided answer writes the narrowest set's lock there
 
     old, new = locks
     args = attribute_parser().parse_args(
@@ -174,7 +172,7 @@ def test_an_undecided_search_writes_the_narrowest_sets_lock_and_the_command_that
         f"nox -s attribute -- --baseline=20261207T111144Z-2bf993 --candidate={written[0].relative_to(tmp_path)}"
         " --workload=groupby_agg[by=name] --metric=wall --repeat=18 --warmup=3"
     )
-    assert f"narrow: {command}" in report(stuck, plan, session.Probes(plan.ends), "", 1, [], args)
+    assert f"narrow: {command}" in report(stuck, plan, session.Probes(plan.ends), "", 1, [], args, None, command)
     # nothing narrower to offer: an answer, or a set as wide as the diff
     assert session.narrowing(Attribution(names, [], "found", ["pandas"]), plan, args) is None
     assert session.narrowing(Attribution(names, [], "budget", narrowest=names, problem="x"), plan, args) is None
