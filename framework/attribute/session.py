@@ -21,6 +21,7 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
+from framework import vocabulary
 from framework.attribute.changes import Change, applied, lock_diff, pins
 from framework.attribute.coupling import couple, read_metadata, site_packages
 from framework.attribute.probes import BASELINE, CANDIDATE, Ends, ProbeMetricOracle, Probes
@@ -252,13 +253,15 @@ def run_attribution(
     if isinstance(oracle, ProbeMetricOracle) and runner is not None:
         saved = save_evidence(oracle, runner, attribution, plan, probes, args.results)
     narrower = narrowing(attribution, plan, args)
-    sys.stdout.write(report(attribution, plan, probes, confirmation, minutes, built, args, saved, narrower))
+    sys.stdout.write(
+        report(attribution, plan, probes, confirmation, minutes, built, args, saved, narrower, improved(oracle))
+    )
     if answer is not None:
         answer.update(document(attribution, plan, confirmation, minutes, built))
         answer["comparison_record"] = str(saved) if saved is not None else None
         answer["narrow"] = narrower
     code = 0 if attribution.status == "found" else 1
-    step = next_step(attribution, plan, args)
+    step = next_step(attribution, plan, args, improved(oracle))
     if code == 0 and args.bisect and step and bisect_options is not None:
         from framework.bisect.session import run_bisection
 
@@ -372,17 +375,27 @@ def _environments(runner: ReleaseRunner | None) -> list[str]:
     return shown
 
 
-def next_step(attribution: Attribution, plan: Plan, args: argparse.Namespace) -> str | None:
-    """For one package (or one lockstep family), the bisect command that names its first bad release."""
+def next_step(attribution: Attribution, plan: Plan, args: argparse.Namespace, improved: bool = False) -> str | None:
+    """For one package (or one lockstep family), the bisect command that names its first bad release — or, for an
+    ``improved`` metric, the release where it improved: bisect judges a change for the worse, so the ends swap (the
+    new release is the "good" one; bisect refuses the other order and says to swap)."""
     if attribution.status != "found" or len(attribution.culprits) != 1:
         return None
     change = next(change for change in plan.ends.changes if change.name == attribution.culprits[0])
     package, old, new = change.moves[0]
     if old is None or new is None:
         return None  # an added or removed package has no releases to bisect between
+    good, bad = (new, old) if improved else (old, new)
     judged = f"--failure={args.failure}" if args.failure else f"--workload={args.workload} --metric={args.metric}"
     where = f" --runtime={plan.baseline_runtime}" if plan.baseline_runtime else ""
-    return f"nox -s bisect -- --package={package} --good={old} --bad={new}{where} {judged}"
+    warmup = f" --warmup={args.warmup}" if getattr(args, "warmup", None) is not None else ""
+    return f"nox -s bisect -- --package={package} --good={good} --bad={bad}{where} {judged}{warmup}"
+
+
+def improved(oracle: Any) -> bool:
+    """The candidate is better than the baseline on the metric (the ends' A/B said improved)."""
+    ends = getattr(oracle, "ends_comparison", None)
+    return ends is not None and ends.verdict == vocabulary.Verdict.IMPROVED
 
 
 def report(
@@ -395,6 +408,7 @@ def report(
     args: argparse.Namespace,
     saved: Path | None = None,
     narrower: str | None = None,
+    better: bool = False,
 ) -> str:
     from framework.summary import format_table
 
@@ -428,7 +442,7 @@ def report(
     )
     if saved is not None:
         lines.append(f"comparison record: {saved}")
-    step = next_step(attribution, plan, args)
+    step = next_step(attribution, plan, args, better)
     if step:
         lines.append(f"next: {step}" + ("" if args.bisect else "  (or run this again with --bisect)"))
     if narrower:

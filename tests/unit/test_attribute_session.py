@@ -120,6 +120,17 @@ def test_the_answer_names_the_set_an_interaction_what_does_not_install_and_the_n
     both = Attribution(one.changes, [], "found", ["pandas", "tzdata"], True, alone={"pandas": "good", "tzdata": "good"})
     text = report(both, plan, session.Probes(plan.ends), "", 2.5, [], args)
     assert "only together (an interaction)" in text and "each alone: pandas good, tzdata good" in text
+    # an improvement (pandas 3.0.2 → 3.1.1 made groupby_agg[by=name] 44 % faster, 2026-12-07): bisect judges a change
+    # for the worse, so the new release is its good end — the other order is refused ("swap --good and --bad")
+    assert next_step(one, plan, args, improved=True) == (
+        "nox -s bisect -- --package=pandas --good=3.0.2 --bad=2.2.3 --runtime=stable"
+        " --workload=groupby_agg[by=name] --metric=wall"
+    )
+    assert "next: nox -s bisect -- --package=pandas --good=3.0.2 --bad=2.2.3" in report(
+        one, plan, session.Probes(plan.ends), "", 2.5, [], args, None, None, True
+    )
+    warm = attribute_parser().parse_args([*args_list(old, new, results_dir), "--warmup=3"])
+    assert next_step(one, plan, warm).endswith("--metric=wall --warmup=3")  # type: ignore[union-attr]
     assert next_step(both, plan, args) is None  # two packages: no single bisect
     installs = Attribution(
         one.changes, [], "found", ["pandas", "tzdata"], False, alone={"pandas": "skip", "tzdata": "good"}
@@ -132,6 +143,11 @@ def test_the_answer_names_the_set_an_interaction_what_does_not_install_and_the_n
         "undecided: pandas+toolz: no call — the cause is within: pandas 2.2.3 → 3.0.2, toolz 1.0.0 → 1.1.0"
         in report(stuck, plan, session.Probes(plan.ends), "", 1, [], args)
     )
+
+
+def args_list(old: Path, new: Path, results_dir: Path) -> list[str]:
+    return [f"--baseline={old}", f"--candidate={new}", "--workload=groupby_agg[by=name]", "--metric=wall",
+            f"--results={results_dir}"]  # fmt: skip
 
 
 def _runtime():  # type: ignore[no-untyped-def]
